@@ -1,0 +1,300 @@
+//! HTTP Basic Auth against the `users` of the config.
+//!
+//! Hashes are slow by design, so a verified credential is cached under a keyed BLAKE3 hash of
+//! (user, password) — never the password itself — and a cached check costs one hash and one map
+//! lookup. The key is random per process and per config, so the cache dies with a reload.
+//! Failures are cached separately and briefly, so that a misconfigured agent retrying a wrong
+//! password does not make the gateway run argon2 on every attempt; a failure can never become a
+//! success because the two live in different caches.
+
+use super::{password, AuthError, AuthMethod, AuthOutcome, Authenticator, Identity};
+use crate::config::{Config, PasswordHash};
+use async_trait::async_trait;
+use base64::Engine;
+use moka::sync::Cache;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+type CacheKey = [u8; 32];
+
+struct Account {
+    hash: PasswordHash,
+    identity: Arc<Identity>,
+}
+
+pub struct BasicAuth {
+    accounts: HashMap<String, Account>,
+    key: [u8; 32],
+    verified: Cache<CacheKey, Arc<Identity>>,
+    refused: Cache<CacheKey, ()>,
+    /// Bounds concurrent hash verifications so a flood of bad passwords cannot take every
+    /// blocking thread.
+    permits: Arc<Semaphore>,
+    /// Verified for unknown users too, so that timing does not tell which users exist.
+    decoy: PasswordHash,
+}
+
+/// Longest `user:password` we accept, decoded. Keeps decoding on the stack.
+const MAX_CREDENTIALS: usize = 1024;
+
+impl BasicAuth {
+    pub fn new(config: &Config) -> Self {
+        let accounts = config
+            .users
+            .iter()
+            .filter_map(|u| {
+                let hash = u.password_hash.clone()?;
+                Some((
+                    u.name.clone(),
+                    Account {
+                        hash,
+                        identity: Arc::new(identity_of(u)),
+                    },
+                ))
+            })
+            .collect();
+        let ttl = config.server.auth_cache_ttl;
+        BasicAuth {
+            accounts,
+            key: rand::random(),
+            verified: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(ttl)
+                .build(),
+            refused: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(10).min(ttl))
+                .build(),
+            permits: Arc::new(Semaphore::new(
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(2),
+            )),
+            decoy: decoy_hash(),
+        }
+    }
+
+    fn cache_key(&self, user: &[u8], pass: &[u8]) -> CacheKey {
+        let mut h = blake3::Hasher::new_keyed(&self.key);
+        h.update(&(user.len() as u64).to_le_bytes());
+        h.update(user);
+        h.update(pass);
+        *h.finalize().as_bytes()
+    }
+
+    /// Checks one `user`/`pass` pair (already decoded).
+    pub async fn check(&self, user: &[u8], pass: &[u8]) -> Result<Arc<Identity>, AuthError> {
+        let key = self.cache_key(user, pass);
+        if let Some(identity) = self.verified.get(&key) {
+            return Ok(identity);
+        }
+        if self.refused.contains_key(&key) {
+            return Err(AuthError::InvalidCredentials);
+        }
+        let account = std::str::from_utf8(user)
+            .ok()
+            .and_then(|u| self.accounts.get(u));
+        let (hash, identity) = match account {
+            Some(a) => (a.hash.clone(), Some(a.identity.clone())),
+            None => (self.decoy.clone(), None),
+        };
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| AuthError::Unavailable)?;
+        let pass = pass.to_vec();
+        let ok = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            password::verify(&hash, &pass)
+        })
+        .await
+        .map_err(|_| AuthError::Unavailable)?;
+        match (ok, identity) {
+            (true, Some(identity)) => {
+                self.verified.insert(key, identity.clone());
+                Ok(identity)
+            }
+            _ => {
+                self.refused.insert(key, ());
+                Err(AuthError::InvalidCredentials)
+            }
+        }
+    }
+}
+
+/// Identity of a configured user (also used for client certificates).
+pub fn identity_of(u: &crate::config::User) -> Identity {
+    let mut tenants = u.tenants.clone();
+    tenants.sort();
+    tenants.dedup();
+    Identity {
+        name: u.name.clone(),
+        tenants,
+        access: u.access,
+        method: AuthMethod::Basic,
+    }
+}
+
+fn decoy_hash() -> PasswordHash {
+    // Same cost as the crate default used by `whizard hash-password`.
+    let phc = password::hash_argon2id(b"decoy").unwrap_or_default();
+    PasswordHash::parse(&phc).unwrap_or(PasswordHash::Bcrypt(String::new()))
+}
+
+/// Splits `Authorization: Basic <base64(user:pass)>` into its parts, decoding on the stack.
+pub fn parse_basic<'b>(
+    header: &[u8],
+    buf: &'b mut [u8; MAX_CREDENTIALS],
+) -> Option<Result<(&'b [u8], &'b [u8]), AuthError>> {
+    let scheme = header.get(..6)?;
+    if !scheme.eq_ignore_ascii_case(b"basic ") {
+        return None;
+    }
+    let encoded = header[6..].trim_ascii();
+    if encoded.len() > MAX_CREDENTIALS / 3 * 4 {
+        return Some(Err(AuthError::Malformed("credentials too long")));
+    }
+    let n = match base64::engine::general_purpose::STANDARD.decode_slice(encoded, &mut buf[..]) {
+        Ok(n) => n,
+        Err(_) => {
+            return Some(Err(AuthError::Malformed(
+                "Basic credentials are not base64",
+            )))
+        }
+    };
+    let decoded = &buf[..n];
+    let Some(colon) = decoded.iter().position(|b| *b == b':') else {
+        return Some(Err(AuthError::Malformed("Basic credentials lack ':'")));
+    };
+    Some(Ok((&decoded[..colon], &decoded[colon + 1..])))
+}
+
+#[async_trait]
+impl Authenticator for BasicAuth {
+    fn method(&self) -> AuthMethod {
+        AuthMethod::Basic
+    }
+
+    async fn authenticate(&self, headers: &http::HeaderMap) -> AuthOutcome {
+        let Some(value) = headers.get(http::header::AUTHORIZATION) else {
+            return AuthOutcome::NotApplicable;
+        };
+        let mut buf = [0u8; MAX_CREDENTIALS];
+        match parse_basic(value.as_bytes(), &mut buf) {
+            None => AuthOutcome::NotApplicable,
+            Some(Err(e)) => AuthOutcome::Failed(e),
+            Some(Ok((user, pass))) => match self.check(user, pass).await {
+                Ok(identity) => AuthOutcome::Authenticated(identity),
+                Err(e) => AuthOutcome::Failed(e),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use std::path::Path;
+
+    fn config(hash: &str) -> Config {
+        let yaml = format!(
+            r#"
+listen: {{http: "127.0.0.1:0"}}
+upstreams: {{query: "http://127.0.0.1:9090", receive: "http://127.0.0.1:9090/api/v1/write"}}
+tenants: [{{id: a}}, {{id: b}}]
+users:
+  - {{name: alice, password_hash: "{hash}", tenants: [b, a], access: [read]}}
+"#
+        );
+        Config::from_yaml(&yaml, "test", Path::new(".")).unwrap()
+    }
+
+    fn header(user: &str, pass: &str) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        let v = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+        h.insert("authorization", format!("Basic {v}").parse().unwrap());
+        h
+    }
+
+    #[tokio::test]
+    async fn verifies_then_serves_from_cache() {
+        let phc = password::hash_argon2id(b"pw:with:colons").unwrap();
+        let auth = BasicAuth::new(&config(&phc));
+        let AuthOutcome::Authenticated(id) =
+            auth.authenticate(&header("alice", "pw:with:colons")).await
+        else {
+            panic!("expected success");
+        };
+        assert_eq!(id.tenants, vec!["a".to_string(), "b".to_string()]);
+        assert!(id.access.read && !id.access.write);
+        assert!(auth
+            .verified
+            .get(&auth.cache_key(b"alice", b"pw:with:colons"))
+            .is_some());
+        // Second call is a cache hit: fast.
+        let t = std::time::Instant::now();
+        for _ in 0..1000 {
+            assert!(matches!(
+                auth.authenticate(&header("alice", "pw:with:colons")).await,
+                AuthOutcome::Authenticated(_)
+            ));
+        }
+        assert!(t.elapsed() < Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn wrong_password_unknown_user_and_malformed() {
+        let phc = password::hash_argon2id(b"right").unwrap();
+        let auth = BasicAuth::new(&config(&phc));
+        for (u, p) in [("alice", "wrong"), ("mallory", "right"), ("alice", "")] {
+            assert!(matches!(
+                auth.authenticate(&header(u, p)).await,
+                AuthOutcome::Failed(AuthError::InvalidCredentials)
+            ));
+        }
+        // A refused credential stays refused (negative cache) and never turns into a success.
+        assert!(matches!(
+            auth.authenticate(&header("alice", "wrong")).await,
+            AuthOutcome::Failed(AuthError::InvalidCredentials)
+        ));
+        assert!(matches!(
+            auth.authenticate(&header("alice", "right")).await,
+            AuthOutcome::Authenticated(_)
+        ));
+        let mut h = http::HeaderMap::new();
+        h.insert("authorization", "Basic !!!".parse().unwrap());
+        assert!(matches!(
+            auth.authenticate(&h).await,
+            AuthOutcome::Failed(AuthError::Malformed(_))
+        ));
+        h.insert("authorization", "Basic YWxpY2U=".parse().unwrap()); // "alice", no colon
+        assert!(matches!(
+            auth.authenticate(&h).await,
+            AuthOutcome::Failed(AuthError::Malformed(_))
+        ));
+        h.insert("authorization", "Bearer abc".parse().unwrap());
+        assert!(matches!(
+            auth.authenticate(&h).await,
+            AuthOutcome::NotApplicable
+        ));
+        assert!(matches!(
+            auth.authenticate(&http::HeaderMap::new()).await,
+            AuthOutcome::NotApplicable
+        ));
+    }
+
+    #[test]
+    fn cache_keys_differ_per_instance_and_never_contain_the_password() {
+        let phc = password::hash_argon2id(b"x").unwrap();
+        let a = BasicAuth::new(&config(&phc));
+        let b = BasicAuth::new(&config(&phc));
+        assert_ne!(a.cache_key(b"alice", b"x"), b.cache_key(b"alice", b"x"));
+        // (user, pass) boundaries are unambiguous.
+        assert_ne!(a.cache_key(b"ab", b"c"), a.cache_key(b"a", b"bc"));
+    }
+}

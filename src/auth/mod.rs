@@ -1,0 +1,74 @@
+//! Authentication: who is calling. One trait, one module per method.
+//!
+//! An [`Authenticator`] looks at the request headers and either does not apply (no credentials
+//! of its kind), authenticates an [`Identity`], or fails with an [`AuthError`].
+
+pub mod basic;
+pub mod password;
+
+use crate::config::Access;
+use async_trait::async_trait;
+use std::sync::Arc;
+
+/// A caller the gateway has authenticated, and what it may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub name: String,
+    /// Tenants this identity may act for, sorted and deduplicated.
+    pub tenants: Vec<String>,
+    pub access: Access,
+    pub method: AuthMethod,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    Basic,
+    Bearer,
+    Session,
+    ClientCertificate,
+}
+
+impl AuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::Basic => "basic",
+            AuthMethod::Bearer => "bearer",
+            AuthMethod::Session => "session",
+            AuthMethod::ClientCertificate => "client_certificate",
+        }
+    }
+}
+
+/// Why credentials were refused. `reason()` is the `reason` label of `whizard_auth_failures_total`.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("malformed Authorization header: {0}")]
+    Malformed(&'static str),
+    #[error("invalid username or password")]
+    InvalidCredentials,
+    #[error("credentials could not be verified right now")]
+    Unavailable,
+}
+
+impl AuthError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::Malformed(_) => "malformed",
+            AuthError::InvalidCredentials => "invalid_credentials",
+            AuthError::Unavailable => "unavailable",
+        }
+    }
+}
+
+pub enum AuthOutcome {
+    /// This method found no credentials of its kind in the request.
+    NotApplicable,
+    Authenticated(Arc<Identity>),
+    Failed(AuthError),
+}
+
+#[async_trait]
+pub trait Authenticator: Send + Sync {
+    fn method(&self) -> AuthMethod;
+    async fn authenticate(&self, headers: &http::HeaderMap) -> AuthOutcome;
+}

@@ -1,0 +1,174 @@
+//! The on-disk YAML shape of the gateway config (DESIGN.md "Gateway configuration").
+//! These types only mirror the file; `super::validate` lowers them into the runtime model.
+//! Unknown keys are collected with `serde_ignored` so that every one of them is reported.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Deserialize, Default)]
+pub struct File {
+    pub listen: Option<Listen>,
+    pub upstreams: Option<Upstreams>,
+    #[serde(default)]
+    pub tenancy: Tenancy,
+    #[serde(default)]
+    pub defaults: Defaults,
+    #[serde(default)]
+    pub tenants: Vec<Tenant>,
+    #[serde(default)]
+    pub users: Vec<User>,
+    #[serde(default)]
+    pub oidc: Vec<Oidc>,
+    #[serde(default)]
+    pub ui: Ui,
+    #[serde(default)]
+    pub server: Server,
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct Listen {
+    pub http: Option<String>,
+    pub https: Option<String>,
+    pub tls: Option<ListenTls>,
+    pub metrics: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct ListenTls {
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub client_ca_file: Option<String>,
+    pub client_auth: Option<String>,
+    pub min_version: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct Upstreams {
+    pub query: Option<String>,
+    pub receive: Option<String>,
+    pub otlp: Option<String>,
+    pub rules: Option<String>,
+    pub alertmanager: Option<String>,
+    pub tls: Option<UpstreamTls>,
+    #[serde(default)]
+    pub remote_writes: Vec<RemoteWriteTarget>,
+    /// Seconds to wait for an upstream connection.
+    pub connect_timeout_seconds: Option<f64>,
+    /// Seconds to wait for an upstream response (reads and writes).
+    pub timeout_seconds: Option<f64>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct UpstreamTls {
+    pub ca_file: Option<String>,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub server_name: Option<String>,
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct RemoteWriteTarget {
+    pub name: Option<String>,
+    pub url: Option<String>,
+    pub tenants: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Tenancy {
+    #[serde(default = "default_header")]
+    pub header: String,
+    #[serde(default = "default_label")]
+    pub label: String,
+    #[serde(default = "default_true")]
+    pub inject_label_on_write: bool,
+}
+
+impl Default for Tenancy {
+    fn default() -> Self {
+        Tenancy {
+            header: default_header(),
+            label: default_label(),
+            inject_label_on_write: true,
+        }
+    }
+}
+
+fn default_header() -> String {
+    "THANOS-TENANT".to_string()
+}
+fn default_label() -> String {
+    "tenant_id".to_string()
+}
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize, Default, Clone)]
+pub struct Limits {
+    pub requests_per_second: Option<f64>,
+    pub write_samples_per_second: Option<f64>,
+    pub max_body_bytes: Option<u64>,
+    pub max_concurrent_requests: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct Defaults {
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub external_labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct Tenant {
+    pub id: Option<String>,
+    #[serde(default)]
+    pub external_labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct User {
+    pub name: Option<String>,
+    pub password_hash: Option<String>,
+    #[serde(default)]
+    pub tenants: Vec<String>,
+    #[serde(default)]
+    pub access: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct Oidc {
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub tenant_claim: Option<String>,
+    pub access_claim: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub redirect_url: Option<String>,
+    #[serde(default)]
+    pub groups_claim: Option<String>,
+    #[serde(default)]
+    pub group_tenants: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct Ui {
+    #[serde(default)]
+    pub enabled: bool,
+    pub cookie_secret: Option<String>,
+}
+
+/// Process-level settings (not in DESIGN.md's example; all optional).
+#[derive(Debug, Deserialize, Default)]
+pub struct Server {
+    /// Worker threads for the proxy service (default: number of CPUs).
+    pub threads: Option<usize>,
+    /// Seconds to finish in-flight requests after SIGTERM.
+    pub grace_period_seconds: Option<u64>,
+    /// Seconds a verified Basic Auth credential stays cached.
+    pub auth_cache_ttl_seconds: Option<u64>,
+}

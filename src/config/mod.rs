@@ -1,0 +1,951 @@
+//! The gateway's configuration: one typed model, validated once.
+//!
+//! `file` mirrors the YAML; [`Config::from_yaml`] lowers it into the runtime model below and
+//! reports every problem at once (key path, and line where the YAML parser knows it).
+
+mod file;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The validated configuration the gateway runs on.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: Listen,
+    pub upstreams: Upstreams,
+    pub tenancy: Tenancy,
+    /// Tenants by id, with `defaults` already merged in.
+    pub tenants: BTreeMap<String, Tenant>,
+    pub users: Vec<User>,
+    pub oidc: Vec<OidcProvider>,
+    pub ui: Ui,
+    pub server: Server,
+}
+
+#[derive(Debug, Clone)]
+pub struct Listen {
+    pub http: Option<SocketAddr>,
+    pub https: Option<SocketAddr>,
+    pub tls: Option<ListenTls>,
+    pub metrics: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    None,
+    Optional,
+    Require,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsVersion {
+    V1_2,
+    V1_3,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListenTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub client_ca_file: Option<PathBuf>,
+    pub client_auth: ClientAuth,
+    pub min_version: TlsVersion,
+}
+
+/// One upstream endpoint, split the way the proxy needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// `host:port`, what the proxy connects to.
+    pub address: String,
+    /// Path of the URL without a trailing slash ("" for a bare base URL).
+    pub path: String,
+    pub url: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamTls {
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub server_name: Option<String>,
+    pub insecure_skip_verify: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct RemoteWriteTarget {
+    pub name: String,
+    pub upstream: Upstream,
+    /// `None`: every tenant.
+    pub tenants: Option<BTreeSet<String>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Upstreams {
+    pub query: Upstream,
+    pub receive: Upstream,
+    pub otlp: Option<Upstream>,
+    pub rules: Upstream,
+    pub alertmanager: Option<Upstream>,
+    pub tls: Option<UpstreamTls>,
+    pub remote_writes: Vec<RemoteWriteTarget>,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Tenancy {
+    /// Lower-case header name set on every upstream request.
+    pub header: String,
+    pub label: String,
+    pub inject_label_on_write: bool,
+}
+
+/// Limits of one tenant; 0 means unlimited.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    pub requests_per_second: f64,
+    pub write_samples_per_second: f64,
+    pub max_body_bytes: u64,
+    pub max_concurrent_requests: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            requests_per_second: 0.0,
+            write_samples_per_second: 0.0,
+            max_body_bytes: 10 * 1024 * 1024,
+            max_concurrent_requests: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub id: String,
+    /// Labels injected into every written series, sorted by name (tenant label excluded).
+    pub external_labels: BTreeMap<String, String>,
+    pub limits: Limits,
+}
+
+/// A stored password hash, checked for well-formedness at load time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordHash {
+    Argon2id(String),
+    Bcrypt(String),
+}
+
+impl PasswordHash {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.starts_with("$argon2id$") {
+            argon2::PasswordHash::new(s)
+                .map_err(|e| format!("not a valid argon2id PHC string: {e}"))?;
+            Ok(PasswordHash::Argon2id(s.to_string()))
+        } else if s.starts_with("$argon2") {
+            Err("only the argon2id variant is accepted (run `whizard hash-password`)".into())
+        } else if is_bcrypt(s) {
+            Ok(PasswordHash::Bcrypt(s.to_string()))
+        } else {
+            Err(
+                "expected an argon2id PHC string ($argon2id$...) or a bcrypt hash ($2a$/$2b$/$2y$)"
+                    .into(),
+            )
+        }
+    }
+}
+
+fn is_bcrypt(s: &str) -> bool {
+    let b = s.as_bytes();
+    let prefix_ok = b.len() == 60
+        && b[0] == b'$'
+        && b[1] == b'2'
+        && matches!(b[2], b'a' | b'b' | b'y')
+        && b[3] == b'$'
+        && b[4].is_ascii_digit()
+        && b[5].is_ascii_digit()
+        && b[6] == b'$';
+    let cost_ok = prefix_ok && {
+        let cost = (b[4] - b'0') * 10 + (b[5] - b'0');
+        (4..=31).contains(&cost)
+    };
+    cost_ok
+        && b[7..]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'.' || *c == b'/')
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Access {
+    pub read: bool,
+    pub write: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub name: String,
+    pub password_hash: Option<PasswordHash>,
+    pub tenants: Vec<String>,
+    pub access: Access,
+}
+
+#[derive(Debug, Clone)]
+pub struct OidcProvider {
+    pub issuer: String,
+    pub audience: String,
+    pub tenant_claim: String,
+    pub access_claim: String,
+    pub groups_claim: Option<String>,
+    pub group_tenants: BTreeMap<String, Vec<String>>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub redirect_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Ui {
+    pub enabled: bool,
+    pub cookie_secret: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub threads: usize,
+    pub grace_period: Duration,
+    pub auth_cache_ttl: Duration,
+}
+
+/// One problem in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Key path such as `users[1].tenants[0]`.
+    pub key: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{} (line {}): {}", self.key, line, self.message),
+            None => write!(f, "{}: {}", self.key, self.message),
+        }
+    }
+}
+
+/// Every problem found in a config file.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigErrors {
+    pub source_name: String,
+    pub errors: Vec<ConfigError>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} error(s)", self.source_name, self.errors.len())?;
+        for e in &self.errors {
+            write!(f, "\n  {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+            source_name: name.clone(),
+            errors: vec![ConfigError {
+                key: "(file)".into(),
+                line: None,
+                message: format!("cannot read: {e}"),
+            }],
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::from_yaml(&text, &name, base)
+    }
+
+    /// Parses and validates YAML text; relative file paths are resolved against `base_dir`.
+    pub fn from_yaml(
+        text: &str,
+        source_name: &str,
+        base_dir: &Path,
+    ) -> Result<Config, ConfigErrors> {
+        let mut v = Validator {
+            errors: Vec::new(),
+            text,
+            base_dir,
+        };
+        let mut unknown = Vec::new();
+        let de = serde_norway::Deserializer::from_str(text);
+        let parsed: Result<file::File, _> =
+            serde_ignored::deserialize(de, |path| unknown.push(path.to_string()));
+        let raw = match parsed {
+            Ok(raw) => raw,
+            Err(e) => {
+                let line = e.location().map(|l| l.line());
+                let msg = e.to_string();
+                // serde_norway appends "at line X column Y"; keep the message short.
+                let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+                let key = msg
+                    .split(':')
+                    .next()
+                    .filter(|k| k.contains('.') || k.contains('['))
+                    .unwrap_or("(document)")
+                    .to_string();
+                v.errors.push(ConfigError {
+                    key,
+                    line,
+                    message: msg,
+                });
+                return Err(v.finish(source_name).unwrap_err());
+            }
+        };
+        for key in unknown {
+            let line = v.line_of(&key);
+            v.errors.push(ConfigError {
+                key,
+                line,
+                message: "unknown key".into(),
+            });
+        }
+        let config = v.lower(raw);
+        match v.finish(source_name) {
+            Ok(()) => Ok(config),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Tenants a user may act for, looked up by name.
+    pub fn user(&self, name: &str) -> Option<&User> {
+        self.users.iter().find(|u| u.name == name)
+    }
+}
+
+struct Validator<'a> {
+    errors: Vec<ConfigError>,
+    text: &'a str,
+    base_dir: &'a Path,
+}
+
+/// Label names as Prometheus accepts them in the classic (non-UTF-8) charset.
+pub fn is_valid_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    match chars.next() {
+        Some(c) if c.is_ascii_alphabetic() || c == '_' => {}
+        _ => return false,
+    }
+    chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Tenant ids travel in URL paths, headers and label values: keep them boring.
+pub fn is_valid_tenant_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id != "."
+        && id != ".."
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// First path segments that are routes of the gateway itself, so they cannot be tenant ids.
+const RESERVED_TENANT_IDS: &[&str] = &[
+    "api", "-", "oauth2", "metrics", "federate", "static", "graph",
+];
+
+impl Validator<'_> {
+    fn err(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        let key = key.into();
+        let line = self.line_of(&key);
+        self.errors.push(ConfigError {
+            key,
+            line,
+            message: message.into(),
+        });
+    }
+
+    /// Best-effort line of the last key segment of a path (first occurrence after its parent).
+    fn line_of(&self, key: &str) -> Option<usize> {
+        let mut start = 0usize;
+        let mut line = None;
+        for seg in key.split('.') {
+            let name = seg.split('[').next().unwrap_or(seg);
+            if name.is_empty() || name == "?" {
+                continue;
+            }
+            let needle = format!("{name}:");
+            let rest = &self.text[start..];
+            let found = rest.match_indices(&needle).find(|(i, _)| {
+                let before = rest[..*i].chars().last();
+                matches!(
+                    before,
+                    None | Some(' ') | Some('\n') | Some('-') | Some('{') | Some(',')
+                )
+            });
+            match found {
+                Some((i, _)) => {
+                    start += i;
+                    line = Some(self.text[..start].matches('\n').count() + 1);
+                }
+                None => return None,
+            }
+        }
+        line
+    }
+
+    fn finish(&mut self, source_name: &str) -> Result<(), ConfigErrors> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors {
+                source_name: source_name.to_string(),
+                errors: std::mem::take(&mut self.errors),
+            })
+        }
+    }
+
+    fn addr(&mut self, key: &str, value: &Option<String>) -> Option<SocketAddr> {
+        let s = value.as_ref()?;
+        match s.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.err(
+                    key,
+                    format!("{s:?} is not a host:port address such as 127.0.0.1:8080"),
+                );
+                None
+            }
+        }
+    }
+
+    fn file(&mut self, key: &str, value: &Option<String>) -> Option<PathBuf> {
+        let s = value.as_ref()?;
+        let p = self.base_dir.join(s);
+        if let Err(e) = std::fs::metadata(&p).and_then(|_| std::fs::File::open(&p)) {
+            self.err(key, format!("cannot read {}: {e}", p.display()));
+        }
+        Some(p)
+    }
+
+    fn upstream(&mut self, key: &str, value: &str) -> Option<Upstream> {
+        let parsed = match url::Url::parse(value) {
+            Ok(u) => u,
+            Err(e) => {
+                self.err(key, format!("{value:?} is not a URL: {e}"));
+                return None;
+            }
+        };
+        let tls = match parsed.scheme() {
+            "http" => false,
+            "https" => true,
+            other => {
+                self.err(
+                    key,
+                    format!("scheme {other:?} is not supported (http or https)"),
+                );
+                return None;
+            }
+        };
+        let Some(host) = parsed.host_str() else {
+            self.err(key, "the URL has no host");
+            return None;
+        };
+        if parsed.query().is_some() || parsed.fragment().is_some() {
+            self.err(key, "the URL must not have a query or fragment");
+            return None;
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            self.err(key, "credentials in upstream URLs are not supported");
+            return None;
+        }
+        let port = parsed
+            .port_or_known_default()
+            .unwrap_or(if tls { 443 } else { 80 });
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let address = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        Some(Upstream {
+            tls,
+            host,
+            port,
+            address,
+            path: parsed.path().trim_end_matches('/').to_string(),
+            url: value.to_string(),
+        })
+    }
+
+    fn limits(&mut self, key: &str, base: &Limits, raw: &file::Limits) -> Limits {
+        let mut out = *base;
+        if let Some(v) = raw.requests_per_second {
+            if !(v >= 0.0 && v.is_finite()) {
+                self.err(
+                    format!("{key}.requests_per_second"),
+                    "must be a number >= 0",
+                );
+            } else {
+                out.requests_per_second = v;
+            }
+        }
+        if let Some(v) = raw.write_samples_per_second {
+            if !(v >= 0.0 && v.is_finite()) {
+                self.err(
+                    format!("{key}.write_samples_per_second"),
+                    "must be a number >= 0",
+                );
+            } else {
+                out.write_samples_per_second = v;
+            }
+        }
+        if let Some(v) = raw.max_body_bytes {
+            out.max_body_bytes = v;
+        }
+        if let Some(v) = raw.max_concurrent_requests {
+            out.max_concurrent_requests = v;
+        }
+        out
+    }
+
+    fn labels(&mut self, key: &str, labels: &BTreeMap<String, String>, tenant_label: &str) {
+        for (name, value) in labels {
+            if !is_valid_label_name(name) || name.starts_with("__") {
+                self.err(
+                    format!("{key}.{name}"),
+                    "not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)",
+                );
+            } else if name == tenant_label {
+                self.err(
+                    format!("{key}.{name}"),
+                    "the tenant label is set by the gateway and cannot be an external label",
+                );
+            }
+            if value.is_empty() {
+                self.err(
+                    format!("{key}.{name}"),
+                    "an empty label value would delete the label",
+                );
+            }
+        }
+    }
+
+    fn lower(&mut self, raw: file::File) -> Config {
+        // listen
+        let listen_raw = raw.listen.unwrap_or_default();
+        let http = self.addr("listen.http", &listen_raw.http);
+        let https = self.addr("listen.https", &listen_raw.https);
+        let metrics = self.addr("listen.metrics", &listen_raw.metrics);
+        if listen_raw.http.is_none() && listen_raw.https.is_none() {
+            self.err("listen", "set listen.http, listen.https or both");
+        }
+        let tls = match (&listen_raw.tls, &listen_raw.https) {
+            (None, Some(_)) => {
+                self.err("listen.tls", "required when listen.https is set");
+                None
+            }
+            (Some(t), _) => self.listen_tls(t),
+            (None, None) => None,
+        };
+
+        // upstreams
+        let up = raw.upstreams.unwrap_or_default();
+        let need = |v: &mut Self, key: &str, s: &Option<String>| -> Option<Upstream> {
+            match s {
+                Some(s) => v.upstream(key, s),
+                None => {
+                    v.err(key, "required");
+                    None
+                }
+            }
+        };
+        let query = need(self, "upstreams.query", &up.query);
+        let receive = need(self, "upstreams.receive", &up.receive);
+        let otlp = up
+            .otlp
+            .as_ref()
+            .and_then(|s| self.upstream("upstreams.otlp", s));
+        let rules = up
+            .rules
+            .as_ref()
+            .and_then(|s| self.upstream("upstreams.rules", s));
+        let alertmanager = up
+            .alertmanager
+            .as_ref()
+            .and_then(|s| self.upstream("upstreams.alertmanager", s));
+        let upstream_tls = up.tls.as_ref().map(|t| UpstreamTls {
+            ca_file: self.file("upstreams.tls.ca_file", &t.ca_file),
+            cert_file: self.file("upstreams.tls.cert_file", &t.cert_file),
+            key_file: self.file("upstreams.tls.key_file", &t.key_file),
+            server_name: t.server_name.clone(),
+            insecure_skip_verify: t.insecure_skip_verify,
+        });
+        if let Some(t) = &up.tls {
+            if t.cert_file.is_some() != t.key_file.is_some() {
+                self.err("upstreams.tls", "cert_file and key_file go together");
+            }
+        }
+        let timeout = |v: &mut Self, key: &str, value: Option<f64>, default: f64| -> Duration {
+            match value {
+                None => Duration::from_secs_f64(default),
+                Some(s) if s > 0.0 && s.is_finite() && s < 86_400.0 => Duration::from_secs_f64(s),
+                Some(_) => {
+                    v.err(key, "must be a number of seconds > 0");
+                    Duration::from_secs_f64(default)
+                }
+            }
+        };
+        let connect_timeout = timeout(
+            self,
+            "upstreams.connect_timeout_seconds",
+            up.connect_timeout_seconds,
+            5.0,
+        );
+        let request_timeout = timeout(self, "upstreams.timeout_seconds", up.timeout_seconds, 120.0);
+
+        // tenancy
+        let tenancy = Tenancy {
+            header: raw.tenancy.header.to_ascii_lowercase(),
+            label: raw.tenancy.label.clone(),
+            inject_label_on_write: raw.tenancy.inject_label_on_write,
+        };
+        if http::HeaderName::from_bytes(tenancy.header.as_bytes()).is_err()
+            || tenancy.header.is_empty()
+        {
+            self.err(
+                "tenancy.header",
+                format!("{:?} is not a valid HTTP header name", raw.tenancy.header),
+            );
+        } else if matches!(
+            tenancy.header.as_str(),
+            "authorization"
+                | "host"
+                | "cookie"
+                | "content-type"
+                | "content-length"
+                | "content-encoding"
+                | "transfer-encoding"
+                | "connection"
+        ) {
+            self.err(
+                "tenancy.header",
+                format!("{:?} is a standard HTTP header", raw.tenancy.header),
+            );
+        }
+        if !is_valid_label_name(&tenancy.label) || tenancy.label.starts_with("__") {
+            self.err(
+                "tenancy.label",
+                format!("{:?} is not a valid label name", tenancy.label),
+            );
+        }
+
+        // defaults and tenants
+        let default_limits =
+            self.limits("defaults.limits", &Limits::default(), &raw.defaults.limits);
+        self.labels(
+            "defaults.external_labels",
+            &raw.defaults.external_labels,
+            &tenancy.label,
+        );
+        let mut tenants = BTreeMap::new();
+        for (i, t) in raw.tenants.iter().enumerate() {
+            let key = format!("tenants[{i}]");
+            let Some(id) = t.id.clone() else {
+                self.err(format!("{key}.id"), "required");
+                continue;
+            };
+            if !is_valid_tenant_id(&id) {
+                self.err(
+                    format!("{key}.id"),
+                    format!(
+                        "{id:?} is not a valid tenant id (1-128 of [A-Za-z0-9._-], not . or ..)"
+                    ),
+                );
+            } else if RESERVED_TENANT_IDS.contains(&id.as_str()) {
+                self.err(
+                    format!("{key}.id"),
+                    format!("{id:?} is reserved for a gateway route"),
+                );
+            }
+            self.labels(
+                &format!("{key}.external_labels"),
+                &t.external_labels,
+                &tenancy.label,
+            );
+            let mut external_labels = raw.defaults.external_labels.clone();
+            external_labels.extend(t.external_labels.clone());
+            let limits = self.limits(&format!("{key}.limits"), &default_limits, &t.limits);
+            if tenants
+                .insert(
+                    id.clone(),
+                    Tenant {
+                        id: id.clone(),
+                        external_labels,
+                        limits,
+                    },
+                )
+                .is_some()
+            {
+                self.err(
+                    format!("{key}.id"),
+                    format!("tenant {id:?} is declared twice"),
+                );
+            }
+        }
+
+        // users
+        let mut users = Vec::new();
+        let mut names = BTreeSet::new();
+        for (i, u) in raw.users.iter().enumerate() {
+            let key = format!("users[{i}]");
+            let name = match &u.name {
+                Some(n) if !n.is_empty() && !n.contains(':') => n.clone(),
+                Some(_) => {
+                    self.err(
+                        format!("{key}.name"),
+                        "must be non-empty and must not contain ':'",
+                    );
+                    continue;
+                }
+                None => {
+                    self.err(format!("{key}.name"), "required");
+                    continue;
+                }
+            };
+            if !names.insert(name.clone()) {
+                self.err(
+                    format!("{key}.name"),
+                    format!("user {name:?} is declared twice"),
+                );
+            }
+            let password_hash = match &u.password_hash {
+                Some(h) => match PasswordHash::parse(h) {
+                    Ok(h) => Some(h),
+                    Err(m) => {
+                        self.err(format!("{key}.password_hash"), m);
+                        None
+                    }
+                },
+                // Users without a password can only authenticate with a client certificate.
+                None => None,
+            };
+            if u.tenants.is_empty() {
+                self.err(format!("{key}.tenants"), "a user needs at least one tenant");
+            }
+            for (j, t) in u.tenants.iter().enumerate() {
+                if !tenants.contains_key(t) {
+                    self.err(
+                        format!("{key}.tenants[{j}]"),
+                        format!("unknown tenant {t:?} (not in tenants)"),
+                    );
+                }
+            }
+            let mut access = Access::default();
+            if u.access.is_empty() {
+                self.err(format!("{key}.access"), "list read and/or write");
+            }
+            for (j, a) in u.access.iter().enumerate() {
+                match a.as_str() {
+                    "read" => access.read = true,
+                    "write" => access.write = true,
+                    other => self.err(
+                        format!("{key}.access[{j}]"),
+                        format!("{other:?} is not read or write"),
+                    ),
+                }
+            }
+            users.push(User {
+                name,
+                password_hash,
+                tenants: u.tenants.clone(),
+                access,
+            });
+        }
+
+        // remote write copies
+        let mut remote_writes = Vec::new();
+        for (i, rw) in up.remote_writes.iter().enumerate() {
+            let key = format!("upstreams.remote_writes[{i}]");
+            let name = rw
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("remote_write_{i}"));
+            let Some(url) = &rw.url else {
+                self.err(format!("{key}.url"), "required");
+                continue;
+            };
+            let Some(upstream) = self.upstream(&format!("{key}.url"), url) else {
+                continue;
+            };
+            if let Some(ts) = &rw.tenants {
+                for (j, t) in ts.iter().enumerate() {
+                    if !tenants.contains_key(t) {
+                        self.err(
+                            format!("{key}.tenants[{j}]"),
+                            format!("unknown tenant {t:?}"),
+                        );
+                    }
+                }
+            }
+            remote_writes.push(RemoteWriteTarget {
+                name,
+                upstream,
+                tenants: rw.tenants.as_ref().map(|t| t.iter().cloned().collect()),
+            });
+        }
+
+        // oidc
+        let mut oidc = Vec::new();
+        for (i, o) in raw.oidc.iter().enumerate() {
+            let key = format!("oidc[{i}]");
+            let issuer = match &o.issuer {
+                Some(s) => {
+                    self.upstream(&format!("{key}.issuer"), s);
+                    s.trim_end_matches('/').to_string()
+                }
+                None => {
+                    self.err(format!("{key}.issuer"), "required");
+                    continue;
+                }
+            };
+            let Some(audience) = o.audience.clone() else {
+                self.err(format!("{key}.audience"), "required");
+                continue;
+            };
+            oidc.push(OidcProvider {
+                issuer,
+                audience,
+                tenant_claim: o.tenant_claim.clone().unwrap_or_else(|| "tenant".into()),
+                access_claim: o.access_claim.clone().unwrap_or_else(|| "scope".into()),
+                groups_claim: o.groups_claim.clone(),
+                group_tenants: o.group_tenants.clone(),
+                client_id: o.client_id.clone(),
+                client_secret: o.client_secret.clone(),
+                redirect_url: o.redirect_url.clone(),
+            });
+        }
+
+        // ui
+        if raw.ui.enabled {
+            match &raw.ui.cookie_secret {
+                Some(s) if s.len() >= 32 => {}
+                Some(_) => self.err("ui.cookie_secret", "must be at least 32 bytes"),
+                None => self.err("ui.cookie_secret", "required when ui.enabled is true"),
+            }
+        }
+
+        let server = Server {
+            threads: raw
+                .server
+                .threads
+                .unwrap_or_else(|| {
+                    std::thread::available_parallelism()
+                        .map(|n| n.get())
+                        .unwrap_or(2)
+                })
+                .max(1),
+            grace_period: Duration::from_secs(raw.server.grace_period_seconds.unwrap_or(30)),
+            auth_cache_ttl: Duration::from_secs(raw.server.auth_cache_ttl_seconds.unwrap_or(300)),
+        };
+
+        let fallback = Upstream {
+            tls: false,
+            host: String::new(),
+            port: 0,
+            address: String::new(),
+            path: String::new(),
+            url: String::new(),
+        };
+        let query = query.unwrap_or_else(|| fallback.clone());
+        Config {
+            listen: Listen {
+                http,
+                https,
+                tls,
+                metrics,
+            },
+            upstreams: Upstreams {
+                rules: rules.unwrap_or_else(|| query.clone()),
+                query,
+                receive: receive.unwrap_or(fallback),
+                otlp,
+                alertmanager,
+                tls: upstream_tls,
+                remote_writes,
+                connect_timeout,
+                timeout: request_timeout,
+            },
+            tenancy,
+            tenants,
+            users,
+            oidc,
+            ui: Ui {
+                enabled: raw.ui.enabled,
+                cookie_secret: raw.ui.cookie_secret,
+            },
+            server,
+        }
+    }
+
+    fn listen_tls(&mut self, t: &file::ListenTls) -> Option<ListenTls> {
+        let cert_file = self.file("listen.tls.cert_file", &t.cert_file);
+        let key_file = self.file("listen.tls.key_file", &t.key_file);
+        let client_ca_file = self.file("listen.tls.client_ca_file", &t.client_ca_file);
+        if t.cert_file.is_none() {
+            self.err("listen.tls.cert_file", "required");
+        }
+        if t.key_file.is_none() {
+            self.err("listen.tls.key_file", "required");
+        }
+        let client_auth = match t.client_auth.as_deref() {
+            None if client_ca_file.is_some() => ClientAuth::Optional,
+            None | Some("none") => ClientAuth::None,
+            Some("optional") => ClientAuth::Optional,
+            Some("require") => ClientAuth::Require,
+            Some(other) => {
+                self.err(
+                    "listen.tls.client_auth",
+                    format!("{other:?} is not none, optional or require"),
+                );
+                ClientAuth::None
+            }
+        };
+        if client_auth != ClientAuth::None && client_ca_file.is_none() {
+            self.err(
+                "listen.tls.client_ca_file",
+                "required when client_auth is optional or require",
+            );
+        }
+        let min_version = match t.min_version.as_deref() {
+            None | Some("1.2") => TlsVersion::V1_2,
+            Some("1.3") => TlsVersion::V1_3,
+            Some(other) => {
+                self.err(
+                    "listen.tls.min_version",
+                    format!("{other:?} is not \"1.2\" or \"1.3\""),
+                );
+                TlsVersion::V1_2
+            }
+        };
+        Some(ListenTls {
+            cert_file: cert_file?,
+            key_file: key_file?,
+            client_ca_file,
+            client_auth,
+            min_version,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,262 @@
+use super::*;
+
+const GOOD_HASH: &str = "$2y$05$1Mk7VI09gNxPCtdhvvXepuStlU9Ih5pmkxo3b3Ih3oFAggIgjSoQm";
+
+fn minimal(extra: &str) -> String {
+    format!(
+        r#"
+listen:
+  http: "127.0.0.1:8080"
+upstreams:
+  query: "http://127.0.0.1:9090"
+  receive: "http://127.0.0.1:9090/api/v1/write"
+tenants:
+  - id: team-a
+    external_labels: {{cluster: eu-1}}
+    limits: {{write_samples_per_second: 100}}
+  - id: team-b
+users:
+  - name: agent-a
+    password_hash: "{GOOD_HASH}"
+    tenants: [team-a]
+    access: [write]
+{extra}
+"#
+    )
+}
+
+fn load(yaml: &str) -> Result<Config, ConfigErrors> {
+    Config::from_yaml(yaml, "test.yaml", Path::new("."))
+}
+
+fn errors(yaml: &str) -> Vec<ConfigError> {
+    load(yaml).expect_err("config must be refused").errors
+}
+
+fn has(errs: &[ConfigError], key: &str, needle: &str) -> bool {
+    errs.iter()
+        .any(|e| e.key == key && e.message.contains(needle))
+}
+
+#[test]
+fn a_good_config_is_lowered() {
+    let c = load(&minimal("")).unwrap();
+    assert_eq!(c.listen.http, Some("127.0.0.1:8080".parse().unwrap()));
+    assert_eq!(c.upstreams.query.address, "127.0.0.1:9090");
+    assert_eq!(c.upstreams.query.path, "");
+    assert_eq!(c.upstreams.receive.path, "/api/v1/write");
+    assert_eq!(
+        c.upstreams.rules, c.upstreams.query,
+        "rules defaults to query"
+    );
+    assert_eq!(c.tenancy.header, "thanos-tenant");
+    assert_eq!(c.tenancy.label, "tenant_id");
+    assert!(c.tenancy.inject_label_on_write);
+    let a = &c.tenants["team-a"];
+    assert_eq!(a.external_labels["cluster"], "eu-1");
+    assert_eq!(a.limits.write_samples_per_second, 100.0);
+    assert_eq!(
+        a.limits.max_body_bytes,
+        10 * 1024 * 1024,
+        "inherits the default"
+    );
+    let u = c.user("agent-a").unwrap();
+    assert!(u.access.write && !u.access.read);
+    assert!(matches!(u.password_hash, Some(PasswordHash::Bcrypt(_))));
+}
+
+#[test]
+fn defaults_are_inherited_and_overridden() {
+    let yaml = minimal("").replace(
+        "tenants:",
+        "defaults:\n  limits: {requests_per_second: 5, max_body_bytes: 1000}\n  external_labels: {region: eu, cluster: none}\ntenants:",
+    );
+    let c = load(&yaml).unwrap();
+    let a = &c.tenants["team-a"];
+    assert_eq!(a.limits.requests_per_second, 5.0);
+    assert_eq!(a.limits.max_body_bytes, 1000);
+    assert_eq!(a.limits.write_samples_per_second, 100.0);
+    assert_eq!(
+        a.external_labels["cluster"], "eu-1",
+        "tenant overrides default"
+    );
+    assert_eq!(a.external_labels["region"], "eu");
+    assert_eq!(c.tenants["team-b"].external_labels["cluster"], "none");
+}
+
+#[test]
+fn unknown_keys_are_all_reported_with_paths_and_lines() {
+    let yaml = minimal("").replace(
+        "  http: \"127.0.0.1:8080\"",
+        "  http: \"127.0.0.1:8080\"\n  htp: x",
+    ) + "unknown_top: 1\n";
+    let yaml = yaml.replace("    access: [write]", "    access: [write]\n    pasword: x");
+    let errs = errors(&yaml);
+    assert!(has(&errs, "listen.htp", "unknown key"), "{errs:?}");
+    assert!(has(&errs, "unknown_top", "unknown key"), "{errs:?}");
+    assert!(
+        has(&errs, "users[0].pasword", "unknown key")
+            || has(&errs, "users.0.pasword", "unknown key"),
+        "{errs:?}"
+    );
+    let htp = errs.iter().find(|e| e.key == "listen.htp").unwrap();
+    assert_eq!(htp.line, Some(4), "{htp:?}");
+}
+
+#[test]
+fn unknown_tenant_in_users_is_refused() {
+    let yaml = minimal("").replace("tenants: [team-a]", "tenants: [team-a, team-z]");
+    let errs = errors(&yaml);
+    assert!(
+        has(&errs, "users[0].tenants[1]", "unknown tenant \"team-z\""),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn malformed_hashes_are_refused() {
+    for bad in [
+        "$2y$05$tooshort",
+        "plaintext",
+        "$argon2i$v=19$m=1,t=1,p=1$abc$def",
+        "$argon2id$broken",
+    ] {
+        let yaml = minimal("").replace(GOOD_HASH, bad);
+        let errs = errors(&yaml);
+        assert!(
+            errs.iter().any(|e| e.key == "users[0].password_hash"),
+            "{bad}: {errs:?}"
+        );
+    }
+}
+
+#[test]
+fn bad_addresses_and_urls_are_refused() {
+    let yaml = minimal("")
+        .replace("\"127.0.0.1:8080\"", "\"localhost-8080\"")
+        .replace("\"http://127.0.0.1:9090\"", "\"ftp://x\"")
+        .replace("\"http://127.0.0.1:9090/api/v1/write\"", "\"not a url\"");
+    let errs = errors(&yaml);
+    assert!(has(&errs, "listen.http", "host:port"), "{errs:?}");
+    assert!(has(&errs, "upstreams.query", "scheme"), "{errs:?}");
+    assert!(has(&errs, "upstreams.receive", "not a URL"), "{errs:?}");
+    assert_eq!(errs.len(), 3, "every error, not just the first: {errs:?}");
+}
+
+#[test]
+fn missing_required_keys() {
+    let errs = errors("tenants: []\n");
+    assert!(has(&errs, "listen", "listen.http"), "{errs:?}");
+    assert!(has(&errs, "upstreams.query", "required"), "{errs:?}");
+    assert!(has(&errs, "upstreams.receive", "required"), "{errs:?}");
+}
+
+#[test]
+fn users_tenants_labels_and_access_are_checked() {
+    let yaml = minimal(
+        r#"  - name: agent-a
+    password_hash: "$2y$05$1Mk7VI09gNxPCtdhvvXepuStlU9Ih5pmkxo3b3Ih3oFAggIgjSoQm"
+    tenants: []
+    access: [admin]
+"#,
+    )
+    .replace("{cluster: eu-1}", "{tenant_id: x, \"bad-name\": y, __x: z}")
+    .replace(
+        "  - id: team-b",
+        "  - id: team-b\n  - id: \"../etc\"\n  - id: api\n  - id: team-b",
+    );
+    let errs = errors(&yaml);
+    assert!(has(&errs, "users[1].name", "declared twice"), "{errs:?}");
+    assert!(
+        has(&errs, "users[1].tenants", "at least one tenant"),
+        "{errs:?}"
+    );
+    assert!(
+        has(&errs, "users[1].access[0]", "not read or write"),
+        "{errs:?}"
+    );
+    assert!(
+        has(
+            &errs,
+            "tenants[0].external_labels.tenant_id",
+            "tenant label"
+        ),
+        "{errs:?}"
+    );
+    assert!(
+        has(&errs, "tenants[0].external_labels.bad-name", "label name"),
+        "{errs:?}"
+    );
+    assert!(
+        has(&errs, "tenants[0].external_labels.__x", "label name"),
+        "{errs:?}"
+    );
+    assert!(
+        has(&errs, "tenants[2].id", "not a valid tenant id"),
+        "{errs:?}"
+    );
+    assert!(has(&errs, "tenants[3].id", "reserved"), "{errs:?}");
+    assert!(has(&errs, "tenants[4].id", "declared twice"), "{errs:?}");
+}
+
+#[test]
+fn tenancy_settings_are_checked() {
+    let yaml = minimal("tenancy: {header: \"bad header\", label: \"1abc\"}\n");
+    let errs = errors(&yaml);
+    assert!(has(&errs, "tenancy.header", "header name"), "{errs:?}");
+    assert!(has(&errs, "tenancy.label", "label name"), "{errs:?}");
+    let errs = errors(&minimal("tenancy: {header: Authorization}\n"));
+    assert!(
+        has(&errs, "tenancy.header", "standard HTTP header"),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn type_errors_and_yaml_syntax_name_a_line() {
+    let errs = errors(&minimal("").replace(
+        "write_samples_per_second: 100",
+        "write_samples_per_second: lots",
+    ));
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].line.is_some(), "{errs:?}");
+    let errs = errors("listen: [unclosed\n");
+    assert!(errs[0].line.is_some(), "{errs:?}");
+}
+
+#[test]
+fn tls_and_ui_requirements() {
+    let errs = errors(
+        &minimal("ui: {enabled: true, cookie_secret: short}\n")
+            .replace("  http: \"127.0.0.1:8080\"", "  https: \"127.0.0.1:8443\""),
+    );
+    assert!(has(&errs, "listen.tls", "required"), "{errs:?}");
+    assert!(has(&errs, "ui.cookie_secret", "32 bytes"), "{errs:?}");
+    let errs = errors(&minimal("").replace(
+        "  http: \"127.0.0.1:8080\"",
+        "  https: \"127.0.0.1:8443\"\n  tls: {cert_file: /nonexistent.crt, key_file: /nonexistent.key, client_auth: sometimes}",
+    ));
+    assert!(
+        has(&errs, "listen.tls.cert_file", "cannot read"),
+        "{errs:?}"
+    );
+    assert!(has(&errs, "listen.tls.key_file", "cannot read"), "{errs:?}");
+    assert!(has(&errs, "listen.tls.client_auth", "not none"), "{errs:?}");
+}
+
+#[test]
+fn users_without_a_password_are_allowed_for_certificates() {
+    let c = load(&minimal(
+        "  - {name: cert-user, tenants: [team-b], access: [read]}\n",
+    ))
+    .unwrap();
+    assert!(c.user("cert-user").unwrap().password_hash.is_none());
+}
+
+#[test]
+fn error_display_lists_everything() {
+    let e = load("tenants: []\n").unwrap_err();
+    let text = e.to_string();
+    assert!(text.starts_with("test.yaml: 3 error(s)"), "{text}");
+    assert!(text.contains("upstreams.query: required"), "{text}");
+}

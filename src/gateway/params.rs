@@ -1,0 +1,164 @@
+//! Request parameters of read routes, with the discipline that keeps enforcement unambiguous.
+//!
+//! Parameters may come from the URL query or an `application/x-www-form-urlencoded` body. A
+//! security-relevant parameter (`query`, `match[]`) present in both places, or `query` given
+//! twice, is refused: backends disagree on which copy wins, so the gateway never lets them choose.
+//! The forwarded request is re-encoded from what was parsed here, so the upstream reads exactly
+//! the enforced values.
+
+use crate::enforcement::{self, EnforceError, TenantMatcher};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ParamError {
+    #[error("parameter {0:?} is given both in the URL and in the form body")]
+    Duplicated(&'static str),
+    #[error("parameter \"query\" is given more than once")]
+    RepeatedQuery,
+    #[error("missing parameter \"query\"")]
+    MissingQuery,
+}
+
+/// Decoded parameters in the order a Go backend's `r.Form` has them: body first, then URL.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Params {
+    pairs: Vec<(String, String)>,
+}
+
+impl Params {
+    pub fn parse(url_query: Option<&str>, form_body: Option<&[u8]>) -> Result<Params, ParamError> {
+        let url: Vec<(String, String)> = url_query
+            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default();
+        let body: Vec<(String, String)> = form_body
+            .map(|b| form_urlencoded::parse(b).into_owned().collect())
+            .unwrap_or_default();
+        for key in ["query", "match[]"] {
+            let in_url = url.iter().any(|(k, _)| k == key);
+            let in_body = body.iter().any(|(k, _)| k == key);
+            if in_url && in_body {
+                return Err(ParamError::Duplicated(key));
+            }
+        }
+        let mut pairs = body;
+        pairs.extend(url);
+        if pairs.iter().filter(|(k, _)| k == "query").count() > 1 {
+            return Err(ParamError::RepeatedQuery);
+        }
+        Ok(Params { pairs })
+    }
+
+    #[cfg(test)]
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Rewrites `query` with PromQL enforcement. A missing `query` is refused.
+    pub fn enforce_query(&mut self, tenant: &TenantMatcher) -> Result<(), RewriteError> {
+        let slot = self
+            .pairs
+            .iter_mut()
+            .find(|(k, _)| k == "query")
+            .ok_or(RewriteError::Param(ParamError::MissingQuery))?;
+        slot.1 = enforcement::enforce_query(&slot.1, tenant)?;
+        Ok(())
+    }
+
+    /// Enforces every `match[]`, adding one when there is none.
+    pub fn enforce_match(&mut self, tenant: &TenantMatcher) -> Result<(), RewriteError> {
+        let given: Vec<&str> = self
+            .pairs
+            .iter()
+            .filter(|(k, _)| k == "match[]")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        let enforced = enforcement::enforce_match_selectors(&given, tenant)?;
+        self.pairs.retain(|(k, _)| k != "match[]");
+        self.pairs
+            .extend(enforced.into_iter().map(|m| ("match[]".to_string(), m)));
+        Ok(())
+    }
+
+    /// `application/x-www-form-urlencoded` text of all parameters.
+    pub fn encode(&self) -> String {
+        let mut s = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &self.pairs {
+            s.append_pair(k, v);
+        }
+        s.finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RewriteError {
+    #[error(transparent)]
+    Param(#[from] ParamError),
+    #[error(transparent)]
+    Enforce(#[from] EnforceError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(v: &[&str]) -> TenantMatcher {
+        TenantMatcher::new("tenant_id", v.iter().copied()).unwrap()
+    }
+
+    #[test]
+    fn url_and_body_duplicates_are_refused() {
+        assert_eq!(
+            Params::parse(Some("query=up"), Some(b"query=down")).unwrap_err(),
+            ParamError::Duplicated("query")
+        );
+        assert_eq!(
+            Params::parse(Some("match[]=up"), Some(b"match%5B%5D=x")).unwrap_err(),
+            ParamError::Duplicated("match[]")
+        );
+        assert_eq!(
+            Params::parse(Some("query=up&query=down"), None).unwrap_err(),
+            ParamError::RepeatedQuery
+        );
+        assert_eq!(
+            Params::parse(None, Some(b"query=up&query=down")).unwrap_err(),
+            ParamError::RepeatedQuery
+        );
+        // Non-security parameters may repeat; several match[] in one place are fine.
+        let p = Params::parse(Some("start=1&match[]=a&match[]=b"), Some(b"start=2")).unwrap();
+        assert_eq!(p.get("start"), Some("2"), "body first, as Go's r.Form");
+    }
+
+    #[test]
+    fn query_is_rewritten_and_reencoded() {
+        let mut p = Params::parse(Some("query=sum(rate(x%5B5m%5D))&time=1+2"), None).unwrap();
+        p.enforce_query(&t(&["a"])).unwrap();
+        let enc = p.encode();
+        let back: Vec<(String, String)> = form_urlencoded::parse(enc.as_bytes())
+            .into_owned()
+            .collect();
+        assert_eq!(back[0].0, "query");
+        assert!(back[0].1.contains(r#"tenant_id="a""#), "{}", back[0].1);
+        assert_eq!(back[1], ("time".into(), "1 2".into()));
+        let mut missing = Params::parse(Some("time=1"), None).unwrap();
+        assert!(matches!(
+            missing.enforce_query(&t(&["a"])),
+            Err(RewriteError::Param(ParamError::MissingQuery))
+        ));
+    }
+
+    #[test]
+    fn match_is_added_when_absent_and_enforced_when_present() {
+        let mut p = Params::parse(Some("start=1"), None).unwrap();
+        p.enforce_match(&t(&["a", "b"])).unwrap();
+        let m: Vec<_> = p.pairs.iter().filter(|(k, _)| k == "match[]").collect();
+        assert_eq!(m.len(), 1);
+        assert!(m[0].1.contains("tenant_id=~"), "{}", m[0].1);
+        let mut p = Params::parse(None, Some(b"match[]=up&match[]=%7Bjob%3D%22x%22%7D")).unwrap();
+        p.enforce_match(&t(&["a"])).unwrap();
+        let m: Vec<_> = p.pairs.iter().filter(|(k, _)| k == "match[]").collect();
+        assert_eq!(m.len(), 2);
+        assert!(m.iter().all(|(_, v)| v.contains(r#"tenant_id="a""#)));
+    }
+}

@@ -1,0 +1,652 @@
+//! The request pipeline on pingora: route → authenticate → tenant → enforce → upstream.
+//!
+//! GET reads go through pingora's proxy path (URL rewritten in `upstream_request_filter`).
+//! Requests whose body must be inspected (writes, POST forms) are read whole and validated in
+//! `request_filter`, then forwarded by `forward`, so a bad body never reaches an upstream.
+
+use super::forward::{self, StreamError, UpstreamFailure};
+use super::params::{ParamError, Params, RewriteError};
+use super::respond::{self, Refusal};
+use super::routes::{self, Class};
+use super::{write, Runtime, State};
+use crate::auth::{AuthError, AuthOutcome, Authenticator, Identity};
+use crate::config::Upstream;
+use crate::enforcement::{EnforceError, TenantMatcher};
+use crate::metrics::metrics;
+use crate::tenancy::{self, Operation};
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::RequestHeader;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorType};
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub struct Gateway {
+    state: Arc<State>,
+    /// `/metrics` answered on this listener.
+    serve_metrics: bool,
+    /// The metrics listener: only local routes, `/-/reload` allowed.
+    admin: bool,
+}
+
+impl Gateway {
+    pub fn new(state: Arc<State>, serve_metrics: bool) -> Self {
+        Gateway {
+            state,
+            serve_metrics,
+            admin: false,
+        }
+    }
+    pub fn admin(state: Arc<State>) -> Self {
+        Gateway {
+            state,
+            serve_metrics: true,
+            admin: true,
+        }
+    }
+}
+
+/// Which upstream a proxied request goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamKind {
+    Query,
+}
+
+impl UpstreamKind {
+    fn name(self) -> &'static str {
+        match self {
+            UpstreamKind::Query => "query",
+        }
+    }
+    fn of(self, rt: &Runtime) -> &Upstream {
+        match self {
+            UpstreamKind::Query => &rt.config.upstreams.query,
+        }
+    }
+}
+
+pub struct Ctx {
+    rt: Option<Arc<Runtime>>,
+    start: Instant,
+    route: &'static str,
+    /// `tenant` label of the request metrics ("" before the tenant is known).
+    tenant: String,
+    upstream: Option<UpstreamKind>,
+    uri: Option<http::Uri>,
+}
+
+/// Route fields as offsets into the path, so the session can be borrowed mutably afterwards.
+struct Matched {
+    class: Class,
+    name: &'static str,
+    tenant: Option<Range<usize>>,
+    api: Range<usize>,
+}
+
+fn offsets(path: &str, part: &str) -> Range<usize> {
+    let start = part.as_ptr() as usize - path.as_ptr() as usize;
+    start..start + part.len()
+}
+
+const FORM: &str = "application/x-www-form-urlencoded";
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            rt: None,
+            start: Instant::now(),
+            route: "unmatched",
+            tenant: String::new(),
+            upstream: None,
+            uri: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> pingora::Result<bool> {
+        let rt = self.state.runtime.load_full();
+        ctx.rt = Some(rt.clone());
+        match self.handle(session, ctx, &rt).await {
+            Ok(proxy) => Ok(proxy),
+            Err(refusal) => {
+                respond::refuse(session, &refusal).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut Ctx,
+    ) -> pingora::Result<Box<HttpPeer>> {
+        let (Some(rt), Some(kind)) = (ctx.rt.as_ref(), ctx.upstream) else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "no upstream chosen",
+            ));
+        };
+        let up = kind.of(rt);
+        let Some(addr) = self.state.address(up).await else {
+            metrics()
+                .upstream_errors
+                .with_label_values(&[kind.name(), "resolve"])
+                .inc();
+            return Err(Error::explain(
+                ErrorType::ConnectNoRoute,
+                "cannot resolve the upstream host",
+            ));
+        };
+        let mut peer = HttpPeer::new(addr, up.tls, up.host.clone());
+        peer.options.connection_timeout = Some(rt.config.upstreams.connect_timeout);
+        peer.options.read_timeout = Some(rt.config.upstreams.timeout);
+        peer.options.write_timeout = Some(rt.config.upstreams.timeout);
+        peer.options.idle_timeout = Some(std::time::Duration::from_secs(60));
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        req: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> pingora::Result<()> {
+        let (Some(rt), Some(kind)) = (ctx.rt.as_ref(), ctx.upstream) else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "no upstream chosen",
+            ));
+        };
+        if let Some(uri) = ctx.uri.take() {
+            req.set_uri(uri);
+        }
+        strip_credentials(req, &rt.config.tenancy.header);
+        req.insert_header(rt.config.tenancy.header.clone(), ctx.tenant.as_str())?;
+        let up = kind.of(rt);
+        req.insert_header(http::header::HOST, host_header(up))?;
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let upstream = ctx.upstream.map(|k| k.name()).unwrap_or("upstream");
+        let failure = match e.etype() {
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+                Some(UpstreamFailure::Timeout)
+            }
+            ErrorType::ConnectRefused
+            | ErrorType::ConnectNoRoute
+            | ErrorType::ConnectError
+            | ErrorType::TLSHandshakeFailure => Some(UpstreamFailure::Connect),
+            _ if matches!(e.esource(), pingora::ErrorSource::Upstream) => {
+                Some(UpstreamFailure::Protocol)
+            }
+            _ => None,
+        };
+        let code = match failure {
+            Some(f) => {
+                metrics()
+                    .upstream_errors
+                    .with_label_values(&[upstream, f.kind()])
+                    .inc();
+                if session.response_written().is_none() {
+                    let _ = respond::refuse(session, &f.refusal(upstream)).await;
+                }
+                f.refusal(upstream).status
+            }
+            None => match e.esource() {
+                pingora::ErrorSource::Downstream => 0,
+                _ => {
+                    if session.response_written().is_none() {
+                        let r = Refusal::new(502, "the gateway could not complete the request");
+                        let _ = respond::refuse(session, &r).await;
+                    }
+                    502
+                }
+            },
+        };
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        let status = session
+            .response_written()
+            .map(|r| r.status)
+            .unwrap_or(http::StatusCode::BAD_GATEWAY);
+        let m = metrics();
+        m.requests
+            .with_label_values(&[ctx.tenant.as_str(), ctx.route, status.as_str()])
+            .inc();
+        m.request_duration
+            .with_label_values(&[ctx.tenant.as_str(), ctx.route])
+            .observe(ctx.start.elapsed().as_secs_f64());
+    }
+}
+
+/// Removes what must never reach an upstream: the caller's credentials and any tenant header
+/// the client sent (the gateway sets its own).
+fn strip_credentials(req: &mut RequestHeader, tenant_header: &str) {
+    req.remove_header(&http::header::AUTHORIZATION);
+    req.remove_header(&http::header::PROXY_AUTHORIZATION);
+    req.remove_header(&http::header::COOKIE);
+    while req.remove_header(tenant_header).is_some() {}
+    // Thanos falls back to this header when its configured one is absent.
+    while req.remove_header("thanos-tenant").is_some() {}
+}
+
+fn host_header(up: &Upstream) -> String {
+    let default_port = if up.tls { 443 } else { 80 };
+    if up.port == default_port {
+        up.host.clone()
+    } else if up.host.contains(':') {
+        format!("[{}]:{}", up.host, up.port)
+    } else {
+        format!("{}:{}", up.host, up.port)
+    }
+}
+
+/// Reads a whole request body, refusing it past `cap` bytes.
+pub async fn read_body(session: &mut Session, cap: u64) -> Result<Bytes, Refusal> {
+    let too_large = || {
+        Refusal::new(
+            413,
+            format!("request body is larger than the limit of {cap} bytes"),
+        )
+    };
+    if let Some(len) = session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > cap {
+            return Err(too_large());
+        }
+    }
+    let mut buf = bytes::BytesMut::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if (buf.len() + chunk.len()) as u64 > cap {
+                    return Err(too_large());
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(buf.freeze()),
+            Err(e) => {
+                return Err(Refusal::new(
+                    400,
+                    format!("cannot read the request body: {e}"),
+                ))
+            }
+        }
+    }
+}
+
+impl Gateway {
+    /// Handles a request up to the point where pingora proxies it (`Ok(false)`) or an answer
+    /// has been written (`Ok(true)`). `Err`: refuse with that answer.
+    async fn handle(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        rt: &Arc<Runtime>,
+    ) -> Result<bool, Refusal> {
+        let path = session.req_header().uri.path();
+        let Some(route) = routes::route(path) else {
+            return Err(Refusal::new(404, "not found"));
+        };
+        let matched = Matched {
+            class: route.class,
+            name: route.name,
+            tenant: route.tenant.map(|t| offsets(path, t)),
+            api: offsets(path, route.api_path),
+        };
+        ctx.route = matched.name;
+
+        match matched.class {
+            Class::Healthy => {
+                return self
+                    .local(session, 200, "text/plain", Bytes::from_static(b"OK\n"))
+                    .await
+            }
+            Class::Ready => {
+                return self
+                    .local(session, 200, "text/plain", Bytes::from_static(b"OK\n"))
+                    .await
+            }
+            Class::Metrics if self.serve_metrics => {
+                let body = Bytes::from(crate::metrics::render());
+                return self
+                    .local(
+                        session,
+                        200,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                        body,
+                    )
+                    .await;
+            }
+            Class::Reload => return self.reload(session).await,
+            _ if self.admin => return Err(Refusal::new(404, "not found")),
+            Class::Metrics => return Err(Refusal::new(404, "not found")),
+            _ => {}
+        }
+
+        let identity = self.authenticate(session, rt).await?;
+        let op = match matched.class {
+            Class::RemoteWrite | Class::Otlp => Operation::Write,
+            _ => Operation::Read,
+        };
+        let header_name = &rt.config.tenancy.header;
+        let header_tenant = {
+            let mut values = session
+                .req_header()
+                .headers
+                .get_all(header_name.as_str())
+                .iter();
+            let first = values.next();
+            if values.next().is_some() {
+                return Err(Refusal::new(
+                    400,
+                    format!("the {header_name} header is given more than once"),
+                ));
+            }
+            match first.map(|v| v.to_str()) {
+                None => None,
+                Some(Ok(v)) => Some(v.trim().to_string()),
+                Some(Err(_)) => {
+                    return Err(Refusal::new(
+                        400,
+                        format!("the {header_name} header is not valid text"),
+                    ))
+                }
+            }
+        };
+        let path = session.req_header().uri.path();
+        let path_tenant = matched.tenant.clone().map(|r| &path[r]);
+        let scope = tenancy::resolve(
+            &identity,
+            path_tenant,
+            header_tenant.as_deref(),
+            header_name,
+            op,
+        )
+        .map_err(|e| Refusal::new(e.status(), e.to_string()))?;
+        ctx.tenant = scope.header_value();
+        let api_path = path[matched.api.clone()].to_string();
+
+        match matched.class {
+            Class::Denied => Err(Refusal::new(
+                403,
+                format!("{} is not available to tenants", matched.name),
+            )),
+            Class::RemoteWrite => {
+                require_post(session)?;
+                let tenant = scope.single().unwrap_or_default().to_string();
+                write::remote_write(session, rt, &tenant).await?;
+                Ok(true)
+            }
+            Class::Otlp => {
+                require_post(session)?;
+                let tenant = scope.single().unwrap_or_default().to_string();
+                write::otlp(session, rt, &tenant).await?;
+                Ok(true)
+            }
+            Class::Promql | Class::MatchSelectors | Class::Passthrough => {
+                let matcher = TenantMatcher::new(
+                    rt.config.tenancy.label.clone(),
+                    scope.tenants().iter().cloned(),
+                )
+                .map_err(|e| Refusal::new(403, e.to_string()))?;
+                self.read(session, ctx, rt, matched.class, &api_path, &matcher)
+                    .await
+            }
+            Class::Healthy | Class::Ready | Class::Metrics | Class::Reload => {
+                Err(Refusal::new(404, "not found"))
+            }
+        }
+    }
+
+    async fn local(
+        &self,
+        session: &mut Session,
+        status: u16,
+        ct: &str,
+        body: Bytes,
+    ) -> Result<bool, Refusal> {
+        respond::send(session, status, ct, &[], body)
+            .await
+            .map_err(|e| Refusal::new(400, e.to_string()))?;
+        Ok(true)
+    }
+
+    async fn reload(&self, session: &mut Session) -> Result<bool, Refusal> {
+        let loopback = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip().is_loopback())
+            .unwrap_or(false);
+        if !self.admin && !loopback {
+            return Err(Refusal::new(
+                403,
+                "/-/reload is only served on the metrics listener or to loopback clients",
+            ));
+        }
+        if session.req_header().method != http::Method::POST {
+            return Err(Refusal::new(405, "use POST /-/reload").with_header("allow", "POST"));
+        }
+        match self.state.reload() {
+            Ok(()) => {
+                self.local(
+                    session,
+                    200,
+                    "text/plain",
+                    Bytes::from_static(b"config reloaded\n"),
+                )
+                .await
+            }
+            Err(e) => Err(Refusal::new(
+                400,
+                format!("config reload refused, previous config kept: {e}"),
+            )),
+        }
+    }
+
+    async fn authenticate(
+        &self,
+        session: &mut Session,
+        rt: &Runtime,
+    ) -> Result<Arc<Identity>, Refusal> {
+        let headers = &session.req_header().headers;
+        let m = metrics();
+        let challenge = || {
+            Refusal::new(401, "authentication required")
+                .with_header("www-authenticate", "Basic realm=\"whizard\"")
+        };
+        match rt.basic.authenticate(headers).await {
+            AuthOutcome::Authenticated(identity) => Ok(identity),
+            AuthOutcome::NotApplicable => {
+                m.auth_failures
+                    .with_label_values(&["none", "missing"])
+                    .inc();
+                Err(challenge())
+            }
+            AuthOutcome::Failed(e) => {
+                m.auth_failures
+                    .with_label_values(&[rt.basic.method().as_str(), e.reason()])
+                    .inc();
+                match e {
+                    AuthError::Unavailable => Err(Refusal::new(503, e.to_string())),
+                    _ => {
+                        let mut r = challenge();
+                        r.message = e.to_string();
+                        Err(r)
+                    }
+                }
+            }
+        }
+    }
+
+    async fn read(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        rt: &Arc<Runtime>,
+        class: Class,
+        api_path: &str,
+        matcher: &TenantMatcher,
+    ) -> Result<bool, Refusal> {
+        let method = session.req_header().method.clone();
+        let is_post = match method {
+            http::Method::GET | http::Method::HEAD => false,
+            http::Method::POST => true,
+            _ => return Err(Refusal::new(405, "use GET or POST").with_header("allow", "GET, POST")),
+        };
+        let body = if is_post {
+            let no_body = session.is_body_empty();
+            let ct = session
+                .req_header()
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let mime = ct.split(';').next().unwrap_or("").trim();
+            if !mime.eq_ignore_ascii_case(FORM) && !(mime.is_empty() && no_body) {
+                return Err(Refusal::new(
+                    415,
+                    format!("read requests take {FORM} bodies, not {ct:?}"),
+                ));
+            }
+            let cap = rt
+                .config
+                .tenants
+                .values()
+                .map(|t| t.limits.max_body_bytes)
+                .max()
+                .unwrap_or(1 << 20);
+            Some(read_body(session, cap.max(1 << 20)).await?)
+        } else {
+            if !session.is_body_empty() {
+                return Err(Refusal::new(400, "GET requests must not carry a body"));
+            }
+            None
+        };
+        let mut params = Params::parse(session.req_header().uri.query(), body.as_deref())
+            .map_err(|e| Refusal::new(400, e.to_string()))?;
+        let enforced = match class {
+            Class::Promql => params.enforce_query(matcher),
+            Class::MatchSelectors => params.enforce_match(matcher),
+            _ => Ok(()),
+        };
+        if let Err(e) = enforced {
+            let (status, reason) = match &e {
+                RewriteError::Param(ParamError::MissingQuery) => (400, "missing_query"),
+                RewriteError::Param(_) => (400, "params"),
+                RewriteError::Enforce(e @ EnforceError::Disjoint { .. }) => (403, e.reason()),
+                RewriteError::Enforce(e) => (400, e.reason()),
+            };
+            metrics()
+                .enforcement_rejections
+                .with_label_values(&[ctx.tenant.as_str(), reason])
+                .inc();
+            return Err(Refusal::new(status, e.to_string()));
+        }
+        let encoded = params.encode();
+        let up = &rt.config.upstreams.query;
+        if is_post {
+            let url = format!(
+                "{}://{}{}{}",
+                if up.tls { "https" } else { "http" },
+                up.address,
+                up.path,
+                api_path
+            );
+            let mut headers = forward::copy_request_headers(
+                &session.req_header().headers,
+                &[
+                    http::header::ACCEPT,
+                    http::header::ACCEPT_ENCODING,
+                    http::header::USER_AGENT,
+                ],
+            );
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(FORM),
+            );
+            insert_tenant_header(&mut headers, rt, &ctx.tenant)?;
+            return match forward::stream(
+                session,
+                &rt.client,
+                method,
+                &url,
+                headers,
+                Bytes::from(encoded),
+            )
+            .await
+            {
+                Ok(_) => Ok(true),
+                Err(StreamError::Upstream(f)) => {
+                    metrics()
+                        .upstream_errors
+                        .with_label_values(&["query", f.kind()])
+                        .inc();
+                    Err(f.refusal("query"))
+                }
+                Err(StreamError::Truncated(f)) => {
+                    metrics()
+                        .upstream_errors
+                        .with_label_values(&["query", f.kind()])
+                        .inc();
+                    Ok(true)
+                }
+                Err(StreamError::Downstream(e)) => {
+                    tracing::debug!(error = %e, "client went away while streaming a response");
+                    Ok(true)
+                }
+            };
+        }
+        let mut uri = String::with_capacity(up.path.len() + api_path.len() + encoded.len() + 1);
+        uri.push_str(&up.path);
+        uri.push_str(api_path);
+        if !encoded.is_empty() {
+            uri.push('?');
+            uri.push_str(&encoded);
+        }
+        ctx.uri = Some(
+            uri.parse()
+                .map_err(|_| Refusal::new(400, "the rewritten request URI is invalid"))?,
+        );
+        ctx.upstream = Some(UpstreamKind::Query);
+        Ok(false)
+    }
+}
+
+fn require_post(session: &Session) -> Result<(), Refusal> {
+    if session.req_header().method == http::Method::POST {
+        Ok(())
+    } else {
+        Err(Refusal::new(405, "writes use POST").with_header("allow", "POST"))
+    }
+}
+
+/// Sets the tenant header on a forwarded request.
+pub fn insert_tenant_header(
+    headers: &mut http::HeaderMap,
+    rt: &Runtime,
+    value: &str,
+) -> Result<(), Refusal> {
+    let name = http::HeaderName::from_bytes(rt.config.tenancy.header.as_bytes())
+        .map_err(|_| Refusal::new(400, "invalid tenant header name"))?;
+    let value =
+        http::HeaderValue::from_str(value).map_err(|_| Refusal::new(400, "invalid tenant id"))?;
+    headers.insert(name, value);
+    Ok(())
+}

@@ -1,0 +1,165 @@
+//! The write routes: remote_write (labels spliced into every series) and OTLP (passed).
+//!
+//! The body is read whole, validated and rewritten before anything goes upstream. The answer is
+//! the receive upstream's own: 2xx only when it accepted the data; 5xx and 429 are passed back
+//! so the agent retries.
+
+use super::forward::{self, UpstreamFailure};
+use super::proxy::{insert_tenant_header, read_body};
+use super::respond::Refusal;
+use super::Runtime;
+use crate::config::Upstream;
+use crate::metrics::metrics;
+use crate::remote_write::{self, Format};
+use bytes::Bytes;
+use pingora::proxy::Session;
+use std::sync::Arc;
+
+fn url_of(up: &Upstream) -> String {
+    format!(
+        "{}://{}{}",
+        if up.tls { "https" } else { "http" },
+        up.address,
+        up.path
+    )
+}
+
+fn header<'a>(session: &'a Session, name: &http::header::HeaderName) -> Option<&'a str> {
+    session
+        .req_header()
+        .headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+}
+
+const RW_VERSION: &str = "x-prometheus-remote-write-version";
+
+pub async fn remote_write(
+    session: &mut Session,
+    rt: &Arc<Runtime>,
+    tenant: &str,
+) -> Result<(), Refusal> {
+    let Some(t) = rt.config.tenants.get(tenant) else {
+        return Err(Refusal::new(
+            403,
+            format!("tenant {tenant:?} is not configured"),
+        ));
+    };
+    let cap = t.limits.max_body_bytes;
+    let version = http::header::HeaderName::from_static(RW_VERSION);
+    let format = remote_write::detect_format(
+        header(session, &http::header::CONTENT_TYPE),
+        header(session, &http::header::CONTENT_ENCODING),
+        header(session, &version),
+    )
+    .map_err(|e| Refusal::new(e.status(), e.to_string()))?;
+    let body = read_body(session, cap).await?;
+    let raw = remote_write::decompress(&body, cap as usize)
+        .map_err(|e| Refusal::new(e.status(), e.to_string()))?;
+    let labels = rt
+        .write_labels
+        .get(tenant)
+        .ok_or_else(|| Refusal::new(403, format!("tenant {tenant:?} is not configured")))?;
+    let mut spliced = Vec::new();
+    let stats = match format {
+        Format::V1 => remote_write::inject_v1(&raw, labels, &mut spliced),
+        Format::V2 => remote_write::inject_v2(&raw, labels, &mut spliced),
+    }
+    .map_err(|e| Refusal::new(e.status(), e.to_string()))?;
+    // Nothing to inject: the validated body goes upstream as the client sent it.
+    let outgoing = if labels.is_empty() {
+        body
+    } else {
+        Bytes::from(
+            remote_write::compress(&spliced)
+                .map_err(|e| Refusal::new(e.status(), e.to_string()))?,
+        )
+    };
+
+    let mut headers = forward::copy_request_headers(
+        &session.req_header().headers,
+        &[
+            http::header::CONTENT_TYPE,
+            version.clone(),
+            http::header::USER_AGENT,
+        ],
+    );
+    headers.insert(
+        http::header::CONTENT_ENCODING,
+        http::HeaderValue::from_static("snappy"),
+    );
+    insert_tenant_header(&mut headers, rt, tenant)?;
+    let up = &rt.config.upstreams.receive;
+    let answer = forward::exchange(
+        &rt.client,
+        http::Method::POST,
+        &url_of(up),
+        headers,
+        outgoing,
+    )
+    .await
+    .map_err(|f| upstream_failed("receive", f))?;
+    if (200..300).contains(&answer.status) {
+        let m = metrics();
+        m.remote_write_samples
+            .with_label_values(&[tenant])
+            .inc_by(stats.samples + stats.histograms);
+        m.remote_write_series
+            .with_label_values(&[tenant])
+            .inc_by(stats.series);
+    } else if answer.status >= 500 || answer.status == 429 {
+        metrics()
+            .upstream_errors
+            .with_label_values(&[
+                "receive",
+                if answer.status == 429 {
+                    "throttled"
+                } else {
+                    "5xx"
+                },
+            ])
+            .inc();
+    }
+    forward::relay(session, answer)
+        .await
+        .map_err(|e| Refusal::new(400, e.to_string()))
+}
+
+pub async fn otlp(session: &mut Session, rt: &Arc<Runtime>, tenant: &str) -> Result<(), Refusal> {
+    let Some(up) = rt.config.upstreams.otlp.as_ref() else {
+        return Err(Refusal::new(
+            404,
+            "OTLP is not configured on this gateway (upstreams.otlp)",
+        ));
+    };
+    let cap = rt
+        .config
+        .tenants
+        .get(tenant)
+        .map(|t| t.limits.max_body_bytes)
+        .unwrap_or(10 << 20);
+    let body = read_body(session, cap).await?;
+    let mut headers = forward::copy_request_headers(
+        &session.req_header().headers,
+        &[
+            http::header::CONTENT_TYPE,
+            http::header::CONTENT_ENCODING,
+            http::header::USER_AGENT,
+        ],
+    );
+    insert_tenant_header(&mut headers, rt, tenant)?;
+    let answer = forward::exchange(&rt.client, http::Method::POST, &url_of(up), headers, body)
+        .await
+        .map_err(|f| upstream_failed("otlp", f))?;
+    forward::relay(session, answer)
+        .await
+        .map_err(|e| Refusal::new(400, e.to_string()))
+}
+
+fn upstream_failed(upstream: &str, f: UpstreamFailure) -> Refusal {
+    metrics()
+        .upstream_errors
+        .with_label_values(&[upstream, f.kind()])
+        .inc();
+    f.refusal(upstream)
+}

@@ -1,0 +1,144 @@
+//! The gateway's own metrics (DESIGN.md "Metrics"), registered once in a private registry.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+use std::sync::OnceLock;
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub requests: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub auth_failures: IntCounterVec,
+    pub remote_write_samples: IntCounterVec,
+    pub remote_write_series: IntCounterVec,
+    pub upstream_errors: IntCounterVec,
+    pub enforcement_rejections: IntCounterVec,
+    pub config_last_reload_successful: IntGauge,
+    pub config_last_reload_success_timestamp: IntGauge,
+    pub build_info: IntGaugeVec,
+}
+
+fn build() -> Metrics {
+    let registry = Registry::new();
+    let requests = IntCounterVec::new(
+        Opts::new(
+            "whizard_gateway_requests_total",
+            "Requests handled, by tenant, route and status code.",
+        ),
+        &["tenant", "route", "code"],
+    )
+    .expect("static metric definition");
+    let request_duration = HistogramVec::new(
+        HistogramOpts::new(
+            "whizard_gateway_request_duration_seconds",
+            "Time from request start to the end of the response, by tenant and route.",
+        )
+        .buckets(vec![
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            30.0, 60.0,
+        ]),
+        &["tenant", "route"],
+    )
+    .expect("static metric definition");
+    let auth_failures = IntCounterVec::new(
+        Opts::new(
+            "whizard_auth_failures_total",
+            "Refused authentication attempts, by method and reason.",
+        ),
+        &["method", "reason"],
+    )
+    .expect("static metric definition");
+    let remote_write_samples = IntCounterVec::new(
+        Opts::new(
+            "whizard_remote_write_samples_total",
+            "Samples (and histogram samples) accepted upstream, by tenant.",
+        ),
+        &["tenant"],
+    )
+    .expect("static metric definition");
+    let remote_write_series = IntCounterVec::new(
+        Opts::new(
+            "whizard_remote_write_series_total",
+            "Series in remote-write requests accepted upstream, by tenant.",
+        ),
+        &["tenant"],
+    )
+    .expect("static metric definition");
+    let upstream_errors = IntCounterVec::new(
+        Opts::new(
+            "whizard_upstream_errors_total",
+            "Failed upstream exchanges, by upstream and kind.",
+        ),
+        &["upstream", "kind"],
+    )
+    .expect("static metric definition");
+    let enforcement_rejections = IntCounterVec::new(
+        Opts::new(
+            "whizard_enforcement_rejections_total",
+            "Read requests refused by label enforcement, by tenant and reason.",
+        ),
+        &["tenant", "reason"],
+    )
+    .expect("static metric definition");
+    let config_last_reload_successful = IntGauge::new(
+        "whizard_config_last_reload_successful",
+        "1 when the last config (re)load succeeded, 0 when it was refused.",
+    )
+    .expect("static metric definition");
+    let config_last_reload_success_timestamp = IntGauge::new(
+        "whizard_config_last_reload_success_timestamp_seconds",
+        "Unix time of the last successful config load.",
+    )
+    .expect("static metric definition");
+    let build_info = IntGaugeVec::new(
+        Opts::new("whizard_build_info", "Build information; always 1."),
+        &["version"],
+    )
+    .expect("static metric definition");
+    for c in [
+        Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+        Box::new(request_duration.clone()),
+        Box::new(auth_failures.clone()),
+        Box::new(remote_write_samples.clone()),
+        Box::new(remote_write_series.clone()),
+        Box::new(upstream_errors.clone()),
+        Box::new(enforcement_rejections.clone()),
+        Box::new(config_last_reload_successful.clone()),
+        Box::new(config_last_reload_success_timestamp.clone()),
+        Box::new(build_info.clone()),
+    ] {
+        registry.register(c).expect("metric names are unique");
+    }
+    build_info
+        .with_label_values(&[env!("CARGO_PKG_VERSION")])
+        .set(1);
+    Metrics {
+        registry,
+        requests,
+        request_duration,
+        auth_failures,
+        remote_write_samples,
+        remote_write_series,
+        upstream_errors,
+        enforcement_rejections,
+        config_last_reload_successful,
+        config_last_reload_success_timestamp,
+        build_info,
+    }
+}
+
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(build)
+}
+
+/// The exposition text of every metric.
+pub fn render() -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 * 1024);
+    let families = metrics().registry.gather();
+    // Encoding into a Vec cannot fail for well-formed families.
+    let _ = TextEncoder::new().encode(&families, &mut out);
+    out
+}

@@ -1,0 +1,263 @@
+//! Remote write 1.0, `prometheus.WriteRequest` (prompb/remote.proto, prompb/types.proto):
+//!
+//! ```text
+//! WriteRequest { repeated TimeSeries timeseries = 1; reserved 2; repeated MetricMetadata metadata = 3; }
+//! TimeSeries   { repeated Label labels = 1; repeated Sample samples = 2;
+//!                repeated Exemplar exemplars = 3; repeated Histogram histograms = 4; }
+//! Label        { string name = 1; string value = 2; }
+//! ```
+
+use super::validate::{
+    copy_ranges, invalid_series, malformed, push_range, ranges_len, show, wrong_wire, LabelChecker,
+};
+use super::wire::{len_field_size, put_len_header, Field, Reader, WT_LEN};
+use super::{LabelSet, RemoteWriteError, WriteStats};
+use std::cmp::Ordering;
+
+const WR_TIMESERIES: u32 = 1;
+const WR_METADATA: u32 = 3;
+const TS_LABELS: u32 = 1;
+const TS_SAMPLES: u32 = 2;
+const TS_EXEMPLARS: u32 = 3;
+const TS_HISTOGRAMS: u32 = 4;
+const LABEL_NAME: u32 = 1;
+const LABEL_VALUE: u32 = 2;
+
+/// Validates a decompressed `prometheus.WriteRequest` and counts what it carries.
+pub fn validate_v1(decoded: &[u8]) -> Result<WriteStats, RemoteWriteError> {
+    run(decoded, &LabelSet::empty(), None)
+}
+
+/// Writes `decoded` with `labels` merged into every series to `out` (cleared first; also left
+/// empty on error).
+///
+/// Each series is written as: its labels in name order (client labels byte for byte, an
+/// injected label replacing a client label of the same name), then its other fields (samples,
+/// exemplars, histograms, unknown) in their original order. Top-level fields keep their order.
+/// With an empty `labels`, this validates and copies `decoded` unchanged.
+pub fn inject_v1(
+    decoded: &[u8],
+    labels: &LabelSet,
+    out: &mut Vec<u8>,
+) -> Result<WriteStats, RemoteWriteError> {
+    out.clear();
+    if labels.is_empty() {
+        let stats = validate_v1(decoded)?;
+        out.extend_from_slice(decoded);
+        return Ok(stats);
+    }
+    let result = run(decoded, labels, Some(out));
+    if result.is_err() {
+        out.clear();
+    }
+    result
+}
+
+/// A client label: its name (for ordering) and its whole `Label` message (copied as is).
+struct ClientLabel<'a> {
+    name: &'a [u8],
+    raw: &'a [u8],
+}
+
+/// Per-request scratch reused by every series, so series cost no allocation.
+#[derive(Default)]
+struct Scratch<'a> {
+    labels: Vec<ClientLabel<'a>>,
+    others: Vec<(usize, usize)>,
+}
+
+fn next_field<'a>(
+    r: &mut Reader<'a>,
+    context: impl Fn() -> String,
+) -> Result<Option<Field<'a>>, RemoteWriteError> {
+    r.next_field().map_err(|e| malformed(context(), e))
+}
+
+fn run(
+    decoded: &[u8],
+    labels: &LabelSet,
+    mut out: Option<&mut Vec<u8>>,
+) -> Result<WriteStats, RemoteWriteError> {
+    if let Some(out) = out.as_deref_mut() {
+        let series = count_series(decoded)?;
+        let growth = series.saturating_mul(labels.v1_encoded.len() + 5);
+        // Growth is capped so a body of tiny series cannot make us reserve far beyond its size;
+        // a legitimately larger output just grows the Vec.
+        out.reserve(decoded.len().saturating_add(growth.min(decoded.len()) + 64));
+    }
+    let mut stats = WriteStats::default();
+    let mut scratch = Scratch::default();
+    let mut r = Reader::new(decoded);
+    while let Some(f) = next_field(&mut r, || "WriteRequest".into())? {
+        match f.num {
+            WR_TIMESERIES => {
+                if f.wire != WT_LEN {
+                    return Err(wrong_wire("WriteRequest", f.num, f.wire));
+                }
+                series(
+                    stats.series,
+                    f.data,
+                    labels,
+                    &mut scratch,
+                    out.as_deref_mut(),
+                    &mut stats,
+                )?;
+                stats.series += 1;
+            }
+            _ => {
+                if f.num == WR_METADATA && f.wire != WT_LEN {
+                    return Err(wrong_wire("WriteRequest", f.num, f.wire));
+                }
+                if let Some(out) = out.as_deref_mut() {
+                    out.extend_from_slice(decoded.get(f.start..f.end).unwrap_or_default());
+                }
+            }
+        }
+    }
+    Ok(stats)
+}
+
+/// Number of top-level series fields (cheap: series payloads are skipped, not read).
+fn count_series(decoded: &[u8]) -> Result<usize, RemoteWriteError> {
+    let mut r = Reader::new(decoded);
+    let mut n = 0;
+    while let Some(f) = next_field(&mut r, || "WriteRequest".into())? {
+        n += usize::from(f.num == WR_TIMESERIES);
+    }
+    Ok(n)
+}
+
+fn series<'a>(
+    idx: u64,
+    data: &'a [u8],
+    labels: &LabelSet,
+    s: &mut Scratch<'a>,
+    out: Option<&mut Vec<u8>>,
+    stats: &mut WriteStats,
+) -> Result<(), RemoteWriteError> {
+    s.labels.clear();
+    s.others.clear();
+    let mut checker = LabelChecker::new();
+    let mut r = Reader::new(data);
+    while let Some(f) = next_field(&mut r, || format!("series {idx}"))? {
+        match f.num {
+            TS_LABELS => {
+                if f.wire != WT_LEN {
+                    return Err(wrong_wire(format_args!("series {idx}"), f.num, f.wire));
+                }
+                let (name, value) = parse_label(idx, f.data)?;
+                if std::str::from_utf8(name).is_err() {
+                    return Err(invalid_series(
+                        idx,
+                        format_args!("label name {} is not valid UTF-8", show(name)),
+                    ));
+                }
+                checker.push(idx, name)?;
+                if std::str::from_utf8(value).is_err() {
+                    return Err(invalid_series(
+                        idx,
+                        format_args!("value of label {} is not valid UTF-8", show(name)),
+                    ));
+                }
+                s.labels.push(ClientLabel { name, raw: f.data });
+            }
+            TS_SAMPLES | TS_EXEMPLARS | TS_HISTOGRAMS => {
+                if f.wire != WT_LEN {
+                    return Err(wrong_wire(format_args!("series {idx}"), f.num, f.wire));
+                }
+                match f.num {
+                    TS_SAMPLES => stats.samples += 1,
+                    TS_EXEMPLARS => stats.exemplars += 1,
+                    _ => stats.histograms += 1,
+                }
+                push_range(&mut s.others, f.start, f.end);
+            }
+            _ => push_range(&mut s.others, f.start, f.end),
+        }
+    }
+    checker.finish(idx)?;
+
+    let Some(out) = out else { return Ok(()) };
+    let mut labels_len = 0;
+    merge(&s.labels, labels, |p| {
+        labels_len += match p {
+            Piece::Client(raw) => len_field_size(TS_LABELS, raw.len()),
+            Piece::Injected(field) => field.len(),
+        }
+    });
+    put_len_header(out, WR_TIMESERIES, labels_len + ranges_len(&s.others));
+    merge(&s.labels, labels, |p| match p {
+        Piece::Client(raw) => {
+            put_len_header(out, TS_LABELS, raw.len());
+            out.extend_from_slice(raw);
+        }
+        Piece::Injected(field) => out.extend_from_slice(field),
+    });
+    copy_ranges(out, data, &s.others);
+    Ok(())
+}
+
+/// Name and value of a `Label`; for a repeated scalar field the last one wins, as in every
+/// protobuf decoder (so we check the same name the backend will see).
+fn parse_label(idx: u64, data: &[u8]) -> Result<(&[u8], &[u8]), RemoteWriteError> {
+    let mut name: &[u8] = &[];
+    let mut value: &[u8] = &[];
+    let mut r = Reader::new(data);
+    while let Some(f) = next_field(&mut r, || format!("series {idx}: label"))? {
+        match f.num {
+            LABEL_NAME | LABEL_VALUE => {
+                if f.wire != WT_LEN {
+                    return Err(wrong_wire(
+                        format_args!("series {idx}: label"),
+                        f.num,
+                        f.wire,
+                    ));
+                }
+                if f.num == LABEL_NAME {
+                    name = f.data;
+                } else {
+                    value = f.data;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok((name, value))
+}
+
+enum Piece<'a> {
+    /// A client `Label` message, to be framed as a labels field.
+    Client(&'a [u8]),
+    /// An injected label, already framed.
+    Injected(&'a [u8]),
+}
+
+/// Merges the client's sorted labels with the injected ones; on equal names the injected label
+/// wins and the client's is dropped.
+#[inline]
+fn merge<'a>(client: &[ClientLabel<'a>], inj: &'a LabelSet, mut emit: impl FnMut(Piece<'a>)) {
+    let (mut i, mut j) = (0, 0);
+    while let (Some(c), Some((name, _))) = (client.get(i), inj.labels.get(j)) {
+        match c.name.cmp(name.as_bytes()) {
+            Ordering::Less => {
+                emit(Piece::Client(c.raw));
+                i += 1;
+            }
+            Ordering::Greater => {
+                emit(Piece::Injected(inj.v1_field(j)));
+                j += 1;
+            }
+            Ordering::Equal => {
+                emit(Piece::Injected(inj.v1_field(j)));
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    for c in client.get(i..).unwrap_or_default() {
+        emit(Piece::Client(c.raw));
+    }
+    for j in j..inj.len() {
+        emit(Piece::Injected(inj.v1_field(j)));
+    }
+}

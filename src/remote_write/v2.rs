@@ -1,0 +1,414 @@
+//! Remote write 2.0, `io.prometheus.write.v2.Request` (prompb/io/prometheus/write/v2/types.proto):
+//!
+//! ```text
+//! Request    { reserved 1 to 3; repeated string symbols = 4; repeated TimeSeries timeseries = 5; }
+//! TimeSeries { repeated uint32 labels_refs = 1; repeated Sample samples = 2;
+//!              repeated Histogram histograms = 3; repeated Exemplar exemplars = 4;
+//!              Metadata metadata = 5; int64 created_timestamp = 6; }
+//! ```
+//!
+//! Injection appends the injected strings to the symbol table (reusing an existing equal
+//! symbol when there is one) and never reorders it, so every existing reference — in labels,
+//! exemplars and metadata — keeps its meaning.
+
+use super::validate::{
+    copy_ranges, invalid_series, malformed, push_range, ranges_len, show, wrong_wire, LabelChecker,
+};
+use super::wire::{
+    len_field_size, put_len_header, put_varint, read_varint, varint_len, Field, Reader, WT_LEN,
+    WT_VARINT,
+};
+use super::{LabelSet, RemoteWriteError, WriteStats};
+use std::cmp::Ordering;
+
+const REQ_SYMBOLS: u32 = 4;
+const REQ_TIMESERIES: u32 = 5;
+const TS_LABELS_REFS: u32 = 1;
+const TS_SAMPLES: u32 = 2;
+const TS_HISTOGRAMS: u32 = 3;
+const TS_EXEMPLARS: u32 = 4;
+const TS_METADATA: u32 = 5;
+const TS_CREATED_TIMESTAMP: u32 = 6;
+
+/// Validates a decompressed `io.prometheus.write.v2.Request` and counts what it carries.
+pub fn validate_v2(decoded: &[u8]) -> Result<WriteStats, RemoteWriteError> {
+    run(decoded, &LabelSet::empty(), None)
+}
+
+/// Writes `decoded` with `labels` merged into every series to `out` (cleared first; also left
+/// empty on error).
+///
+/// New symbols are written right after the last existing `symbols` field; each series is
+/// written as one packed `labels_refs` field (client pairs and injected pairs in name order,
+/// an injected label replacing a client label of the same name), then its other fields in
+/// their original order. Other top-level fields keep their order and bytes. With an empty
+/// `labels`, or a request without series, this validates and copies `decoded` unchanged.
+pub fn inject_v2(
+    decoded: &[u8],
+    labels: &LabelSet,
+    out: &mut Vec<u8>,
+) -> Result<WriteStats, RemoteWriteError> {
+    out.clear();
+    if labels.is_empty() {
+        let stats = validate_v2(decoded)?;
+        out.extend_from_slice(decoded);
+        return Ok(stats);
+    }
+    let result = run(decoded, labels, Some(out));
+    if result.is_err() {
+        out.clear();
+    }
+    result
+}
+
+fn next_field<'a>(
+    r: &mut Reader<'a>,
+    context: impl Fn() -> String,
+) -> Result<Option<Field<'a>>, RemoteWriteError> {
+    r.next_field().map_err(|e| malformed(context(), e))
+}
+
+/// The symbol table: each symbol as `(offset, length)` into the decoded body. u32 keeps the
+/// table at most 4x the body (a symbol takes at least 2 bytes on the wire).
+struct Symbols<'a> {
+    body: &'a [u8],
+    table: Vec<(u32, u32)>,
+}
+
+impl<'a> Symbols<'a> {
+    #[inline]
+    fn get(&self, i: u32) -> Option<&'a [u8]> {
+        let &(start, len) = self.table.get(i as usize)?;
+        let start = start as usize;
+        self.body.get(start..start + len as usize)
+    }
+
+    fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    fn find(&self, s: &[u8]) -> Option<u32> {
+        let len = u32::try_from(s.len()).ok()?;
+        self.table
+            .iter()
+            .position(|&(start, l)| {
+                l == len && self.body.get(start as usize..(start + l) as usize) == Some(s)
+            })
+            .map(|i| i as u32)
+    }
+}
+
+/// What the first pass learns about the request.
+struct Layout<'a> {
+    symbols: Symbols<'a>,
+    series: usize,
+    /// Offset just past the last `symbols` field: where new symbols go.
+    symbols_end: usize,
+}
+
+fn scan_top(decoded: &[u8]) -> Result<Layout<'_>, RemoteWriteError> {
+    if u32::try_from(decoded.len()).is_err() {
+        return Err(RemoteWriteError::TooLarge {
+            size: decoded.len() as u64,
+            limit: u32::MAX as u64,
+        });
+    }
+    let mut symbols = Symbols {
+        body: decoded,
+        table: Vec::new(),
+    };
+    let mut series = 0;
+    let mut symbols_end = 0;
+    let mut r = Reader::new(decoded);
+    while let Some(f) = next_field(&mut r, || "Request".into())? {
+        match f.num {
+            REQ_SYMBOLS => {
+                if f.wire != WT_LEN {
+                    return Err(wrong_wire("Request", f.num, f.wire));
+                }
+                if std::str::from_utf8(f.data).is_err() {
+                    return Err(RemoteWriteError::Invalid(format!(
+                        "symbols[{}] {} is not valid UTF-8",
+                        symbols.len(),
+                        show(f.data)
+                    )));
+                }
+                // Offsets fit: the whole body is under 4 GiB (checked above).
+                let start = (f.end - f.data.len()) as u32;
+                symbols.table.push((start, f.data.len() as u32));
+                symbols_end = f.end;
+            }
+            REQ_TIMESERIES => {
+                if f.wire != WT_LEN {
+                    return Err(wrong_wire("Request", f.num, f.wire));
+                }
+                series += 1;
+            }
+            1..=3 => {
+                return Err(RemoteWriteError::Invalid(format!(
+                    "field {} is reserved in io.prometheus.write.v2.Request (a remote write 1.0 \
+                     body sent with the 2.0 Content-Type?)",
+                    f.num
+                )))
+            }
+            _ => {}
+        }
+    }
+    match symbols.get(0) {
+        Some([]) => {}
+        Some(first) => {
+            return Err(RemoteWriteError::Invalid(format!(
+                "symbols[0] must be the empty string, got {}",
+                show(first)
+            )))
+        }
+        None if series > 0 => {
+            return Err(RemoteWriteError::Invalid(
+                "symbols is empty; symbols[0] must be the empty string".into(),
+            ))
+        }
+        None => {}
+    }
+    Ok(Layout {
+        symbols,
+        series,
+        symbols_end,
+    })
+}
+
+/// An injected label as symbol references.
+struct Injected<'l> {
+    name: &'l [u8],
+    name_ref: u32,
+    value_ref: u32,
+}
+
+/// Per-request scratch reused by every series.
+#[derive(Default)]
+struct Scratch {
+    refs: Vec<u32>,
+    merged: Vec<u32>,
+    others: Vec<(usize, usize)>,
+}
+
+fn run<'l>(
+    decoded: &[u8],
+    labels: &'l LabelSet,
+    mut out: Option<&mut Vec<u8>>,
+) -> Result<WriteStats, RemoteWriteError> {
+    let layout = scan_top(decoded)?;
+    if layout.series == 0 {
+        // Nothing references the injected labels: leave the request as it is.
+        let stats = WriteStats::default();
+        if let Some(out) = out {
+            out.extend_from_slice(decoded);
+        }
+        return Ok(stats);
+    }
+
+    // Resolve the injected strings to symbol refs: existing symbols first, then new ones.
+    let mut injected = Vec::with_capacity(labels.len());
+    let mut new_symbols: Vec<&'l str> = Vec::new();
+    if out.is_some() {
+        let base = layout.symbols.len();
+        let mut resolve = |s: &'l str| -> u32 {
+            if let Some(i) = layout.symbols.find(s.as_bytes()) {
+                return i;
+            }
+            if let Some(i) = new_symbols.iter().position(|n| *n == s) {
+                return (base + i) as u32;
+            }
+            new_symbols.push(s);
+            (base + new_symbols.len() - 1) as u32
+        };
+        for (name, value) in labels.iter() {
+            let name_ref = resolve(name);
+            let value_ref = resolve(value);
+            injected.push(Injected {
+                name: name.as_bytes(),
+                name_ref,
+                value_ref,
+            });
+        }
+    }
+
+    if let Some(out) = out.as_deref_mut() {
+        let new_symbols_len: usize = new_symbols
+            .iter()
+            .map(|s| len_field_size(REQ_SYMBOLS, s.len()))
+            .sum();
+        let per_series: usize = injected
+            .iter()
+            .map(|i| varint_len(i.name_ref.into()) + varint_len(i.value_ref.into()))
+            .sum::<usize>()
+            + 10;
+        let growth = layout.series.saturating_mul(per_series).min(decoded.len());
+        out.reserve(decoded.len() + new_symbols_len + growth + 64);
+    }
+
+    let mut stats = WriteStats::default();
+    let mut scratch = Scratch::default();
+    let mut r = Reader::new(decoded);
+    while let Some(f) = next_field(&mut r, || "Request".into())? {
+        if f.num == REQ_TIMESERIES {
+            series(
+                stats.series,
+                f.data,
+                &layout.symbols,
+                &injected,
+                &mut scratch,
+                out.as_deref_mut(),
+                &mut stats,
+            )?;
+            stats.series += 1;
+            continue;
+        }
+        if let Some(out) = out.as_deref_mut() {
+            out.extend_from_slice(decoded.get(f.start..f.end).unwrap_or_default());
+            if f.end == layout.symbols_end {
+                for s in &new_symbols {
+                    put_len_header(out, REQ_SYMBOLS, s.len());
+                    out.extend_from_slice(s.as_bytes());
+                }
+            }
+        }
+    }
+    Ok(stats)
+}
+
+fn series(
+    idx: u64,
+    data: &[u8],
+    symbols: &Symbols<'_>,
+    injected: &[Injected<'_>],
+    s: &mut Scratch,
+    out: Option<&mut Vec<u8>>,
+    stats: &mut WriteStats,
+) -> Result<(), RemoteWriteError> {
+    s.refs.clear();
+    s.others.clear();
+    let ctx = || format!("series {idx}");
+    let mut r = Reader::new(data);
+    while let Some(f) = next_field(&mut r, ctx)? {
+        let want = match f.num {
+            TS_LABELS_REFS => {
+                match f.wire {
+                    // Packed (what every sender does) ...
+                    WT_LEN => {
+                        let mut pos = 0;
+                        while pos < f.data.len() {
+                            let v = read_varint(f.data, &mut pos).map_err(|e| {
+                                malformed(format_args!("series {idx}: labels_refs"), e)
+                            })?;
+                            s.refs.push(ref_u32(idx, v, symbols)?);
+                        }
+                    }
+                    // ... or unpacked, which decoders must accept too.
+                    WT_VARINT => s.refs.push(ref_u32(idx, f.value, symbols)?),
+                    w => return Err(wrong_wire(ctx(), f.num, w)),
+                }
+                continue;
+            }
+            TS_SAMPLES => {
+                stats.samples += 1;
+                WT_LEN
+            }
+            TS_HISTOGRAMS => {
+                stats.histograms += 1;
+                WT_LEN
+            }
+            TS_EXEMPLARS => {
+                stats.exemplars += 1;
+                WT_LEN
+            }
+            TS_METADATA => WT_LEN,
+            TS_CREATED_TIMESTAMP => WT_VARINT,
+            _ => f.wire,
+        };
+        if f.wire != want {
+            return Err(wrong_wire(ctx(), f.num, f.wire));
+        }
+        push_range(&mut s.others, f.start, f.end);
+    }
+
+    if s.refs.len() % 2 != 0 {
+        return Err(invalid_series(
+            idx,
+            format_args!("odd number of labels_refs ({})", s.refs.len()),
+        ));
+    }
+    let mut checker = LabelChecker::new();
+    for pair in s.refs.chunks_exact(2) {
+        // In range: checked by ref_u32.
+        let name = symbols.get(pair[0]).unwrap_or_default();
+        checker.push(idx, name)?;
+    }
+    checker.finish(idx)?;
+
+    let Some(out) = out else { return Ok(()) };
+    s.merged.clear();
+    merge(&s.refs, injected, symbols, &mut s.merged);
+    let packed_len: usize = s.merged.iter().map(|&r| varint_len(r.into())).sum();
+    let labels_len = len_field_size(TS_LABELS_REFS, packed_len);
+    put_len_header(out, REQ_TIMESERIES, labels_len + ranges_len(&s.others));
+    put_len_header(out, TS_LABELS_REFS, packed_len);
+    for &r in &s.merged {
+        put_varint(out, r.into());
+    }
+    copy_ranges(out, data, &s.others);
+    Ok(())
+}
+
+#[inline]
+fn ref_u32(idx: u64, v: u64, symbols: &Symbols<'_>) -> Result<u32, RemoteWriteError> {
+    match u32::try_from(v) {
+        Ok(r) if (r as usize) < symbols.len() => Ok(r),
+        _ => Err(invalid_series(
+            idx,
+            format_args!(
+                "label ref {v} out of range (symbols has {} entries)",
+                symbols.len()
+            ),
+        )),
+    }
+}
+
+/// Merges the client's sorted (name, value) ref pairs with the injected ones into `merged`; on
+/// equal names the injected pair wins.
+#[inline]
+fn merge(client: &[u32], injected: &[Injected<'_>], symbols: &Symbols<'_>, merged: &mut Vec<u32>) {
+    let mut pairs = client.chunks_exact(2).peekable();
+    let mut inj = injected.iter().peekable();
+    loop {
+        let (c, i) = match (pairs.peek(), inj.peek()) {
+            (Some(c), Some(i)) => (*c, *i),
+            (Some(c), None) => {
+                merged.extend_from_slice(c);
+                pairs.next();
+                continue;
+            }
+            (None, Some(i)) => {
+                merged.extend_from_slice(&[i.name_ref, i.value_ref]);
+                inj.next();
+                continue;
+            }
+            (None, None) => break,
+        };
+        let name = symbols.get(c[0]).unwrap_or_default();
+        match name.cmp(i.name) {
+            Ordering::Less => {
+                merged.extend_from_slice(c);
+                pairs.next();
+            }
+            Ordering::Greater => {
+                merged.extend_from_slice(&[i.name_ref, i.value_ref]);
+                inj.next();
+            }
+            Ordering::Equal => {
+                merged.extend_from_slice(&[i.name_ref, i.value_ref]);
+                pairs.next();
+                inj.next();
+            }
+        }
+    }
+}
