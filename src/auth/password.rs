@@ -12,7 +12,9 @@ pub fn verify(hash: &PasswordHash, password: &[u8]) -> bool {
             Err(_) => false,
         },
         // bcrypt ignores bytes past 72; refuse such passwords rather than accept a prefix.
-        PasswordHash::Bcrypt(h) => bcrypt::non_truncating_verify(password, h).unwrap_or(false),
+        PasswordHash::Bcrypt(h) => {
+            password.len() <= 72 && bcrypt::verify(password, h).unwrap_or(false)
+        }
     }
 }
 

@@ -144,8 +144,13 @@ pub enum PasswordHash {
 impl PasswordHash {
     pub fn parse(s: &str) -> Result<Self, String> {
         if s.starts_with("$argon2id$") {
-            argon2::PasswordHash::new(s)
+            let parsed = argon2::PasswordHash::new(s)
                 .map_err(|e| format!("not a valid argon2id PHC string: {e}"))?;
+            if parsed.salt.is_none() || parsed.hash.is_none() {
+                return Err("the argon2id PHC string lacks its salt or hash".into());
+            }
+            argon2::Params::try_from(&parsed)
+                .map_err(|e| format!("invalid argon2id parameters: {e}"))?;
             Ok(PasswordHash::Argon2id(s.to_string()))
         } else if s.starts_with("$argon2") {
             Err("only the argon2id variant is accepted (run `whizard hash-password`)".into())
@@ -308,6 +313,7 @@ impl Config {
             }
         };
         for key in unknown {
+            let key = key_path(&key);
             let line = v.line_of(&key);
             v.errors.push(ConfigError {
                 key,
@@ -326,6 +332,24 @@ impl Config {
     pub fn user(&self, name: &str) -> Option<&User> {
         self.users.iter().find(|u| u.name == name)
     }
+}
+
+/// `serde_ignored`'s path (`users.0.?.name`) in the notation of our messages (`users[0].name`).
+fn key_path(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for seg in raw.split('.').filter(|s| *s != "?") {
+        if !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()) {
+            out.push('[');
+            out.push_str(seg);
+            out.push(']');
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(seg);
+        }
+    }
+    out
 }
 
 struct Validator<'a> {
@@ -371,33 +395,58 @@ impl Validator<'_> {
         });
     }
 
-    /// Best-effort line of the last key segment of a path (first occurrence after its parent).
+    /// Best-effort line of a key path: each segment is searched after its parent, and an index
+    /// `[n]` skips to the n-th block-style list item (`- `) below it.
     fn line_of(&self, key: &str) -> Option<usize> {
         let mut start = 0usize;
-        let mut line = None;
         for seg in key.split('.') {
-            let name = seg.split('[').next().unwrap_or(seg);
-            if name.is_empty() || name == "?" {
-                continue;
+            let (name, index) = match seg.split_once('[') {
+                Some((n, i)) => (n, i.trim_end_matches(']').parse::<usize>().ok()),
+                None => (seg, None),
+            };
+            if !name.is_empty() {
+                let needle = format!("{name}:");
+                let rest = &self.text[start..];
+                let (i, _) = rest.match_indices(&needle).find(|(i, _)| {
+                    matches!(
+                        rest[..*i].chars().last(),
+                        None | Some(' ') | Some('\n') | Some('-') | Some('{') | Some(',')
+                    )
+                })?;
+                start += i + needle.len();
             }
-            let needle = format!("{name}:");
-            let rest = &self.text[start..];
-            let found = rest.match_indices(&needle).find(|(i, _)| {
-                let before = rest[..*i].chars().last();
-                matches!(
-                    before,
-                    None | Some(' ') | Some('\n') | Some('-') | Some('{') | Some(',')
-                )
-            });
-            match found {
-                Some((i, _)) => {
-                    start += i;
-                    line = Some(self.text[..start].matches('\n').count() + 1);
-                }
-                None => return None,
+            if let Some(n) = index {
+                start = self.list_item(start, n).unwrap_or(start);
             }
         }
-        line
+        Some(self.text[..start].matches('\n').count() + 1)
+    }
+
+    /// Offset of the n-th `- ` item of the block list that starts after `from`.
+    fn list_item(&self, from: usize, n: usize) -> Option<usize> {
+        let mut offset = from + self.text[from..].find('\n')? + 1;
+        let mut indent = None;
+        let mut seen = 0;
+        for line in self.text[offset..].split_inclusive('\n') {
+            let trimmed = line.trim_start();
+            let this_indent = line.len() - trimmed.len();
+            if trimmed.starts_with("- ") || trimmed.trim_end() == "-" {
+                let first = *indent.get_or_insert(this_indent);
+                if this_indent == first {
+                    if seen == n {
+                        return Some(offset + this_indent + 2);
+                    }
+                    seen += 1;
+                }
+            } else if !trimmed.is_empty()
+                && !trimmed.starts_with('#')
+                && indent.is_some_and(|i| this_indent < i)
+            {
+                return None;
+            }
+            offset += line.len();
+        }
+        None
     }
 
     fn finish(&mut self, source_name: &str) -> Result<(), ConfigErrors> {

@@ -67,9 +67,10 @@ fn a_good_config_is_lowered() {
 
 #[test]
 fn defaults_are_inherited_and_overridden() {
-    let yaml = minimal("").replace(
-        "tenants:",
-        "defaults:\n  limits: {requests_per_second: 5, max_body_bytes: 1000}\n  external_labels: {region: eu, cluster: none}\ntenants:",
+    let yaml = minimal("").replacen(
+        "\ntenants:",
+        "\ndefaults:\n  limits: {requests_per_second: 5, max_body_bytes: 1000}\n  external_labels: {region: eu, cluster: none}\ntenants:",
+        1,
     );
     let c = load(&yaml).unwrap();
     let a = &c.tenants["team-a"];
@@ -259,4 +260,22 @@ fn error_display_lists_everything() {
     let text = e.to_string();
     assert!(text.starts_with("test.yaml: 3 error(s)"), "{text}");
     assert!(text.contains("upstreams.query: required"), "{text}");
+}
+
+#[test]
+fn errors_in_list_items_point_at_their_line() {
+    let yaml = minimal(
+        r#"  - name: second
+    password_hash: "nope"
+    tenants: [team-b]
+    access: [read]
+"#,
+    );
+    let errs = errors(&yaml);
+    let e = errs
+        .iter()
+        .find(|e| e.key == "users[1].password_hash")
+        .unwrap();
+    let expected = yaml.lines().position(|l| l.contains("\"nope\"")).unwrap() + 1;
+    assert_eq!(e.line, Some(expected), "{errs:?}");
 }

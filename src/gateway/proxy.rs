@@ -341,6 +341,8 @@ impl Gateway {
         }
 
         let identity = self.authenticate(session, rt).await?;
+        // Until the scope is known, refusals are counted under the identity's tenants.
+        ctx.tenant = identity.tenants.join("|");
         let op = match matched.class {
             Class::RemoteWrite | Class::Otlp => Operation::Write,
             _ => Operation::Read,

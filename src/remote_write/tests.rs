@@ -479,6 +479,56 @@ fn v1_metadata_only_request_passes_through() {
     assert_eq!(stats.series, 0);
 }
 
+#[test]
+fn v1_non_canonical_labels_are_read_like_protobuf_and_kept_verbatim() {
+    // value before name; an omitted (empty) value; a name given twice (the last wins); a
+    // non-minimal length varint.
+    let mut reversed = len_field(2, b"api");
+    reversed.extend(len_field(1, b"job"));
+    let empty_value = len_field(1, b"instance");
+    let mut twice = len_field(1, b"ignored");
+    twice.extend(len_field(1, b"zone"));
+    twice.extend(len_field(2, b"eu"));
+    let mut long_len = vec![0x0a, 0x88, 0x00];
+    long_len.extend(b"__name__");
+    long_len.extend(len_field(2, b"up"));
+    let fields: Vec<Vec<u8>> = [long_len, empty_value, reversed, twice]
+        .iter()
+        .map(|l| len_field(1, l))
+        .collect();
+    let ts: Vec<u8> = fields.concat();
+    let raw = len_field(1, &ts);
+    let (out, _) = inject_ok(Format::V1, &raw, &set(&[("tenant_id", "t")]));
+    let got = pb::WriteRequest::decode(&out[..]).unwrap();
+    assert_eq!(
+        got.timeseries[0].labels,
+        lbls(&[
+            ("__name__", "up"),
+            ("instance", ""),
+            ("job", "api"),
+            ("tenant_id", "t"),
+            ("zone", "eu")
+        ])
+    );
+    for f in &fields {
+        assert!(contains(&out, f));
+    }
+    // Sorted if the first name counted, unsorted under protobuf's last-wins rule (which the
+    // backend applies): we must judge the name the backend sees.
+    let mut late = len_field(1, b"zz");
+    late.extend(len_field(1, b"A"));
+    let ts = [
+        len_field(1, &lbl("__name__", "x").encode_to_vec()),
+        len_field(1, &late),
+    ]
+    .concat();
+    assert_err(
+        err_v1(&len_field(1, &ts)),
+        400,
+        "labels not sorted (\"A\" after \"__name__\")",
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // v2 golden
 
@@ -1507,26 +1557,31 @@ fn throughput() {
     for (name, raw) in [("v1", build_v1(&series)), ("v2", build_v2(&series))] {
         let format = if name == "v1" { Format::V1 } else { Format::V2 };
         let body = compress(&raw).unwrap();
-        let iters = 300;
-        let t = Instant::now();
-        let mut dec = Vec::new();
-        let mut enc = Vec::new();
-        for _ in 0..iters {
+        // Best of several short rounds: the machine is shared, the minimum is the signal.
+        let best = |f: &mut dyn FnMut()| {
+            (0..15)
+                .map(|_| {
+                    let t = Instant::now();
+                    for _ in 0..20 {
+                        f();
+                    }
+                    t.elapsed() / 20
+                })
+                .min()
+                .unwrap()
+        };
+        let (mut dec, mut enc, mut out) = (Vec::new(), Vec::new(), Vec::new());
+        let snappy = best(&mut || {
             decompress_into(&body, 64 << 20, &mut dec).unwrap();
             compress_into(&dec, &mut enc).unwrap();
-        }
-        let snappy = t.elapsed();
-        let mut out = Vec::new();
-        let t = Instant::now();
-        for _ in 0..iters {
+        });
+        let inj = best(&mut || {
             inject(format, &raw, &labels, &mut out).unwrap();
-        }
-        let inj = t.elapsed();
-        let t = Instant::now();
-        for _ in 0..iters {
+        });
+        let val = best(&mut || {
             validate(format, &raw).unwrap();
-        }
-        let val = t.elapsed();
+        });
+        let iters = 1;
         let mb = (raw.len() * iters) as f64 / 1e6;
         println!(
             "{name}: body {} B decoded / {} B snappy; decompress+compress {:.0} MB/s, inject {:.0} MB/s ({:.0}% of snappy time), validate {:.0} MB/s",

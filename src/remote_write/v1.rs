@@ -8,9 +8,10 @@
 //! ```
 
 use super::validate::{
-    copy_ranges, invalid_series, malformed, push_range, ranges_len, show, wrong_wire, LabelChecker,
+    cmp_bytes, copy_ranges, invalid_series, is_utf8, malformed, push_range, ranges_len, show,
+    wrong_wire, LabelChecker,
 };
-use super::wire::{len_field_size, put_len_header, Field, Reader, WT_LEN};
+use super::wire::{put_len_header, Field, Reader, WT_LEN};
 use super::{LabelSet, RemoteWriteError, WriteStats};
 use std::cmp::Ordering;
 
@@ -53,16 +54,19 @@ pub fn inject_v1(
     result
 }
 
-/// A client label: its name (for ordering) and its whole `Label` message (copied as is).
+/// A client label: its name (for ordering) and where its whole field (tag, length, `Label`)
+/// lies in the series, to be copied as is.
 struct ClientLabel<'a> {
     name: &'a [u8],
-    raw: &'a [u8],
+    start: usize,
+    end: usize,
 }
 
 /// Per-request scratch reused by every series, so series cost no allocation.
 #[derive(Default)]
 struct Scratch<'a> {
     labels: Vec<ClientLabel<'a>>,
+    pieces: Vec<Piece>,
     others: Vec<(usize, usize)>,
 }
 
@@ -73,9 +77,9 @@ fn next_field<'a>(
     r.next_field().map_err(|e| malformed(context(), e))
 }
 
-fn run(
-    decoded: &[u8],
-    labels: &LabelSet,
+fn run<'a>(
+    decoded: &'a [u8],
+    labels: &'a LabelSet,
     mut out: Option<&mut Vec<u8>>,
 ) -> Result<WriteStats, RemoteWriteError> {
     if let Some(out) = out.as_deref_mut() {
@@ -87,6 +91,8 @@ fn run(
     }
     let mut stats = WriteStats::default();
     let mut scratch = Scratch::default();
+    // Start of the run of top-level fields not yet copied: runs are copied whole.
+    let mut pending = 0;
     let mut r = Reader::new(decoded);
     while let Some(f) = next_field(&mut r, || "WriteRequest".into())? {
         match f.num {
@@ -94,6 +100,10 @@ fn run(
                 if f.wire != WT_LEN {
                     return Err(wrong_wire("WriteRequest", f.num, f.wire));
                 }
+                if let Some(out) = out.as_deref_mut() {
+                    out.extend_from_slice(decoded.get(pending..f.start).unwrap_or_default());
+                }
+                pending = f.end;
                 series(
                     stats.series,
                     f.data,
@@ -108,11 +118,11 @@ fn run(
                 if f.num == WR_METADATA && f.wire != WT_LEN {
                     return Err(wrong_wire("WriteRequest", f.num, f.wire));
                 }
-                if let Some(out) = out.as_deref_mut() {
-                    out.extend_from_slice(decoded.get(f.start..f.end).unwrap_or_default());
-                }
             }
         }
+    }
+    if let Some(out) = out {
+        out.extend_from_slice(decoded.get(pending..).unwrap_or_default());
     }
     Ok(stats)
 }
@@ -130,7 +140,7 @@ fn count_series(decoded: &[u8]) -> Result<usize, RemoteWriteError> {
 fn series<'a>(
     idx: u64,
     data: &'a [u8],
-    labels: &LabelSet,
+    labels: &'a LabelSet,
     s: &mut Scratch<'a>,
     out: Option<&mut Vec<u8>>,
     stats: &mut WriteStats,
@@ -146,20 +156,24 @@ fn series<'a>(
                     return Err(wrong_wire(format_args!("series {idx}"), f.num, f.wire));
                 }
                 let (name, value) = parse_label(idx, f.data)?;
-                if std::str::from_utf8(name).is_err() {
+                if !is_utf8(name) {
                     return Err(invalid_series(
                         idx,
                         format_args!("label name {} is not valid UTF-8", show(name)),
                     ));
                 }
                 checker.push(idx, name)?;
-                if std::str::from_utf8(value).is_err() {
+                if !is_utf8(value) {
                     return Err(invalid_series(
                         idx,
                         format_args!("value of label {} is not valid UTF-8", show(name)),
                     ));
                 }
-                s.labels.push(ClientLabel { name, raw: f.data });
+                s.labels.push(ClientLabel {
+                    name,
+                    start: f.start,
+                    end: f.end,
+                });
             }
             TS_SAMPLES | TS_EXEMPLARS | TS_HISTOGRAMS => {
                 if f.wire != WT_LEN {
@@ -178,28 +192,36 @@ fn series<'a>(
     checker.finish(idx)?;
 
     let Some(out) = out else { return Ok(()) };
-    let mut labels_len = 0;
-    merge(&s.labels, labels, |p| {
-        labels_len += match p {
-            Piece::Client(raw) => len_field_size(TS_LABELS, raw.len()),
-            Piece::Injected(field) => field.len(),
-        }
-    });
+    s.pieces.clear();
+    let labels_len = merge(&s.labels, labels, &mut s.pieces);
     put_len_header(out, WR_TIMESERIES, labels_len + ranges_len(&s.others));
-    merge(&s.labels, labels, |p| match p {
-        Piece::Client(raw) => {
-            put_len_header(out, TS_LABELS, raw.len());
-            out.extend_from_slice(raw);
-        }
-        Piece::Injected(field) => out.extend_from_slice(field),
-    });
+    for p in &s.pieces {
+        out.extend_from_slice(match *p {
+            Piece::Client(start, end) => data.get(start..end).unwrap_or_default(),
+            Piece::Injected(j) => labels.v1_field(j),
+        });
+    }
     copy_ranges(out, data, &s.others);
     Ok(())
 }
 
 /// Name and value of a `Label`; for a repeated scalar field the last one wins, as in every
 /// protobuf decoder (so we check the same name the backend will see).
+#[inline]
 fn parse_label(idx: u64, data: &[u8]) -> Result<(&[u8], &[u8]), RemoteWriteError> {
+    // Fast path for what every sender writes: `0x0a len name 0x12 len value`, short strings.
+    if let [0x0a, name_len, rest @ ..] = data {
+        let name_len = usize::from(*name_len);
+        if name_len < 0x80 {
+            if let (Some(name), Some([0x12, value_len, value @ ..])) =
+                (rest.get(..name_len), rest.get(name_len..))
+            {
+                if *value_len < 0x80 && usize::from(*value_len) == value.len() {
+                    return Ok((name, value));
+                }
+            }
+        }
+    }
     let mut name: &[u8] = &[];
     let mut value: &[u8] = &[];
     let mut r = Reader::new(data);
@@ -225,39 +247,58 @@ fn parse_label(idx: u64, data: &[u8]) -> Result<(&[u8], &[u8]), RemoteWriteError
     Ok((name, value))
 }
 
-enum Piece<'a> {
-    /// A client `Label` message, to be framed as a labels field.
-    Client(&'a [u8]),
-    /// An injected label, already framed.
-    Injected(&'a [u8]),
+#[derive(Clone, Copy)]
+enum Piece {
+    /// A run of consecutive client label fields, as a byte range of the series.
+    Client(usize, usize),
+    /// Injected label `i` (already framed in the `LabelSet`).
+    Injected(usize),
 }
 
-/// Merges the client's sorted labels with the injected ones; on equal names the injected label
-/// wins and the client's is dropped.
+/// Merges the client's sorted labels with the injected ones into `pieces`; on equal names the
+/// injected label wins and the client's is dropped. Adjacent client labels become one range,
+/// so the usual case copies a few runs instead of one label at a time. Returns the encoded
+/// size of the pieces.
 #[inline]
-fn merge<'a>(client: &[ClientLabel<'a>], inj: &'a LabelSet, mut emit: impl FnMut(Piece<'a>)) {
+fn merge(client: &[ClientLabel<'_>], inj: &LabelSet, pieces: &mut Vec<Piece>) -> usize {
+    let client_piece = |c: &ClientLabel<'_>, pieces: &mut Vec<Piece>| {
+        if let Some(Piece::Client(_, end)) = pieces.last_mut() {
+            if *end == c.start {
+                *end = c.end;
+                return;
+            }
+        }
+        pieces.push(Piece::Client(c.start, c.end));
+    };
     let (mut i, mut j) = (0, 0);
     while let (Some(c), Some((name, _))) = (client.get(i), inj.labels.get(j)) {
-        match c.name.cmp(name.as_bytes()) {
+        match cmp_bytes(c.name, name.as_bytes()) {
             Ordering::Less => {
-                emit(Piece::Client(c.raw));
+                client_piece(c, pieces);
                 i += 1;
             }
             Ordering::Greater => {
-                emit(Piece::Injected(inj.v1_field(j)));
+                pieces.push(Piece::Injected(j));
                 j += 1;
             }
             Ordering::Equal => {
-                emit(Piece::Injected(inj.v1_field(j)));
+                pieces.push(Piece::Injected(j));
                 i += 1;
                 j += 1;
             }
         }
     }
     for c in client.get(i..).unwrap_or_default() {
-        emit(Piece::Client(c.raw));
+        client_piece(c, pieces);
     }
     for j in j..inj.len() {
-        emit(Piece::Injected(inj.v1_field(j)));
+        pieces.push(Piece::Injected(j));
     }
+    pieces
+        .iter()
+        .map(|p| match *p {
+            Piece::Client(start, end) => end - start,
+            Piece::Injected(j) => inj.v1_field(j).len(),
+        })
+        .sum()
 }

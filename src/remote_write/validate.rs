@@ -9,6 +9,48 @@ use super::RemoteWriteError;
 
 pub(crate) const METRIC_NAME: &[u8] = b"__name__";
 
+/// UTF-8 check with an ASCII fast path: label names and values are short and almost always
+/// ASCII, where `str::from_utf8`'s setup dominates.
+#[inline]
+pub(crate) fn is_utf8(b: &[u8]) -> bool {
+    let mut chunks = b.chunks_exact(8);
+    let mut high = 0u64;
+    for c in &mut chunks {
+        high |= u64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+    }
+    for &c in chunks.remainder() {
+        high |= u64::from(c);
+    }
+    high & 0x8080_8080_8080_8080 == 0 || std::str::from_utf8(b).is_ok()
+}
+
+/// Byte-wise comparison (Go's string order), 8 bytes at a time: cheaper than a `memcmp` call
+/// for the short strings labels are.
+#[inline]
+pub(crate) fn cmp_bytes(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    let mut ac = a.chunks_exact(8);
+    let mut bc = b.chunks_exact(8);
+    while let (Some(x), Some(y)) = (ac.next(), bc.next()) {
+        let x = u64::from_be_bytes([x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7]]);
+        let y = u64::from_be_bytes([y[0], y[1], y[2], y[3], y[4], y[5], y[6], y[7]]);
+        if x != y {
+            return x.cmp(&y);
+        }
+    }
+    // Fewer than 8 bytes left in at least one of them.
+    let done = a.len().min(b.len()) / 8 * 8;
+    let (a, b) = (
+        a.get(done..).unwrap_or_default(),
+        b.get(done..).unwrap_or_default(),
+    );
+    for (x, y) in a.iter().zip(b) {
+        if x != y {
+            return x.cmp(y);
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
 /// Quotes client bytes for an error message: lossy UTF-8, at most 64 bytes.
 pub(crate) fn show(b: &[u8]) -> String {
     const MAX: usize = 64;
@@ -62,7 +104,7 @@ impl<'a> LabelChecker<'a> {
             return Err(invalid_series(series, "empty label name"));
         }
         if let Some(prev) = self.prev {
-            match prev.cmp(name) {
+            match cmp_bytes(prev, name) {
                 std::cmp::Ordering::Less => {}
                 std::cmp::Ordering::Equal => {
                     return Err(invalid_series(
@@ -129,6 +171,30 @@ mod tests {
         assert_eq!(show(b"job"), "\"job\"");
         assert_eq!(show(&[b'a'; 70]), format!("\"{}\"…", "a".repeat(64)));
         assert_eq!(show(&[0xff]), "\"\u{fffd}\"");
+    }
+
+    #[test]
+    fn helpers_agree_with_std() {
+        let words: [&[u8]; 12] = [
+            b"",
+            b"a",
+            b"ab",
+            b"label_1",
+            b"label_10",
+            b"label_100000",
+            b"label_100001",
+            b"label_1000010",
+            b"__name__",
+            "é_utf8".as_bytes(),
+            b"\xff\xfe",
+            b"zzzzzzzzzzzzzzzzz",
+        ];
+        for a in words {
+            for b in words {
+                assert_eq!(cmp_bytes(a, b), a.cmp(b), "{a:?} {b:?}");
+            }
+            assert_eq!(is_utf8(a), std::str::from_utf8(a).is_ok(), "{a:?}");
+        }
     }
 
     #[test]

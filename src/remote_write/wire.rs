@@ -72,7 +72,15 @@ pub(crate) fn read_varint(buf: &[u8], pos: &mut usize) -> Result<u64, WireError>
             *pos = i + 1;
             return Ok(u64::from(b));
         }
-        Some(_) => {}
+        Some(&b) => {
+            // Two bytes: symbol refs and label lengths up to 16383.
+            if let Some(&b1) = buf.get(i + 1) {
+                if b1 < 0x80 {
+                    *pos = i + 2;
+                    return Ok(u64::from(b & 0x7f) | (u64::from(b1) << 7));
+                }
+            }
+        }
     }
     let mut result: u64 = 0;
     let mut shift: u32 = 0;
@@ -155,7 +163,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The next field, `Ok(None)` at the end of the buffer.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn next_field(&mut self) -> Result<Option<Field<'a>>, WireError> {
         let buf = self.buf;
         let start = self.pos;

@@ -1,0 +1,660 @@
+//! Issue 2, end to end: real Prometheus backend, real Prometheus agents, promtool, the gateway.
+
+mod common;
+mod fixture;
+
+use common::*;
+use fixture::*;
+use std::time::Duration;
+
+#[tokio::test]
+async fn each_tenant_writes_as_itself_and_reads_only_its_own_series() {
+    let t = TwoTenants::start().await;
+    let gw = t.gateway.url();
+
+    // In the backend, every series of each agent carries its tenant (and team-a's external label).
+    for s in t.backend.series(r#"{job="job-a"}"#).await {
+        assert_eq!(s["tenant_id"], "team-a", "{s:?}");
+        assert_eq!(s["cluster"], "eu-1", "{s:?}");
+    }
+    for s in t.backend.series(r#"{job="job-b"}"#).await {
+        assert_eq!(s["tenant_id"], "team-b", "{s:?}");
+        assert!(!s.contains_key("cluster"), "{s:?}");
+    }
+
+    // Reads through the gateway: each reader sees exactly its tenant.
+    for (user, tenant, job) in [(ALICE, "team-a", "job-a"), (BOB, "team-b", "job-b")] {
+        for q in [
+            "up",
+            r#"{__name__=~".+"}"#,
+            "count by (tenant_id, job) (up)",
+        ] {
+            let (status, body) =
+                get_as(&gw, user, &format!("/api/v1/query?query={}", url_encode(q))).await;
+            assert_eq!(status, 200, "{user:?} {q}: {body}");
+            assert_eq!(
+                label_values_in(&body, "tenant_id"),
+                vec![tenant.to_string()],
+                "{user:?} {q}: {body}"
+            );
+            assert_eq!(
+                label_values_in(&body, "job"),
+                vec![job.to_string()],
+                "{user:?} {q}: {body}"
+            );
+        }
+        // POST form, query_range, series, labels, label values.
+        let (status, body) = post_form_as(&gw, user, "/api/v1/query", &[("query", "up")]).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            label_values_in(&body, "tenant_id"),
+            vec![tenant.to_string()]
+        );
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let (status, body) = post_form_as(
+            &gw,
+            user,
+            "/api/v1/query_range",
+            &[
+                ("query", "up"),
+                ("start", &(now - 120).to_string()),
+                ("end", &(now + 10).to_string()),
+                ("step", "5"),
+            ],
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            label_values_in(&body, "tenant_id"),
+            vec![tenant.to_string()],
+            "{body}"
+        );
+        let (status, body) = get_as(&gw, user, "/api/v1/series?match[]=up").await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            label_values_in(&body, "tenant_id"),
+            vec![tenant.to_string()]
+        );
+        let (status, body) = get_as(&gw, user, "/api/v1/label/tenant_id/values").await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["data"], serde_json::json!([tenant]), "{body}");
+        let (status, body) = get_as(&gw, user, "/api/v1/label/job/values").await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["data"], serde_json::json!([job]), "{body}");
+        let (status, body) = get_as(&gw, user, "/api/v1/labels").await;
+        assert_eq!(status, 200, "{body}");
+        if tenant == "team-b" {
+            assert!(
+                !body["data"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&serde_json::json!("cluster")),
+                "{body}"
+            );
+        }
+    }
+
+    // Naming the other tenant's label value never returns its data.
+    let (status, body) = get_as(
+        &gw,
+        ALICE,
+        &format!(
+            "/api/v1/query?query={}",
+            url_encode(r#"up{tenant_id="team-b"}"#)
+        ),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = get_as(
+        &gw,
+        ALICE,
+        &format!(
+            "/api/v1/query?query={}",
+            url_encode(r#"up{tenant_id!="team-a"}"#)
+        ),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = get_as(
+        &gw,
+        ALICE,
+        &format!(
+            "/api/v1/query?query={}",
+            url_encode(r#"up{tenant_id=~"team-.*"}"#)
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        label_values_in(&body, "tenant_id"),
+        vec!["team-a".to_string()]
+    );
+    let (status, body) = get_as(
+        &gw,
+        BOB,
+        &format!("/api/v1/series?match[]={}", url_encode(r#"{job="job-a"}"#)),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["data"],
+        serde_json::json!([]),
+        "bob must not see job-a: {body}"
+    );
+
+    // A reader of both tenants sees both, or one when it names it.
+    let (_, body) = get_as(&gw, OPS, "/api/v1/query?query=up").await;
+    assert_eq!(
+        label_values_in(&body, "tenant_id"),
+        vec!["team-a".to_string(), "team-b".to_string()]
+    );
+    let (_, body) = get_as(&gw, OPS, "/team-b/api/v1/query?query=up").await;
+    assert_eq!(
+        label_values_in(&body, "tenant_id"),
+        vec!["team-b".to_string()]
+    );
+    let resp = new_http_client()
+        .get(format!("{gw}/api/v1/query?query=up"))
+        .basic_auth(OPS.0, Some(OPS.1))
+        .header("THANOS-TENANT", "team-a")
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(
+        label_values_in(&body, "tenant_id"),
+        vec!["team-a".to_string()]
+    );
+
+    // promtool, as users run it.
+    let url = with_credentials(&gw, ALICE.0, ALICE.1);
+    let (code, stdout, stderr) = promtool_query_async(&url, "count by (tenant_id, job) (up)").await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains(r#"tenant_id="team-a""#), "{stdout}");
+    assert!(!stdout.contains("team-b"), "{stdout}");
+    let (code, stdout, stderr) = promtool_query_async(&url, r#"up{job="job-b"}"#).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        !stdout.contains("job-b"),
+        "alice must not see job-b: {stdout}"
+    );
+    let (_, stdout, _) = promtool_query_async(&with_credentials(&gw, BOB.0, BOB.1), "up").await;
+    assert!(
+        stdout.contains(r#"tenant_id="team-b""#) && !stdout.contains("team-a"),
+        "{stdout}"
+    );
+
+    // The gateway counted it all.
+    let text = t.gateway.metrics_text().await;
+    assert!(
+        metric_value(
+            &text,
+            "whizard_remote_write_samples_total",
+            &[("tenant", "team-a")]
+        )
+        .unwrap_or(0.0)
+            > 0.0,
+        "{text}"
+    );
+    assert!(
+        metric_value(
+            &text,
+            "whizard_gateway_requests_total",
+            &[
+                ("tenant", "team-b"),
+                ("route", "/api/v1/query"),
+                ("code", "200")
+            ]
+        )
+        .is_some(),
+        "{text}"
+    );
+    assert!(text.contains("whizard_build_info"), "{text}");
+}
+
+#[tokio::test]
+async fn authentication_and_authorization_refusals() {
+    let backend = Backend::start().await;
+    let gw = Gateway::start(&two_tenant_config(&backend.url(), &backend.write_url(), "")).await;
+    let base = gw.url();
+    let client = new_http_client();
+
+    // No credentials: 401 with a challenge, in Prometheus's error format.
+    let resp = client
+        .get(format!("{base}/api/v1/query?query=up"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(
+        resp.headers()["www-authenticate"],
+        r#"Basic realm="whizard""#
+    );
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["status"], "error");
+    assert_eq!(body["errorType"], "unauthorized");
+
+    // Wrong password, unknown user, malformed header: 401.
+    for (u, p) in [
+        ("alice", "nope"),
+        ("mallory", "alice-pw"),
+        ("agent-a", "agent-b-pw"),
+    ] {
+        let (status, body) = get_as(&base, (u, p), "/api/v1/query?query=up").await;
+        assert_eq!(status, 401, "{u}: {body}");
+    }
+    let resp = client
+        .get(format!("{base}/api/v1/query?query=up"))
+        .header("authorization", "Basic %%%")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+
+    // Write-only identity reading: 403. Read-only identity writing: 403.
+    let (status, body) = get_as(&base, AGENT_A, "/api/v1/query?query=up").await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("may not read"),
+        "{body}"
+    );
+    let resp = client
+        .post(format!("{base}/api/v1/write"))
+        .basic_auth(ALICE.0, Some(ALICE.1))
+        .header("content-type", "application/x-protobuf")
+        .header("content-encoding", "snappy")
+        .body(Vec::<u8>::new())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+
+    // Naming a tenant the identity does not have: path prefix or header → 403.
+    let (status, body) = get_as(&base, ALICE, "/team-b/api/v1/query?query=up").await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("team-b"), "{body}");
+    let resp = client
+        .get(format!("{base}/api/v1/query?query=up"))
+        .basic_auth(ALICE.0, Some(ALICE.1))
+        .header("THANOS-TENANT", "team-b")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let (status, _) = get_as(&base, ALICE, "/no-such-tenant/api/v1/query?query=up").await;
+    assert_eq!(status, 403);
+
+    // A writer of two tenants must name one.
+    let resp = client
+        .post(format!("{base}/api/v1/write"))
+        .basic_auth(RW.0, Some(RW.1))
+        .header("content-type", "application/x-protobuf")
+        .header("content-encoding", "snappy")
+        .body(vec![0u8])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("name one"),
+        "{body}"
+    );
+
+    // Unknown paths: 404 before authentication; health endpoints need none.
+    let resp = client
+        .get(format!("{base}/api/v1/unknown"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    for p in ["/-/healthy", "/-/ready"] {
+        let resp = client.get(format!("{base}{p}")).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{p}");
+    }
+    // Grafana's health check.
+    let (status, body) = get_as(&base, ALICE, "/api/v1/status/buildinfo").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["data"]["version"].is_string(), "{body}");
+    let (status, body) = get_as(&base, ALICE, "/api/v1/query?query=1%2B1").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["result"][1], "2", "{body}");
+
+    let text = gw.metrics_text().await;
+    assert!(
+        metric_value(
+            &text,
+            "whizard_auth_failures_total",
+            &[("method", "basic"), ("reason", "invalid_credentials")]
+        )
+        .unwrap_or(0.0)
+            >= 3.0,
+        "{text}"
+    );
+    assert!(
+        metric_value(
+            &text,
+            "whizard_auth_failures_total",
+            &[("reason", "missing")]
+        )
+        .unwrap_or(0.0)
+            >= 1.0,
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn client_tenant_header_and_label_are_overwritten_on_writes() {
+    let backend = Backend::start().await;
+    // A recording upstream in front of the real backend shows what reached it.
+    let recorder = RecordingUpstream::forwarding_to(&backend.url());
+    let gw = Gateway::start(&two_tenant_config(
+        &backend.url(),
+        &format!("{}/api/v1/write", recorder.url()),
+        "",
+    ))
+    .await;
+    // agent-a pretends to be team-b: header, and a tenant_id label on every series.
+    let _agent = Agent::builder(&format!("{}/api/v1/write", gw.url()))
+        .job("spoofer")
+        .basic_auth(AGENT_A.0, AGENT_A.1)
+        .header("THANOS-TENANT", "team-b")
+        .target_label("tenant_id", "team-b")
+        .start()
+        .await;
+    let series = backend
+        .wait_for_series(r#"up{job="spoofer"}"#, Duration::from_secs(60))
+        .await;
+    for s in &series {
+        assert_eq!(s["tenant_id"], "team-a", "{s:?}");
+    }
+    assert!(backend.series(r#"{tenant_id="team-b"}"#).await.is_empty());
+    let reqs = recorder.wait_for_requests(1, Duration::from_secs(30)).await;
+    for r in &reqs {
+        assert_eq!(
+            r.header_all("thanos-tenant"),
+            vec!["team-a"],
+            "{:?}",
+            r.headers
+        );
+        assert!(
+            r.header("authorization").is_none(),
+            "credentials must not be forwarded"
+        );
+        assert_eq!(r.header("content-encoding"), Some("snappy"));
+    }
+}
+
+#[tokio::test]
+async fn reads_carry_the_tenant_header_and_the_enforced_query_only() {
+    let recorder = RecordingUpstream::start_with(Reply::json(
+        200,
+        &serde_json::json!({"status":"success","data":{"resultType":"vector","result":[]}}),
+    ));
+    let gw = Gateway::start(&two_tenant_config(
+        &recorder.url(),
+        &format!("{}/api/v1/write", recorder.url()),
+        "",
+    ))
+    .await;
+    let resp = new_http_client()
+        .get(format!("{}/api/v1/query?query=up&time=1", gw.url()))
+        .basic_auth(OPS.0, Some(OPS.1))
+        .header("THANOS-TENANT", "team-a")
+        .header("thanos-tenant", "team-a")
+        .send()
+        .await
+        .unwrap();
+    // Two copies of the tenant header are ambiguous: refused.
+    assert_eq!(resp.status(), 400);
+    let (status, _) = get_as(&gw.url(), OPS, "/api/v1/query?query=up&time=1").await;
+    assert_eq!(status, 200);
+    let (status, _) = post_form_as(
+        &gw.url(),
+        ALICE,
+        "/api/v1/query",
+        &[("query", "rate(x[5m])"), ("time", "1")],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let reqs = recorder.wait_for_requests(2, Duration::from_secs(10)).await;
+    assert_eq!(reqs.len(), 2, "the refused request must not be forwarded");
+    let get = &reqs[0];
+    assert_eq!(get.method, "GET");
+    assert_eq!(get.header_all("thanos-tenant"), vec!["team-a|team-b"]);
+    assert!(get.header("authorization").is_none());
+    assert_eq!(
+        get.param("query"),
+        vec![r#"up{tenant_id=~"team-a|team-b"}"#.to_string()]
+    );
+    assert_eq!(get.param("time"), vec!["1".to_string()]);
+    let post = &reqs[1];
+    assert_eq!(post.method, "POST");
+    assert_eq!(post.header_all("thanos-tenant"), vec!["team-a"]);
+    assert_eq!(post.path(), "/api/v1/query");
+    assert_eq!(
+        post.query(),
+        "",
+        "POST forwards parameters in the body only"
+    );
+    assert_eq!(
+        post.param("query"),
+        vec![r#"rate(x{tenant_id="team-a"}[5m])"#.to_string()]
+    );
+}
+
+#[tokio::test]
+async fn upstream_down_is_502_and_a_write_is_never_acknowledged() {
+    let port = free_port(); // nothing listens here
+    let dead = format!("http://127.0.0.1:{port}");
+    let gw = Gateway::start(&two_tenant_config(
+        &dead,
+        &format!("{dead}/api/v1/write"),
+        "",
+    ))
+    .await;
+    let (status, body) = get_as(&gw.url(), ALICE, "/api/v1/query?query=up").await;
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("unreachable"),
+        "{body}"
+    );
+    let (status, body) = post_form_as(&gw.url(), ALICE, "/api/v1/query", &[("query", "up")]).await;
+    assert_eq!(status, 502, "{body}");
+
+    // A real agent writing through the dead gateway path: every answer is 5xx, nothing 2xx.
+    let _agent = Agent::builder(&format!("{}/api/v1/write", gw.url()))
+        .job("lonely")
+        .basic_auth(AGENT_A.0, AGENT_A.1)
+        .start()
+        .await;
+    poll_until(Duration::from_secs(60), "a refused write", || async {
+        let text = gw.metrics_text().await;
+        metric_value(
+            &text,
+            "whizard_gateway_requests_total",
+            &[("route", "/api/v1/write"), ("code", "502")],
+        )
+    })
+    .await;
+    let text = gw.metrics_text().await;
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("whizard_gateway_requests_total") && l.contains("/api/v1/write"))
+    {
+        assert!(
+            !line.contains("code=\"2"),
+            "a write was acknowledged while the upstream was down: {line}"
+        );
+    }
+    assert!(
+        metric_value(
+            &text,
+            "whizard_upstream_errors_total",
+            &[("upstream", "receive"), ("kind", "connect")]
+        )
+        .is_some(),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn upstream_status_is_passed_back_on_writes() {
+    let recorder = RecordingUpstream::start();
+    let gw = Gateway::start(&two_tenant_config(
+        &recorder.url(),
+        &format!("{}/api/v1/receive", recorder.url()),
+        "",
+    ))
+    .await;
+    let body = valid_write_body();
+    for (status, retry_after) in [
+        (503u16, None),
+        (429, Some("7")),
+        (500, None),
+        (400, None),
+        (204, None),
+        (200, None),
+    ] {
+        let mut reply = Reply::new(status, "upstream says so");
+        if let Some(r) = retry_after {
+            reply = reply.header("retry-after", r);
+        }
+        recorder.set_reply(reply.header("x-prometheus-remote-write-samples-written", "1"));
+        let resp = new_http_client()
+            .post(format!("{}/api/v1/push", gw.url()))
+            .basic_auth(AGENT_A.0, Some(AGENT_A.1))
+            .header("content-type", "application/x-protobuf")
+            .header("content-encoding", "snappy")
+            .header("x-prometheus-remote-write-version", "0.1.0")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), status);
+        if let Some(r) = retry_after {
+            assert_eq!(resp.headers()["retry-after"], r);
+        }
+        assert_eq!(
+            resp.headers()["x-prometheus-remote-write-samples-written"],
+            "1"
+        );
+    }
+    let last = recorder.last().unwrap();
+    assert_eq!(last.path(), "/api/v1/receive");
+}
+
+/// A one-series remote-write v1 body (snappy), built with the crate's own codec.
+fn valid_write_body() -> Vec<u8> {
+    // WriteRequest{timeseries: [TimeSeries{labels: [__name__=up, job=x], samples: [1@1000]}]}
+    fn len_delim(field: u8, payload: &[u8]) -> Vec<u8> {
+        let mut v = vec![(field << 3) | 2];
+        let mut n = payload.len();
+        loop {
+            let b = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                v.push(b);
+                break;
+            }
+            v.push(b | 0x80);
+        }
+        v.extend_from_slice(payload);
+        v
+    }
+    let label = |n: &str, v: &str| {
+        let mut l = len_delim(1, n.as_bytes());
+        l.extend(len_delim(2, v.as_bytes()));
+        len_delim(1, &l)
+    };
+    let mut sample = vec![0x09];
+    sample.extend_from_slice(&1.0f64.to_le_bytes());
+    sample.extend_from_slice(&[0x10, 0xe8, 0x07]);
+    let mut ts = label("__name__", "up");
+    ts.extend(label("job", "x"));
+    ts.extend(len_delim(2, &sample));
+    let req = len_delim(1, &ts);
+    whizard::remote_write::compress(&req).unwrap()
+}
+
+#[tokio::test]
+async fn check_config_and_hash_password_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "listen: {htp: x}\nupstreams: {query: \"ftp://x\"}\ntenants: [{id: a}]\nusers: [{name: u, password_hash: nope, tenants: [zz], access: [read]}]\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(whizard_bin())
+        .arg("check-config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "listen.htp",
+        "upstreams.query",
+        "upstreams.receive",
+        "users[0].password_hash",
+        "users[0].tenants[0]",
+    ] {
+        assert!(err.contains(needle), "missing {needle} in:\n{err}");
+    }
+    let good = dir.path().join("good.yaml");
+    let root = env!("CARGO_MANIFEST_DIR");
+    std::fs::copy(format!("{root}/config/example.yaml"), &good).unwrap();
+    let out = std::process::Command::new(whizard_bin())
+        .arg("check-config")
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = std::process::Command::new(whizard_bin())
+        .arg("check-config")
+        .arg(format!("{root}/config/demo.yaml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut child = std::process::Command::new(whizard_bin())
+        .arg("hash-password")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"correct horse\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let phc = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(phc.starts_with("$argon2id$"), "{phc}");
+    let hash = whizard::config::PasswordHash::parse(&phc).unwrap();
+    assert!(whizard::auth::password::verify(&hash, b"correct horse"));
+    assert!(!whizard::auth::password::verify(&hash, b"correct horse\n"));
+
+    // The gateway refuses to start on a bad config, naming the key.
+    let (code, stderr) = Gateway::try_start_expect_failure(
+        "listen: {http: \"127.0.0.1:${HTTP_PORT}\"}\nupstreams: {query: \"http://127.0.0.1:1\", receive: \"http://127.0.0.1:1/w\"}\nusers: [{name: u, password_hash: x, tenants: [a], access: [read]}]\n",
+    )
+    .await;
+    assert_ne!(code, 0);
+    assert!(stderr.contains("users[0].password_hash"), "{stderr}");
+}
