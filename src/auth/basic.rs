@@ -145,11 +145,14 @@ fn decoy_hash() -> PasswordHash {
     PasswordHash::parse(&phc).unwrap_or(PasswordHash::Bcrypt(String::new()))
 }
 
+/// A decoded (user, password) pair.
+pub type Credentials<'b> = (&'b [u8], &'b [u8]);
+
 /// Splits `Authorization: Basic <base64(user:pass)>` into its parts, decoding on the stack.
 pub fn parse_basic<'b>(
     header: &[u8],
     buf: &'b mut [u8; MAX_CREDENTIALS],
-) -> Option<Result<(&'b [u8], &'b [u8]), AuthError>> {
+) -> Option<Result<Credentials<'b>, AuthError>> {
     let scheme = header.get(..6)?;
     if !scheme.eq_ignore_ascii_case(b"basic ") {
         return None;

@@ -48,6 +48,12 @@ pub enum AuthError {
     InvalidCredentials,
     #[error("credentials could not be verified right now")]
     Unavailable,
+    /// A bearer token was refused; the text is a fixed description for `error_description`.
+    #[error("invalid token: {0}")]
+    InvalidToken(&'static str),
+    /// A session cookie was refused (tampered, expired, logged out).
+    #[error("invalid session: {0}")]
+    InvalidSession(&'static str),
 }
 
 impl AuthError {
@@ -56,6 +62,8 @@ impl AuthError {
             AuthError::Malformed(_) => "malformed",
             AuthError::InvalidCredentials => "invalid_credentials",
             AuthError::Unavailable => "unavailable",
+            AuthError::InvalidToken(_) => "invalid_token",
+            AuthError::InvalidSession(_) => "invalid_session",
         }
     }
 }

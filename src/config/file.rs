@@ -52,6 +52,9 @@ pub struct Upstreams {
     pub tls: Option<UpstreamTls>,
     #[serde(default)]
     pub remote_writes: Vec<RemoteWriteTarget>,
+    /// `thanos` (default) or `prometheus`: what serves `query`, for APIs whose enforcement
+    /// depends on the backend honouring `match[]`.
+    pub query_kind: Option<String>,
     /// Seconds to wait for an upstream connection.
     pub connect_timeout_seconds: Option<f64>,
     /// Seconds to wait for an upstream response (reads and writes).

@@ -85,9 +85,18 @@ pub struct RemoteWriteTarget {
     pub tenants: Option<BTreeSet<String>>,
 }
 
+/// What serves the query API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryKind {
+    Thanos,
+    /// Prometheus ignores `match[]` on `/api/v1/status/tsdb`, so that route is denied.
+    Prometheus,
+}
+
 #[derive(Debug, Clone)]
 pub struct Upstreams {
     pub query: Upstream,
+    pub query_kind: QueryKind,
     pub receive: Upstream,
     pub otlp: Option<Upstream>,
     pub rules: Upstream,
@@ -660,6 +669,17 @@ impl Validator<'_> {
             up.connect_timeout_seconds,
             5.0,
         );
+        let query_kind = match up.query_kind.as_deref() {
+            None | Some("thanos") => QueryKind::Thanos,
+            Some("prometheus") => QueryKind::Prometheus,
+            Some(other) => {
+                self.err(
+                    "upstreams.query_kind",
+                    format!("{other:?} is not thanos or prometheus"),
+                );
+                QueryKind::Thanos
+            }
+        };
         let request_timeout = timeout(self, "upstreams.timeout_seconds", up.timeout_seconds, 120.0);
 
         // tenancy
@@ -926,6 +946,7 @@ impl Validator<'_> {
             upstreams: Upstreams {
                 rules: rules.unwrap_or_else(|| query.clone()),
                 query,
+                query_kind,
                 receive: receive.unwrap_or(fallback),
                 otlp,
                 alertmanager,

@@ -13,6 +13,7 @@
 
 mod matchers;
 mod promql;
+pub mod response;
 #[cfg(test)]
 mod tests;
 

@@ -54,7 +54,7 @@ fn enforce_match_selector(input: &str, tenant: &TenantMatcher) -> Result<String,
 
 /// Size and nesting checks, then parse. The nesting bound is established on the raw text
 /// because the parser's type checks, the printer and `Drop` all recurse over the AST.
-fn parse_bounded(input: &str) -> Result<Expr, EnforceError> {
+pub(crate) fn parse_bounded(input: &str) -> Result<Expr, EnforceError> {
     if input.len() > MAX_QUERY_BYTES {
         return Err(EnforceError::TooLarge {
             size: input.len(),

@@ -1,5 +1,6 @@
 //! The pingora glue: listeners, the per-config runtime, and the routing table → handlers.
 
+mod filtered;
 mod forward;
 mod params;
 mod proxy;

@@ -8,9 +8,9 @@ use super::forward::{self, StreamError, UpstreamFailure};
 use super::params::{ParamError, Params, RewriteError};
 use super::respond::{self, Refusal};
 use super::routes::{self, Class};
-use super::{write, Runtime, State};
+use super::{filtered, write, Runtime, State};
 use crate::auth::{AuthError, AuthOutcome, Authenticator, Identity};
-use crate::config::Upstream;
+use crate::config::{QueryKind, Upstream};
 use crate::enforcement::{EnforceError, TenantMatcher};
 use crate::metrics::metrics;
 use crate::tenancy::{self, Operation};
@@ -343,8 +343,12 @@ impl Gateway {
         let identity = self.authenticate(session, rt).await?;
         // Until the scope is known, refusals are counted under the identity's tenants.
         ctx.tenant = identity.tenants.join("|");
+        let method = session.req_header().method.clone();
         let op = match matched.class {
             Class::RemoteWrite | Class::Otlp => Operation::Write,
+            // Creating and expiring silences changes state: it takes write access.
+            Class::AmSilences if method == http::Method::POST => Operation::Write,
+            Class::AmSilence if method == http::Method::DELETE => Operation::Write,
             _ => Operation::Read,
         };
         let header_name = &rt.config.tenancy.header;
@@ -385,6 +389,14 @@ impl Gateway {
         ctx.tenant = scope.header_value();
         let api_path = path[matched.api.clone()].to_string();
 
+        if matched.name == "/api/v1/status/tsdb"
+            && rt.config.upstreams.query_kind == QueryKind::Prometheus
+        {
+            return Err(Refusal::new(
+                403,
+                "/api/v1/status/tsdb is not available to tenants: Prometheus ignores match[] on it (upstreams.query_kind)",
+            ));
+        }
         match matched.class {
             Class::Denied => Err(Refusal::new(
                 403,
@@ -410,6 +422,27 @@ impl Gateway {
                 .map_err(|e| Refusal::new(403, e.to_string()))?;
                 self.read(session, ctx, rt, matched.class, &api_path, &matcher)
                     .await
+            }
+            Class::Rules
+            | Class::Alerts
+            | Class::AmAlerts
+            | Class::AmAlertGroups
+            | Class::AmSilences
+            | Class::AmSilence => {
+                let matcher = TenantMatcher::new(
+                    rt.config.tenancy.label.clone(),
+                    scope.tenants().iter().cloned(),
+                )
+                .map_err(|e| Refusal::new(403, e.to_string()))?;
+                let req = filtered::Request {
+                    class: matched.class,
+                    api_path: &api_path,
+                    method,
+                    matcher: &matcher,
+                    tenant_header: &ctx.tenant,
+                };
+                filtered::handle(session, rt, req).await?;
+                Ok(true)
             }
             Class::Healthy | Class::Ready | Class::Metrics | Class::Reload => {
                 Err(Refusal::new(404, "not found"))
@@ -521,7 +554,7 @@ impl Gateway {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("");
             let mime = ct.split(';').next().unwrap_or("").trim();
-            if !mime.eq_ignore_ascii_case(FORM) && !(mime.is_empty() && no_body) {
+            if !(mime.eq_ignore_ascii_case(FORM) || mime.is_empty() && no_body) {
                 return Err(Refusal::new(
                     415,
                     format!("read requests take {FORM} bodies, not {ct:?}"),

@@ -17,6 +17,18 @@ pub enum Class {
     MatchSelectors,
     /// No tenant data in the answer: passed through for readers.
     Passthrough,
+    /// `/api/v1/rules`: the answer filtered to the tenant's rules.
+    Rules,
+    /// `/api/v1/alerts`: the answer filtered to the tenant's alerts.
+    Alerts,
+    /// Alertmanager `/api/v2/alerts`: filter parameter set, answer filtered.
+    AmAlerts,
+    /// Alertmanager `/api/v2/alerts/groups`.
+    AmAlertGroups,
+    /// Alertmanager `/api/v2/silences`: listing filtered, new silences get the tenant matcher.
+    AmSilences,
+    /// Alertmanager `/api/v2/silence/{id}`: only the tenant's own silences.
+    AmSilence,
     /// Never for tenants.
     Denied,
     Healthy,
@@ -91,6 +103,19 @@ fn classify(path: &str) -> Option<(Class, &'static str)> {
     }
     if let Some(n) = find(OTLP, path) {
         return Some((Class::Otlp, n));
+    }
+    match path {
+        "/api/v1/rules" => return Some((Class::Rules, "/api/v1/rules")),
+        "/api/v1/alerts" => return Some((Class::Alerts, "/api/v1/alerts")),
+        "/api/v2/alerts" => return Some((Class::AmAlerts, "/api/v2/alerts")),
+        "/api/v2/alerts/groups" => return Some((Class::AmAlertGroups, "/api/v2/alerts/groups")),
+        "/api/v2/silences" => return Some((Class::AmSilences, "/api/v2/silences")),
+        _ => {}
+    }
+    if let Some(id) = path.strip_prefix("/api/v2/silence/") {
+        if !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Some((Class::AmSilence, "/api/v2/silence/:id"));
+        }
     }
     if let Some(n) = find(PASSTHROUGH, path) {
         return Some((Class::Passthrough, n));
@@ -191,6 +216,19 @@ mod tests {
             Class::Passthrough
         );
         assert_eq!(route("/-/ready").unwrap().class, Class::Ready);
+        assert_eq!(route("/api/v1/rules").unwrap().class, Class::Rules);
+        assert_eq!(route("/api/v1/alerts").unwrap().class, Class::Alerts);
+        assert_eq!(route("/api/v2/alerts").unwrap().class, Class::AmAlerts);
+        assert_eq!(
+            route("/api/v2/alerts/groups").unwrap().class,
+            Class::AmAlertGroups
+        );
+        assert_eq!(route("/api/v2/silences").unwrap().class, Class::AmSilences);
+        let r = route("/t/api/v2/silence/1f7c6a2e-0b4d-4e8a-9d0e-3c5b1a2f4e6d").unwrap();
+        assert_eq!((r.class, r.tenant), (Class::AmSilence, Some("t")));
+        assert!(route("/api/v2/silence/").is_none());
+        assert!(route("/api/v2/silence/../status").is_none());
+        assert!(route("/api/v2/status").is_none());
     }
 
     #[test]

@@ -1,1 +1,2 @@
-
+//! The reconciler (see module docs of [`planner`] for the algorithms).
+pub mod crd;

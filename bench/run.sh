@@ -1,0 +1,310 @@
+#!/usr/bin/env bash
+# bench/run.sh — the gateway benchmark, in one run, on loopback:
+#   1. read pass-through of a small JSON answer: direct to the upstream stub, through whizard
+#      (Basic Auth + tenant header), through nginx doing the same job — saturated and paced
+#      ("moderate") load: requests/s, p50/p99/p99.9, CPU per request of the process under test;
+#   2. /api/v1/query with enforcement through whizard vs direct to a real Prometheus;
+#   3. remote write: codec throughput per core (snappy round trip, pass-through, v1 and v2
+#      injection) and end-to-end write rate through whizard to the stub;
+#   4. microbenchmarks (cached Basic Auth, PromQL rewrite of dashboard queries, match[]);
+#      `--criterion` also runs the criterion benches in benches/;
+#   5. gateway (and nginx) RSS at idle and with 1,000 and 10,000 idle keep-alive connections.
+# Prints a table and writes bench/results/latest.{json,md,png}.
+#
+# Usage: bench/run.sh [--quick] [--criterion] [--profile]
+#   --quick      5 s per load phase instead of 12 (smoke run)
+#   --criterion  also run `cargo bench` (needs criterion in Cargo.toml [dev-dependencies])
+#   --profile    also record the gateway with perf during a pass-through phase (bench/results/profile.txt)
+# Environment: BENCH_DURATION (s per wrk phase), BENCH_CONNECTIONS (default 64),
+#   BENCH_GATEWAY_THREADS (default 1), BENCH_PIN (1: proxy on CPU 0, load+upstream on CPU 1),
+#   CARGO_TARGET_DIR (default ./target).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BENCH="$ROOT/bench"
+cd "$ROOT"
+
+QUICK=0 CRITERION=0 PROFILE=0
+for a in "$@"; do
+  case "$a" in
+    --quick) QUICK=1 ;;
+    --criterion) CRITERION=1 ;;
+    --profile) PROFILE=1 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    *) echo "unknown argument $a" >&2; exit 2 ;;
+  esac
+done
+DURATION="${BENCH_DURATION:-$([[ $QUICK == 1 ]] && echo 5 || echo 12)}"
+WRITE_DURATION="$(( DURATION * 2 / 3 > 4 ? DURATION * 2 / 3 : 4 ))"
+CONNS="${BENCH_CONNECTIONS:-64}"
+GW_THREADS="${BENCH_GATEWAY_THREADS:-1}"
+MICRO_SECS="$([[ $QUICK == 1 ]] && echo 0.3 || echo 1.0)"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+REL="$CARGO_TARGET_DIR/release"
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
+
+# ---------------------------------------------------------------- dependencies
+need_apt=()
+command -v wrk >/dev/null || need_apt+=(wrk)
+command -v nginx >/dev/null || need_apt+=(nginx-light)
+command -v prometheus >/dev/null || need_apt+=(prometheus)
+command -v htpasswd >/dev/null || need_apt+=(apache2-utils)
+command -v cmake >/dev/null || need_apt+=(cmake)
+command -v curl >/dev/null || need_apt+=(curl)
+command -v taskset >/dev/null || need_apt+=(util-linux)
+if ((${#need_apt[@]})); then
+  say "installing Debian packages: ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  # Keep the packages' own services (nginx, prometheus) from starting.
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  rm -f /usr/sbin/policy-rc.d
+fi
+if ! python3 -c 'import matplotlib' 2>/dev/null; then
+  say "installing matplotlib (PyPI) for the chart"
+  python3 -m pip install -q matplotlib || echo "matplotlib unavailable: no chart" >&2
+fi
+
+# ---------------------------------------------------------------- build
+say "building release binaries (target dir $CARGO_TARGET_DIR)"
+cargo build --release --quiet --bin whizard
+cargo build --release --quiet --manifest-path "$BENCH/upstream/Cargo.toml"
+cargo build --release --quiet --manifest-path "$BENCH/tools/Cargo.toml"
+WHIZARD="$REL/whizard" STUB="$REL/bench-upstream" TOOL="$REL/whizard-benchtool"
+
+# ---------------------------------------------------------------- workspace & cleanup
+WORK="$(mktemp -d /tmp/whizard-bench.XXXXXX)"
+RAW="$WORK/raw"; mkdir -p "$RAW" "$WORK/nginx-tmp"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  [[ -n "${KEEP_WORK:-}" ]] || rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+if [[ "${BENCH_PIN:-1}" == 1 && "$(nproc)" -ge 2 ]]; then
+  SUT_CPU=(taskset -c 0) LOAD_CPU=(taskset -c 1)
+else
+  SUT_CPU=() LOAD_CPU=()
+fi
+
+# Ports: a block chosen from the PID so two runs do not collide.
+BASE=$(( 20000 + ($$ % 200) * 50 ))
+UP_PORT=$((BASE + 1)) GW_PORT=$((BASE + 2)) GW_METRICS=$((BASE + 3))
+GWQ_PORT=$((BASE + 4)) GWQ_METRICS=$((BASE + 5)) GWP_PORT=$((BASE + 6)) GWP_METRICS=$((BASE + 7))
+NGINX_PORT=$((BASE + 8)) NGINX_APR1_PORT=$((BASE + 9)) PROM_PORT=$((BASE + 10))
+
+wait_http() { # url what
+  for _ in $(seq 1 150); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.2; done
+  echo "timed out waiting for $2 ($1)" >&2; exit 1
+}
+cpu_ticks() { # pid... → utime+stime of each process (all threads), summed
+  local t=0 p
+  for p in "$@"; do
+    [[ -r /proc/$p/stat ]] || continue
+    t=$(( t + $(awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$p/stat") ))
+  done
+  echo "$t"
+}
+rss_kib() { # pid... → VmRSS summed
+  local t=0 p
+  for p in "$@"; do t=$(( t + $(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0) )); done
+  echo "$t"
+}
+CLK_TCK=$(getconf CLK_TCK)
+
+PHASE_INDEX=()
+# run_wrk NAME URL CONNS DURATION "PIDS" [extra wrk args...]; env WRK_BODY/WRK_DELAY_MS pass through
+run_wrk() {
+  local name="$1" url="$2" c="$3" d="$4" pidlist="$5"; shift 5
+  local before after
+  printf '   %-28s ' "$name" >&2
+  before=$(cpu_ticks $pidlist)
+  "${LOAD_CPU[@]}" wrk -t1 -c"$c" -d"${d}s" --timeout 10s -s "$BENCH/wrk/report.lua" "$@" "$url" \
+    > "$RAW/$name.wrk.txt" 2>&1 || true
+  after=$(cpu_ticks $pidlist)
+  local json
+  json=$(sed -n 's/^WRKJSON //p' "$RAW/$name.wrk.txt")
+  if [[ -z "$json" ]]; then echo "wrk failed: $(tail -3 "$RAW/$name.wrk.txt")" >&2; json='null'; fi
+  printf '{"name":"%s","url":"%s","connections":%s,"duration_s":%s,"cpu_ticks":%s,"clk_tck":%s,"loadavg":"%s","wrk":%s}\n' \
+    "$name" "$url" "$c" "$d" "$((after - before))" "$CLK_TCK" "$(cut -d' ' -f1-3 /proc/loadavg)" "$json" \
+    > "$RAW/$name.json"
+  python3 - "$RAW/$name.json" >&2 <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1])); w = r["wrk"]
+if not w: print("no result"); sys.exit()
+rps = w["requests"] / (w["duration_us"] / 1e6); p = w["latency_us"]["p"]
+errs = sum(w["errors"].values())
+cpu = r["cpu_ticks"] / r["clk_tck"] * 1e6 / max(w["requests"], 1)
+print(f'{rps:9.0f} req/s  p50 {p["50"]/1000:.3f} ms  p99 {p["99"]/1000:.3f} ms  p99.9 {p["99.9"]/1000:.3f} ms  '
+      f'cpu {cpu:.1f} µs/req' + (f'  ERRORS {errs}' if errs else ''))
+PY
+}
+
+start_gateway() { # name port metrics query_port inject external_labels → sets GW_PID_<name>
+  local name="$1" port="$2" metrics="$3" qport="$4" inject="$5" ext="$6"
+  sed -e "s|@PORT@|$port|; s|@METRICS_PORT@|$metrics|; s|@QUERY_PORT@|$qport|; s|@UPSTREAM_PORT@|$UP_PORT|" \
+      -e "s|@INJECT@|$inject|; s|@EXTERNAL_LABELS@|$ext|; s|@HASH@|$HASH|; s|@THREADS@|$GW_THREADS|" \
+      "$BENCH/gateway.yaml.in" > "$WORK/gateway-$name.yaml"
+  "$WHIZARD" check-config "$WORK/gateway-$name.yaml" >/dev/null
+  RUST_LOG=warn "${SUT_CPU[@]}" "$WHIZARD" gateway --config "$WORK/gateway-$name.yaml" \
+    > "$WORK/gateway-$name.log" 2>&1 &
+  local pid=$!; pids+=("$pid")
+  wait_http "http://127.0.0.1:$port/-/ready" "gateway $name"
+  printf -v "GW_PID_$name" '%s' "$pid"
+}
+
+# ---------------------------------------------------------------- setup
+say "setup in $WORK (ports from $BASE)"
+USER_PASS="bench:bench-secret"
+AUTH="Authorization: Basic $(printf %s "$USER_PASS" | base64)"
+HASH=$(printf %s bench-secret | "$WHIZARD" hash-password)
+htpasswd -bcs "$WORK/htpasswd-sha" bench bench-secret 2>/dev/null
+htpasswd -bcm "$WORK/htpasswd-apr1" bench bench-secret 2>/dev/null
+"$TOOL" payloads "$WORK/payloads"
+
+"${LOAD_CPU[@]}" "$STUB" "127.0.0.1:$UP_PORT" 1 > "$WORK/upstream.log" 2>&1 &
+UP_PID=$!; pids+=("$UP_PID")
+wait_http "http://127.0.0.1:$UP_PORT/api/v1/status/buildinfo" "upstream stub"
+
+start_gateway main "$GW_PORT" "$GW_METRICS" "$UP_PORT" true "    external_labels: {cluster: prod-eu-1}"
+GW_PID="$GW_PID_main"
+RSS_FRESH=$(rss_kib "$GW_PID")
+
+sed -e "s|@WORK@|$WORK|g; s|@UPSTREAM_PORT@|$UP_PORT|; s|@NGINX_PORT@|$NGINX_PORT|; s|@NGINX_APR1_PORT@|$NGINX_APR1_PORT|" \
+  "$BENCH/nginx.conf.in" > "$WORK/nginx.conf"
+"${SUT_CPU[@]}" nginx -e "$WORK/nginx-error.log" -p "$WORK" -c "$WORK/nginx.conf" &
+NGINX_MASTER=$!; pids+=("$NGINX_MASTER")
+wait_http "http://127.0.0.1:$NGINX_PORT/-/healthy" "nginx" 2>/dev/null || true
+for _ in $(seq 1 50); do
+  code=$(curl -s -o /dev/null -w '%{http_code}' -u "$USER_PASS" "http://127.0.0.1:$NGINX_PORT/api/v1/status/buildinfo") || true
+  [[ "$code" == 200 ]] && break; sleep 0.2
+done
+NGINX_PIDS="$NGINX_MASTER $(pgrep -P "$NGINX_MASTER" | tr '\n' ' ')"
+
+# Sanity: every path answers 200 before measuring.
+for url in "http://127.0.0.1:$UP_PORT/api/v1/status/buildinfo" "http://127.0.0.1:$GW_PORT/api/v1/status/buildinfo" \
+           "http://127.0.0.1:$NGINX_PORT/api/v1/status/buildinfo" "http://127.0.0.1:$NGINX_APR1_PORT/api/v1/status/buildinfo"; do
+  code=$(curl -s -o /dev/null -w '%{http_code}' -u "$USER_PASS" "$url")
+  [[ "$code" == 200 ]] || { echo "sanity check failed: $url → $code" >&2; exit 1; }
+done
+
+# ---------------------------------------------------------------- 4. micro (first: quiet machine)
+say "microbenchmarks and codec throughput (one core, ${MICRO_SECS}s per case)"
+"${SUT_CPU[@]}" "$TOOL" micro "$RAW/micro.json" "$MICRO_SECS"
+
+# ---------------------------------------------------------------- 1. read pass-through
+PATH_RO="/api/v1/status/buildinfo"
+say "1. read pass-through $PATH_RO: wrk -t1 -c$CONNS -d${DURATION}s (saturated), then -c16 paced 2 ms/request"
+run_wrk read-direct   "http://127.0.0.1:$UP_PORT$PATH_RO"    "$CONNS" "$DURATION" "$UP_PID"
+run_wrk read-whizard  "http://127.0.0.1:$GW_PORT$PATH_RO"    "$CONNS" "$DURATION" "$GW_PID" -H "$AUTH"
+if ((PROFILE)) && command -v perf >/dev/null; then
+  say "   profiling the gateway with perf during a pass-through phase"
+  perf record -F 999 -g -p "$GW_PID" -o "$WORK/perf.data" -- sleep "$DURATION" >/dev/null 2>&1 &
+  PERF_PID=$!
+  run_wrk read-whizard-profiled "http://127.0.0.1:$GW_PORT$PATH_RO" "$CONNS" "$DURATION" "$GW_PID" -H "$AUTH"
+  wait "$PERF_PID" || true
+  perf report -i "$WORK/perf.data" --no-children --percent-limit 0.7 --stdio --sort symbol 2>/dev/null \
+    | grep -v '^$' | head -120 > "$BENCH/results/profile.txt" || true
+fi
+run_wrk read-nginx      "http://127.0.0.1:$NGINX_PORT$PATH_RO"      "$CONNS" "$DURATION" "$NGINX_PIDS" -H "$AUTH"
+run_wrk read-nginx-apr1 "http://127.0.0.1:$NGINX_APR1_PORT$PATH_RO" "$CONNS" "$DURATION" "$NGINX_PIDS" -H "$AUTH"
+export WRK_DELAY_MS=2
+run_wrk moderate-direct  "http://127.0.0.1:$UP_PORT$PATH_RO"    16 "$DURATION" "$UP_PID"
+run_wrk moderate-whizard "http://127.0.0.1:$GW_PORT$PATH_RO"    16 "$DURATION" "$GW_PID" -H "$AUTH"
+run_wrk moderate-nginx   "http://127.0.0.1:$NGINX_PORT$PATH_RO" 16 "$DURATION" "$NGINX_PIDS" -H "$AUTH"
+unset WRK_DELAY_MS
+
+# ---------------------------------------------------------------- 3. remote write end to end
+say "3. remote write end to end: POST snappy bodies, wrk -t1 -c8 -d${WRITE_DURATION}s"
+RW_V1=(-H "Content-Type: application/x-protobuf" -H "Content-Encoding: snappy" -H "X-Prometheus-Remote-Write-Version: 0.1.0")
+RW_V2=(-H "Content-Type: application/x-protobuf;proto=io.prometheus.write.v2.Request" -H "Content-Encoding: snappy" -H "X-Prometheus-Remote-Write-Version: 2.0.0")
+start_gateway passthrough "$GWP_PORT" "$GWP_METRICS" "$UP_PORT" false ""
+for shape in 2000x1 500x10; do
+  export WRK_BODY="$WORK/payloads/v1-$shape.snappy"
+  run_wrk "write-$shape-direct"         "http://127.0.0.1:$UP_PORT/api/v1/write" 8 "$WRITE_DURATION" "$UP_PID" "${RW_V1[@]}"
+  run_wrk "write-$shape-whizard-pass"   "http://127.0.0.1:$GWP_PORT/api/v1/write" 8 "$WRITE_DURATION" "$GW_PID_passthrough" -H "$AUTH" "${RW_V1[@]}"
+  run_wrk "write-$shape-whizard-v1"     "http://127.0.0.1:$GW_PORT/api/v1/write" 8 "$WRITE_DURATION" "$GW_PID" -H "$AUTH" "${RW_V1[@]}"
+  export WRK_BODY="$WORK/payloads/v2-$shape.snappy"
+  run_wrk "write-$shape-whizard-v2"     "http://127.0.0.1:$GW_PORT/api/v1/write" 8 "$WRITE_DURATION" "$GW_PID" -H "$AUTH" "${RW_V2[@]}"
+done
+unset WRK_BODY
+kill "$GW_PID_passthrough" 2>/dev/null || true
+
+# ---------------------------------------------------------------- 2. query with enforcement
+say "2. /api/v1/query through whizard (enforced) vs direct to Prometheus"
+cat > "$WORK/prometheus.yml" <<YAML
+global: {scrape_interval: 1s}
+scrape_configs:
+  - job_name: prometheus
+    static_configs: [{targets: ["127.0.0.1:$PROM_PORT"], labels: {tenant_id: team-a}}]
+YAML
+"${LOAD_CPU[@]}" prometheus --web.listen-address="127.0.0.1:$PROM_PORT" --storage.tsdb.path="$WORK/prom" \
+  --config.file="$WORK/prometheus.yml" --log.level=warn > "$WORK/prometheus.log" 2>&1 &
+PROM_PID=$!; pids+=("$PROM_PID")
+wait_http "http://127.0.0.1:$PROM_PORT/-/ready" prometheus
+start_gateway query "$GWQ_PORT" "$GWQ_METRICS" "$PROM_PORT" true ""
+Q_USER='sum by (job, handler) (rate(prometheus_http_requests_total[1m]))'
+Q_DIRECT='sum by (job, handler) (rate(prometheus_http_requests_total{tenant_id="team-a"}[1m]))'
+enc() { python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$1"; }
+for _ in $(seq 1 60); do
+  out=$(curl -s "http://127.0.0.1:$PROM_PORT/api/v1/query?query=$(enc "$Q_DIRECT")")
+  [[ "$out" == *'"value"'* ]] && break; sleep 0.5
+done
+curl -s -u "$USER_PASS" "http://127.0.0.1:$GWQ_PORT/api/v1/query?query=$(enc "$Q_USER")" > "$RAW/query-whizard-sample.json"
+curl -s "http://127.0.0.1:$PROM_PORT/api/v1/query?query=$(enc "$Q_DIRECT")" > "$RAW/query-direct-sample.json"
+run_wrk query-direct  "http://127.0.0.1:$PROM_PORT/api/v1/query?query=$(enc "$Q_DIRECT")" 16 "$DURATION" "$PROM_PID"
+run_wrk query-whizard "http://127.0.0.1:$GWQ_PORT/api/v1/query?query=$(enc "$Q_USER")"   16 "$DURATION" "$GW_PID_query" -H "$AUTH"
+
+# ---------------------------------------------------------------- 5. memory
+say "5. memory: RSS with idle keep-alive connections"
+settle() { sleep 2; }
+settle
+RSS_IDLE=$(rss_kib "$GW_PID"); NGINX_RSS_IDLE=$(rss_kib $NGINX_PIDS)
+mem_with() { # n → "gateway_kib nginx_kib opened_gateway opened_nginx"
+  local n="$1" hold=$(( n > 2000 ? 40 : 15 ))
+  rm -f "$WORK/conns-gw.out" "$WORK/conns-ng.out"
+  "$TOOL" conns "127.0.0.1:$GW_PORT" "$n" "$hold" "$USER_PASS" > "$WORK/conns-gw.out" &
+  local t1=$!
+  for _ in $(seq 1 $((hold * 10))); do [[ -s "$WORK/conns-gw.out" ]] && break; sleep 0.1; done
+  settle
+  local g; g=$(rss_kib "$GW_PID")
+  kill "$t1" 2>/dev/null; wait "$t1" 2>/dev/null || true
+  "$TOOL" conns "127.0.0.1:$NGINX_PORT" "$n" "$hold" "$USER_PASS" > "$WORK/conns-ng.out" &
+  local t2=$!
+  for _ in $(seq 1 $((hold * 10))); do [[ -s "$WORK/conns-ng.out" ]] && break; sleep 0.1; done
+  settle
+  local x; x=$(rss_kib $NGINX_PIDS)
+  kill "$t2" 2>/dev/null; wait "$t2" 2>/dev/null || true
+  echo "$g $x $(awk '{print $2}' "$WORK/conns-gw.out") $(awk '{print $2}' "$WORK/conns-ng.out")"
+}
+read -r RSS_1K NGINX_RSS_1K OPEN_1K NOPEN_1K < <(mem_with 1000)
+echo "   1,000 conns: gateway $((RSS_1K / 1024)) MiB ($OPEN_1K open), nginx $((NGINX_RSS_1K / 1024)) MiB" >&2
+read -r RSS_10K NGINX_RSS_10K OPEN_10K NOPEN_10K < <(mem_with 10000)
+echo "   10,000 conns: gateway $((RSS_10K / 1024)) MiB ($OPEN_10K open), nginx $((NGINX_RSS_10K / 1024)) MiB" >&2
+cat > "$RAW/memory.json" <<JSON
+{"gateway_rss_kib":{"fresh":$RSS_FRESH,"idle_after_load":$RSS_IDLE,"conns_1000":$RSS_1K,"conns_10000":$RSS_10K},
+ "nginx_rss_kib":{"idle_after_load":$NGINX_RSS_IDLE,"conns_1000":$NGINX_RSS_1K,"conns_10000":$NGINX_RSS_10K},
+ "opened":{"gateway_1000":${OPEN_1K:-0},"gateway_10000":${OPEN_10K:-0},"nginx_1000":${NOPEN_1K:-0},"nginx_10000":${NOPEN_10K:-0}}}
+JSON
+
+# ---------------------------------------------------------------- criterion (optional)
+if ((CRITERION)); then
+  if grep -q '^criterion' "$ROOT/Cargo.toml"; then
+    say "criterion benches (cargo bench)"
+    cargo bench --bench auth --bench enforce --bench remote_write -- --warm-up-time 1 --measurement-time 3 \
+      2>&1 | grep -E '^[a-z_/0-9]+ +time:|time:|thrpt:' | tee "$RAW/criterion.txt" >&2 || true
+  else
+    echo "criterion is not in Cargo.toml [dev-dependencies]: skipped (see bench/README.md)" >&2
+  fi
+fi
+
+# ---------------------------------------------------------------- report
+say "report"
+META=$(printf '{"date":"%s","host_cpus":%s,"cpu_model":"%s","gateway_threads":%s,"pinned":%s,"wrk":"-t1 -c%s -d%ss","git":"%s","loadavg_end":"%s"}' \
+  "$(date -u +%FT%TZ)" "$(nproc)" "$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)" "$GW_THREADS" \
+  "$([[ ${#SUT_CPU[@]} -gt 0 ]] && echo true || echo false)" "$CONNS" "$DURATION" \
+  "$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)" "$(cut -d' ' -f1-3 /proc/loadavg)")
+python3 "$BENCH/report.py" "$RAW" "$BENCH/results" "$META"

@@ -1,0 +1,340 @@
+//! Enforcement on answers and bodies that carry no query: the rules and alerts APIs, and
+//! Alertmanager alerts, groups and silences. Pure functions over JSON values.
+//!
+//! Rules and alerts are evaluated by the backend for everyone, so the gateway filters what
+//! comes back: a rule is a tenant's when its labels carry the tenant label with one of the
+//! tenant's values, or when every selector of its expression is pinned to one of them
+//! (`tenant_id="a"`); anything else is dropped. Alerts are the tenant's when their labels say so.
+
+use super::promql::parse_bounded;
+use super::{EnforceError, TenantMatcher};
+use promql_parser::label::MatchOp;
+use promql_parser::parser::Expr;
+use serde_json::Value;
+
+/// True when every selector of `expr` carries `label="v"` with `v` one of the tenant's values
+/// (and there is at least one selector). Unparseable expressions are not scoped.
+pub fn expr_scoped(expr: &str, tenant: &TenantMatcher) -> bool {
+    let Ok(parsed) = parse_bounded(expr) else {
+        return false;
+    };
+    let mut selectors = 0;
+    walk_scoped(&parsed, tenant, &mut selectors) && selectors > 0
+}
+
+fn walk_scoped(expr: &Expr, tenant: &TenantMatcher, selectors: &mut usize) -> bool {
+    match expr {
+        Expr::Aggregate(a) => {
+            a.param
+                .as_deref()
+                .is_none_or(|p| walk_scoped(p, tenant, selectors))
+                && walk_scoped(&a.expr, tenant, selectors)
+        }
+        Expr::Unary(u) => walk_scoped(&u.expr, tenant, selectors),
+        Expr::Binary(b) => {
+            walk_scoped(&b.lhs, tenant, selectors) && walk_scoped(&b.rhs, tenant, selectors)
+        }
+        Expr::Paren(p) => walk_scoped(&p.expr, tenant, selectors),
+        Expr::Subquery(s) => walk_scoped(&s.expr, tenant, selectors),
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) => true,
+        Expr::VectorSelector(vs) => {
+            *selectors += 1;
+            vs.matchers.or_matchers.is_empty()
+                && vs.matchers.matchers.iter().any(|m| {
+                    m.name == tenant.label() && m.op == MatchOp::Equal && tenant.allows(&m.value)
+                })
+        }
+        Expr::MatrixSelector(ms) => {
+            walk_scoped(&Expr::VectorSelector(ms.vs.clone()), tenant, selectors)
+        }
+        Expr::Call(c) => {
+            c.func.name != "info"
+                && c.args
+                    .args
+                    .iter()
+                    .all(|a| walk_scoped(a, tenant, selectors))
+        }
+        Expr::Extension(_) => false,
+    }
+}
+
+fn labels_allowed(labels: &Value, tenant: &TenantMatcher) -> bool {
+    labels
+        .get(tenant.label())
+        .and_then(Value::as_str)
+        .is_some_and(|v| tenant.allows(v))
+}
+
+/// Keeps the alerts (objects with `labels`) of the tenant.
+fn retain_alerts(alerts: &mut Vec<Value>, tenant: &TenantMatcher) {
+    alerts.retain(|a| a.get("labels").is_some_and(|l| labels_allowed(l, tenant)));
+}
+
+/// Filters a Prometheus `/api/v1/rules` answer in place.
+pub fn filter_rules(answer: &mut Value, tenant: &TenantMatcher) {
+    let Some(groups) = answer
+        .pointer_mut("/data/groups")
+        .and_then(Value::as_array_mut)
+    else {
+        return;
+    };
+    for group in groups.iter_mut() {
+        let Some(rules) = group.get_mut("rules").and_then(Value::as_array_mut) else {
+            continue;
+        };
+        rules.retain(|r| {
+            r.get("labels").is_some_and(|l| labels_allowed(l, tenant))
+                || r.get("query")
+                    .and_then(Value::as_str)
+                    .is_some_and(|q| expr_scoped(q, tenant))
+        });
+        for rule in rules.iter_mut() {
+            if let Some(alerts) = rule.get_mut("alerts").and_then(Value::as_array_mut) {
+                retain_alerts(alerts, tenant);
+            }
+        }
+    }
+    groups.retain(|g| {
+        g.get("rules")
+            .and_then(Value::as_array)
+            .is_some_and(|r| !r.is_empty())
+    });
+}
+
+/// Filters a Prometheus `/api/v1/alerts` answer in place.
+pub fn filter_alerts(answer: &mut Value, tenant: &TenantMatcher) {
+    if let Some(alerts) = answer
+        .pointer_mut("/data/alerts")
+        .and_then(Value::as_array_mut)
+    {
+        retain_alerts(alerts, tenant);
+    }
+}
+
+/// Filters an Alertmanager `GET /api/v2/alerts` answer (an array of alerts) in place.
+pub fn filter_am_alerts(answer: &mut Value, tenant: &TenantMatcher) {
+    if let Some(alerts) = answer.as_array_mut() {
+        retain_alerts(alerts, tenant);
+    } else {
+        *answer = Value::Array(Vec::new());
+    }
+}
+
+/// Filters an Alertmanager `GET /api/v2/alerts/groups` answer in place; empty groups go.
+pub fn filter_am_groups(answer: &mut Value, tenant: &TenantMatcher) {
+    let Some(groups) = answer.as_array_mut() else {
+        *answer = Value::Array(Vec::new());
+        return;
+    };
+    for g in groups.iter_mut() {
+        match g.get_mut("alerts").and_then(Value::as_array_mut) {
+            Some(alerts) => retain_alerts(alerts, tenant),
+            None => *g = Value::Null,
+        }
+    }
+    groups.retain(|g| {
+        g.get("alerts")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty())
+    });
+}
+
+/// True when a silence is the tenant's: one of its matchers is `label="v"` (not regex, equal)
+/// with `v` one of the tenant's values.
+pub fn silence_owned(silence: &Value, tenant: &TenantMatcher) -> bool {
+    silence
+        .get("matchers")
+        .and_then(Value::as_array)
+        .is_some_and(|ms| {
+            ms.iter().any(|m| {
+                is_tenant_matcher(m, tenant.label())
+                    && m.get("value")
+                        .and_then(Value::as_str)
+                        .is_some_and(|v| tenant.allows(v))
+            })
+        })
+}
+
+fn is_tenant_matcher(m: &Value, label: &str) -> bool {
+    m.get("name").and_then(Value::as_str) == Some(label)
+        && !m.get("isRegex").and_then(Value::as_bool).unwrap_or(false)
+        && m.get("isEqual").and_then(Value::as_bool).unwrap_or(true)
+}
+
+/// Filters an Alertmanager `GET /api/v2/silences` answer (an array) in place.
+pub fn filter_silences(answer: &mut Value, tenant: &TenantMatcher) {
+    if let Some(silences) = answer.as_array_mut() {
+        silences.retain(|s| silence_owned(s, tenant));
+    } else {
+        *answer = Value::Array(Vec::new());
+    }
+}
+
+/// Makes a silence posted by a tenant its own: any matcher on the tenant label must select
+/// `tenant_value` (else [`EnforceError::Disjoint`]); those matchers are replaced by exactly one
+/// `label="tenant_value"`.
+pub fn enforce_silence(
+    silence: &mut Value,
+    label: &str,
+    tenant_value: &str,
+) -> Result<(), EnforceError> {
+    let Some(matchers) = silence.get_mut("matchers").and_then(Value::as_array_mut) else {
+        return Err(EnforceError::Unsupported {
+            what: "a silence without a matchers list",
+        });
+    };
+    for m in matchers.iter() {
+        if m.get("name").and_then(Value::as_str) != Some(label) {
+            continue;
+        }
+        let value = m.get("value").and_then(Value::as_str).unwrap_or("");
+        let is_regex = m.get("isRegex").and_then(Value::as_bool).unwrap_or(false);
+        let is_equal = m.get("isEqual").and_then(Value::as_bool).unwrap_or(true);
+        let selects = match (is_regex, is_equal) {
+            (false, true) => value == tenant_value,
+            (false, false) => value != tenant_value,
+            (true, eq) => match regex::Regex::new(&format!("^(?:{value})$")) {
+                Ok(re) => re.is_match(tenant_value) == eq,
+                Err(_) => false,
+            },
+        };
+        if !selects {
+            return Err(EnforceError::Disjoint {
+                label: label.to_string(),
+                matcher: m.to_string(),
+            });
+        }
+    }
+    matchers.retain(|m| m.get("name").and_then(Value::as_str) != Some(label));
+    matchers.push(serde_json::json!({
+        "name": label, "value": tenant_value, "isRegex": false, "isEqual": true
+    }));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn t(v: &[&str]) -> TenantMatcher {
+        TenantMatcher::new("tenant_id", v.iter().copied()).unwrap()
+    }
+
+    #[test]
+    fn scoped_expressions() {
+        let a = t(&["a"]);
+        assert!(expr_scoped(r#"up{tenant_id="a"} == 0"#, &a));
+        assert!(expr_scoped(
+            r#"sum(rate(x{tenant_id="a"}[5m])) / sum(rate(y{tenant_id="a",job="j"}[5m])) > 0.1"#,
+            &a
+        ));
+        assert!(
+            !expr_scoped(r#"up{tenant_id="a"} or up"#, &a),
+            "one unpinned selector"
+        );
+        assert!(!expr_scoped(r#"up{tenant_id="b"}"#, &a));
+        assert!(
+            !expr_scoped(r#"up{tenant_id=~"a"}"#, &a),
+            "only equality pins"
+        );
+        assert!(!expr_scoped(r#"up{tenant_id!="b"}"#, &a));
+        assert!(!expr_scoped("vector(1)", &a), "no selector, no tenant");
+        assert!(!expr_scoped("up{", &a));
+        assert!(expr_scoped(r#"up{tenant_id="b"}"#, &t(&["a", "b"])));
+    }
+
+    #[test]
+    fn rules_are_filtered_by_labels_or_expression() {
+        let mut answer = json!({"status":"success","data":{"groups":[
+            {"name":"g1","rules":[
+                {"name":"A","type":"alerting","query":"up == 0","labels":{"tenant_id":"a"},
+                 "alerts":[{"labels":{"tenant_id":"a"}},{"labels":{"tenant_id":"b"}}]},
+                {"name":"B","type":"alerting","query":"up == 0","labels":{"tenant_id":"b"},"alerts":[]},
+                {"name":"C","type":"recording","query":"sum(up{tenant_id=\"a\"})","labels":{}},
+                {"name":"D","type":"recording","query":"sum(up)"}
+            ]},
+            {"name":"g2","rules":[{"name":"E","query":"up","labels":{"severity":"x"}}]}
+        ]}});
+        filter_rules(&mut answer, &t(&["a"]));
+        let groups = answer["data"]["groups"].as_array().unwrap();
+        assert_eq!(groups.len(), 1, "{answer}");
+        let names: Vec<&str> = groups[0]["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, vec!["A", "C"]);
+        assert_eq!(groups[0]["rules"][0]["alerts"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn alerts_and_groups_are_filtered() {
+        let mut answer = json!({"status":"success","data":{"alerts":[
+            {"labels":{"tenant_id":"a","alertname":"x"}},{"labels":{"tenant_id":"b"}},{"labels":{}}]}});
+        filter_alerts(&mut answer, &t(&["a"]));
+        assert_eq!(answer["data"]["alerts"].as_array().unwrap().len(), 1);
+        let mut am = json!([{"labels":{"tenant_id":"b"}},{"labels":{"tenant_id":"a"}}]);
+        filter_am_alerts(&mut am, &t(&["a"]));
+        assert_eq!(am, json!([{"labels":{"tenant_id":"a"}}]));
+        let mut groups = json!([
+            {"labels":{},"alerts":[{"labels":{"tenant_id":"b"}}]},
+            {"labels":{},"alerts":[{"labels":{"tenant_id":"a"}},{"labels":{"tenant_id":"b"}}]}
+        ]);
+        filter_am_groups(&mut groups, &t(&["a"]));
+        assert_eq!(groups.as_array().unwrap().len(), 1);
+        assert_eq!(groups[0]["alerts"].as_array().unwrap().len(), 1);
+        let mut not_array = json!({"x":1});
+        filter_am_alerts(&mut not_array, &t(&["a"]));
+        assert_eq!(not_array, json!([]));
+    }
+
+    #[test]
+    fn silences_are_owned_by_an_equality_matcher() {
+        let mine = json!({"id":"1","matchers":[{"name":"tenant_id","value":"a","isRegex":false,"isEqual":true}]});
+        let regex =
+            json!({"id":"2","matchers":[{"name":"tenant_id","value":"a|b","isRegex":true}]});
+        let other = json!({"id":"3","matchers":[{"name":"tenant_id","value":"b","isRegex":false}]});
+        let none = json!({"id":"4","matchers":[{"name":"job","value":"x","isRegex":false}]});
+        let negated = json!({"id":"5","matchers":[{"name":"tenant_id","value":"a","isRegex":false,"isEqual":false}]});
+        let a = t(&["a"]);
+        assert!(silence_owned(&mine, &a));
+        for s in [&regex, &other, &none, &negated] {
+            assert!(!silence_owned(s, &a), "{s}");
+        }
+        let mut list = json!([mine, regex, other, none, negated]);
+        filter_silences(&mut list, &a);
+        assert_eq!(list.as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn new_silences_get_the_tenant_matcher() {
+        let mut s = json!({"matchers":[{"name":"job","value":"x","isRegex":false}],"comment":"c"});
+        enforce_silence(&mut s, "tenant_id", "a").unwrap();
+        assert!(silence_owned(&s, &t(&["a"])));
+        assert_eq!(s["matchers"].as_array().unwrap().len(), 2);
+        let mut s = json!({"matchers":[{"name":"tenant_id","value":"a|b","isRegex":true}]});
+        enforce_silence(&mut s, "tenant_id", "a").unwrap();
+        assert_eq!(
+            s["matchers"],
+            json!([{"name":"tenant_id","value":"a","isRegex":false,"isEqual":true}])
+        );
+        for bad in [
+            json!({"matchers":[{"name":"tenant_id","value":"b","isRegex":false}]}),
+            json!({"matchers":[{"name":"tenant_id","value":"a","isRegex":false,"isEqual":false}]}),
+            json!({"matchers":[{"name":"tenant_id","value":"b.*","isRegex":true}]}),
+        ] {
+            let mut s = bad.clone();
+            assert!(
+                matches!(
+                    enforce_silence(&mut s, "tenant_id", "a"),
+                    Err(EnforceError::Disjoint { .. })
+                ),
+                "{bad}"
+            );
+        }
+        let mut s = json!({"comment":"no matchers"});
+        assert!(enforce_silence(&mut s, "tenant_id", "a").is_err());
+    }
+}

@@ -1,0 +1,310 @@
+//! Routes whose answers the gateway filters (rules, alerts) and the Alertmanager API, where
+//! silences are owned by the tenant whose equality matcher they carry.
+
+use super::forward::{self, Answer};
+use super::proxy::{insert_tenant_header, read_body};
+use super::respond::Refusal;
+use super::routes::Class;
+use super::Runtime;
+use crate::config::Upstream;
+use crate::enforcement::response as filter;
+use crate::enforcement::TenantMatcher;
+use crate::metrics::metrics;
+use bytes::Bytes;
+use pingora::proxy::Session;
+use serde_json::Value;
+
+/// Largest JSON body accepted for a new silence.
+const MAX_SILENCE_BYTES: u64 = 1 << 20;
+
+pub struct Request<'a> {
+    pub class: Class,
+    pub api_path: &'a str,
+    pub method: http::Method,
+    pub matcher: &'a TenantMatcher,
+    /// Value of the upstream tenant header.
+    pub tenant_header: &'a str,
+}
+
+fn base(up: &Upstream) -> String {
+    format!(
+        "{}://{}{}",
+        if up.tls { "https" } else { "http" },
+        up.address,
+        up.path
+    )
+}
+
+/// The client's query string without the parameters the gateway owns.
+fn client_params(session: &Session, owned: &[&str]) -> Vec<(String, String)> {
+    session
+        .req_header()
+        .uri
+        .query()
+        .map(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .filter(|(k, _)| !owned.contains(&k.as_str()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn url(base: &str, path: &str, params: &[(String, String)]) -> String {
+    let mut u = format!("{base}{path}");
+    if !params.is_empty() {
+        u.push('?');
+        let mut s = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in params {
+            s.append_pair(k, v);
+        }
+        u.push_str(&s.finish());
+    }
+    u
+}
+
+async fn call(
+    rt: &Runtime,
+    upstream: &'static str,
+    method: http::Method,
+    url: &str,
+    tenant_header: &str,
+    body: Option<Bytes>,
+) -> Result<Answer, Refusal> {
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        http::header::ACCEPT,
+        http::HeaderValue::from_static("application/json"),
+    );
+    if body.is_some() {
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+    }
+    insert_tenant_header(&mut headers, rt, tenant_header)?;
+    forward::exchange(&rt.client, method, url, headers, body.unwrap_or_default())
+        .await
+        .map_err(|f| {
+            metrics()
+                .upstream_errors
+                .with_label_values(&[upstream, f.kind()])
+                .inc();
+            f.refusal(upstream)
+        })
+}
+
+fn json_of(answer: &Answer) -> Result<Value, Refusal> {
+    serde_json::from_slice(&answer.body).map_err(|_| {
+        Refusal::new(
+            502,
+            "the upstream answered with invalid JSON; nothing is passed on unfiltered",
+        )
+    })
+}
+
+/// Sends `value` to the client with the upstream's status.
+async fn relay_json(session: &mut Session, status: u16, value: &Value) -> Result<(), Refusal> {
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    let answer = Answer {
+        status,
+        headers,
+        body: Bytes::from(value.to_string()),
+    };
+    forward::relay(session, answer)
+        .await
+        .map_err(|e| Refusal::new(400, e.to_string()))
+}
+
+/// Passes a non-2xx upstream answer on as it is (errors carry no tenant data worth filtering,
+/// and hiding them would confuse clients).
+async fn relay_error(session: &mut Session, answer: Answer) -> Result<(), Refusal> {
+    forward::relay(session, answer)
+        .await
+        .map_err(|e| Refusal::new(400, e.to_string()))
+}
+
+pub async fn handle(session: &mut Session, rt: &Runtime, req: Request<'_>) -> Result<(), Refusal> {
+    match req.class {
+        Class::Rules | Class::Alerts => prometheus(session, rt, &req).await,
+        _ => alertmanager(session, rt, &req).await,
+    }
+}
+
+async fn prometheus(session: &mut Session, rt: &Runtime, req: &Request<'_>) -> Result<(), Refusal> {
+    if req.method != http::Method::GET {
+        return Err(Refusal::new(405, "use GET").with_header("allow", "GET"));
+    }
+    let params = client_params(session, &[]);
+    let u = url(&base(&rt.config.upstreams.rules), req.api_path, &params);
+    let answer = call(rt, "rules", http::Method::GET, &u, req.tenant_header, None).await?;
+    if !(200..300).contains(&answer.status) {
+        return relay_error(session, answer).await;
+    }
+    let mut value = json_of(&answer)?;
+    match req.class {
+        Class::Rules => filter::filter_rules(&mut value, req.matcher),
+        _ => filter::filter_alerts(&mut value, req.matcher),
+    }
+    relay_json(session, answer.status, &value).await
+}
+
+async fn alertmanager(
+    session: &mut Session,
+    rt: &Runtime,
+    req: &Request<'_>,
+) -> Result<(), Refusal> {
+    let Some(up) = rt.config.upstreams.alertmanager.as_ref() else {
+        return Err(Refusal::new(
+            404,
+            "Alertmanager is not configured on this gateway (upstreams.alertmanager)",
+        ));
+    };
+    let am = base(up);
+    let m = req.matcher;
+    match (req.class, req.method.clone()) {
+        (Class::AmAlerts | Class::AmAlertGroups, http::Method::GET) => {
+            // The filter parameter narrows at the source; the answer is filtered again here.
+            let mut params = client_params(session, &[]);
+            params.push(("filter".into(), tenant_filter(m)));
+            let answer = call(
+                rt,
+                "alertmanager",
+                http::Method::GET,
+                &url(&am, req.api_path, &params),
+                req.tenant_header,
+                None,
+            )
+            .await?;
+            if !(200..300).contains(&answer.status) {
+                return relay_error(session, answer).await;
+            }
+            let mut value = json_of(&answer)?;
+            if req.class == Class::AmAlerts {
+                filter::filter_am_alerts(&mut value, m);
+            } else {
+                filter::filter_am_groups(&mut value, m);
+            }
+            relay_json(session, answer.status, &value).await
+        }
+        (Class::AmSilences, http::Method::GET) => {
+            let params = client_params(session, &[]);
+            let answer = call(
+                rt,
+                "alertmanager",
+                http::Method::GET,
+                &url(&am, req.api_path, &params),
+                req.tenant_header,
+                None,
+            )
+            .await?;
+            if !(200..300).contains(&answer.status) {
+                return relay_error(session, answer).await;
+            }
+            let mut value = json_of(&answer)?;
+            filter::filter_silences(&mut value, m);
+            relay_json(session, answer.status, &value).await
+        }
+        (Class::AmSilences, http::Method::POST) => {
+            let [tenant] = m.values() else {
+                return Err(Refusal::new(400, "a silence belongs to one tenant: name it with the path prefix or the tenant header"));
+            };
+            let body = read_body(session, MAX_SILENCE_BYTES).await?;
+            let mut silence: Value = serde_json::from_slice(&body)
+                .map_err(|e| Refusal::new(400, format!("the silence is not valid JSON: {e}")))?;
+            if let Some(id) = silence
+                .get("id")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+            {
+                // Updating a silence: it must already be this tenant's.
+                owned_silence(rt, &am, id, m, req.tenant_header).await?;
+            }
+            filter::enforce_silence(&mut silence, m.label(), tenant).map_err(|e| {
+                metrics()
+                    .enforcement_rejections
+                    .with_label_values(&[req.tenant_header, e.reason()])
+                    .inc();
+                Refusal::new(403, e.to_string())
+            })?;
+            let answer = call(
+                rt,
+                "alertmanager",
+                http::Method::POST,
+                &format!("{am}{}", req.api_path),
+                req.tenant_header,
+                Some(Bytes::from(silence.to_string())),
+            )
+            .await?;
+            relay_error(session, answer).await
+        }
+        (Class::AmSilence, http::Method::GET | http::Method::DELETE) => {
+            let id = req.api_path.rsplit('/').next().unwrap_or_default();
+            let silence = owned_silence(rt, &am, id, m, req.tenant_header).await?;
+            if req.method == http::Method::GET {
+                return relay_json(session, 200, &silence).await;
+            }
+            let answer = call(
+                rt,
+                "alertmanager",
+                http::Method::DELETE,
+                &format!("{am}{}", req.api_path),
+                req.tenant_header,
+                None,
+            )
+            .await?;
+            relay_error(session, answer).await
+        }
+        _ => Err(Refusal::new(405, "method not allowed on this route")),
+    }
+}
+
+/// The silence `id` when it is the tenant's; 404 otherwise (not revealing other tenants' ids).
+async fn owned_silence(
+    rt: &Runtime,
+    am: &str,
+    id: &str,
+    m: &TenantMatcher,
+    tenant_header: &str,
+) -> Result<Value, Refusal> {
+    let answer = call(
+        rt,
+        "alertmanager",
+        http::Method::GET,
+        &format!("{am}/api/v2/silence/{id}"),
+        tenant_header,
+        None,
+    )
+    .await?;
+    let not_found = || Refusal::new(404, format!("silence {id} not found"));
+    if answer.status == 404 {
+        return Err(not_found());
+    }
+    if !(200..300).contains(&answer.status) {
+        return Err(Refusal::new(
+            502,
+            format!(
+                "Alertmanager answered {} looking up silence {id}",
+                answer.status
+            ),
+        ));
+    }
+    let silence = json_of(&answer)?;
+    if filter::silence_owned(&silence, m) {
+        Ok(silence)
+    } else {
+        Err(not_found())
+    }
+}
+
+/// Alertmanager filter matcher for the tenant(s): `tenant_id="a"` or `tenant_id=~"a|b"`.
+fn tenant_filter(m: &TenantMatcher) -> String {
+    let sel = m.selector();
+    sel.trim_start_matches('{')
+        .trim_end_matches('}')
+        .to_string()
+}
