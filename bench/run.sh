@@ -177,7 +177,6 @@ sed -e "s|@WORK@|$WORK|g; s|@UPSTREAM_PORT@|$UP_PORT|; s|@NGINX_PORT@|$NGINX_POR
   "$BENCH/nginx.conf.in" > "$WORK/nginx.conf"
 "${SUT_CPU[@]}" nginx -e "$WORK/nginx-error.log" -p "$WORK" -c "$WORK/nginx.conf" &
 NGINX_MASTER=$!; pids+=("$NGINX_MASTER")
-wait_http "http://127.0.0.1:$NGINX_PORT/-/healthy" "nginx" 2>/dev/null || true
 for _ in $(seq 1 50); do
   code=$(curl -s -o /dev/null -w '%{http_code}' -u "$USER_PASS" "http://127.0.0.1:$NGINX_PORT/api/v1/status/buildinfo") || true
   [[ "$code" == 200 ]] && break; sleep 0.2
@@ -202,12 +201,18 @@ run_wrk read-direct   "http://127.0.0.1:$UP_PORT$PATH_RO"    "$CONNS" "$DURATION
 run_wrk read-whizard  "http://127.0.0.1:$GW_PORT$PATH_RO"    "$CONNS" "$DURATION" "$GW_PID" -H "$AUTH"
 if ((PROFILE)) && command -v perf >/dev/null; then
   say "   profiling the gateway with perf during a pass-through phase"
-  perf record -F 999 -g -p "$GW_PID" -o "$WORK/perf.data" -- sleep "$DURATION" >/dev/null 2>&1 &
+  # Software clock sampling works where hardware counters are not exposed (VMs, containers).
+  perf record -e cpu-clock -F 499 --call-graph dwarf,8192 -p "$GW_PID" -o "$WORK/perf.data" \
+    -- sleep "$DURATION" >/dev/null 2>&1 &
   PERF_PID=$!
   run_wrk read-whizard-profiled "http://127.0.0.1:$GW_PORT$PATH_RO" "$CONNS" "$DURATION" "$GW_PID" -H "$AUTH"
   wait "$PERF_PID" || true
-  perf report -i "$WORK/perf.data" --no-children --percent-limit 0.7 --stdio --sort symbol 2>/dev/null \
-    | grep -v '^$' | head -120 > "$BENCH/results/profile.txt" || true
+  {
+    echo "# self time (perf report --no-children --sort dso,symbol)"
+    perf report -i "$WORK/perf.data" --no-children --percent-limit 0.5 --stdio --sort dso,symbol -g none 2>/dev/null | grep -v '^$' | grep -v '^#' | head -80
+    echo; echo "# inclusive time (perf report --children --sort symbol)"
+    perf report -i "$WORK/perf.data" --children --percent-limit 2 --stdio --sort symbol -g none 2>/dev/null | grep -v '^$' | grep -v '^#' | head -80
+  } > "$BENCH/results/profile.txt" || true
 fi
 run_wrk read-nginx      "http://127.0.0.1:$NGINX_PORT$PATH_RO"      "$CONNS" "$DURATION" "$NGINX_PIDS" -H "$AUTH"
 run_wrk read-nginx-apr1 "http://127.0.0.1:$NGINX_APR1_PORT$PATH_RO" "$CONNS" "$DURATION" "$NGINX_PIDS" -H "$AUTH"

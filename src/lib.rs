@@ -8,6 +8,7 @@ pub mod auth;
 pub mod config;
 pub mod enforcement;
 pub mod gateway;
+pub mod limits;
 pub mod metrics;
 pub mod remote_write;
 pub mod tenancy;

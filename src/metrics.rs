@@ -15,6 +15,8 @@ pub struct Metrics {
     pub remote_write_series: IntCounterVec,
     pub upstream_errors: IntCounterVec,
     pub enforcement_rejections: IntCounterVec,
+    pub limit_rejections: IntCounterVec,
+    pub remote_write_copies: IntCounterVec,
     pub config_last_reload_successful: IntGauge,
     pub config_last_reload_success_timestamp: IntGauge,
     pub build_info: IntGaugeVec,
@@ -82,6 +84,19 @@ fn build() -> Metrics {
         &["tenant", "reason"],
     )
     .expect("static metric definition");
+    let limit_rejections = IntCounterVec::new(
+        Opts::new(
+            "whizard_limit_rejections_total",
+            "Requests refused with 429 because a tenant is over a limit, by tenant and limit.",
+        ),
+        &["tenant", "limit"],
+    )
+    .expect("static metric definition");
+    let remote_write_copies = IntCounterVec::new(
+        Opts::new("whizard_remote_write_copies_total", "Copies of accepted writes sent to upstreams.remote_writes targets, by target and result."),
+        &["target", "result"],
+    )
+    .expect("static metric definition");
     let config_last_reload_successful = IntGauge::new(
         "whizard_config_last_reload_successful",
         "1 when the last config (re)load succeeded, 0 when it was refused.",
@@ -105,6 +120,8 @@ fn build() -> Metrics {
         Box::new(remote_write_series.clone()),
         Box::new(upstream_errors.clone()),
         Box::new(enforcement_rejections.clone()),
+        Box::new(limit_rejections.clone()),
+        Box::new(remote_write_copies.clone()),
         Box::new(config_last_reload_successful.clone()),
         Box::new(config_last_reload_success_timestamp.clone()),
         Box::new(build_info.clone()),
@@ -123,6 +140,8 @@ fn build() -> Metrics {
         remote_write_series,
         upstream_errors,
         enforcement_rejections,
+        limit_rejections,
+        remote_write_copies,
         config_last_reload_successful,
         config_last_reload_success_timestamp,
         build_info,

@@ -445,7 +445,7 @@ fn verify_key(jwk: &Jwk) -> Option<VerifyKey> {
             _ => return None,
         },
         // Symmetric keys never verify anything here: no HMAC.
-        AlgorithmParameters::OctetKey(_) | AlgorithmParameters::Other(_) => return None,
+        _ => return None,
     };
     let algorithms: Vec<Algorithm> = match jwk.common.key_algorithm {
         None => by_type.to_vec(),

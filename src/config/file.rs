@@ -76,6 +76,11 @@ pub struct RemoteWriteTarget {
     pub name: Option<String>,
     pub url: Option<String>,
     pub tenants: Option<Vec<String>>,
+    /// Seconds for one copy (default 30).
+    pub timeout_seconds: Option<f64>,
+    /// Extra headers sent with every copy (e.g. an API key of the target).
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -114,6 +119,10 @@ pub struct Limits {
     pub write_samples_per_second: Option<f64>,
     pub max_body_bytes: Option<u64>,
     pub max_concurrent_requests: Option<u64>,
+    /// Longest PromQL query text, in bytes.
+    pub max_query_length: Option<u64>,
+    /// Longest time range (`end - start`) of a read, in seconds.
+    pub max_query_range: Option<f64>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -81,6 +81,8 @@ pub struct UpstreamTls {
 pub struct RemoteWriteTarget {
     pub name: String,
     pub upstream: Upstream,
+    pub timeout: Duration,
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
     /// `None`: every tenant.
     pub tenants: Option<BTreeSet<String>>,
 }
@@ -122,6 +124,10 @@ pub struct Limits {
     pub write_samples_per_second: f64,
     pub max_body_bytes: u64,
     pub max_concurrent_requests: u64,
+    /// Longest query text in bytes (0: the enforcer's own 64 KiB bound).
+    pub max_query_length: u64,
+    /// Longest `end - start` of a read, in seconds (0: unlimited).
+    pub max_query_range: f64,
 }
 
 impl Default for Limits {
@@ -131,6 +137,8 @@ impl Default for Limits {
             write_samples_per_second: 0.0,
             max_body_bytes: 10 * 1024 * 1024,
             max_concurrent_requests: 0,
+            max_query_length: 0,
+            max_query_range: 0.0,
         }
     }
 }
@@ -573,6 +581,22 @@ impl Validator<'_> {
         if let Some(v) = raw.max_concurrent_requests {
             out.max_concurrent_requests = v;
         }
+        if let Some(v) = raw.max_query_length {
+            out.max_query_length = v;
+        }
+        if let Some(v) = raw.max_query_range {
+            if !(v >= 0.0 && v.is_finite()) {
+                self.err(
+                    format!("{key}.max_query_range"),
+                    "must be a number of seconds >= 0",
+                );
+            } else {
+                out.max_query_range = v;
+            }
+        }
+        if out.max_body_bytes == 0 {
+            self.err(format!("{key}.max_body_bytes"), "must be > 0");
+        }
         out
     }
 
@@ -866,9 +890,41 @@ impl Validator<'_> {
                     }
                 }
             }
+            let mut headers = Vec::new();
+            for (k, v) in &rw.headers {
+                match (
+                    http::HeaderName::from_bytes(k.as_bytes()),
+                    http::HeaderValue::from_str(v),
+                ) {
+                    (Ok(k), Ok(v)) => headers.push((k, v)),
+                    _ => self.err(format!("{key}.headers.{k}"), "not a valid HTTP header"),
+                }
+            }
+            let timeout = match rw.timeout_seconds {
+                None => Duration::from_secs(30),
+                Some(s) if s > 0.0 && s.is_finite() && s < 3600.0 => Duration::from_secs_f64(s),
+                Some(_) => {
+                    self.err(
+                        format!("{key}.timeout_seconds"),
+                        "must be a number of seconds > 0",
+                    );
+                    Duration::from_secs(30)
+                }
+            };
+            if remote_writes
+                .iter()
+                .any(|r: &RemoteWriteTarget| r.name == name)
+            {
+                self.err(
+                    format!("{key}.name"),
+                    format!("remote write target {name:?} is declared twice"),
+                );
+            }
             remote_writes.push(RemoteWriteTarget {
                 name,
                 upstream,
+                timeout,
+                headers,
                 tenants: rw.tenants.as_ref().map(|t| t.iter().cloned().collect()),
             });
         }

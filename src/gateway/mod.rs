@@ -31,10 +31,12 @@ pub struct Runtime {
     pub client: reqwest::Client,
     /// Per tenant: the labels injected into written series (tenant label included).
     pub write_labels: HashMap<String, crate::remote_write::LabelSet>,
+    pub limiters: crate::limits::Limiters,
 }
 
 impl Runtime {
-    pub fn new(config: Config) -> Result<Runtime, String> {
+    /// Builds the runtime of `config`; limiter state carries over from `previous`.
+    pub fn new(config: Config, previous: Option<&Runtime>) -> Result<Runtime, String> {
         let client = reqwest::Client::builder()
             .connect_timeout(config.upstreams.connect_timeout)
             .timeout(config.upstreams.timeout)
@@ -59,6 +61,7 @@ impl Runtime {
             write_labels.insert(id.clone(), set);
         }
         Ok(Runtime {
+            limiters: crate::limits::Limiters::new(&config, previous.map(|p| &p.limiters)),
             basic: BasicAuth::new(&config),
             client,
             write_labels,
@@ -80,7 +83,7 @@ impl State {
         let m = metrics();
         let result = Config::load(&self.config_path)
             .map_err(|e: ConfigErrors| e.to_string())
-            .and_then(Runtime::new);
+            .and_then(|c| Runtime::new(c, Some(&self.runtime.load())));
         match result {
             Ok(rt) => {
                 self.runtime.store(Arc::new(rt));
@@ -122,7 +125,7 @@ fn unix_now() -> i64 {
 /// Runs the gateway until it is told to stop. Never returns on success.
 pub fn run(config_path: &Path) -> Result<(), String> {
     let config = Config::load(config_path).map_err(|e| e.to_string())?;
-    let runtime = Runtime::new(config.clone())?;
+    let runtime = Runtime::new(config.clone(), None)?;
     let m = metrics();
     m.config_last_reload_successful.set(1);
     m.config_last_reload_success_timestamp.set(unix_now());

@@ -47,7 +47,6 @@ impl Params {
         Ok(Params { pairs })
     }
 
-    #[cfg(test)]
     pub fn get(&self, key: &str) -> Option<&str> {
         self.pairs
             .iter()
@@ -89,6 +88,60 @@ impl Params {
         }
         s.finish()
     }
+}
+
+/// A Prometheus API time: Unix seconds (with fraction) or RFC 3339.
+pub fn parse_time(s: &str) -> Option<f64> {
+    if let Ok(v) = s.parse::<f64>() {
+        return v.is_finite().then_some(v);
+    }
+    // RFC 3339: YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM)
+    let b = s.as_bytes();
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, mo, d, h, mi, sec) = (
+        num(0..4)?,
+        num(5..7)?,
+        num(8..10)?,
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+    );
+    let mut rest = &s[19..];
+    let mut frac = 0.0;
+    if let Some(r) = rest.strip_prefix('.') {
+        let digits = r.bytes().take_while(u8::is_ascii_digit).count();
+        frac = format!("0.{}", &r[..digits]).parse().ok()?;
+        rest = &r[digits..];
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) => {
+            let sign = if o.starts_with('-') { -1 } else { 1 };
+            sign * (o[1..3].parse::<i64>().ok()? * 3600 + o[4..6].parse::<i64>().ok()? * 60)
+        }
+        _ => return None,
+    };
+    // Days from civil date (proleptic Gregorian), Howard Hinnant's algorithm.
+    let (y, m) = if mo <= 2 {
+        (y - 1, mo + 9)
+    } else {
+        (y, mo - 3)
+    };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((days * 86_400 + h * 3600 + mi * 60 + sec - offset) as f64 + frac)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -146,6 +199,21 @@ mod tests {
             missing.enforce_query(&t(&["a"])),
             Err(RewriteError::Param(ParamError::MissingQuery))
         ));
+    }
+
+    #[test]
+    fn times() {
+        assert_eq!(parse_time("1700000000"), Some(1_700_000_000.0));
+        assert_eq!(parse_time("1700000000.5"), Some(1_700_000_000.5));
+        assert_eq!(parse_time("2023-11-14T22:13:20Z"), Some(1_700_000_000.0));
+        assert_eq!(
+            parse_time("2023-11-14T23:13:20.25+01:00"),
+            Some(1_700_000_000.25)
+        );
+        assert_eq!(parse_time("1970-01-01T00:00:00Z"), Some(0.0));
+        for bad in ["", "now", "2023-11-14", "2023-11-14T22:13:20", "NaN", "inf"] {
+            assert_eq!(parse_time(bad), None, "{bad}");
+        }
     }
 
     #[test]

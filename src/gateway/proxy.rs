@@ -76,6 +76,8 @@ pub struct Ctx {
     tenant: String,
     upstream: Option<UpstreamKind>,
     uri: Option<http::Uri>,
+    /// Concurrent-request slots held until the request ends.
+    _inflight: Vec<crate::limits::InflightGuard>,
 }
 
 /// Route fields as offsets into the path, so the session can be borrowed mutably afterwards.
@@ -105,6 +107,7 @@ impl ProxyHttp for Gateway {
             tenant: String::new(),
             upstream: None,
             uri: None,
+            _inflight: Vec::new(),
         }
     }
 
@@ -387,6 +390,13 @@ impl Gateway {
         )
         .map_err(|e| Refusal::new(e.status(), e.to_string()))?;
         ctx.tenant = scope.header_value();
+        for tenant in scope.tenants() {
+            match rt.limiters.admit_request(tenant) {
+                Ok(Some(guard)) => ctx._inflight.push(guard),
+                Ok(None) => {}
+                Err(over) => return Err(over_limit(&ctx.tenant, &over)),
+            }
+        }
         let api_path = path[matched.api.clone()].to_string();
 
         if matched.name == "/api/v1/status/tsdb"
@@ -576,6 +586,7 @@ impl Gateway {
         };
         let mut params = Params::parse(session.req_header().uri.query(), body.as_deref())
             .map_err(|e| Refusal::new(400, e.to_string()))?;
+        check_read_limits(rt, matcher.values(), &params)?;
         let enforced = match class {
             Class::Promql => params.enforce_query(matcher),
             Class::MatchSelectors => params.enforce_match(matcher),
@@ -662,6 +673,74 @@ impl Gateway {
         ctx.upstream = Some(UpstreamKind::Query);
         Ok(false)
     }
+}
+
+/// `max_query_length` and `max_query_range` of the strictest tenant of the scope.
+fn check_read_limits(rt: &Runtime, tenants: &[String], params: &Params) -> Result<(), Refusal> {
+    let limits = tenants
+        .iter()
+        .filter_map(|t| rt.config.tenants.get(t))
+        .map(|t| t.limits);
+    let min_nonzero = |a: f64, b: f64| {
+        if a == 0.0 {
+            b
+        } else if b == 0.0 {
+            a
+        } else {
+            a.min(b)
+        }
+    };
+    let (max_len, max_range) = limits.fold((0u64, 0f64), |(l, r), x| {
+        let l = if l == 0 {
+            x.max_query_length
+        } else if x.max_query_length == 0 {
+            l
+        } else {
+            l.min(x.max_query_length)
+        };
+        (l, min_nonzero(r, x.max_query_range))
+    });
+    if max_len > 0 {
+        if let Some(q) = params.get("query") {
+            if q.len() as u64 > max_len {
+                return Err(Refusal::new(
+                    400,
+                    format!(
+                        "the query is {} bytes long, the limit is {max_len} (max_query_length)",
+                        q.len()
+                    ),
+                ));
+            }
+        }
+    }
+    if max_range > 0.0 {
+        let time = |k| {
+            params.get(k).map(|v| {
+                super::params::parse_time(v)
+                    .ok_or_else(|| Refusal::new(400, format!("cannot parse {k}={v:?} as a time")))
+            })
+        };
+        if let (Some(start), Some(end)) = (time("start"), time("end")) {
+            let range = end? - start?;
+            if range > max_range {
+                return Err(Refusal::new(
+                    400,
+                    format!("the query covers {range:.0}s, the limit is {max_range:.0}s (max_query_range); shorten the time range"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A 429 for a tenant over one of its limits.
+pub fn over_limit(tenant: &str, over: &crate::limits::OverLimit) -> Refusal {
+    metrics()
+        .limit_rejections
+        .with_label_values(&[tenant, over.limit])
+        .inc();
+    Refusal::new(429, over.message.clone())
+        .with_header("retry-after", over.retry_after_seconds().to_string())
 }
 
 fn require_post(session: &Session) -> Result<(), Refusal> {

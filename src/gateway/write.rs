@@ -66,6 +66,9 @@ pub async fn remote_write(
         Format::V2 => remote_write::inject_v2(&raw, labels, &mut spliced),
     }
     .map_err(|e| Refusal::new(e.status(), e.to_string()))?;
+    rt.limiters
+        .admit_samples(tenant, stats.samples + stats.histograms)
+        .map_err(|over| super::proxy::over_limit(tenant, &over))?;
     // Nothing to inject: the validated body goes upstream as the client sent it.
     let outgoing = if labels.is_empty() {
         body
@@ -94,12 +97,13 @@ pub async fn remote_write(
         &rt.client,
         http::Method::POST,
         &url_of(up),
-        headers,
-        outgoing,
+        headers.clone(),
+        outgoing.clone(),
     )
     .await
     .map_err(|f| upstream_failed("receive", f))?;
     if (200..300).contains(&answer.status) {
+        copy_to_targets(rt, tenant, &headers, &outgoing);
         let m = metrics();
         m.remote_write_samples
             .with_label_values(&[tenant])
@@ -154,6 +158,61 @@ pub async fn otlp(session: &mut Session, rt: &Arc<Runtime>, tenant: &str) -> Res
     forward::relay(session, answer)
         .await
         .map_err(|e| Refusal::new(400, e.to_string()))
+}
+
+/// Sends a copy of an accepted write to every `upstreams.remote_writes` target of the tenant,
+/// in the background: a target's failure is logged and counted, and never changes the answer
+/// to the client (the primary receive decides it).
+fn copy_to_targets(rt: &Arc<Runtime>, tenant: &str, headers: &http::HeaderMap, body: &Bytes) {
+    for target in &rt.config.upstreams.remote_writes {
+        if target.tenants.as_ref().is_some_and(|t| !t.contains(tenant)) {
+            continue;
+        }
+        let mut headers = headers.clone();
+        for (k, v) in &target.headers {
+            headers.insert(k.clone(), v.clone());
+        }
+        let client = rt.client.clone();
+        let url = url_of(&target.upstream);
+        let name = target.name.clone();
+        let timeout = target.timeout;
+        let body = body.clone();
+        tokio::spawn(async move {
+            let m = metrics();
+            let sent = tokio::time::timeout(
+                timeout,
+                forward::exchange(&client, http::Method::POST, &url, headers, body),
+            )
+            .await;
+            let result = match sent {
+                Ok(Ok(a)) if (200..300).contains(&a.status) => "success",
+                Ok(Ok(a)) => {
+                    tracing::warn!(target_name = %name, status = a.status, "remote write copy refused");
+                    m.upstream_errors
+                        .with_label_values(&[&name, "status"])
+                        .inc();
+                    "refused"
+                }
+                Ok(Err(f)) => {
+                    tracing::warn!(target_name = %name, kind = f.kind(), "remote write copy failed");
+                    m.upstream_errors
+                        .with_label_values(&[&name, f.kind()])
+                        .inc();
+                    "failed"
+                }
+                Err(_) => {
+                    tracing::warn!(target_name = %name, "remote write copy timed out");
+                    m.upstream_errors
+                        .with_label_values(&[&name, "timeout"])
+                        .inc();
+                    "failed"
+                }
+            };
+            m.remote_write_copies
+                .with_label_values(&[&name, result])
+                .inc();
+        });
+    }
 }
 
 fn upstream_failed(upstream: &str, f: UpstreamFailure) -> Refusal {

@@ -214,6 +214,7 @@ pub struct BasicAuth {
     version = "v1alpha1",
     kind = "Service",
     plural = "services",
+    derive = "Default",
     namespaced,
     shortname = "wsvc",
     category = "whizard"

@@ -1,0 +1,285 @@
+#!/usr/bin/env python3
+"""bench/report.py RAW_DIR OUT_DIR META_JSON — turns bench/run.sh's raw results into
+OUT_DIR/latest.json, latest.md and latest.png, and prints the markdown table."""
+import json
+import os
+import sys
+from pathlib import Path
+
+raw, out, meta = Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3])
+out.mkdir(parents=True, exist_ok=True)
+
+
+def load(name):
+    p = raw / f"{name}.json"
+    return json.load(open(p)) if p.exists() else None
+
+
+def phase(name):
+    r = load(name)
+    if not r or not r.get("wrk"):
+        return None
+    w = r["wrk"]
+    secs = w["duration_us"] / 1e6
+    reqs = max(w["requests"], 1)
+    p = w["latency_us"]["p"]
+    return {
+        "name": name,
+        "connections": r["connections"],
+        "requests": w["requests"],
+        "rps": w["requests"] / secs,
+        "p50_ms": p["50"] / 1e3,
+        "p90_ms": p["90"] / 1e3,
+        "p99_ms": p["99"] / 1e3,
+        "p99_9_ms": p["99.9"] / 1e3,
+        "max_ms": w["latency_us"]["max"] / 1e3,
+        "cpu_us_per_req": r["cpu_ticks"] / r["clk_tck"] * 1e6 / reqs,
+        "cpu_cores": r["cpu_ticks"] / r["clk_tck"] / secs,
+        "errors": sum(w["errors"].values()),
+        "non2xx": w["errors"]["status"],
+        "loadavg": r["loadavg"],
+        "curve": w["curve"],
+    }
+
+
+def ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def f(v, fmt="{:.3f}"):
+    return "—" if v is None else fmt.format(v)
+
+
+phases = {}
+for p in sorted(raw.glob("*.json")):
+    if p.stem in ("micro", "memory"):
+        continue
+    ph = phase(p.stem)
+    if ph:
+        phases[p.stem] = ph
+micro = load("micro") or {}
+memory = load("memory") or {}
+
+P = phases.get
+rd, rw, rn, rn2 = P("read-direct"), P("read-whizard"), P("read-nginx"), P("read-nginx-apr1")
+md, mw, mn = P("moderate-direct"), P("moderate-whizard"), P("moderate-nginx")
+qd, qw = P("query-direct"), P("query-whizard")
+
+ratios = {}
+if rw and rn:
+    ratios["read_rps_whizard_over_nginx"] = rw["rps"] / rn["rps"]
+    ratios["read_p99_whizard_over_nginx"] = rw["p99_ms"] / rn["p99_ms"]
+    ratios["read_cpu_whizard_over_nginx"] = rw["cpu_us_per_req"] / rn["cpu_us_per_req"]
+if rw and rd:
+    ratios["read_rps_whizard_over_direct"] = rw["rps"] / rd["rps"]
+if mw and md:
+    ratios["moderate_added_p50_ms"] = mw["p50_ms"] - md["p50_ms"]
+    ratios["moderate_added_p99_ms"] = mw["p99_ms"] - md["p99_ms"]
+if mw and mn:
+    ratios["moderate_p99_whizard_over_nginx"] = mw["p99_ms"] / mn["p99_ms"]
+if qw and qd:
+    ratios["query_rps_whizard_over_direct"] = qw["rps"] / qd["rps"]
+    ratios["query_added_p50_ms"] = qw["p50_ms"] - qd["p50_ms"]
+    ratios["query_added_p99_ms"] = qw["p99_ms"] - qd["p99_ms"]
+
+# Remote write: codec (per core, from the micro tool) + end to end.
+write = {}
+for shape, codec in (micro.get("remote_write") or {}).items():
+    row = {"series": codec["series"], "samples": codec["samples"], "codec": {}, "e2e": {}}
+    for case in ("a_snappy_roundtrip", "b_passthrough", "c_inject_v1", "d_inject_v2", "splice_only_v1", "splice_only_v2"):
+        row["codec"][case] = codec[case]
+    for case in ("direct", "whizard-pass", "whizard-v1", "whizard-v2"):
+        ph = P(f"write-{shape}-{case}")
+        if ph:
+            row["e2e"][case] = {
+                "rps": ph["rps"],
+                "samples_per_s": ph["rps"] * codec["samples"],
+                "p99_ms": ph["p99_ms"],
+                "cpu_us_per_req": ph["cpu_us_per_req"],
+                "errors": ph["errors"],
+            }
+    row["c_over_a"] = codec["c_inject_v1"]["vs_snappy"]
+    row["d_over_a"] = codec["d_inject_v2"]["vs_snappy"]
+    write[shape] = row
+
+pq = micro.get("promql_rewrite") or {}
+mib = lambda k: None if k is None else k / 1024
+gw_mem = memory.get("gateway_rss_kib", {})
+ng_mem = memory.get("nginx_rss_kib", {})
+
+targets = []
+
+
+def target(name, value, goal, ok):
+    targets.append({"target": name, "value": value, "goal": goal, "met": ok})
+
+
+if rw and rn:
+    target("read pass-through req/s ≥ nginx at ≤ p99",
+           f"{rw['rps']:.0f} vs {rn['rps']:.0f} req/s; p99 {rw['p99_ms']:.3f} vs {rn['p99_ms']:.3f} ms",
+           "whizard/nginx ≥ 1.0, p99 ≤ nginx",
+           rw["rps"] >= rn["rps"] and rw["p99_ms"] <= rn["p99_ms"])
+if "moderate_added_p99_ms" in ratios:
+    target("added p99 vs direct at moderate load", f"{ratios['moderate_added_p99_ms']:.3f} ms", "< 0.5 ms",
+           ratios["moderate_added_p99_ms"] < 0.5)
+if pq:
+    target("PromQL rewrite median (dashboard set)", f"{pq['median_ns'] / 1e3:.1f} µs", "< 20 µs", pq["median_ns"] < 20e3)
+if micro.get("auth_basic_check_cached_ns") is not None:
+    v = micro["auth_basic_check_cached_ns"]
+    target("cached Basic Auth check", f"{v / 1e3:.2f} µs", "< 2 µs", v < 2e3)
+if gw_mem.get("conns_10000"):
+    v = gw_mem["conns_10000"] / 1024
+    target("RSS with 10,000 idle connections", f"{v:.1f} MiB", "< 64 MiB", v < 64)
+for shape, row in write.items():
+    target(f"v1 injection vs snappy round trip ({shape})", f"{row['c_over_a'] * 100:.0f}%", "≥ 50%", row["c_over_a"] >= 0.5)
+    target(f"v2 injection vs snappy round trip ({shape})", f"{row['d_over_a'] * 100:.0f}%", "≥ 50%", row["d_over_a"] >= 0.5)
+
+result = {
+    "meta": meta,
+    "read": {k: {kk: vv for kk, vv in v.items() if kk != "curve"} for k, v in phases.items()},
+    "ratios": ratios,
+    "remote_write": write,
+    "micro": micro,
+    "memory": memory,
+    "targets": targets,
+}
+(out / "latest.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+
+# ---------------------------------------------------------------- markdown
+L = []
+L.append(f"# whizard benchmark — {meta.get('date', '')}")
+L.append("")
+L.append(f"Machine: {meta.get('host_cpus')} CPUs ({meta.get('cpu_model')}); gateway threads {meta.get('gateway_threads')}, "
+         f"nginx 1 worker; pinned: {meta.get('pinned')} (proxy on CPU 0, wrk + upstream on CPU 1); "
+         f"wrk {meta.get('wrk')}; git {meta.get('git')}; load average at end {meta.get('loadavg_end')}.")
+L.append("")
+L.append("## 1–2. Reads (latency in ms; CPU = µs of the process under test per request)")
+L.append("")
+L.append("| phase | conns | req/s | p50 | p99 | p99.9 | CPU µs/req | errors |")
+L.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+labels = [
+    ("read-direct", "pass-through: direct to stub"),
+    ("read-whizard", "pass-through: whizard (Basic Auth, tenant header)"),
+    ("read-whizard-profiled", "pass-through: whizard under perf"),
+    ("read-nginx", "pass-through: nginx ({SHA} htpasswd)"),
+    ("read-nginx-apr1", "pass-through: nginx ($apr1$ htpasswd, default)"),
+    ("moderate-direct", "moderate (16 conns × 1 req/2 ms): direct"),
+    ("moderate-whizard", "moderate: whizard"),
+    ("moderate-nginx", "moderate: nginx ({SHA})"),
+    ("query-direct", "/api/v1/query: direct to Prometheus"),
+    ("query-whizard", "/api/v1/query: whizard (enforced)"),
+]
+for key, label in labels:
+    ph = P(key)
+    if not ph:
+        continue
+    L.append(f"| {label} | {ph['connections']} | {ph['rps']:.0f} | {ph['p50_ms']:.3f} | {ph['p99_ms']:.3f} | "
+             f"{ph['p99_9_ms']:.3f} | {ph['cpu_us_per_req']:.1f} | {ph['errors']} |")
+L.append("")
+L.append("| ratio | value |")
+L.append("|---|---:|")
+names = {
+    "read_rps_whizard_over_nginx": "req/s whizard / nginx",
+    "read_p99_whizard_over_nginx": "p99 whizard / nginx (saturated)",
+    "read_cpu_whizard_over_nginx": "CPU per request whizard / nginx",
+    "read_rps_whizard_over_direct": "req/s whizard / direct",
+    "moderate_added_p50_ms": "added p50 vs direct, moderate load (ms)",
+    "moderate_added_p99_ms": "added p99 vs direct, moderate load (ms)",
+    "moderate_p99_whizard_over_nginx": "p99 whizard / nginx (moderate)",
+    "query_rps_whizard_over_direct": "query req/s whizard / direct",
+    "query_added_p50_ms": "query added p50 (ms)",
+    "query_added_p99_ms": "query added p99 (ms)",
+}
+for k, v in ratios.items():
+    L.append(f"| {names.get(k, k)} | {v:.3f} |")
+L.append("")
+L.append("## 3. Remote write")
+L.append("")
+L.append("Codec, one core, per request (decompress → validate/splice → compress; from `whizard-benchtool micro`):")
+L.append("")
+L.append("| payload | case | µs/request | requests/s | samples/s | vs snappy round trip |")
+L.append("|---|---|---:|---:|---:|---:|")
+for shape, row in write.items():
+    for case, c in row["codec"].items():
+        L.append(f"| {shape} | {case} | {c['ns_per_request'] / 1e3:.0f} | {c['requests_per_s']:.0f} | "
+                 f"{c['samples_per_s'] / 1e6:.2f} M | {c['vs_snappy'] * 100:.0f}% |")
+L.append("")
+L.append("End to end over HTTP (wrk POST, 8 connections; whizard → stub):")
+L.append("")
+L.append("| payload | path | req/s | samples/s | p99 ms | CPU µs/req | errors |")
+L.append("|---|---|---:|---:|---:|---:|---:|")
+for shape, row in write.items():
+    for case, e in row["e2e"].items():
+        L.append(f"| {shape} | {case} | {e['rps']:.0f} | {e['samples_per_s'] / 1e6:.2f} M | {e['p99_ms']:.2f} | "
+                 f"{e['cpu_us_per_req']:.0f} | {e['errors']} |")
+L.append("")
+L.append("## 4. Microbenchmarks (one core)")
+L.append("")
+L.append("| benchmark | value |")
+L.append("|---|---:|")
+if micro:
+    L.append(f"| Basic Auth check, cached | {micro['auth_basic_check_cached_ns'] / 1e3:.2f} µs |")
+    L.append(f"| Basic Auth from header (base64 + check), cached | {micro['auth_basic_header_cached_ns'] / 1e3:.2f} µs |")
+    L.append("| JWT check, cached | not implemented yet |")
+    L.append(f"| PromQL rewrite, {pq['queries']} dashboard queries: median | {pq['median_ns'] / 1e3:.1f} µs |")
+    L.append(f"| PromQL rewrite: p90 / max / mean | {pq['p90_ns'] / 1e3:.1f} / {pq['max_ns'] / 1e3:.1f} / {pq['mean_ns'] / 1e3:.1f} µs |")
+    L.append(f"| PromQL rewrite, two tenants (regex matcher): mean | {pq['two_tenants_mean_ns'] / 1e3:.1f} µs |")
+    L.append(f"| match[] injection, per selector | {micro['match_injection_per_selector_ns'] / 1e3:.2f} µs |")
+    L.append(f"| match[] injection, absent (default selector) | {micro['match_injection_absent_ns'] / 1e3:.2f} µs |")
+L.append("")
+L.append("## 5. Memory (RSS)")
+L.append("")
+L.append("| state | whizard | nginx (master + worker) |")
+L.append("|---|---:|---:|")
+op = memory.get("opened", {})
+L.append(f"| fresh start | {f(mib(gw_mem.get('fresh')), '{:.1f}')} MiB | — |")
+L.append(f"| idle after the load phases | {f(mib(gw_mem.get('idle_after_load')), '{:.1f}')} MiB | {f(mib(ng_mem.get('idle_after_load')), '{:.1f}')} MiB |")
+L.append(f"| 1,000 idle keep-alive conns (opened {op.get('gateway_1000')}/{op.get('nginx_1000')}) | {f(mib(gw_mem.get('conns_1000')), '{:.1f}')} MiB | {f(mib(ng_mem.get('conns_1000')), '{:.1f}')} MiB |")
+L.append(f"| 10,000 idle keep-alive conns (opened {op.get('gateway_10000')}/{op.get('nginx_10000')}) | {f(mib(gw_mem.get('conns_10000')), '{:.1f}')} MiB | {f(mib(ng_mem.get('conns_10000')), '{:.1f}')} MiB |")
+L.append("")
+L.append("## Targets (issues 4 and 8)")
+L.append("")
+L.append("| target | reached | goal | met |")
+L.append("|---|---|---|---|")
+for t in targets:
+    L.append(f"| {t['target']} | {t['value']} | {t['goal']} | {'yes' if t['met'] else 'NO'} |")
+md = "\n".join(L) + "\n"
+(out / "latest.md").write_text(md)
+print(md)
+
+# ---------------------------------------------------------------- chart
+try:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = [
+        ("Read pass-through, saturated (64 conns)", ["read-direct", "read-whizard", "read-nginx", "read-nginx-apr1"]),
+        ("Read pass-through, moderate (16 conns, 2 ms pacing)", ["moderate-direct", "moderate-whizard", "moderate-nginx"]),
+        ("/api/v1/query (16 conns)", ["query-direct", "query-whizard"]),
+    ]
+    fig, axes = plt.subplots(1, 3, figsize=(17, 5.2))
+    for ax, (title, keys) in zip(axes, groups):
+        for k in keys:
+            ph = P(k)
+            if not ph:
+                continue
+            xs = [1 / (1 - p / 100) for p, _ in ph["curve"]]
+            ys = [v / 1e3 for _, v in ph["curve"]]
+            ax.plot(xs, ys, label=f"{k} ({ph['rps']:.0f} req/s)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ticks = [1 / (1 - q) for q in (0.5, 0.9, 0.99, 0.999, 0.9999)]
+        ax.set_xticks(ticks)
+        ax.set_xticklabels(["p50", "p90", "p99", "p99.9", "p99.99"])
+        ax.set_xlabel("percentile")
+        ax.set_ylabel("latency (ms)")
+        ax.set_title(title, fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"whizard latency distributions — {meta.get('date', '')}", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(out / "latest.png", dpi=110)
+except Exception as e:  # noqa: BLE001 — the chart is optional
+    print(f"(no chart: {e})", file=sys.stderr)

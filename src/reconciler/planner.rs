@@ -1,0 +1,936 @@
+//! The pure planner: a snapshot of CRs in, the desired state out. No I/O, no clock (the
+//! caller passes `now`), no randomness (credentials derive from a seed).
+//!
+//! One plan per `Service`. It covers every Tenant labelled
+//! `monitoring.whizard.io/service=<ns>.<name>`:
+//! * storage of a tenant: label `monitoring.whizard.io/storage` empty or `default` →
+//!   `Service.spec.storage` (or `local` when the Service has none); `local` → local disk; any
+//!   other value `<ns>.<name>` names a Storage;
+//! * ingesters per (service, storage): [`assign::assign_ingesters`], prefix `<svc>-<storage>`
+//!   where `<storage>` is the Storage's name or `local`, cap `defaultTenantsPerIngester` (3),
+//!   emptied ones kept `defaultIngesterRetentionPeriod` (3h; for local storage the ingester's
+//!   `localTsdbRetention`), state read back from the managed Ingester CRs
+//!   (`spec.tenants` and the `ingester-deleting-time` annotation);
+//! * compactors per (service, storage, retention) for object storage only:
+//!   [`assign::assign_compactors`], cap `defaultTenantsPerCompactor` (10); tenants whose
+//!   `spec.retention` differs from the template get compactors of their own retention class
+//!   (Thanos applies one retention per compactor);
+//! * one Store per (service, object storage) with tenants, partitioned by `timeRanges`;
+//! * one Ruler per tenant (named after the tenant, truncated to 30 characters with an md5
+//!   suffix), evaluating the tenant's `RuleGroup`s and `ClusterRuleGroup`s (label
+//!   `monitoring.whizard.io/tenant=<tenant>`), and a global ruler `<svc>-global` when
+//!   `GlobalRuleGroup`s exist, sharded with [`shard::shard_of`];
+//! * Gateway, Router, Query and QueryFrontend: the CRs labelled with the service, or one of
+//!   each named after the service when there is none;
+//! * the router hashring and the gateway config (see [`crate::reconciler::gateway_config`]).
+//!
+//! Every spec is merged `code defaults → Service template → CR` (see [`merge`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kube::api::ObjectMeta;
+use kube::ResourceExt;
+use md5::{Digest, Md5};
+use serde_json::json;
+
+use super::assign::{self, Slot, TenantReq};
+use super::crd::{labels as L, *};
+use super::merge::layered;
+use super::shard;
+
+pub const THANOS_IMAGE: &str = "thanosio/thanos:v0.38.0";
+/// Image of `whizard gateway` (placeholder registry path; override with the Gateway image).
+pub const WHIZARD_IMAGE: &str = "ghcr.io/whizard/whizard:latest";
+pub const DEFAULT_TENANT_HEADER: &str = "WHIZARD-TENANT";
+pub const DEFAULT_TENANT_ID: &str = "default-tenant";
+pub const DEFAULT_TENANT_LABEL: &str = "tenant_id";
+pub const DEFAULT_TENANTS_PER_INGESTER: usize = 3;
+pub const DEFAULT_INGESTER_RETENTION: &str = "3h";
+pub const DEFAULT_TENANTS_PER_COMPACTOR: usize = 10;
+/// Seed used by `render` when the Service carries no `credentials-seed` annotation.
+pub const PLACEHOLDER_SEED: &str = "whizard-render-placeholder-seed";
+
+/// Everything the planner looks at. Lists may hold objects of other services; the planner
+/// filters by the linking labels.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    pub service: Service,
+    pub storages: Vec<Storage>,
+    pub tenants: Vec<Tenant>,
+    pub gateways: Vec<Gateway>,
+    pub routers: Vec<Router>,
+    pub queries: Vec<Query>,
+    pub query_frontends: Vec<QueryFrontend>,
+    pub ingesters: Vec<Ingester>,
+    pub compactors: Vec<Compactor>,
+    pub stores: Vec<Store>,
+    pub rulers: Vec<Ruler>,
+    pub rule_groups: Vec<RuleGroup>,
+    pub cluster_rule_groups: Vec<ClusterRuleGroup>,
+    pub global_rule_groups: Vec<GlobalRuleGroup>,
+    /// Unix seconds.
+    pub now: u64,
+    /// Seed for ruler credentials (overridden by the Service's `credentials-seed` annotation).
+    pub seed: String,
+}
+
+/// Tenancy settings of a Service with Whizard's defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenancy {
+    pub header: String,
+    pub default_tenant: String,
+    pub label: String,
+}
+
+/// A tenant as the planner sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantInfo {
+    /// Name of the Tenant CR.
+    pub cr_name: String,
+    pub id: String,
+    pub exclusive: bool,
+    /// `None`: local storage; else the Storage's `(namespace, name)`.
+    pub storage: Option<(String, String)>,
+    pub spec: TenantSpec,
+}
+
+/// A planned ruler with its rule files per shard.
+#[derive(Debug, Clone)]
+pub struct PlannedRuler {
+    pub ruler: Ruler,
+    /// Effective spec (defaults → template → CR).
+    pub spec: RulerSpec,
+    /// `shards[s]` = ConfigMaps (each `file name → content`) of shard `s`.
+    pub shards: Vec<Vec<BTreeMap<String, String>>>,
+    /// Gateway user for queries and (per-tenant rulers) writes.
+    pub query_user: String,
+    pub write_user: String,
+}
+
+/// A gateway user the reconciler creates (for rulers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayUser {
+    pub name: String,
+    pub password: String,
+    pub password_hash: String,
+    pub tenants: Vec<String>,
+    pub access: Vec<String>,
+}
+
+/// The desired state of one Service.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub namespace: String,
+    pub service_name: String,
+    pub tenancy: Tenancy,
+    pub tenants: Vec<TenantInfo>,
+    pub storages: BTreeMap<(String, String), Storage>,
+    /// Ingester CRs: managed ones as planned plus user-declared ones as found.
+    pub ingesters: Vec<Ingester>,
+    pub compactors: Vec<Compactor>,
+    pub stores: Vec<Store>,
+    pub rulers: Vec<PlannedRuler>,
+    pub gateways: Vec<Gateway>,
+    pub routers: Vec<Router>,
+    pub queries: Vec<Query>,
+    pub query_frontends: Vec<QueryFrontend>,
+    pub users: Vec<GatewayUser>,
+    /// Per Tenant CR name.
+    pub tenant_status: BTreeMap<String, TenantStatus>,
+    /// Earliest pending ingester removal (unix seconds): requeue then.
+    pub requeue_at: Option<u64>,
+    /// Whether the credentials seed is the render placeholder.
+    pub placeholder_credentials: bool,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PlanError {
+    #[error("Service {0} has no namespace")]
+    NoNamespace(String),
+    #[error("invalid duration {value:?} in {field}")]
+    Duration { field: String, value: String },
+    #[error("tenant {tenant}: Storage {storage} not found")]
+    MissingStorage { tenant: String, storage: String },
+    #[error("tenant id {0:?} is used by two Tenant objects")]
+    DuplicateTenant(String),
+}
+
+/// `<ns>.<name>`, the value of the service label.
+pub fn service_key(svc: &Service) -> String {
+    format!("{}.{}", svc.namespace().unwrap_or_default(), svc.name_any())
+}
+
+fn nonempty(s: &str, default: &str) -> String {
+    if s.is_empty() {
+        default.to_string()
+    } else {
+        s.to_string()
+    }
+}
+
+pub fn tenancy(svc: &ServiceSpec) -> Tenancy {
+    Tenancy {
+        header: nonempty(&svc.tenant_header, DEFAULT_TENANT_HEADER),
+        default_tenant: nonempty(&svc.default_tenant_id, DEFAULT_TENANT_ID),
+        label: nonempty(&svc.tenant_label_name, DEFAULT_TENANT_LABEL),
+    }
+}
+
+/// Parses Whizard/Prometheus durations (`1y2w3d4h5m6s7ms`) into seconds (ms rounded down).
+pub fn parse_duration(s: &str) -> Option<u64> {
+    if s == "0" {
+        return Some(0);
+    }
+    if s.is_empty() {
+        return None;
+    }
+    let mut total_ms: u64 = 0;
+    let mut num = String::new();
+    let mut chars = s.chars().peekable();
+    let mut any = false;
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let unit_ms: u64 = match c {
+            'y' => 365 * 86_400_000,
+            'w' => 7 * 86_400_000,
+            'd' => 86_400_000,
+            'h' => 3_600_000,
+            's' => 1000,
+            'm' if chars.peek() == Some(&'s') => {
+                chars.next();
+                1
+            }
+            'm' => 60_000,
+            _ => return None,
+        };
+        let n: u64 = num.parse().ok()?;
+        num.clear();
+        total_ms = total_ms.checked_add(n.checked_mul(unit_ms)?)?;
+        any = true;
+    }
+    if !num.is_empty() || !any {
+        return None;
+    }
+    Some(total_ms / 1000)
+}
+
+/// Short, DNS-safe names: longer than `max` → cut and suffixed with 8 hex digits of md5.
+pub fn short_name(name: &str, max: usize) -> String {
+    if name.len() <= max {
+        return name.to_string();
+    }
+    let digest = Md5::digest(name.as_bytes());
+    let hex: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    let keep = max.saturating_sub(9);
+    let head: String = name.chars().take(keep).collect();
+    format!("{}-{hex}", head.trim_end_matches('-'))
+}
+
+/// Whizard's per-tenant ruler name: the tenant, at most 30 characters.
+pub fn ruler_name(tenant: &str) -> String {
+    short_name(&tenant.to_lowercase().replace(['_', '.'], "-"), 30)
+}
+
+fn storage_part(storage: &Option<(String, String)>) -> String {
+    match storage {
+        Some((_, name)) => name.clone(),
+        None => L::LOCAL_STORAGE.to_string(),
+    }
+}
+
+fn dns(s: &str) -> String {
+    s.to_lowercase().replace(['_', '.'], "-")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Code defaults (layer 1)
+
+fn common(replicas: i32, image: &str) -> CommonSpec {
+    CommonSpec {
+        replicas: Some(replicas),
+        image: image.to_string(),
+        log_level: "info".into(),
+        log_format: "logfmt".into(),
+        ..Default::default()
+    }
+}
+
+pub fn default_gateway() -> GatewaySpec {
+    GatewaySpec {
+        common: common(2, WHIZARD_IMAGE),
+        ..Default::default()
+    }
+}
+pub fn default_router() -> RouterSpec {
+    RouterSpec {
+        replication_factor: Some(1),
+        replication_protocol: "protobuf".into(),
+        common: common(2, THANOS_IMAGE),
+        ..Default::default()
+    }
+}
+pub fn default_ingester() -> IngesterSpec {
+    IngesterSpec {
+        local_tsdb_retention: "7d".into(),
+        common: common(2, THANOS_IMAGE),
+        ..Default::default()
+    }
+}
+pub fn default_query() -> QuerySpec {
+    QuerySpec {
+        replica_label_names: vec!["receive_replica".into(), "ruler_replica".into()],
+        common: common(3, THANOS_IMAGE),
+        ..Default::default()
+    }
+}
+pub fn default_query_frontend() -> QueryFrontendSpec {
+    QueryFrontendSpec {
+        common: common(2, THANOS_IMAGE),
+        ..Default::default()
+    }
+}
+pub fn default_store() -> StoreSpec {
+    StoreSpec {
+        time_ranges: vec![TimeRange {
+            min_time: String::new(),
+            max_time: "-36h".into(),
+        }],
+        common: common(2, THANOS_IMAGE),
+        ..Default::default()
+    }
+}
+pub fn default_compactor() -> CompactorSpec {
+    CompactorSpec {
+        retention: Some(Retention {
+            retention_raw: "0".into(),
+            retention_5m: "0".into(),
+            retention_1h: "0".into(),
+        }),
+        common: common(1, THANOS_IMAGE),
+        ..Default::default()
+    }
+}
+pub fn default_ruler() -> RulerSpec {
+    RulerSpec {
+        shards: Some(1),
+        evaluation_interval: "1m".into(),
+        common: common(1, THANOS_IMAGE),
+        ..Default::default()
+    }
+}
+
+/// Effective specs (defaults → Service template → CR).
+pub mod effective {
+    use super::*;
+    pub fn gateway(svc: &ServiceSpec, cr: &GatewaySpec) -> GatewaySpec {
+        layered(&default_gateway(), &svc.gateway_template_spec, cr)
+    }
+    pub fn router(svc: &ServiceSpec, cr: &RouterSpec) -> RouterSpec {
+        layered(&default_router(), &svc.router_template_spec, cr)
+    }
+    pub fn ingester(svc: &ServiceSpec, cr: &IngesterSpec) -> IngesterSpec {
+        layered(&default_ingester(), &svc.ingester_template_spec.spec, cr)
+    }
+    pub fn query(svc: &ServiceSpec, cr: &QuerySpec) -> QuerySpec {
+        layered(&default_query(), &svc.query_template_spec, cr)
+    }
+    pub fn query_frontend(svc: &ServiceSpec, cr: &QueryFrontendSpec) -> QueryFrontendSpec {
+        layered(&default_query_frontend(), &svc.query_frontend_template_spec, cr)
+    }
+    pub fn store(svc: &ServiceSpec, cr: &StoreSpec) -> StoreSpec {
+        layered(&default_store(), &svc.store_template_spec, cr)
+    }
+    pub fn compactor(svc: &ServiceSpec, cr: &CompactorSpec) -> CompactorSpec {
+        layered(&default_compactor(), &svc.compactor_template_spec.spec, cr)
+    }
+    pub fn ruler(svc: &ServiceSpec, cr: &RulerSpec) -> RulerSpec {
+        layered(&default_ruler(), &svc.ruler_template_spec.spec, cr)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+fn has_service(meta: &ObjectMeta, key: &str) -> bool {
+    meta.labels
+        .as_ref()
+        .and_then(|l| l.get(L::SERVICE))
+        .is_some_and(|v| v == key)
+}
+
+fn label<'a>(meta: &'a ObjectMeta, k: &str) -> Option<&'a str> {
+    meta.labels
+        .as_ref()
+        .and_then(|l| l.get(k))
+        .map(|s| s.as_str())
+}
+
+pub fn is_managed(meta: &ObjectMeta) -> bool {
+    label(meta, L::MANAGED_BY) == Some(L::MANAGED_BY_VALUE)
+}
+
+fn managed_meta(name: &str, ns: &str, svc_key: &str, extra: &[(&str, String)]) -> ObjectMeta {
+    let mut labels = BTreeMap::new();
+    labels.insert(L::SERVICE.to_string(), svc_key.to_string());
+    labels.insert(L::MANAGED_BY.to_string(), L::MANAGED_BY_VALUE.to_string());
+    for (k, v) in extra {
+        labels.insert(k.to_string(), v.clone());
+    }
+    ObjectMeta {
+        name: Some(name.to_string()),
+        namespace: Some(ns.to_string()),
+        labels: Some(labels),
+        ..Default::default()
+    }
+}
+
+/// The tenants of the Service, sorted by id.
+pub fn tenants_of(inputs: &Inputs) -> Result<Vec<TenantInfo>, PlanError> {
+    let key = service_key(&inputs.service);
+    let default_storage = inputs
+        .service
+        .spec
+        .storage
+        .as_ref()
+        .filter(|r| !r.name.is_empty())
+        .map(|r| {
+            let ns = if r.namespace.is_empty() {
+                inputs.service.namespace().unwrap_or_default()
+            } else {
+                r.namespace.clone()
+            };
+            (ns, r.name.clone())
+        });
+    let mut out: Vec<TenantInfo> = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut list: Vec<&Tenant> = inputs
+        .tenants
+        .iter()
+        .filter(|t| has_service(&t.metadata, &key) && t.metadata.deletion_timestamp.is_none())
+        .collect();
+    list.sort_by_key(|t| t.name_any());
+    for t in list {
+        let id = nonempty(&t.spec.tenant, &t.name_any());
+        if !seen.insert(id.clone()) {
+            return Err(PlanError::DuplicateTenant(id));
+        }
+        let storage = match label(&t.metadata, L::STORAGE).unwrap_or("") {
+            "" | L::DEFAULT_STORAGE => default_storage.clone(),
+            L::LOCAL_STORAGE => None,
+            other => {
+                let (ns, name) = other.split_once('.').unwrap_or(("", other));
+                let ns = if ns.is_empty() {
+                    inputs.service.namespace().unwrap_or_default()
+                } else {
+                    ns.to_string()
+                };
+                Some((ns, name.to_string()))
+            }
+        };
+        if let Some((ns, name)) = &storage {
+            let found = inputs
+                .storages
+                .iter()
+                .any(|s| s.namespace().as_deref() == Some(ns.as_str()) && &s.name_any() == name);
+            if !found {
+                return Err(PlanError::MissingStorage {
+                    tenant: id,
+                    storage: format!("{ns}.{name}"),
+                });
+            }
+        }
+        out.push(TenantInfo {
+            cr_name: t.name_any(),
+            exclusive: label(&t.metadata, L::EXCLUSIVE) == Some("true"),
+            id,
+            storage,
+            spec: t.spec.clone(),
+        });
+    }
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(out)
+}
+
+fn duration_field(field: &str, value: &str) -> Result<u64, PlanError> {
+    parse_duration(value).ok_or_else(|| PlanError::Duration {
+        field: field.to_string(),
+        value: value.to_string(),
+    })
+}
+
+fn slot_of_ingester(i: &Ingester) -> Slot {
+    let ann = i.metadata.annotations.clone().unwrap_or_default();
+    Slot {
+        name: i.name_any(),
+        tenants: i.spec.tenants.clone(),
+        exclusive: label(&i.metadata, L::EXCLUSIVE) == Some("true"),
+        deleting_at: ann
+            .get(L::INGESTER_DELETING_TIME)
+            .and_then(|v| v.parse().ok()),
+    }
+}
+
+/// Computes the plan of `inputs.service`.
+pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
+    let svc = &inputs.service;
+    let ns = svc
+        .namespace()
+        .ok_or_else(|| PlanError::NoNamespace(svc.name_any()))?;
+    let svc_name = svc.name_any();
+    let key = service_key(svc);
+    let spec = &svc.spec;
+    let tenancy = tenancy(spec);
+    let tenants = tenants_of(inputs)?;
+
+    let storages: BTreeMap<(String, String), Storage> = inputs
+        .storages
+        .iter()
+        .map(|s| ((s.namespace().unwrap_or_default(), s.name_any()), s.clone()))
+        .collect();
+
+    // Tenants grouped by storage.
+    let mut by_storage: BTreeMap<Option<(String, String)>, Vec<&TenantInfo>> = BTreeMap::new();
+    for t in &tenants {
+        by_storage.entry(t.storage.clone()).or_default().push(t);
+    }
+    // Make sure storages with only leftover (emptied) ingesters are still planned.
+    for i in inputs.ingesters.iter().filter(|i| {
+        has_service(&i.metadata, &key) && is_managed(&i.metadata)
+    }) {
+        let st = label(&i.metadata, L::STORAGE).unwrap_or(L::LOCAL_STORAGE);
+        let storage = if st == L::LOCAL_STORAGE {
+            None
+        } else {
+            st.split_once('.')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+        };
+        by_storage.entry(storage).or_default();
+    }
+
+    // ---- ingesters
+    let tmpl = &spec.ingester_template_spec;
+    let cap = tmpl
+        .default_tenants_per_ingester
+        .filter(|c| *c > 0)
+        .map(|c| c as usize)
+        .unwrap_or(DEFAULT_TENANTS_PER_INGESTER);
+    let object_retention = duration_field(
+        "ingesterTemplateSpec.defaultIngesterRetentionPeriod",
+        &nonempty(
+            &tmpl.default_ingester_retention_period,
+            DEFAULT_INGESTER_RETENTION,
+        ),
+    )?;
+    let local_retention = duration_field(
+        "ingesterTemplateSpec.localTsdbRetention",
+        &effective::ingester(spec, &IngesterSpec::default()).local_tsdb_retention,
+    )?;
+    let mut ingesters: Vec<Ingester> = Vec::new();
+    let mut requeue_at: Option<u64> = None;
+    let mut tenant_status: BTreeMap<String, TenantStatus> = tenants
+        .iter()
+        .map(|t| (t.cr_name.clone(), TenantStatus::default()))
+        .collect();
+    let cr_of: BTreeMap<&str, &str> = tenants
+        .iter()
+        .map(|t| (t.id.as_str(), t.cr_name.as_str()))
+        .collect();
+
+    for (storage, ts) in &by_storage {
+        let prefix = dns(&format!("{svc_name}-{}", storage_part(storage)));
+        let storage_label = match storage {
+            Some((n, s)) => format!("{n}.{s}"),
+            None => L::LOCAL_STORAGE.to_string(),
+        };
+        let existing: Vec<Slot> = inputs
+            .ingesters
+            .iter()
+            .filter(|i| {
+                has_service(&i.metadata, &key)
+                    && is_managed(&i.metadata)
+                    && label(&i.metadata, L::STORAGE).unwrap_or(L::LOCAL_STORAGE) == storage_label
+            })
+            .map(slot_of_ingester)
+            .collect();
+        let reqs: Vec<TenantReq> = ts
+            .iter()
+            .map(|t| TenantReq {
+                id: t.id.clone(),
+                exclusive: t.exclusive,
+            })
+            .collect();
+        let retention = if storage.is_some() {
+            object_retention
+        } else {
+            local_retention
+        };
+        let slots = assign::assign_ingesters(&prefix, &existing, &reqs, cap, retention, inputs.now);
+        if let Some(at) = assign::next_deletion(&slots) {
+            requeue_at = Some(requeue_at.map_or(at, |r: u64| r.min(at)));
+        }
+        for s in slots {
+            let mut extra = vec![(L::STORAGE, storage_label.clone())];
+            if s.exclusive {
+                extra.push((L::EXCLUSIVE, "true".to_string()));
+            }
+            let mut meta = managed_meta(&s.name, &ns, &key, &extra);
+            if let Some(at) = s.deleting_at {
+                let mut ann = BTreeMap::new();
+                ann.insert(L::INGESTER_STATE.to_string(), "deleting".to_string());
+                ann.insert(L::INGESTER_DELETING_TIME.to_string(), at.to_string());
+                meta.annotations = Some(ann);
+            }
+            for t in &s.tenants {
+                if let Some(cr) = cr_of.get(t.as_str()) {
+                    tenant_status.get_mut(*cr).unwrap().ingester = Some(ObjectReference {
+                        namespace: ns.clone(),
+                        name: s.name.clone(),
+                    });
+                }
+            }
+            ingesters.push(Ingester {
+                metadata: meta,
+                spec: IngesterSpec {
+                    tenants: s.tenants,
+                    ..Default::default()
+                },
+                status: None,
+            });
+        }
+    }
+    // User-declared (unmanaged) ingesters, e.g. soft-tenant ones.
+    for i in inputs
+        .ingesters
+        .iter()
+        .filter(|i| has_service(&i.metadata, &key) && !is_managed(&i.metadata))
+    {
+        ingesters.push(i.clone());
+    }
+    ingesters.sort_by_key(|i| i.name_any());
+
+    // ---- compactors (object storage only), per retention class
+    let ctmpl = &spec.compactor_template_spec;
+    let ccap = ctmpl
+        .default_tenants_per_compactor
+        .filter(|c| *c > 0)
+        .map(|c| c as usize)
+        .unwrap_or(DEFAULT_TENANTS_PER_COMPACTOR);
+    let base_retention = effective::compactor(spec, &CompactorSpec::default())
+        .retention
+        .unwrap_or_default();
+    let mut compactors: Vec<Compactor> = Vec::new();
+    // (storage, retention) → tenants
+    let mut classes: BTreeMap<(String, String), (Retention, Vec<TenantReq>, String)> =
+        BTreeMap::new();
+    for t in &tenants {
+        let Some(st) = &t.storage else { continue };
+        let retention = match &t.spec.retention {
+            Some(r) => super::merge::merge(r, &base_retention),
+            None => base_retention.clone(),
+        };
+        for (f, v) in [
+            ("retentionRaw", &retention.retention_raw),
+            ("retention5m", &retention.retention_5m),
+            ("retention1h", &retention.retention_1h),
+        ] {
+            duration_field(&format!("tenant {} retention.{f}", t.id), v)?;
+        }
+        let base = dns(&format!("{svc_name}-{}", st.1));
+        let prefix = if retention == base_retention {
+            base
+        } else {
+            let r = serde_json::to_string(&retention).unwrap();
+            let digest = Md5::digest(r.as_bytes());
+            let hex: String = digest.iter().take(3).map(|b| format!("{b:02x}")).collect();
+            format!("{base}-r{hex}")
+        };
+        let storage_label = format!("{}.{}", st.0, st.1);
+        classes
+            .entry((storage_label, prefix))
+            .or_insert_with(|| (retention.clone(), Vec::new(), String::new()))
+            .1
+            .push(TenantReq {
+                id: t.id.clone(),
+                exclusive: t.exclusive,
+            });
+    }
+    for ((storage_label, prefix), (retention, reqs, _)) in &classes {
+        let existing: Vec<Slot> = inputs
+            .compactors
+            .iter()
+            .filter(|c| {
+                has_service(&c.metadata, &key)
+                    && is_managed(&c.metadata)
+                    && c.name_any().starts_with(&format!("{prefix}-"))
+            })
+            .map(|c| Slot {
+                name: c.name_any(),
+                tenants: c.spec.tenants.clone(),
+                exclusive: label(&c.metadata, L::EXCLUSIVE) == Some("true"),
+                deleting_at: None,
+            })
+            .collect();
+        for s in assign::assign_compactors(prefix, &existing, reqs, ccap) {
+            let mut extra = vec![(L::STORAGE, storage_label.clone())];
+            if s.exclusive {
+                extra.push((L::EXCLUSIVE, "true".to_string()));
+            }
+            for t in &s.tenants {
+                if let Some(cr) = cr_of.get(t.as_str()) {
+                    tenant_status.get_mut(*cr).unwrap().compactor = Some(ObjectReference {
+                        namespace: ns.clone(),
+                        name: s.name.clone(),
+                    });
+                }
+            }
+            let custom = *retention != base_retention;
+            compactors.push(Compactor {
+                metadata: managed_meta(&s.name, &ns, &key, &extra),
+                spec: CompactorSpec {
+                    tenants: s.tenants,
+                    retention: custom.then(|| retention.clone()),
+                    ..Default::default()
+                },
+                
+            });
+        }
+    }
+    compactors.sort_by_key(|c| c.name_any());
+
+    // ---- stores: one per object storage with tenants
+    let mut stores = Vec::new();
+    for (storage, ts) in &by_storage {
+        let Some(st) = storage else { continue };
+        if ts.is_empty() {
+            continue;
+        }
+        let name = dns(&format!("{svc_name}-{}", st.1));
+        let user = inputs
+            .stores
+            .iter()
+            .find(|s| has_service(&s.metadata, &key) && s.name_any() == name)
+            .map(|s| s.spec.clone())
+            .unwrap_or_default();
+        stores.push(Store {
+            metadata: managed_meta(&name, &ns, &key, &[(L::STORAGE, format!("{}.{}", st.0, st.1))]),
+            spec: user,
+        });
+    }
+
+    // ---- rulers
+    let seed = svc
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(L::CREDENTIALS_SEED))
+        .cloned()
+        .unwrap_or_else(|| inputs.seed.clone());
+    let placeholder_credentials = seed.is_empty() || seed == PLACEHOLDER_SEED;
+    let seed = if seed.is_empty() {
+        PLACEHOLDER_SEED.to_string()
+    } else {
+        seed
+    };
+    let mut rulers = Vec::new();
+    let mut users = Vec::new();
+    let tenant_ids: Vec<String> = tenants.iter().map(|t| t.id.clone()).collect();
+    for t in &tenants {
+        let name = ruler_name(&t.id);
+        let user_cr = inputs
+            .rulers
+            .iter()
+            .find(|r| has_service(&r.metadata, &key) && r.spec.tenant == t.id)
+            .map(|r| r.spec.clone())
+            .unwrap_or_default();
+        let mut rspec = user_cr;
+        rspec.tenant = t.id.clone();
+        let eff = effective::ruler(spec, &rspec);
+        let mut files = BTreeMap::new();
+        for g in inputs.rule_groups.iter().filter(|g| {
+            label(&g.metadata, L::TENANT) == Some(t.id.as_str())
+                && g.metadata.deletion_timestamp.is_none()
+        }) {
+            let file = format!("{}-{}.yaml", g.namespace().unwrap_or_default(), g.name_any());
+            files.insert(file, (g.name_any(), g.spec.group.clone()));
+        }
+        for g in inputs.cluster_rule_groups.iter().filter(|g| {
+            label(&g.metadata, L::TENANT) == Some(t.id.as_str())
+                && g.metadata.deletion_timestamp.is_none()
+        }) {
+            let file = format!("cluster-{}.yaml", g.name_any());
+            files.insert(file, (g.name_any(), g.spec.group.clone()));
+        }
+        let user = format!("whizard-ruler-{}", t.id);
+        users.push(make_user(&seed, &user, vec![t.id.clone()], &["read", "write"]));
+        tenant_status.get_mut(&t.cr_name).unwrap().ruler = Some(ObjectReference {
+            namespace: ns.clone(),
+            name: name.clone(),
+        });
+        rulers.push(PlannedRuler {
+            shards: shard_files(&files, eff.shards.unwrap_or(1).max(1) as u64),
+            ruler: Ruler {
+                metadata: managed_meta(&name, &ns, &key, &[(L::TENANT, t.id.clone())]),
+                spec: rspec,
+            },
+            spec: eff,
+            query_user: user.clone(),
+            write_user: user,
+        });
+    }
+    let globals: Vec<&GlobalRuleGroup> = inputs
+        .global_rule_groups
+        .iter()
+        .filter(|g| {
+            g.metadata.deletion_timestamp.is_none()
+                && (has_service(&g.metadata, &key)
+                    || (label(&g.metadata, L::SERVICE).is_none()
+                        && g.namespace().as_deref() == Some(ns.as_str())))
+        })
+        .collect();
+    if !globals.is_empty() {
+        let name = dns(&format!("{svc_name}-global"));
+        let user_cr = inputs
+            .rulers
+            .iter()
+            .find(|r| has_service(&r.metadata, &key) && r.spec.tenant.is_empty())
+            .map(|r| r.spec.clone())
+            .unwrap_or_default();
+        let eff = effective::ruler(spec, &user_cr);
+        let mut files = BTreeMap::new();
+        for g in globals {
+            let file = format!("{}-{}.yaml", g.namespace().unwrap_or_default(), g.name_any());
+            files.insert(file, (g.name_any(), g.spec.group.clone()));
+        }
+        let read_user = "whizard-global-ruler-read".to_string();
+        let write_user = "whizard-global-ruler-write".to_string();
+        let mut read_tenants = tenant_ids.clone();
+        if !read_tenants.contains(&tenancy.default_tenant) {
+            read_tenants.push(tenancy.default_tenant.clone());
+        }
+        users.push(make_user(&seed, &read_user, read_tenants, &["read"]));
+        users.push(make_user(
+            &seed,
+            &write_user,
+            vec![tenancy.default_tenant.clone()],
+            &["write"],
+        ));
+        rulers.push(PlannedRuler {
+            shards: shard_files(&files, eff.shards.unwrap_or(1).max(1) as u64),
+            ruler: Ruler {
+                metadata: managed_meta(&name, &ns, &key, &[]),
+                spec: user_cr,
+            },
+            spec: eff,
+            query_user: read_user,
+            write_user,
+        });
+    }
+
+    // ---- singletons: gateway, router, query, query frontend
+    fn pick<T: Clone + kube::Resource>(list: &[T], key: &str, make: impl Fn() -> T) -> Vec<T> {
+        let mut v: Vec<T> = list
+            .iter()
+            .filter(|o| has_service(o.meta(), key))
+            .cloned()
+            .collect();
+        if v.is_empty() {
+            v.push(make());
+        }
+        v.sort_by_key(|o| o.meta().name.clone());
+        v
+    }
+    let auto_meta = || managed_meta(&svc_name, &ns, &key, &[]);
+    let gateways = pick(&inputs.gateways, &key, || Gateway {
+        metadata: auto_meta(),
+        spec: Default::default(),
+    });
+    let routers = pick(&inputs.routers, &key, || Router {
+        metadata: auto_meta(),
+        spec: Default::default(),
+    });
+    let queries = pick(&inputs.queries, &key, || Query {
+        metadata: auto_meta(),
+        spec: Default::default(),
+    });
+    let query_frontends = pick(&inputs.query_frontends, &key, || QueryFrontend {
+        metadata: auto_meta(),
+        spec: Default::default(),
+    });
+
+    Ok(Plan {
+        namespace: ns,
+        service_name: svc_name,
+        tenancy,
+        tenants,
+        storages,
+        ingesters,
+        compactors,
+        stores,
+        rulers,
+        gateways,
+        routers,
+        queries,
+        query_frontends,
+        users,
+        tenant_status,
+        requeue_at,
+        placeholder_credentials,
+    })
+}
+
+/// Rule files (`file → (group name, group)`) → per shard, ConfigMap bins of `file → YAML`.
+pub fn shard_files(
+    files: &BTreeMap<String, (String, RuleGroupSpec)>,
+    shards: u64,
+) -> Vec<Vec<BTreeMap<String, String>>> {
+    let mut per_shard: Vec<BTreeMap<String, String>> = vec![BTreeMap::new(); shards as usize];
+    for (file, (group, spec)) in files {
+        let s = shard::shard_of(file, group, shards) as usize;
+        let mut g = serde_json::Map::new();
+        g.insert("name".into(), json!(group));
+        if let Some(i) = &spec.interval {
+            g.insert("interval".into(), json!(i));
+        }
+        g.insert("rules".into(), serde_json::to_value(&spec.rules).unwrap());
+        let doc = json!({ "groups": [g] });
+        per_shard[s].insert(file.clone(), serde_norway::to_string(&doc).unwrap());
+    }
+    per_shard
+        .iter()
+        .map(|f| shard::pack_files(f, shard::MAX_CONFIGMAP_BYTES))
+        .collect()
+}
+
+/// Derives `len` bytes for `purpose` from `seed` with Argon2id (deterministic).
+fn derive(seed: &str, purpose: &str, len: usize) -> Vec<u8> {
+    let mut out = vec![0u8; len];
+    let salt = format!("whizard-reconciler:{purpose}");
+    argon2::Argon2::default()
+        .hash_password_into(seed.as_bytes(), salt.as_bytes(), &mut out)
+        .expect("argon2 derive");
+    out
+}
+
+/// A gateway user whose password and salt are derived from `seed` (so `render` is
+/// deterministic and the controller needs no extra state besides the seed).
+pub fn make_user(seed: &str, name: &str, tenants: Vec<String>, access: &[&str]) -> GatewayUser {
+    use argon2::PasswordHasher;
+    let password: String = derive(seed, &format!("password/{name}"), 16)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let salt = derive(seed, &format!("salt/{name}"), 16);
+    let hash = argon2::Argon2::default()
+        .hash_password_with_salt(password.as_bytes(), &salt)
+        .expect("argon2 hash")
+        .to_string();
+    GatewayUser {
+        name: name.to_string(),
+        password,
+        password_hash: hash,
+        tenants,
+        access: access.iter().map(|s| s.to_string()).collect(),
+    }
+}
