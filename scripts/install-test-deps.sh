@@ -84,9 +84,12 @@ else
       systemctl disable "$svc" >/dev/null 2>&1 || true
     fi
   done
+  # Only daemons (re-parented to init) that appeared during the install: never a
+  # prometheus that a concurrently running test started as its own child.
   for p in prometheus prometheus-node-exporter node_exporter nginx; do
     for pid in $(pids_of "$p"); do
-      if [[ " ${before[$p]} " != *" $pid "* ]]; then
+      ppid="$(ps -o ppid= -p "$pid" 2>/dev/null | tr -d ' ' || true)"
+      if [[ " ${before[$p]} " != *" $pid "* && "$ppid" == "1" ]]; then
         log "killing $p (pid $pid) started by the package install"
         kill "$pid" 2>/dev/null || true
       fi

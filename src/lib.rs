@@ -4,6 +4,7 @@
 //! `tenancy` (which tenants a request acts for) → `enforcement` (PromQL and `match[]`, pure) and
 //! `remote_write` (codec, pure) → `gateway` (the pingora glue: routing table → handlers).
 
+pub mod access_log;
 pub mod auth;
 pub mod config;
 pub mod enforcement;

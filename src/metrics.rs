@@ -20,6 +20,8 @@ pub struct Metrics {
     pub config_last_reload_successful: IntGauge,
     pub config_last_reload_success_timestamp: IntGauge,
     pub build_info: IntGaugeVec,
+    pub access_log_dropped: prometheus::IntCounter,
+    pub auth_throttled: IntCounterVec,
 }
 
 fn build() -> Metrics {
@@ -128,6 +130,25 @@ fn build() -> Metrics {
     ] {
         registry.register(c).expect("metric names are unique");
     }
+    let access_log_dropped = prometheus::IntCounter::new(
+        "whizard_access_log_dropped_lines_total",
+        "Access-log lines dropped because the writer fell behind.",
+    )
+    .expect("static metric definition");
+    let auth_throttled = IntCounterVec::new(
+        Opts::new(
+            "whizard_auth_throttled_total",
+            "Authentication attempts slowed down or refused after repeated failures, by scope (ip, user) and action (delayed, refused).",
+        ),
+        &["scope", "action"],
+    )
+    .expect("static metric definition");
+    registry
+        .register(Box::new(access_log_dropped.clone()))
+        .expect("metric names are unique");
+    registry
+        .register(Box::new(auth_throttled.clone()))
+        .expect("metric names are unique");
     build_info
         .with_label_values(&[env!("CARGO_PKG_VERSION")])
         .set(1);
@@ -145,6 +166,8 @@ fn build() -> Metrics {
         config_last_reload_successful,
         config_last_reload_success_timestamp,
         build_info,
+        access_log_dropped,
+        auth_throttled,
     }
 }
 

@@ -37,7 +37,7 @@ pub struct BasicAuth {
 }
 
 /// Longest `user:password` we accept, decoded. Keeps decoding on the stack.
-const MAX_CREDENTIALS: usize = 1024;
+pub const MAX_CREDENTIALS: usize = 1024;
 
 impl BasicAuth {
     pub fn new(config: &Config) -> Self {

@@ -4,7 +4,10 @@
 //! of its kind), authenticates an [`Identity`], or fails with an [`AuthError`].
 
 pub mod basic;
+pub mod oidc;
 pub mod password;
+pub mod session;
+pub mod throttle;
 
 use crate::config::Access;
 use async_trait::async_trait;

@@ -39,6 +39,7 @@ use super::{AuthError, AuthMethod, AuthOutcome, Authenticator, Identity};
 use crate::config::{Access, OidcProvider};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
+use base64::Engine;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use moka::sync::Cache;
@@ -64,9 +65,11 @@ pub struct OidcOptions {
     pub refresh_interval: Duration,
     /// After a failed timer refresh, the next try comes this soon.
     pub retry_interval: Duration,
-    /// An unknown `kid` triggers a fetch at most this often (after a successful fetch).
+    /// A token with an unknown `kid` triggers a fetch at most this often. Timer fetches and the
+    /// first load do not count, so a key rotated right after a timer fetch is found at once.
     pub unknown_kid_cooldown: Duration,
-    /// An unknown `kid` triggers a fetch at most this often after a failed fetch.
+    /// After a failed fetch, requests do not trigger another one for this long (they get
+    /// `Unavailable` right away).
     pub failure_cooldown: Duration,
     /// Timeout of one discovery or JWKS request.
     pub http_timeout: Duration,
@@ -97,9 +100,9 @@ impl Default for OidcOptions {
 /// token. Descriptions are fixed strings, never text from the request.
 pub fn www_authenticate(error: Option<&AuthError>) -> http::HeaderValue {
     let value = match error {
-        Some(AuthError::InvalidToken(d)) => format!(
-            "Bearer realm=\"whizard\", error=\"invalid_token\", error_description=\"{d}\""
-        ),
+        Some(AuthError::InvalidToken(d)) => {
+            format!("Bearer realm=\"whizard\", error=\"invalid_token\", error_description=\"{d}\"")
+        }
         Some(AuthError::Malformed(d)) => format!(
             "Bearer realm=\"whizard\", error=\"invalid_request\", error_description=\"{d}\""
         ),
@@ -150,8 +153,23 @@ pub enum FetchError {
 
 #[derive(Default)]
 struct RefreshState {
-    last_attempt: Option<Instant>,
+    /// When the last fetch finished, and how it went.
+    last_finished: Option<Instant>,
     last_result: Option<Result<(), FetchError>>,
+    /// When the last fetch caused by an unknown `kid` (with keys already loaded) started.
+    last_kid_fetch: Option<Instant>,
+}
+
+/// Why keys are fetched; decides which cooldown applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reason {
+    /// The refresh timer: no cooldown.
+    Timer,
+    /// Nothing loaded yet (first request, or discovery needed): only the failure cooldown.
+    Load,
+    /// A token names a key we do not have: failure cooldown, and at most one such fetch per
+    /// `unknown_kid_cooldown`.
+    UnknownKid,
 }
 
 /// Discovery and keys of one configured provider.
@@ -162,6 +180,8 @@ pub struct Issuer {
     keys: ArcSwap<KeySet>,
     /// Held while fetching: one fetch at a time.
     refresh: tokio::sync::Mutex<RefreshState>,
+    /// Fetch attempts so far (discovery + JWKS count as one).
+    fetches: std::sync::atomic::AtomicU64,
 }
 
 impl Issuer {
@@ -172,6 +192,7 @@ impl Issuer {
             options,
             keys: ArcSwap::from_pointee(KeySet::default()),
             refresh: tokio::sync::Mutex::new(RefreshState::default()),
+            fetches: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -193,12 +214,17 @@ impl Issuer {
         if let Some(d) = &self.keys.load().discovery {
             return Ok(d.clone());
         }
-        self.refresh_now(Instant::now(), true).await?;
+        self.refresh_now(Instant::now(), Reason::Load).await?;
         self.keys
             .load()
             .discovery
             .clone()
             .ok_or_else(|| FetchError::Invalid("no discovery document".into()))
+    }
+
+    /// How many times keys were fetched, successfully or not (for metrics and tests).
+    pub fn fetch_count(&self) -> u64 {
+        self.fetches.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// How many keys are cached (for tests and diagnostics).
@@ -261,55 +287,55 @@ impl Issuer {
         Ok(())
     }
 
-    /// Fetches keys now, unless another caller fetched them after `requested_at` (single-flight)
-    /// or, with `respect_cooldown`, the last attempt is too recent. Returns the outcome of the
-    /// fetch that ran or of the last one.
-    async fn refresh_now(&self, requested_at: Instant, force: bool) -> Result<(), FetchError> {
+    /// Fetches keys now, unless a fetch finished while we waited for the lock (single-flight:
+    /// we share its result) or a cooldown applies (we get the last result). A skipped
+    /// unknown-`kid` fetch after a success answers `Ok`: the key is then reported unknown.
+    async fn refresh_now(&self, requested_at: Instant, reason: Reason) -> Result<(), FetchError> {
         let mut state = self.refresh.lock().await;
-        if let (Some(at), Some(result)) = (state.last_attempt, &state.last_result) {
-            // Someone else fetched while we waited for the lock.
+        if let (Some(at), Some(result)) = (state.last_finished, &state.last_result) {
             if at >= requested_at {
                 return result.clone();
             }
-            if !force {
-                let cooldown = if result.is_ok() {
-                    self.options.unknown_kid_cooldown
-                } else {
-                    self.options.failure_cooldown
-                };
-                if at.elapsed() < cooldown {
-                    return result.clone();
-                }
+            if reason != Reason::Timer
+                && result.is_err()
+                && at.elapsed() < self.options.failure_cooldown
+            {
+                return result.clone();
             }
         }
-        let started = Instant::now();
+        let loaded = self.keys.load().discovery.is_some();
+        if reason == Reason::UnknownKid && loaded {
+            if let Some(at) = state.last_kid_fetch {
+                if at.elapsed() < self.options.unknown_kid_cooldown {
+                    return state.last_result.clone().unwrap_or(Ok(()));
+                }
+            }
+            state.last_kid_fetch = Some(Instant::now());
+        }
         // Re-discover after a failure: the provider may have moved its JWKS.
         let rediscover = !matches!(state.last_result, Some(Ok(())));
+        self.fetches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let result = self.fetch(rediscover).await;
         if let Err(e) = &result {
             tracing::warn!(issuer = %self.config.issuer, error = %e, "could not fetch OIDC keys");
         }
-        state.last_attempt = Some(started);
+        state.last_finished = Some(Instant::now());
         state.last_result = Some(result.clone());
         result
     }
 
     /// Refreshes the keys now (the timer's path): single-flight, no cooldown.
     pub async fn refresh(&self) -> Result<(), FetchError> {
-        self.refresh_now(Instant::now(), true).await
+        self.refresh_now(Instant::now(), Reason::Timer).await
     }
 
     /// Verifies a JWT from this provider: signature with a key of the JWKS, `iss`, `aud`
     /// containing `audience`, `exp`/`nbf`. Returns its claims.
     pub async fn verify(&self, token: &str, audience: &str) -> Result<Claims, AuthError> {
+        check_header_alg(token)?;
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| AuthError::InvalidToken("malformed token"))?;
-        if matches!(
-            header.alg,
-            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512
-        ) {
-            return Err(AuthError::InvalidToken("algorithm not allowed"));
-        }
         let requested = Instant::now();
         let mut refreshed = false;
         loop {
@@ -328,8 +354,13 @@ impl Issuer {
             if refreshed {
                 return Err(AuthError::InvalidToken("unknown signing key"));
             }
+            let reason = if keys.discovery.is_some() {
+                Reason::UnknownKid
+            } else {
+                Reason::Load
+            };
             drop(keys);
-            match self.refresh_now(requested, false).await {
+            match self.refresh_now(requested, reason).await {
                 Ok(()) => refreshed = true,
                 Err(_) => {
                     // Keys we have were checked above: this token needs one we cannot fetch.
@@ -366,6 +397,27 @@ impl Issuer {
             }
         }
         Err(error)
+    }
+}
+
+/// Refuses `alg` values we never accept (`none`, HMAC, anything unknown) with a clear message,
+/// before the JWT library sees the token.
+fn check_header_alg(token: &str) -> Result<(), AuthError> {
+    #[derive(Deserialize)]
+    struct Head {
+        alg: Option<String>,
+    }
+    let malformed = AuthError::InvalidToken("malformed token");
+    let first = token.split('.').next().ok_or(malformed.clone())?;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(first.trim_end_matches('='))
+        .map_err(|_| malformed.clone())?;
+    let head: Head = serde_json::from_slice(&raw).map_err(|_| malformed)?;
+    match head.alg.as_deref() {
+        Some(
+            "RS256" | "RS384" | "RS512" | "PS256" | "PS384" | "PS512" | "ES256" | "ES384" | "EdDSA",
+        ) => Ok(()),
+        _ => Err(AuthError::InvalidToken("algorithm not allowed")),
     }
 }
 
@@ -593,9 +645,11 @@ fn unverified_issuer(token: &str) -> Option<String> {
     struct Iss {
         iss: Option<String>,
     }
-    jsonwebtoken::dangerous::insecure_decode::<Iss>(token)
-        .ok()
-        .and_then(|d| d.claims.iss)
+    let payload = token.split('.').nth(1)?;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    serde_json::from_slice::<Iss>(&raw).ok()?.iss
 }
 
 #[derive(Clone)]
@@ -631,6 +685,8 @@ fn unix_now() -> u64 {
 /// The bearer-token authenticator over every configured provider.
 pub struct OidcAuth {
     issuers: Vec<Arc<Issuer>>,
+    /// Dropped with the `OidcAuth`: ends its refresh loop.
+    alive: tokio::sync::watch::Sender<()>,
     options: OidcOptions,
     cache_key: [u8; 32],
     verified: Cache<[u8; 32], CachedToken>,
@@ -672,6 +728,7 @@ impl OidcAuth {
             .build();
         OidcAuth {
             issuers,
+            alive: tokio::sync::watch::channel(()).0,
             options,
             cache_key: rand::random(),
             verified,
@@ -695,10 +752,12 @@ impl OidcAuth {
         self.issuers.iter().find(|i| i.matches(iss))
     }
 
-    /// Fetches every provider's keys once, concurrently; failures are logged and retried later.
+    /// Fetches every provider's keys once, one after the other; failures are logged (and
+    /// retried by the refresh loop or the next request).
     pub async fn refresh_all(&self) {
-        let futures = self.issuers.iter().map(|i| i.refresh());
-        futures_join_all(futures).await;
+        for issuer in &self.issuers {
+            let _ = issuer.refresh().await;
+        }
     }
 
     /// Keeps the keys fresh: fetches every provider's keys now, then every
@@ -706,6 +765,7 @@ impl OidcAuth {
     /// returns when the `OidcAuth` is dropped (e.g. replaced by a config reload).
     pub async fn refresh_loop(self: Arc<Self>) {
         let weak: Weak<Self> = Arc::downgrade(&self);
+        let mut alive = self.alive.subscribe();
         drop(self);
         loop {
             let Some(this) = weak.upgrade() else { return };
@@ -719,7 +779,11 @@ impl OidcAuth {
                 this.options.retry_interval
             };
             drop(this);
-            tokio::time::sleep(wait).await;
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                // Err: the sender (the OidcAuth) is gone.
+                _ = alive.changed() => return,
+            }
         }
     }
 
@@ -743,6 +807,7 @@ impl OidcAuth {
                 return Ok(hit.identity);
             }
         }
+        check_header_alg(token)?;
         let iss = unverified_issuer(token).ok_or(AuthError::InvalidToken("malformed token"))?;
         let issuer = self
             .issuer_for(&iss)
@@ -768,7 +833,7 @@ impl OidcAuth {
 }
 
 fn same_provider(a: &OidcProvider, b: &OidcProvider) -> bool {
-    // Keys depend on the issuer only; the rest is read from the config at verification time.
+    // An `Issuer` carries its config: reuse it (and its keys) only when nothing changed.
     a.issuer == b.issuer
         && a.audience == b.audience
         && a.tenant_claim == b.tenant_claim
@@ -778,17 +843,6 @@ fn same_provider(a: &OidcProvider, b: &OidcProvider) -> bool {
         && a.client_id == b.client_id
         && a.client_secret == b.client_secret
         && a.redirect_url == b.redirect_url
-}
-
-async fn futures_join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) {
-    let handles: Vec<_> = futures.collect();
-    let mut set = Vec::with_capacity(handles.len());
-    for f in handles {
-        set.push(Box::pin(f));
-    }
-    for f in set {
-        f.await;
-    }
 }
 
 /// Extracts the token of `Authorization: Bearer <token>`: `None` for another scheme.
@@ -845,7 +899,10 @@ mod tests {
             access_claim: "scope".into(),
             groups_claim: Some("groups".into()),
             group_tenants: BTreeMap::from([
-                ("ops".to_string(), vec!["team-a".to_string(), "team-c".to_string()]),
+                (
+                    "ops".to_string(),
+                    vec!["team-a".to_string(), "team-c".to_string()],
+                ),
                 ("devs".to_string(), vec!["team-b".to_string()]),
             ]),
             client_id: None,
@@ -899,7 +956,10 @@ mod tests {
             vec!["x"]
         );
         assert_eq!(
-            tenants_from_claims(&nested, &claims(json!({"ext.tenants": "y", "ext": {"tenants": "x"}}))),
+            tenants_from_claims(
+                &nested,
+                &claims(json!({"ext.tenants": "y", "ext": {"tenants": "x"}}))
+            ),
             vec!["y"]
         );
         // Without groups_claim, groups are not looked at.
@@ -914,19 +974,31 @@ mod tests {
         let a = |v: Value| access_from_claims(&p, &claims(v));
         assert_eq!(
             a(json!({"scope": "openid write"})),
-            Some(Access { read: false, write: true })
+            Some(Access {
+                read: false,
+                write: true
+            })
         );
         assert_eq!(
             a(json!({"scope": "read  write"})),
-            Some(Access { read: true, write: true })
+            Some(Access {
+                read: true,
+                write: true
+            })
         );
         assert_eq!(
             a(json!({"scope": ["read"]})),
-            Some(Access { read: true, write: false })
+            Some(Access {
+                read: true,
+                write: false
+            })
         );
         assert_eq!(
             a(json!({"scope": "whizard:write whizard:read"})),
-            Some(Access { read: true, write: true })
+            Some(Access {
+                read: true,
+                write: true
+            })
         );
         // Other namespaces, look-alikes and case variants grant nothing.
         assert_eq!(
@@ -939,7 +1011,10 @@ mod tests {
             &p,
             &claims(json!({"sub": "agent", "tenant": "t"})),
             AuthMethod::Session,
-            Access { read: true, write: false },
+            Access {
+                read: true,
+                write: false,
+            },
         );
         assert!(id.access.read && !id.access.write);
         assert_eq!(id.name, "agent");
@@ -980,10 +1055,10 @@ mod tests {
         assert_eq!(keys[2].algorithms, vec![Algorithm::ES256]);
         assert_eq!(keys[3].algorithms, vec![Algorithm::EdDSA]);
         for k in &keys {
-            assert!(!k.algorithms.iter().any(|a| matches!(
-                a,
-                Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512
-            )));
+            assert!(!k
+                .algorithms
+                .iter()
+                .any(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)));
         }
         assert!(parse_jwks(b"{}").is_err());
         assert!(parse_jwks(b"not json").is_err());
@@ -1024,6 +1099,27 @@ mod tests {
         assert!(!i.matches("http://idp.tes"));
     }
 
+    #[test]
+    fn a_reload_keeps_the_keys_of_unchanged_providers() {
+        let http = reqwest::Client::new();
+        let mut other = provider();
+        other.issuer = "http://other.test".into();
+        let old = OidcAuth::new(&[provider(), other.clone()], http.clone());
+        let mut changed = other.clone();
+        changed.audience = "x".into();
+        let new = OidcAuth::with_options(
+            &[provider(), changed],
+            http,
+            OidcOptions::default(),
+            Some(&old),
+        );
+        assert!(Arc::ptr_eq(&old.issuers()[0], &new.issuers()[0]));
+        assert!(!Arc::ptr_eq(&old.issuers()[1], &new.issuers()[1]));
+        assert_eq!(new.issuers()[1].config().audience, "x");
+        assert!(new.login_issuer().is_none());
+        assert!(new.issuer_for("http://other.test/").is_some());
+    }
+
     #[tokio::test]
     async fn foreign_and_malformed_tokens_fail_without_network() {
         let auth = OidcAuth::new(&[provider()], reqwest::Client::new());
@@ -1031,11 +1127,20 @@ mod tests {
             ("abc", "malformed token"),
             ("a.b.c", "malformed token"),
             // {"alg":"none"} . {"iss":"http://idp.test"}
-            ("eyJhbGciOiJub25lIn0.eyJpc3MiOiJodHRwOi8vaWRwLnRlc3QifQ.", "malformed token"),
+            (
+                "eyJhbGciOiJub25lIn0.eyJpc3MiOiJodHRwOi8vaWRwLnRlc3QifQ.",
+                "algorithm not allowed",
+            ),
             // {"alg":"RS256"} . {"iss":"http://evil.test"}
-            ("eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJodHRwOi8vZXZpbC50ZXN0In0.c2ln", "issuer not accepted"),
+            (
+                "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJodHRwOi8vZXZpbC50ZXN0In0.c2ln",
+                "issuer not accepted",
+            ),
             // {"alg":"HS256"} . {"iss":"http://idp.test"}
-            ("eyJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJodHRwOi8vaWRwLnRlc3QifQ.c2ln", "algorithm not allowed"),
+            (
+                "eyJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJodHRwOi8vaWRwLnRlc3QifQ.c2ln",
+                "algorithm not allowed",
+            ),
         ] {
             assert_eq!(
                 auth.verify_token(token).await.unwrap_err(),

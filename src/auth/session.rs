@@ -156,8 +156,7 @@ struct FlowData {
 
 /// A `Set-Cookie` header value.
 fn set_cookie(name: &str, value: &str, path: &str, max_age: u64, secure: bool) -> String {
-    let mut c =
-        format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax");
+    let mut c = format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax");
     if secure {
         c.push_str("; Secure");
     }
@@ -400,7 +399,8 @@ impl LoginError {
             LoginError::Denied(_) | LoginError::NoTenants => 403,
             LoginError::InvalidIdToken(AuthError::Unavailable) => 503,
             LoginError::InvalidIdToken(_) => 401,
-            LoginError::SessionTooLarge => 500,
+            // Input from the provider, not our fault: never a 500.
+            LoginError::SessionTooLarge => 403,
         }
     }
 }
@@ -491,9 +491,13 @@ impl LoginFlow {
             .discovery()
             .await
             .map_err(|e| LoginError::Unavailable(e.to_string()))?;
-        let endpoint = discovery.authorization_endpoint.as_deref().ok_or(
-            LoginError::Unavailable("provider has no authorization_endpoint".into()),
-        )?;
+        let endpoint =
+            discovery
+                .authorization_endpoint
+                .as_deref()
+                .ok_or(LoginError::Unavailable(
+                    "provider has no authorization_endpoint".into(),
+                ))?;
         let flow = FlowData {
             v: random_token(),
             state: random_token(),
@@ -600,12 +604,35 @@ impl LoginFlow {
         let endpoint = discovery
             .token_endpoint
             .as_deref()
-            .ok_or(LoginError::Unavailable("provider has no token_endpoint".into()))?;
-        let mut form = form_urlencoded::Serializer::new(String::new());
-        form.append_pair("grant_type", "authorization_code")
-            .append_pair("code", code)
-            .append_pair("redirect_uri", &self.redirect_url)
-            .append_pair("code_verifier", verifier);
+            .ok_or(LoginError::Unavailable(
+                "provider has no token_endpoint".into(),
+            ))?;
+        let post_secret = discovery
+            .token_endpoint_auth_methods_supported
+            .as_ref()
+            .is_some_and(|m| {
+                !m.iter().any(|m| m == "client_secret_basic")
+                    && m.iter().any(|m| m == "client_secret_post")
+            });
+        // Built in a block: the serializer is not Send and must not live across an await.
+        let body = {
+            let mut form = form_urlencoded::Serializer::new(String::new());
+            form.append_pair("grant_type", "authorization_code")
+                .append_pair("code", code)
+                .append_pair("redirect_uri", &self.redirect_url)
+                .append_pair("code_verifier", verifier);
+            match &self.client_secret {
+                Some(secret) if post_secret => {
+                    form.append_pair("client_id", &self.client_id)
+                        .append_pair("client_secret", secret);
+                }
+                Some(_) => {}
+                None => {
+                    form.append_pair("client_id", &self.client_id);
+                }
+            }
+            form.finish()
+        };
         let mut request = self
             .http
             .post(endpoint)
@@ -615,31 +642,15 @@ impl LoginFlow {
                 "application/x-www-form-urlencoded",
             )
             .timeout(Duration::from_secs(10));
-        let post_secret = discovery
-            .token_endpoint_auth_methods_supported
-            .as_ref()
-            .is_some_and(|m| {
-                !m.iter().any(|m| m == "client_secret_basic")
-                    && m.iter().any(|m| m == "client_secret_post")
-            });
-        match &self.client_secret {
-            Some(secret) if !post_secret => {
-                // RFC 6749 §2.3.1: form-encode both before Basic encoding.
-                let user: String = form_urlencoded::byte_serialize(self.client_id.as_bytes()).collect();
-                let pass: String = form_urlencoded::byte_serialize(secret.as_bytes()).collect();
-                let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
-                request = request.header(http::header::AUTHORIZATION, format!("Basic {basic}"));
-            }
-            Some(secret) => {
-                form.append_pair("client_id", &self.client_id)
-                    .append_pair("client_secret", secret);
-            }
-            None => {
-                form.append_pair("client_id", &self.client_id);
-            }
+        if let (Some(secret), false) = (&self.client_secret, post_secret) {
+            // RFC 6749 §2.3.1: form-encode both before Basic encoding.
+            let user: String = form_urlencoded::byte_serialize(self.client_id.as_bytes()).collect();
+            let pass: String = form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+            let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+            request = request.header(http::header::AUTHORIZATION, format!("Basic {basic}"));
         }
         let response = request
-            .body(form.finish())
+            .body(body)
             .send()
             .await
             .map_err(|e| LoginError::Unavailable(format!("token endpoint: {e}")))?;
@@ -659,14 +670,18 @@ impl LoginFlow {
                 .ok()
                 .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
                 .unwrap_or_else(|| status.to_string());
-            let error: String = error.chars().filter(char::is_ascii_graphic).take(100).collect();
+            let error: String = error
+                .chars()
+                .filter(char::is_ascii_graphic)
+                .take(100)
+                .collect();
             return Err(LoginError::Denied(error));
         }
         let tokens: TokenResponse = serde_json::from_slice(&body)
             .map_err(|_| LoginError::Unavailable("token endpoint answered no JSON".into()))?;
-        tokens
-            .id_token
-            .ok_or(LoginError::Unavailable("token endpoint returned no id_token".into()))
+        tokens.id_token.ok_or(LoginError::Unavailable(
+            "token endpoint returned no id_token".into(),
+        ))
     }
 }
 
@@ -681,9 +696,9 @@ fn check_id_token(claims: &Claims, client_id: &str, nonce: &str) -> Result<(), L
     }
     let several = matches!(claims.get("aud"), Some(Value::Array(a)) if a.len() > 1);
     match claims.get("azp").and_then(Value::as_str) {
-        Some(azp) if azp != client_id => Err(LoginError::InvalidIdToken(
-            AuthError::InvalidToken("azp mismatch"),
-        )),
+        Some(azp) if azp != client_id => Err(LoginError::InvalidIdToken(AuthError::InvalidToken(
+            "azp mismatch",
+        ))),
         None if several => Err(LoginError::InvalidIdToken(AuthError::InvalidToken(
             "azp missing",
         ))),
@@ -726,7 +741,9 @@ mod tests {
         let mut h = http::HeaderMap::new();
         h.insert(
             http::header::COOKIE,
-            format!("other=1; {SESSION_COOKIE}={value}; x=y").parse().unwrap(),
+            format!("other=1; {SESSION_COOKIE}={value}; x=y")
+                .parse()
+                .unwrap(),
         );
         h
     }
@@ -749,7 +766,13 @@ mod tests {
         let s = sessions();
         let set = s.set_cookie(&identity(), true).unwrap();
         assert!(set.starts_with(&format!("{SESSION_COOKIE}=")));
-        for attr in ["; Path=/", "; HttpOnly", "; SameSite=Lax", "; Secure", "; Max-Age=28800"] {
+        for attr in [
+            "; Path=/",
+            "; HttpOnly",
+            "; SameSite=Lax",
+            "; Secure",
+            "; Max-Age=28800",
+        ] {
             assert!(set.contains(attr), "{set}");
         }
         assert!(!s.set_cookie(&identity(), false).unwrap().contains("Secure"));
@@ -888,7 +911,10 @@ mod tests {
             ("/a#frag", "/a#frag"),
         ] {
             let got = safe_return_path(Some(rd));
-            assert!(got == want || (want == "/" && got.starts_with('/')), "{rd} → {got}");
+            assert!(
+                got == want || (want == "/" && got.starts_with('/')),
+                "{rd} → {got}"
+            );
             assert!(!got.starts_with("//"), "{rd} → {got}");
         }
         for rd in [
@@ -908,7 +934,10 @@ mod tests {
             assert_eq!(safe_return_path(Some(rd)), "/", "{rd:?}");
         }
         assert_eq!(safe_return_path(None), "/");
-        assert_eq!(safe_return_path(Some(&format!("/{}", "a".repeat(3000)))), "/");
+        assert_eq!(
+            safe_return_path(Some(&format!("/{}", "a".repeat(3000)))),
+            "/"
+        );
     }
 
     #[test]
@@ -926,10 +955,12 @@ mod tests {
             "n1"
         )
         .is_ok());
-        assert!(
-            check_id_token(&c(json!({"nonce": "n1", "aud": "ui", "azp": "x"})), "ui", "n1")
-                .is_err()
-        );
+        assert!(check_id_token(
+            &c(json!({"nonce": "n1", "aud": "ui", "azp": "x"})),
+            "ui",
+            "n1"
+        )
+        .is_err());
     }
 
     #[test]
@@ -944,6 +975,9 @@ mod tests {
         assert_eq!(cookie_values(&h, "whizard_session"), vec!["abc"]);
         assert_eq!(cookie_values(&h, "b"), vec!["2"]);
         assert!(cookie_values(&h, "c").is_empty());
-        assert_eq!(query_param("rd=%2Fgraph%3Fa%3D1&x=2", "rd").unwrap(), "/graph?a=1");
+        assert_eq!(
+            query_param("rd=%2Fgraph%3Fa%3D1&x=2", "rd").unwrap(),
+            "/graph?a=1"
+        );
     }
 }

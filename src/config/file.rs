@@ -23,6 +23,18 @@ pub struct File {
     pub ui: Ui,
     #[serde(default)]
     pub server: Server,
+    #[serde(default)]
+    pub logging: Logging,
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct Logging {
+    /// `logfmt` (default) or `json`.
+    pub format: Option<String>,
+    /// `error`, `warn`, `info` (default), `debug`.
+    pub level: Option<String>,
+    /// One line per request (default true).
+    pub access_log: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -23,6 +23,20 @@ pub struct Config {
     pub oidc: Vec<OidcProvider>,
     pub ui: Ui,
     pub server: Server,
+    pub logging: Logging,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Logfmt,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct Logging {
+    pub format: LogFormat,
+    pub level: String,
+    pub access_log: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -983,6 +997,28 @@ impl Validator<'_> {
             auth_cache_ttl: Duration::from_secs(raw.server.auth_cache_ttl_seconds.unwrap_or(300)),
         };
 
+        let logging = Logging {
+            format: match raw.logging.format.as_deref() {
+                None | Some("logfmt") => LogFormat::Logfmt,
+                Some("json") => LogFormat::Json,
+                Some(other) => {
+                    self.err("logging.format", format!("{other:?} is not logfmt or json"));
+                    LogFormat::Logfmt
+                }
+            },
+            level: match raw.logging.level.as_deref() {
+                None => "info".to_string(),
+                Some(l @ ("error" | "warn" | "info" | "debug" | "trace")) => l.to_string(),
+                Some(other) => {
+                    self.err(
+                        "logging.level",
+                        format!("{other:?} is not error, warn, info or debug"),
+                    );
+                    "info".to_string()
+                }
+            },
+            access_log: raw.logging.access_log.unwrap_or(true),
+        };
         let fallback = Upstream {
             tls: false,
             host: String::new(),
@@ -1020,6 +1056,7 @@ impl Validator<'_> {
                 cookie_secret: raw.ui.cookie_secret,
             },
             server,
+            logging,
         }
     }
 

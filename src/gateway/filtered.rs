@@ -24,6 +24,7 @@ pub struct Request<'a> {
     pub matcher: &'a TenantMatcher,
     /// Value of the upstream tenant header.
     pub tenant_header: &'a str,
+    pub request_id: Option<http::HeaderValue>,
 }
 
 fn base(up: &Upstream) -> String {
@@ -64,6 +65,7 @@ fn url(base: &str, path: &str, params: &[(String, String)]) -> String {
 }
 
 async fn call(
+    req: &Request<'_>,
     rt: &Runtime,
     upstream: &'static str,
     method: http::Method,
@@ -83,6 +85,9 @@ async fn call(
         );
     }
     insert_tenant_header(&mut headers, rt, tenant_header)?;
+    if let Some(id) = &req.request_id {
+        headers.insert(super::proxy::REQUEST_ID, id.clone());
+    }
     forward::exchange(&rt.client, method, url, headers, body.unwrap_or_default())
         .await
         .map_err(|f| {
@@ -141,7 +146,16 @@ async fn prometheus(session: &mut Session, rt: &Runtime, req: &Request<'_>) -> R
     }
     let params = client_params(session, &[]);
     let u = url(&base(&rt.config.upstreams.rules), req.api_path, &params);
-    let answer = call(rt, "rules", http::Method::GET, &u, req.tenant_header, None).await?;
+    let answer = call(
+        req,
+        rt,
+        "rules",
+        http::Method::GET,
+        &u,
+        req.tenant_header,
+        None,
+    )
+    .await?;
     if !(200..300).contains(&answer.status) {
         return relay_error(session, answer).await;
     }
@@ -172,6 +186,7 @@ async fn alertmanager(
             let mut params = client_params(session, &[]);
             params.push(("filter".into(), tenant_filter(m)));
             let answer = call(
+                req,
                 rt,
                 "alertmanager",
                 http::Method::GET,
@@ -194,6 +209,7 @@ async fn alertmanager(
         (Class::AmSilences, http::Method::GET) => {
             let params = client_params(session, &[]);
             let answer = call(
+                req,
                 rt,
                 "alertmanager",
                 http::Method::GET,
@@ -222,7 +238,7 @@ async fn alertmanager(
                 .filter(|s| !s.is_empty())
             {
                 // Updating a silence: it must already be this tenant's.
-                owned_silence(rt, &am, id, m, req.tenant_header).await?;
+                owned_silence(req, rt, &am, id, m, req.tenant_header).await?;
             }
             filter::enforce_silence(&mut silence, m.label(), tenant).map_err(|e| {
                 metrics()
@@ -232,6 +248,7 @@ async fn alertmanager(
                 Refusal::new(403, e.to_string())
             })?;
             let answer = call(
+                req,
                 rt,
                 "alertmanager",
                 http::Method::POST,
@@ -244,11 +261,12 @@ async fn alertmanager(
         }
         (Class::AmSilence, http::Method::GET | http::Method::DELETE) => {
             let id = req.api_path.rsplit('/').next().unwrap_or_default();
-            let silence = owned_silence(rt, &am, id, m, req.tenant_header).await?;
+            let silence = owned_silence(req, rt, &am, id, m, req.tenant_header).await?;
             if req.method == http::Method::GET {
                 return relay_json(session, 200, &silence).await;
             }
             let answer = call(
+                req,
                 rt,
                 "alertmanager",
                 http::Method::DELETE,
@@ -265,6 +283,7 @@ async fn alertmanager(
 
 /// The silence `id` when it is the tenant's; 404 otherwise (not revealing other tenants' ids).
 async fn owned_silence(
+    req: &Request<'_>,
     rt: &Runtime,
     am: &str,
     id: &str,
@@ -272,6 +291,7 @@ async fn owned_silence(
     tenant_header: &str,
 ) -> Result<Value, Refusal> {
     let answer = call(
+        req,
         rt,
         "alertmanager",
         http::Method::GET,

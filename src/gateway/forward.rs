@@ -110,7 +110,8 @@ pub async fn stream(
         .await
         .map_err(|e| StreamError::Upstream(classify(&e)))?;
     let status = resp.status().as_u16();
-    let header = response_header(status, resp.headers()).map_err(StreamError::Downstream)?;
+    let mut header = response_header(status, resp.headers()).map_err(StreamError::Downstream)?;
+    with_request_id(session, &mut header).map_err(StreamError::Downstream)?;
     session
         .write_response_header(Box::new(header), false)
         .await
@@ -146,12 +147,20 @@ pub enum StreamError {
 pub async fn relay(session: &mut Session, answer: Answer) -> pingora::Result<()> {
     let mut header = response_header(answer.status, &answer.headers)?;
     header.insert_header("content-length", answer.body.len().to_string())?;
+    with_request_id(session, &mut header)?;
     let empty = answer.body.is_empty();
     session
         .write_response_header(Box::new(header), empty)
         .await?;
     if !empty {
         session.write_response_body(Some(answer.body), true).await?;
+    }
+    Ok(())
+}
+
+fn with_request_id(session: &Session, header: &mut ResponseHeader) -> pingora::Result<()> {
+    if let Some(id) = session.req_header().headers.get(super::proxy::REQUEST_ID) {
+        header.insert_header(super::proxy::REQUEST_ID, id.clone())?;
     }
     Ok(())
 }

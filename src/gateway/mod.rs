@@ -2,6 +2,7 @@
 
 mod filtered;
 mod forward;
+mod login;
 mod params;
 mod proxy;
 mod respond;
@@ -9,6 +10,11 @@ mod routes;
 mod write;
 
 pub use routes::{route, Class, Route};
+
+#[cfg(test)]
+pub fn parse_time_for_tests(s: &str) -> Option<f64> {
+    params::parse_time(s)
+}
 
 use crate::auth::basic::BasicAuth;
 use crate::config::{Config, ConfigErrors, Upstream};
@@ -32,6 +38,12 @@ pub struct Runtime {
     /// Per tenant: the labels injected into written series (tenant label included).
     pub write_labels: HashMap<String, crate::remote_write::LabelSet>,
     pub limiters: crate::limits::Limiters,
+    /// Bearer tokens of the `oidc` providers (None without providers).
+    pub oidc: Option<Arc<crate::auth::oidc::OidcAuth>>,
+    /// Browser sessions (None without `ui.cookie_secret`).
+    pub sessions: Option<Arc<crate::auth::session::Sessions>>,
+    /// Browser login (an `oidc` provider with `client_id` and `redirect_url`, plus sessions).
+    pub login: Option<Arc<crate::auth::session::LoginFlow>>,
 }
 
 impl Runtime {
@@ -60,7 +72,37 @@ impl Runtime {
                 .map_err(|e| format!("tenant {id}: labels to inject: {e}"))?;
             write_labels.insert(id.clone(), set);
         }
+        let oidc = (!config.oidc.is_empty()).then(|| {
+            Arc::new(crate::auth::oidc::OidcAuth::with_options(
+                &config.oidc,
+                client.clone(),
+                crate::auth::oidc::OidcOptions::default(),
+                previous.and_then(|p| p.oidc.as_deref()),
+            ))
+        });
+        // Sessions (and their logout records) survive a reload that keeps the cookie secret.
+        let sessions = match previous.and_then(|p| p.sessions.clone()) {
+            Some(s)
+                if previous.map(|p| p.config.ui.cookie_secret.as_ref())
+                    == Some(config.ui.cookie_secret.as_ref()) =>
+            {
+                Some(s)
+            }
+            _ => crate::auth::session::Sessions::new(&config.ui).map(Arc::new),
+        };
+        let login = match (&oidc, &sessions) {
+            (Some(o), Some(s)) => o.login_issuer().map(|issuer| {
+                crate::auth::session::LoginFlow::new(issuer, s.clone(), client.clone())
+                    .map(Arc::new)
+                    .map_err(|e| format!("browser login: {e}"))
+            }),
+            _ => None,
+        }
+        .transpose()?;
         Ok(Runtime {
+            oidc,
+            sessions,
+            login,
             limiters: crate::limits::Limiters::new(&config, previous.map(|p| &p.limiters)),
             basic: BasicAuth::new(&config),
             client,
@@ -75,9 +117,38 @@ pub struct State {
     pub runtime: ArcSwap<Runtime>,
     pub config_path: PathBuf,
     resolved: Cache<String, std::net::SocketAddr>,
+    /// Requests being handled, for graceful shutdown.
+    active: Arc<std::sync::atomic::AtomicUsize>,
+    pub throttle: crate::auth::throttle::Throttle,
+    /// Runs background work (key refreshes) independent of the listeners.
+    background: tokio::runtime::Runtime,
+}
+
+/// Counts one request as in flight until dropped.
+pub struct ActiveRequest(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for ActiveRequest {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 impl State {
+    /// Starts what a new runtime needs in the background (OIDC key refresh; it ends by itself
+    /// when the runtime is replaced).
+    fn start_background(&self, rt: &Runtime) {
+        if let Some(oidc) = &rt.oidc {
+            let _guard = self.background.enter();
+            oidc.spawn_refresh();
+        }
+    }
+
+    pub fn active_request(&self) -> ActiveRequest {
+        self.active
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        ActiveRequest(self.active.clone())
+    }
+
     /// Loads and validates the config file again; keeps the old runtime on any error.
     pub fn reload(&self) -> Result<(), String> {
         let m = metrics();
@@ -86,6 +157,7 @@ impl State {
             .and_then(|c| Runtime::new(c, Some(&self.runtime.load())));
         match result {
             Ok(rt) => {
+                self.start_background(&rt);
                 self.runtime.store(Arc::new(rt));
                 self.resolved.invalidate_all();
                 m.config_last_reload_successful.set(1);
@@ -125,6 +197,8 @@ fn unix_now() -> i64 {
 /// Runs the gateway until it is told to stop. Never returns on success.
 pub fn run(config_path: &Path) -> Result<(), String> {
     let config = Config::load(config_path).map_err(|e| e.to_string())?;
+    init_logging(&config.logging);
+    crate::access_log::init();
     let runtime = Runtime::new(config.clone(), None)?;
     let m = metrics();
     m.config_last_reload_successful.set(1);
@@ -136,7 +210,16 @@ pub fn run(config_path: &Path) -> Result<(), String> {
             .time_to_live(Duration::from_secs(30))
             .max_capacity(1024)
             .build(),
+        active: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        throttle: Default::default(),
+        background: tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("whizard-background")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the background runtime: {e}"))?,
     });
+    state.start_background(&state.runtime.load());
 
     let conf = ServerConf {
         threads: config.server.threads,
@@ -173,9 +256,114 @@ pub fn run(config_path: &Path) -> Result<(), String> {
         service.add_tcp(&addr.to_string());
         server.add_service(service);
     }
-    spawn_sighup_reloader(state);
+    spawn_sighup_reloader(state.clone());
+    spawn_config_watcher(state.clone());
+    spawn_graceful_exit(state, config.server.grace_period);
     tracing::info!(http = ?config.listen.http, metrics = ?config.listen.metrics, "whizard gateway starting");
     server.run_forever()
+}
+
+fn init_logging(logging: &crate::config::Logging) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WHIZARD_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!(
+            "{},pingora_core=warn,pingora_proxy=warn",
+            logging.level
+        ))
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false);
+    let _ = match logging.format {
+        crate::config::LogFormat::Json => builder.json().try_init(),
+        crate::config::LogFormat::Logfmt => builder.try_init(),
+    };
+}
+
+/// On SIGTERM pingora stops accepting connections and then sleeps for the whole grace period.
+/// This exits as soon as no request is in flight any more (or when the grace period is over),
+/// so a rolling update does not wait for nothing.
+fn spawn_graceful_exit(state: Arc<State>, grace: Duration) {
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async move {
+            let Ok(mut term) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            else {
+                return;
+            };
+            if term.recv().await.is_none() {
+                return;
+            }
+            tracing::info!(
+                grace_seconds = grace.as_secs(),
+                "SIGTERM: finishing in-flight requests"
+            );
+            let deadline = tokio::time::Instant::now() + grace;
+            // Give pingora a moment to close its listeners before counting.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            while state.active.load(std::sync::atomic::Ordering::Acquire) > 0
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let left = state.active.load(std::sync::atomic::Ordering::Acquire);
+            if left > 0 {
+                tracing::warn!(
+                    requests = left,
+                    "grace period over; exiting with requests in flight"
+                );
+            } else {
+                tracing::info!("no request in flight; exiting");
+            }
+            std::process::exit(0);
+        });
+    });
+}
+
+/// Reloads when the config file changes. The directory is watched, not the file, because
+/// Kubernetes updates ConfigMaps and Secrets by swapping a symlink; a reload happens only
+/// when the content really changed.
+fn spawn_config_watcher(state: Arc<State>) {
+    use notify::{RecursiveMode, Watcher};
+    let dir = state
+        .config_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    std::thread::spawn(move || {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut watcher = match notify::recommended_watcher(move |e| {
+            let _ = tx.send(e);
+        }) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot watch the config directory; reload with SIGHUP or /-/reload");
+                return;
+            }
+        };
+        if let Err(e) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
+            tracing::error!(error = %e, dir = %dir.display(), "cannot watch the config directory");
+            return;
+        }
+        let digest = |p: &Path| std::fs::read(p).ok().map(|b| blake3::hash(&b));
+        let mut last = digest(&state.config_path);
+        while rx.recv().is_ok() {
+            // Let a burst of events (write, rename, symlink swap) settle.
+            while rx.recv_timeout(Duration::from_millis(200)).is_ok() {}
+            let now = digest(&state.config_path);
+            if now.is_some() && now != last {
+                last = now;
+                let _ = state.reload();
+            }
+        }
+    });
 }
 
 /// SIGHUP reloads the config, as Prometheus users expect.

@@ -8,15 +8,16 @@ use super::forward::{self, StreamError, UpstreamFailure};
 use super::params::{ParamError, Params, RewriteError};
 use super::respond::{self, Refusal};
 use super::routes::{self, Class};
-use super::{filtered, write, Runtime, State};
-use crate::auth::{AuthError, AuthOutcome, Authenticator, Identity};
+use super::{filtered, login, write, Runtime, State};
+use crate::auth::throttle::Verdict;
+use crate::auth::{AuthError, AuthMethod, AuthOutcome, Authenticator, Identity};
 use crate::config::{QueryKind, Upstream};
 use crate::enforcement::{EnforceError, TenantMatcher};
 use crate::metrics::metrics;
 use crate::tenancy::{self, Operation};
 use async_trait::async_trait;
 use bytes::Bytes;
-use pingora::http::RequestHeader;
+use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType};
@@ -78,6 +79,11 @@ pub struct Ctx {
     uri: Option<http::Uri>,
     /// Concurrent-request slots held until the request ends.
     _inflight: Vec<crate::limits::InflightGuard>,
+    /// Counts the request as in flight for graceful shutdown.
+    _active: Option<super::ActiveRequest>,
+    identity: Option<Arc<Identity>>,
+    /// The upstream the request went to, for the access log.
+    upstream_name: &'static str,
 }
 
 /// Route fields as offsets into the path, so the session can be borrowed mutably afterwards.
@@ -94,6 +100,7 @@ fn offsets(path: &str, part: &str) -> Range<usize> {
 }
 
 const FORM: &str = "application/x-www-form-urlencoded";
+pub const REQUEST_ID: &str = "x-request-id";
 
 #[async_trait]
 impl ProxyHttp for Gateway {
@@ -108,12 +115,25 @@ impl ProxyHttp for Gateway {
             upstream: None,
             uri: None,
             _inflight: Vec::new(),
+            _active: Some(self.state.active_request()),
+            identity: None,
+            upstream_name: "",
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> pingora::Result<bool> {
         let rt = self.state.runtime.load_full();
         ctx.rt = Some(rt.clone());
+        // Keep the client's request id when it is sane, else make one; it travels upstream
+        // with the request and comes back in the answer.
+        let id = crate::access_log::request_id(
+            session
+                .req_header()
+                .headers
+                .get(REQUEST_ID)
+                .map(|v| v.as_bytes()),
+        );
+        session.req_header_mut().insert_header(REQUEST_ID, id)?;
         match self.handle(session, ctx, &rt).await {
             Ok(proxy) => Ok(proxy),
             Err(refusal) => {
@@ -227,9 +247,50 @@ impl ProxyHttp for Gateway {
         m.requests
             .with_label_values(&[ctx.tenant.as_str(), ctx.route, status.as_str()])
             .inc();
+        let elapsed = ctx.start.elapsed().as_secs_f64();
         m.request_duration
             .with_label_values(&[ctx.tenant.as_str(), ctx.route])
-            .observe(ctx.start.elapsed().as_secs_f64());
+            .observe(elapsed);
+        let Some(rt) = ctx.rt.as_ref() else { return };
+        if !rt.config.logging.access_log || self.admin {
+            return;
+        }
+        let req = session.req_header();
+        let client = session
+            .client_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        crate::access_log::log(
+            rt.config.logging.format,
+            &crate::access_log::Entry {
+                request_id: req
+                    .headers
+                    .get(REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or(""),
+                method: req.method.as_str(),
+                route: ctx.route,
+                tenant: &ctx.tenant,
+                user: ctx.identity.as_ref().map(|i| i.name.as_str()).unwrap_or(""),
+                status: status.as_u16(),
+                bytes: session.body_bytes_sent(),
+                duration_seconds: elapsed,
+                upstream: ctx.upstream_name,
+                client: &client,
+            },
+        );
+    }
+
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        _ctx: &mut Ctx,
+    ) -> pingora::Result<()> {
+        if let Some(id) = session.req_header().headers.get(REQUEST_ID) {
+            resp.insert_header(REQUEST_ID, id.clone())?;
+        }
+        Ok(())
     }
 }
 
@@ -340,10 +401,16 @@ impl Gateway {
             Class::Reload => return self.reload(session).await,
             _ if self.admin => return Err(Refusal::new(404, "not found")),
             Class::Metrics => return Err(Refusal::new(404, "not found")),
+            Class::Login | Class::Callback | Class::Logout => {
+                login::handle(session, rt, matched.class).await?;
+                return Ok(true);
+            }
+            Class::Ui if !rt.config.ui.enabled => return Err(Refusal::new(404, "not found")),
             _ => {}
         }
 
         let identity = self.authenticate(session, rt).await?;
+        ctx.identity = Some(identity.clone());
         // Until the scope is known, refusals are counted under the identity's tenants.
         ctx.tenant = identity.tenants.join("|");
         let method = session.req_header().method.clone();
@@ -407,6 +474,16 @@ impl Gateway {
                 "/api/v1/status/tsdb is not available to tenants: Prometheus ignores match[] on it (upstreams.query_kind)",
             ));
         }
+        ctx.upstream_name = match matched.class {
+            Class::RemoteWrite => "receive",
+            Class::Otlp => "otlp",
+            Class::Promql | Class::MatchSelectors | Class::Passthrough => "query",
+            Class::Rules | Class::Alerts => "rules",
+            Class::AmAlerts | Class::AmAlertGroups | Class::AmSilences | Class::AmSilence => {
+                "alertmanager"
+            }
+            _ => "",
+        };
         match matched.class {
             Class::Denied => Err(Refusal::new(
                 403,
@@ -450,13 +527,37 @@ impl Gateway {
                     method,
                     matcher: &matcher,
                     tenant_header: &ctx.tenant,
+                    request_id: session.req_header().headers.get(REQUEST_ID).cloned(),
                 };
                 filtered::handle(session, rt, req).await?;
                 Ok(true)
             }
-            Class::Healthy | Class::Ready | Class::Metrics | Class::Reload => {
-                Err(Refusal::new(404, "not found"))
+            Class::Ui => {
+                // The UI's pages and assets carry no tenant data; its API calls are enforced
+                // like any other read. Passed unchanged to the query upstream.
+                let up = &rt.config.upstreams.query;
+                let pq = session
+                    .req_header()
+                    .uri
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or("/");
+                let uri = format!("{}{}", up.path, pq);
+                ctx.uri = Some(
+                    uri.parse()
+                        .map_err(|_| Refusal::new(400, "invalid request URI"))?,
+                );
+                ctx.upstream = Some(UpstreamKind::Query);
+                ctx.upstream_name = "query";
+                Ok(false)
             }
+            Class::Healthy
+            | Class::Ready
+            | Class::Metrics
+            | Class::Reload
+            | Class::Login
+            | Class::Callback
+            | Class::Logout => Err(Refusal::new(404, "not found")),
         }
     }
 
@@ -505,39 +606,104 @@ impl Gateway {
         }
     }
 
+    /// Runs the authenticators in turn (Basic, bearer token, browser session); the first that
+    /// finds its kind of credentials decides. Repeated failures are throttled.
     async fn authenticate(
         &self,
         session: &mut Session,
         rt: &Runtime,
     ) -> Result<Arc<Identity>, Refusal> {
-        let headers = &session.req_header().headers;
         let m = metrics();
-        let challenge = || {
-            Refusal::new(401, "authentication required")
-                .with_header("www-authenticate", "Basic realm=\"whizard\"")
-        };
-        match rt.basic.authenticate(headers).await {
-            AuthOutcome::Authenticated(identity) => Ok(identity),
-            AuthOutcome::NotApplicable => {
-                m.auth_failures
-                    .with_label_values(&["none", "missing"])
+        let ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let mut buf = [0u8; crate::auth::basic::MAX_CREDENTIALS];
+        let basic_user = session
+            .req_header()
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| crate::auth::basic::parse_basic(v.as_bytes(), &mut buf))
+            .and_then(Result::ok)
+            .and_then(|(u, _)| std::str::from_utf8(u).ok())
+            .map(str::to_string);
+        match self.state.throttle.check(ip, basic_user.as_deref()) {
+            Verdict::Allow => {}
+            Verdict::Delay(d) => {
+                m.auth_throttled
+                    .with_label_values(&["ip_or_user", "delayed"])
                     .inc();
-                Err(challenge())
+                tokio::time::sleep(d).await;
             }
-            AuthOutcome::Failed(e) => {
-                m.auth_failures
-                    .with_label_values(&[rt.basic.method().as_str(), e.reason()])
+            Verdict::Refuse => {
+                m.auth_throttled
+                    .with_label_values(&["ip_or_user", "refused"])
                     .inc();
-                match e {
-                    AuthError::Unavailable => Err(Refusal::new(503, e.to_string())),
-                    _ => {
-                        let mut r = challenge();
-                        r.message = e.to_string();
-                        Err(r)
-                    }
+                return Err(Refusal::new(429, "too many failed logins; try again later")
+                    .with_header("retry-after", "60"));
+            }
+        }
+        let headers = &session.req_header().headers;
+        let mut chain: Vec<&dyn Authenticator> = vec![&rt.basic];
+        if let Some(o) = &rt.oidc {
+            chain.push(o.as_ref());
+        }
+        if let Some(s) = &rt.sessions {
+            chain.push(s.as_ref());
+        }
+        let mut failure = None;
+        for a in chain {
+            match a.authenticate(headers).await {
+                AuthOutcome::NotApplicable => continue,
+                AuthOutcome::Authenticated(identity) => {
+                    self.state.throttle.succeeded(ip);
+                    return Ok(identity);
+                }
+                AuthOutcome::Failed(e) => {
+                    failure = Some((a.method(), e));
+                    break;
                 }
             }
         }
+        let browser_login = rt.login.is_some() && login::is_browser(session);
+        let Some((method, e)) = failure else {
+            m.auth_failures
+                .with_label_values(&["none", "missing"])
+                .inc();
+            if browser_login {
+                return Err(login::to_login(session));
+            }
+            return Err(self.challenge(rt, None, "authentication required"));
+        };
+        m.auth_failures
+            .with_label_values(&[method.as_str(), e.reason()])
+            .inc();
+        match (&e, method) {
+            (AuthError::Unavailable, _) => Err(Refusal::new(503, e.to_string())),
+            (_, AuthMethod::Session) if browser_login => Err(login::to_login(session)),
+            (_, AuthMethod::Bearer) => {
+                self.state.throttle.failed(ip, None);
+                Err(self.challenge(rt, Some(&e), &e.to_string()))
+            }
+            _ => {
+                self.state.throttle.failed(ip, basic_user.as_deref());
+                Err(self.challenge(rt, None, &e.to_string()))
+            }
+        }
+    }
+
+    /// A 401 with the challenges of every configured method.
+    fn challenge(&self, rt: &Runtime, bearer_error: Option<&AuthError>, message: &str) -> Refusal {
+        let mut r =
+            Refusal::new(401, message).with_header("www-authenticate", "Basic realm=\"whizard\"");
+        if rt.oidc.is_some() {
+            let value = crate::auth::oidc::www_authenticate(bearer_error);
+            r = r.with_header(
+                "www-authenticate",
+                value.to_str().unwrap_or("Bearer").to_string(),
+            );
+        }
+        r
     }
 
     async fn read(
@@ -621,6 +787,7 @@ impl Gateway {
                     http::header::ACCEPT,
                     http::header::ACCEPT_ENCODING,
                     http::header::USER_AGENT,
+                    http::HeaderName::from_static(REQUEST_ID),
                 ],
             );
             headers.insert(

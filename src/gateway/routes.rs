@@ -35,6 +35,12 @@ pub enum Class {
     Ready,
     Metrics,
     Reload,
+    /// `/oauth2/login`, `/oauth2/callback`, `/oauth2/logout`: browser login.
+    Login,
+    Callback,
+    Logout,
+    /// The web UI's pages and static assets (behind login, when `ui.enabled`).
+    Ui,
 }
 
 /// A matched route.
@@ -148,7 +154,18 @@ pub fn route(path: &str) -> Option<Route<'_>> {
         "/-/ready" => return Some(local(Class::Ready, "/-/ready", path)),
         "/metrics" => return Some(local(Class::Metrics, "/metrics", path)),
         "/-/reload" => return Some(local(Class::Reload, "/-/reload", path)),
+        "/oauth2/login" => return Some(local(Class::Login, "/oauth2/login", path)),
+        "/oauth2/callback" => return Some(local(Class::Callback, "/oauth2/callback", path)),
+        "/oauth2/logout" => return Some(local(Class::Logout, "/oauth2/logout", path)),
+        "/" | "/graph" | "/alerts" | "/rules" | "/favicon.ico" | "/manifest.json" => {
+            return Some(local(Class::Ui, "ui", path))
+        }
         _ => {}
+    }
+    if let Some(asset) = path.strip_prefix("/static/") {
+        if asset.split('/').all(is_plain_segment) && !asset.contains('%') {
+            return Some(local(Class::Ui, "ui", path));
+        }
     }
     if let Some((class, name)) = classify(path) {
         return Some(Route {
@@ -247,9 +264,35 @@ mod tests {
     }
 
     #[test]
-    fn anything_else_is_not_found() {
+    fn login_and_ui() {
+        assert_eq!(route("/oauth2/login").unwrap().class, Class::Login);
+        assert_eq!(route("/oauth2/callback").unwrap().class, Class::Callback);
+        assert_eq!(route("/oauth2/logout").unwrap().class, Class::Logout);
         for p in [
             "/",
+            "/graph",
+            "/static/js/main.1234.js",
+            "/static/media/x.svg",
+            "/favicon.ico",
+        ] {
+            assert_eq!(route(p).unwrap().class, Class::Ui, "{p}");
+        }
+        for p in [
+            "/static/",
+            "/static/../api/v1/query",
+            "/static//x",
+            "/static/%2e%2e/x",
+            "/t/graph",
+            "/targets",
+            "/config",
+        ] {
+            assert!(route(p).is_none(), "{p}");
+        }
+    }
+
+    #[test]
+    fn anything_else_is_not_found() {
+        for p in [
             "",
             "/api/v1/query/",
             "//api/v1/query",

@@ -85,6 +85,7 @@ pub async fn remote_write(
             http::header::CONTENT_TYPE,
             version.clone(),
             http::header::USER_AGENT,
+            http::HeaderName::from_static(super::proxy::REQUEST_ID),
         ],
     );
     headers.insert(
@@ -149,6 +150,7 @@ pub async fn otlp(session: &mut Session, rt: &Arc<Runtime>, tenant: &str) -> Res
             http::header::CONTENT_TYPE,
             http::header::CONTENT_ENCODING,
             http::header::USER_AGENT,
+            http::HeaderName::from_static(super::proxy::REQUEST_ID),
         ],
     );
     insert_tenant_header(&mut headers, rt, tenant)?;

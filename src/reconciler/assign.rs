@@ -196,7 +196,14 @@ pub fn assign_compactors(
     tenants: &[TenantReq],
     cap: usize,
 ) -> Vec<Slot> {
-    assign(prefix, existing, tenants, cap, Emptied::Drop, compactor_name)
+    assign(
+        prefix,
+        existing,
+        tenants,
+        cap,
+        Emptied::Drop,
+        compactor_name,
+    )
 }
 
 /// The earliest pending removal among `slots`, to requeue at.
@@ -233,7 +240,10 @@ mod tests {
         assert_eq!(
             layout(&s),
             vec![
-                ("svc-local-auto-0".into(), vec!["a".into(), "b".into(), "c".into()]),
+                (
+                    "svc-local-auto-0".into(),
+                    vec!["a".into(), "b".into(), "c".into()]
+                ),
                 ("svc-local-auto-1".into(), vec!["d".into()]),
             ]
         );
@@ -294,7 +304,14 @@ mod tests {
                 deleting_at: None,
             },
         ];
-        let s = assign_ingesters("p", &existing, &shared(&["a", "b", "c", "x", "n"]), 3, H3, 0);
+        let s = assign_ingesters(
+            "p",
+            &existing,
+            &shared(&["a", "b", "c", "x", "n"]),
+            3,
+            H3,
+            0,
+        );
         assert_eq!(s[1].name, "p-auto-1");
         assert_eq!(s[1].tenants, vec!["n".to_string()]);
     }

@@ -153,7 +153,9 @@ pub struct KubernetesVolume {
     pub persistent_volume_claim_retention_policy: Option<Value>,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, JsonSchema,
+)]
 pub struct ObjectReference {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub namespace: String,
@@ -651,10 +653,18 @@ pub struct Retention {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(schema_with = "duration_schema")]
     pub retention_raw: String,
-    #[serde(rename = "retention5m", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "retention5m",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     #[schemars(schema_with = "duration_schema")]
     pub retention_5m: String,
-    #[serde(rename = "retention1h", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "retention1h",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     #[schemars(schema_with = "duration_schema")]
     pub retention_1h: String,
 }
@@ -780,7 +790,8 @@ pub struct GlobalRuleGroupSpec {
 }
 
 /// Every CustomResourceDefinition of the reconciler, in a fixed order.
-pub fn crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
+pub fn crds(
+) -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
 {
     use kube::CustomResourceExt;
     vec![

@@ -129,14 +129,23 @@ mod tests {
     #[test]
     fn empty_upper_takes_lower() {
         let mut u = json!({"a": "", "b": [], "c": {}, "d": null});
-        merge_values(&mut u, &json!({"a": "x", "b": [1], "c": {"k": 1}, "d": 2, "e": 3}));
-        assert_eq!(u, json!({"a": "x", "b": [1], "c": {"k": 1}, "d": 2, "e": 3}));
+        merge_values(
+            &mut u,
+            &json!({"a": "x", "b": [1], "c": {"k": 1}, "d": 2, "e": 3}),
+        );
+        assert_eq!(
+            u,
+            json!({"a": "x", "b": [1], "c": {"k": 1}, "d": 2, "e": 3})
+        );
     }
 
     #[test]
     fn set_upper_wins_including_zero_and_false() {
         let mut u = json!({"replicas": 0, "debug": false, "image": "mine"});
-        merge_values(&mut u, &json!({"replicas": 3, "debug": true, "image": "theirs"}));
+        merge_values(
+            &mut u,
+            &json!({"replicas": 3, "debug": true, "image": "theirs"}),
+        );
         assert_eq!(u, json!({"replicas": 0, "debug": false, "image": "mine"}));
     }
 
@@ -192,10 +201,15 @@ mod tests {
 
     #[test]
     fn flags_replace_append_and_sort() {
-        let gen: Vec<String> = ["receive", "--tsdb.path=/x", "--label=a=\"1\"", "--log.level=info"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let gen: Vec<String> = [
+            "receive",
+            "--tsdb.path=/x",
+            "--label=a=\"1\"",
+            "--log.level=info",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         let extra: Vec<String> = ["--log.level=debug", "--label=b=\"2\"", "tsdb.path=/y"]
             .iter()
             .map(|s| s.to_string())

@@ -1,12 +1,37 @@
-//! The reconciler (see module docs of [`planner`] for the algorithms).
+//! `whizard reconciler`: manages a Thanos stack from Whizard-compatible CRDs
+//! (`monitoring.whizard.io/v1alpha1`).
+//!
+//! Layout: [`crd`] (the 14 kinds) → [`planner`] (pure: CR snapshot + `now` + seed → desired
+//! state; uses [`merge`] for the three configuration layers, [`assign`] for tenant placement
+//! on ingesters/compactors, [`shard`] for Whizard's md5 ruler sharding) → [`render`]
+//! (Kubernetes objects, deterministic YAML for `render --from DIR`) → [`controller`] (kube-rs:
+//! server-side apply, prune, owner references, finalizer, Tenant status, events, backoff).
+//! [`gateway_config`] renders the router hashring and the `whizard gateway` config Secret.
+//!
+//! Level-triggered, one reconcile per `Service`: every Tenant, component CR and rule group
+//! linked to the Service (label `monitoring.whizard.io/service=<ns>.<name>`) is read, the whole
+//! stack is planned, applied and pruned. Placement state lives in the generated Ingester and
+//! Compactor CRs (`spec.tenants`, `ingester-deleting-time` annotation), so it survives restarts
+//! and a planner run is reproducible from the cluster alone.
+//!
+//! Ruler credentials: passwords and argon2id salts derive from a per-Service seed (Secret
+//! `<svc>-credentials-seed` with random bytes, created once; or the Service annotation
+//! `monitoring.whizard.io/credentials-seed`, which makes `render` reproducible). Without either,
+//! `render` uses a fixed placeholder seed and says so in a comment at the top of its output.
 pub mod assign;
+pub mod controller;
+#[cfg(test)]
+mod controller_tests;
 pub mod crd;
 pub mod gateway_config;
 pub mod merge;
 pub mod planner;
 pub mod render;
 pub mod shard;
+#[cfg(test)]
+mod tests;
 
+pub use controller::{run_controller, Error};
 pub use render::{render_dir, render_dir_at, RenderError};
 
 /// The CustomResourceDefinitions as a YAML stream (`whizard crds`).

@@ -338,7 +338,11 @@ pub mod effective {
         layered(&default_query(), &svc.query_template_spec, cr)
     }
     pub fn query_frontend(svc: &ServiceSpec, cr: &QueryFrontendSpec) -> QueryFrontendSpec {
-        layered(&default_query_frontend(), &svc.query_frontend_template_spec, cr)
+        layered(
+            &default_query_frontend(),
+            &svc.query_frontend_template_spec,
+            cr,
+        )
     }
     pub fn store(svc: &ServiceSpec, cr: &StoreSpec) -> StoreSpec {
         layered(&default_store(), &svc.store_template_spec, cr)
@@ -496,9 +500,11 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
         by_storage.entry(t.storage.clone()).or_default().push(t);
     }
     // Make sure storages with only leftover (emptied) ingesters are still planned.
-    for i in inputs.ingesters.iter().filter(|i| {
-        has_service(&i.metadata, &key) && is_managed(&i.metadata)
-    }) {
+    for i in inputs
+        .ingesters
+        .iter()
+        .filter(|i| has_service(&i.metadata, &key) && is_managed(&i.metadata))
+    {
         let st = label(&i.metadata, L::STORAGE).unwrap_or(L::LOCAL_STORAGE);
         let storage = if st == L::LOCAL_STORAGE {
             None
@@ -693,7 +699,6 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
                     retention: custom.then(|| retention.clone()),
                     ..Default::default()
                 },
-                
             });
         }
     }
@@ -714,7 +719,12 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
             .map(|s| s.spec.clone())
             .unwrap_or_default();
         stores.push(Store {
-            metadata: managed_meta(&name, &ns, &key, &[(L::STORAGE, format!("{}.{}", st.0, st.1))]),
+            metadata: managed_meta(
+                &name,
+                &ns,
+                &key,
+                &[(L::STORAGE, format!("{}.{}", st.0, st.1))],
+            ),
             spec: user,
         });
     }
@@ -752,7 +762,11 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
             label(&g.metadata, L::TENANT) == Some(t.id.as_str())
                 && g.metadata.deletion_timestamp.is_none()
         }) {
-            let file = format!("{}-{}.yaml", g.namespace().unwrap_or_default(), g.name_any());
+            let file = format!(
+                "{}-{}.yaml",
+                g.namespace().unwrap_or_default(),
+                g.name_any()
+            );
             files.insert(file, (g.name_any(), g.spec.group.clone()));
         }
         for g in inputs.cluster_rule_groups.iter().filter(|g| {
@@ -763,7 +777,12 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
             files.insert(file, (g.name_any(), g.spec.group.clone()));
         }
         let user = format!("whizard-ruler-{}", t.id);
-        users.push(make_user(&seed, &user, vec![t.id.clone()], &["read", "write"]));
+        users.push(make_user(
+            &seed,
+            &user,
+            vec![t.id.clone()],
+            &["read", "write"],
+        ));
         tenant_status.get_mut(&t.cr_name).unwrap().ruler = Some(ObjectReference {
             namespace: ns.clone(),
             name: name.clone(),
@@ -800,7 +819,11 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
         let eff = effective::ruler(spec, &user_cr);
         let mut files = BTreeMap::new();
         for g in globals {
-            let file = format!("{}-{}.yaml", g.namespace().unwrap_or_default(), g.name_any());
+            let file = format!(
+                "{}-{}.yaml",
+                g.namespace().unwrap_or_default(),
+                g.name_any()
+            );
             files.insert(file, (g.name_any(), g.spec.group.clone()));
         }
         let read_user = "whizard-global-ruler-read".to_string();

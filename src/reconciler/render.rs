@@ -114,7 +114,9 @@ impl Pod {
             instance: instance.to_string(),
             args: Vec::new(),
             common: common.clone(),
-            env: vec![json!({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}})],
+            env: vec![
+                json!({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}),
+            ],
             volumes: Vec::new(),
             mounts: Vec::new(),
             ports: Vec::new(),
@@ -316,8 +318,9 @@ fn thanos_ports(pod: &mut Pod, grpc: bool, remote_write: bool) {
     pod.args.push(format!("--http-address=0.0.0.0:{HTTP_PORT}"));
     if remote_write {
         pod.ports.push(("remote-write".into(), REMOTE_WRITE_PORT));
-        pod.args
-            .push(format!("--remote-write.address=0.0.0.0:{REMOTE_WRITE_PORT}"));
+        pod.args.push(format!(
+            "--remote-write.address=0.0.0.0:{REMOTE_WRITE_PORT}"
+        ));
     }
 }
 
@@ -338,10 +341,20 @@ fn objstore_secret_name(ctx: &Ctx, storage: &(String, String)) -> String {
 }
 
 fn objstore(ctx: &Ctx, pod: &mut Pod, storage: &(String, String)) {
-    pod.mount_secret("objstore", &objstore_secret_name(ctx, storage), OBJSTORE_DIR);
-    pod.args
-        .push(format!("--objstore.config-file={OBJSTORE_DIR}/objstore.yaml"));
-    if let Some(s3) = ctx.plan.storages.get(storage).and_then(|s| s.spec.s3.as_ref()) {
+    pod.mount_secret(
+        "objstore",
+        &objstore_secret_name(ctx, storage),
+        OBJSTORE_DIR,
+    );
+    pod.args.push(format!(
+        "--objstore.config-file={OBJSTORE_DIR}/objstore.yaml"
+    ));
+    if let Some(s3) = ctx
+        .plan
+        .storages
+        .get(storage)
+        .and_then(|s| s.spec.s3.as_ref())
+    {
         for (env, sel) in [
             ("OBJSTORE_ACCESS_KEY", &s3.access_key),
             ("OBJSTORE_SECRET_KEY", &s3.secret_key),
@@ -432,7 +445,10 @@ fn render_ingesters(ctx: &Ctx, out: &mut Vec<Value>) {
         thanos_ports(&mut pod, true, true);
         pod.ports.push(("capnproto".into(), CAPNPROTO_PORT));
         pod.args.extend([
-            format!("--receive.local-endpoint=$(POD_NAME).{headless}.{}.svc:{GRPC_PORT}", ctx.ns),
+            format!(
+                "--receive.local-endpoint=$(POD_NAME).{headless}.{}.svc:{GRPC_PORT}",
+                ctx.ns
+            ),
             format!("--receive.capnproto-address=0.0.0.0:{CAPNPROTO_PORT}"),
             format!("--tsdb.path={DATA_DIR}"),
             format!("--tsdb.retention={}", eff.local_tsdb_retention),
@@ -453,7 +469,13 @@ fn render_ingesters(ctx: &Ctx, out: &mut Vec<Value>) {
         tls_server(ctx, &mut pod);
         pod.args = merge_flags(&pod.args, &eff.common.flags);
         let pvc = data_volume(&mut pod, &eff.data_volume);
-        out.push(statefulset(ctx, &format!("ingester-{n}"), &pod, &headless, pvc));
+        out.push(statefulset(
+            ctx,
+            &format!("ingester-{n}"),
+            &pod,
+            &headless,
+            pvc,
+        ));
         out.push(service(ctx, &headless, &pod, true, None));
     }
 }
@@ -471,8 +493,14 @@ fn render_router(ctx: &Ctx, out: &mut Vec<Value>) {
         pod.args.extend([
             "--receive.hashrings-file=/etc/whizard/hashrings/hashrings.json".to_string(),
             "--receive.hashrings-file-refresh-interval=1m".to_string(),
-            format!("--receive.replication-factor={}", eff.replication_factor.unwrap_or(1)),
-            format!("--receive.replication-protocol={}", eff.replication_protocol),
+            format!(
+                "--receive.replication-factor={}",
+                eff.replication_factor.unwrap_or(1)
+            ),
+            format!(
+                "--receive.replication-protocol={}",
+                eff.replication_protocol
+            ),
             "--label=receive=\"true\"".to_string(),
         ]);
         pod.args.extend(tenancy_flags(ctx));
@@ -488,7 +516,13 @@ fn render_router(ctx: &Ctx, out: &mut Vec<Value>) {
             ]);
         }
         pod.args = merge_flags(&pod.args, &eff.common.flags);
-        out.push(configmap(ctx, &cm, "router", &n, json!({"hashrings.json": rings_text})));
+        out.push(configmap(
+            ctx,
+            &cm,
+            "router",
+            &n,
+            json!({"hashrings.json": rings_text}),
+        ));
         out.push(deployment(ctx, &format!("router-{n}"), &pod));
         out.push(service(ctx, &format!("router-{n}"), &pod, false, None));
     }
@@ -594,15 +628,19 @@ fn render_compactors(ctx: &Ctx, out: &mut Vec<Value>) {
         pod.args = merge_flags(&pod.args, &eff.common.flags);
         let pvc = data_volume(&mut pod, &eff.data_volume);
         let headless = format!("compactor-{n}-operated");
-        out.push(statefulset(ctx, &format!("compactor-{n}"), &pod, &headless, pvc));
+        out.push(statefulset(
+            ctx,
+            &format!("compactor-{n}"),
+            &pod,
+            &headless,
+            pvc,
+        ));
         out.push(service(ctx, &headless, &pod, true, None));
     }
 }
 
 fn nz(s: &str) -> String {
-    if s.is_empty() {
-        "0d".into()
-    } else if s == "0" {
+    if s.is_empty() || s == "0" {
         "0d".into()
     } else {
         s.to_string()
@@ -680,11 +718,19 @@ fn render_rulers(ctx: &Ctx, out: &mut Vec<Value>) {
                 pod.args.push(format!("--alert.label-drop={l}"));
             }
             pod.args.extend(log_flags(&eff.common));
-            pod.mount_secret("gateway-credentials", &creds, "/etc/whizard/gateway-credentials");
+            pod.mount_secret(
+                "gateway-credentials",
+                &creds,
+                "/etc/whizard/gateway-credentials",
+            );
             let mut hash = String::new();
             for (k, files) in bins.iter().enumerate() {
                 let cm = format!("ruler-{n}-rulefiles-{s}-{k}");
-                pod.mount_configmap(&format!("rulefiles-{k}"), &cm, &format!("/etc/thanos/rules/{cm}"));
+                pod.mount_configmap(
+                    &format!("rulefiles-{k}"),
+                    &cm,
+                    &format!("/etc/thanos/rules/{cm}"),
+                );
                 for (f, c) in files {
                     hash.push_str(f);
                     hash.push_str(c);
@@ -692,15 +738,19 @@ fn render_rulers(ctx: &Ctx, out: &mut Vec<Value>) {
                 out.push(configmap(ctx, &cm, "ruler", &inst, json!(files)));
             }
             // Thanos ruler reloads on SIGHUP or /-/reload only; roll pods when rules change.
-            pod.annotations.insert(
-                "monitoring.whizard.io/rules-hash".into(),
-                md5_hex(&hash),
-            );
+            pod.annotations
+                .insert("monitoring.whizard.io/rules-hash".into(), md5_hex(&hash));
             tls_server(ctx, &mut pod);
             pod.args = merge_flags(&pod.args, &eff.common.flags);
             let pvc = data_volume(&mut pod, &eff.data_volume);
             let headless = format!("ruler-{inst}-operated");
-            out.push(statefulset(ctx, &format!("ruler-{inst}"), &pod, &headless, pvc));
+            out.push(statefulset(
+                ctx,
+                &format!("ruler-{inst}"),
+                &pod,
+                &headless,
+                pvc,
+            ));
             out.push(service(ctx, &headless, &pod, true, None));
         }
     }
@@ -718,7 +768,9 @@ fn render_query(ctx: &Ctx, out: &mut Vec<Value>) {
     for st in &ctx.plan.stores {
         let eff = effective::store(ctx.svc, &st.spec);
         for (sts, _, _) in store_partitions(&st.name_any(), &eff) {
-            endpoints.push(format!("--endpoint=dnssrv+_grpc._tcp.{sts}-operated.{ns}.svc"));
+            endpoints.push(format!(
+                "--endpoint=dnssrv+_grpc._tcp.{sts}-operated.{ns}.svc"
+            ));
         }
     }
     for r in &ctx.plan.rulers {
@@ -787,7 +839,13 @@ fn render_query(ctx: &Ctx, out: &mut Vec<Value>) {
         pod.args.extend(log_flags(&eff.common));
         pod.args = merge_flags(&pod.args, &eff.common.flags);
         out.push(deployment(ctx, &format!("query-frontend-{n}"), &pod));
-        out.push(service(ctx, &format!("query-frontend-{n}"), &pod, false, None));
+        out.push(service(
+            ctx,
+            &format!("query-frontend-{n}"),
+            &pod,
+            false,
+            None,
+        ));
     }
 }
 
@@ -808,9 +866,21 @@ fn render_gateways(ctx: &Ctx, out: &mut Vec<Value>) {
         pod.ports.push(("http".into(), GATEWAY_PORT));
         pod.ports.push(("metrics".into(), GATEWAY_METRICS_PORT));
         pod.mount_secret("config", &sec, "/etc/whizard/gateway");
-        out.push(secret(ctx, &sec, "gateway", &n, json!({"gateway.yaml": config})));
+        out.push(secret(
+            ctx,
+            &sec,
+            "gateway",
+            &n,
+            json!({"gateway.yaml": config}),
+        ));
         out.push(deployment(ctx, &format!("gateway-{n}"), &pod));
-        out.push(service(ctx, &format!("gateway-{n}"), &pod, false, g.spec.node_port.or(eff.node_port)));
+        out.push(service(
+            ctx,
+            &format!("gateway-{n}"),
+            &pod,
+            false,
+            g.spec.node_port.or(eff.node_port),
+        ));
     }
 }
 
@@ -838,7 +908,11 @@ fn render_storages(ctx: &Ctx, out: &mut Vec<Value>) {
 
 /// Managed CRs (Ingester, Compactor, Store, Ruler) as they are applied.
 fn managed_crs(plan: &Plan, out: &mut Vec<Value>) {
-    for i in plan.ingesters.iter().filter(|i| planner::is_managed(&i.metadata)) {
+    for i in plan
+        .ingesters
+        .iter()
+        .filter(|i| planner::is_managed(&i.metadata))
+    {
         let mut v = serde_json::to_value(i).unwrap();
         v["spec"] = serde_json::to_value(&i.spec).unwrap();
         out.push(v);
@@ -894,7 +968,7 @@ pub fn render_plan(plan: &Plan, svc: &Service) -> Vec<Value> {
             v["spec"] = json!({});
         }
     }
-    out.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
+    out.sort_by_key(sort_key);
     out
 }
 
@@ -919,7 +993,10 @@ fn sort_key(v: &Value) -> (usize, String, String) {
     }
     (
         idx,
-        v["metadata"]["namespace"].as_str().unwrap_or("").to_string(),
+        v["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_string(),
         v["metadata"]["name"].as_str().unwrap_or("").to_string(),
     )
 }
@@ -970,11 +1047,12 @@ pub fn read_dir(dir: &Path) -> Result<(Vec<Service>, Inputs), RenderError> {
         let text = std::fs::read_to_string(&p).map_err(|e| io(e, &p))?;
         let ps = p.display().to_string();
         for (index, doc) in serde_norway::Deserializer::from_str(&text).enumerate() {
-            let v: Value = serde::Deserialize::deserialize(doc).map_err(|e| RenderError::Parse {
-                path: ps.clone(),
-                index,
-                message: e.to_string(),
-            })?;
+            let v: Value =
+                serde::Deserialize::deserialize(doc).map_err(|e| RenderError::Parse {
+                    path: ps.clone(),
+                    index,
+                    message: e.to_string(),
+                })?;
             if v.is_null() {
                 continue;
             }

@@ -70,7 +70,11 @@ mod tests {
     #[test]
     fn shards_known_inputs() {
         for (file, group, shards, want) in KNOWN_SHARDS {
-            assert_eq!(shard_of(file, group, *shards), *want, "{file}/{group} % {shards}");
+            assert_eq!(
+                shard_of(file, group, *shards),
+                *want,
+                "{file}/{group} % {shards}"
+            );
         }
     }
 

@@ -194,28 +194,20 @@ fn tcp_connects(port: u16) -> bool {
 // HTTP client and small encoders
 // ---------------------------------------------------------------------------------------------
 
-/// A plain-HTTP client for loopback (no proxy, 30s timeout).
+/// A plain-HTTP client for loopback (no proxy, 30s timeout). A new client (and connection
+/// pool) per call: each `#[tokio::test]` has its own runtime, and pooled connections must not
+/// outlive the runtime that opened them.
 pub fn http_client() -> reqwest::Client {
-    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
-    CLIENT
-        .get_or_init(|| {
-            reqwest::Client::builder()
-                .no_proxy()
-                .timeout(scaled(Duration::from_secs(30)))
-                .build()
-                .expect("build reqwest client")
-        })
-        .clone()
-}
-
-/// A fresh client (own connection pool): use one per runtime when a test builds several tokio
-/// runtimes, since pooled connections are bound to the runtime that opened them.
-pub fn new_http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
         .timeout(scaled(Duration::from_secs(30)))
         .build()
         .expect("build reqwest client")
+}
+
+/// Same as [`http_client`].
+pub fn new_http_client() -> reqwest::Client {
+    http_client()
 }
 
 /// Percent-encodes a query-string component (RFC 3986 unreserved characters kept).

@@ -1,0 +1,507 @@
+//! The thin kube adapter: read the CRs of a Service, run the planner and renderer, apply the
+//! result with server-side apply (field manager `whizard-reconciler`), prune what is no longer
+//! wanted, write `status` on Tenants, publish events on errors, back off on failure.
+//!
+//! Ownership: every generated object carries an owner reference to its `Service` CR, so
+//! deleting the Service garbage-collects the stack; the Service carries the finalizer
+//! [`FINALIZER`], whose cleanup clears the status of the Service's Tenants.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use serde_json::{json, Value};
+
+use super::crd::{labels as L, *};
+use super::planner::{self, Inputs};
+use super::render;
+
+pub const FIELD_MANAGER: &str = "whizard-reconciler";
+pub const FINALIZER: &str = "monitoring.whizard.io/reconciler";
+const MAX_CONFLICT_RETRIES: usize = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("plan: {0}")]
+    Plan(#[from] planner::PlanError),
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Reconciler metrics (registered in the default prometheus registry).
+#[derive(Clone)]
+pub struct Metrics {
+    pub reconciles: prometheus::IntCounterVec,
+    pub failures: prometheus::IntCounterVec,
+    pub applied: prometheus::IntCounterVec,
+    pub duration: prometheus::HistogramVec,
+}
+
+impl Metrics {
+    pub fn new(registry: &prometheus::Registry) -> Metrics {
+        let reconciles = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "whizard_reconciler_reconciliations_total",
+                "Reconciliations of a Service.",
+            ),
+            &["service"],
+        )
+        .unwrap();
+        let failures = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "whizard_reconciler_failures_total",
+                "Failed reconciliations of a Service.",
+            ),
+            &["service"],
+        )
+        .unwrap();
+        let applied = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "whizard_reconciler_objects_applied_total",
+                "Objects applied with server-side apply.",
+            ),
+            &["kind"],
+        )
+        .unwrap();
+        let duration = prometheus::HistogramVec::new(
+            prometheus::HistogramOpts::new(
+                "whizard_reconciler_reconcile_duration_seconds",
+                "Duration of one reconciliation.",
+            ),
+            &["service"],
+        )
+        .unwrap();
+        for c in [&reconciles, &failures, &applied] {
+            let _ = registry.register(Box::new(c.clone()));
+        }
+        let _ = registry.register(Box::new(duration.clone()));
+        Metrics {
+            reconciles,
+            failures,
+            applied,
+            duration,
+        }
+    }
+}
+
+pub struct Context {
+    pub client: Client,
+    pub recorder: Option<Recorder>,
+    pub metrics: Metrics,
+    /// Consecutive failures per Service, for exponential backoff.
+    pub failures: Mutex<BTreeMap<String, u32>>,
+    /// Clock (unix seconds); replaceable in tests.
+    pub now: fn() -> u64,
+}
+
+fn system_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Context {
+    pub fn new(client: Client, registry: &prometheus::Registry) -> Context {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Context {
+            recorder: Some(Recorder::new(client.clone(), reporter)),
+            client,
+            metrics: Metrics::new(registry),
+            failures: Mutex::new(BTreeMap::new()),
+            now: system_now,
+        }
+    }
+}
+
+/// Runs the controller until SIGTERM/SIGINT (`whizard reconciler`).
+pub async fn run_controller() -> Result<(), Error> {
+    let client = Client::try_default().await?;
+    let ctx = Arc::new(Context::new(client.clone(), prometheus::default_registry()));
+    let by_service_label = |meta: &kube::api::ObjectMeta| -> Option<ObjectRef<Service>> {
+        let v = meta.labels.as_ref()?.get(L::SERVICE)?;
+        let (ns, name) = v.split_once('.')?;
+        Some(ObjectRef::new(name).within(ns))
+    };
+    let owned =
+        watcher::Config::default().labels(&format!("{}={}", L::MANAGED_BY, L::MANAGED_BY_VALUE));
+    Controller::new(Api::<Service>::all(client.clone()), Default::default())
+        .owns(Api::<Ingester>::all(client.clone()), owned.clone())
+        .owns(Api::<Compactor>::all(client.clone()), owned.clone())
+        .owns(
+            Api::<k8s_openapi::api::apps::v1::StatefulSet>::all(client.clone()),
+            owned.clone(),
+        )
+        .owns(
+            Api::<k8s_openapi::api::apps::v1::Deployment>::all(client.clone()),
+            owned.clone(),
+        )
+        .watches(
+            Api::<Tenant>::all(client.clone()),
+            Default::default(),
+            move |t| by_service_label(&t.metadata),
+        )
+        .watches(
+            Api::<Gateway>::all(client.clone()),
+            Default::default(),
+            move |o| by_service_label(&o.metadata),
+        )
+        .watches(
+            Api::<Router>::all(client.clone()),
+            Default::default(),
+            move |o| by_service_label(&o.metadata),
+        )
+        .watches(
+            Api::<Query>::all(client.clone()),
+            Default::default(),
+            move |o| by_service_label(&o.metadata),
+        )
+        .watches(
+            Api::<GlobalRuleGroup>::all(client.clone()),
+            Default::default(),
+            move |o| by_service_label(&o.metadata),
+        )
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            match res {
+                Ok((obj, _)) => tracing::debug!(service = %obj, "reconciled"),
+                Err(e) => tracing::warn!(error = %e, "reconcile failed"),
+            }
+        })
+        .await;
+    Ok(())
+}
+
+/// One reconciliation of a Service (finalizer-wrapped).
+pub async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = svc.namespace().unwrap_or_default();
+    let key = planner::service_key(&svc);
+    ctx.metrics.reconciles.with_label_values(&[&key]).inc();
+    let _timer = ctx
+        .metrics
+        .duration
+        .with_label_values(&[&key])
+        .start_timer();
+    let api: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
+    let res = finalizer(&api, FINALIZER, svc.clone(), |event| async {
+        match event {
+            FinalizerEvent::Apply(svc) => apply_service(&svc, &ctx).await,
+            FinalizerEvent::Cleanup(svc) => cleanup_service(&svc, &ctx).await,
+        }
+    })
+    .await;
+    match res {
+        Ok(action) => {
+            ctx.failures.lock().unwrap().remove(&key);
+            Ok(action)
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            if let Some(rec) = &ctx.recorder {
+                let _ = rec
+                    .publish(
+                        &Event {
+                            type_: EventType::Warning,
+                            reason: "ReconcileFailed".into(),
+                            note: Some(msg.chars().take(1000).collect()),
+                            action: "Reconcile".into(),
+                            secondary: None,
+                        },
+                        &svc.object_ref(&()),
+                    )
+                    .await;
+            }
+            Err(Error::Finalizer(msg))
+        }
+    }
+}
+
+/// Exponential backoff per Service: 5s, 10s, 20s, ... capped at 5 minutes.
+pub fn error_policy(svc: Arc<Service>, _err: &Error, ctx: Arc<Context>) -> Action {
+    let key = planner::service_key(&svc);
+    ctx.metrics.failures.with_label_values(&[&key]).inc();
+    let mut f = ctx.failures.lock().unwrap();
+    let n = f.entry(key).or_insert(0);
+    *n = n.saturating_add(1);
+    Action::requeue(backoff(*n))
+}
+
+pub fn backoff(failures: u32) -> Duration {
+    let secs = 5u64.saturating_mul(1u64 << failures.saturating_sub(1).min(16));
+    Duration::from_secs(secs.min(300))
+}
+
+async fn list_ns<K>(client: &Client, ns: &str) -> Result<Vec<K>, Error>
+where
+    K: Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    Ok(api.list(&ListParams::default()).await?.items)
+}
+
+async fn list_all<K>(client: &Client) -> Result<Vec<K>, Error>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let api: Api<K> = Api::all(client.clone());
+    Ok(api.list(&ListParams::default()).await?.items)
+}
+
+/// Reads everything the planner needs for `svc`.
+pub async fn load_inputs(svc: &Service, ctx: &Context) -> Result<Inputs, Error> {
+    let c = &ctx.client;
+    let ns = svc.namespace().unwrap_or_default();
+    let seed = ensure_seed(svc, ctx).await?;
+    Ok(Inputs {
+        service: svc.clone(),
+        storages: list_ns(c, &ns).await?,
+        tenants: list_all(c).await?,
+        gateways: list_ns(c, &ns).await?,
+        routers: list_ns(c, &ns).await?,
+        queries: list_ns(c, &ns).await?,
+        query_frontends: list_ns(c, &ns).await?,
+        ingesters: list_ns(c, &ns).await?,
+        compactors: list_ns(c, &ns).await?,
+        stores: list_ns(c, &ns).await?,
+        rulers: list_ns(c, &ns).await?,
+        rule_groups: list_all(c).await?,
+        cluster_rule_groups: list_all(c).await?,
+        global_rule_groups: list_ns(c, &ns).await?,
+        now: (ctx.now)(),
+        seed,
+    })
+}
+
+fn seed_secret_name(svc: &Service) -> String {
+    format!("{}-credentials-seed", svc.name_any())
+}
+
+/// The credentials seed lives in a Secret `<svc>-credentials-seed` created once with random
+/// bytes (unless the Service pins one with the `credentials-seed` annotation).
+async fn ensure_seed(svc: &Service, ctx: &Context) -> Result<String, Error> {
+    use k8s_openapi::api::core::v1::Secret;
+    if let Some(s) = svc.annotations().get(L::CREDENTIALS_SEED) {
+        return Ok(s.clone());
+    }
+    let ns = svc.namespace().unwrap_or_default();
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let name = seed_secret_name(svc);
+    if let Some(sec) = api.get_opt(&name).await? {
+        if let Some(v) = sec.data.as_ref().and_then(|d| d.get("seed")) {
+            return Ok(String::from_utf8_lossy(&v.0).into_owned());
+        }
+    }
+    let mut bytes = [0u8; 32];
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| Error::Other(format!("reading /dev/urandom: {e}")))?;
+    let seed: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut obj = json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": name, "namespace": ns, "labels": {
+            L::MANAGED_BY: L::MANAGED_BY_VALUE, L::SERVICE: planner::service_key(svc)}},
+        "stringData": {"seed": seed},
+    });
+    set_owner(&mut obj, svc);
+    // Create, not apply: a concurrent creator wins and we read theirs next time.
+    let sec: Secret = serde_json::from_value(obj).map_err(|e| Error::Other(e.to_string()))?;
+    match api.create(&Default::default(), &sec).await {
+        Ok(_) => Ok(seed),
+        Err(kube::Error::Api(e)) if e.code == 409 => Err(Error::Other(
+            "credentials seed Secret created concurrently; retrying".into(),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn set_owner(obj: &mut Value, svc: &Service) {
+    if let Some(o) = svc.controller_owner_ref(&()) {
+        obj["metadata"]["ownerReferences"] = json!([o]);
+    }
+}
+
+fn api_for(client: &Client, obj: &Value) -> Result<(Api<DynamicObject>, ApiResource), Error> {
+    let api_version = obj["apiVersion"].as_str().unwrap_or_default();
+    let kind = obj["kind"].as_str().unwrap_or_default();
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let gvk = GroupVersionKind::gvk(group, version, kind);
+    let plural = match kind {
+        "Query" => "queries".to_string(),
+        k => format!("{}s", k.to_lowercase()),
+    };
+    let ar = ApiResource::from_gvk_with_plural(&gvk, &plural);
+    let ns = obj["metadata"]["namespace"].as_str().unwrap_or_default();
+    Ok((Api::namespaced_with(client.clone(), ns, &ar), ar))
+}
+
+/// Server-side apply of one object, retrying on 409 conflicts.
+pub async fn apply_object(client: &Client, obj: &Value) -> Result<(), Error> {
+    let (api, _) = api_for(client, obj)?;
+    let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    let mut attempt = 0;
+    loop {
+        match api.patch(name, &pp, &Patch::Apply(obj)).await {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 409 && attempt < MAX_CONFLICT_RETRIES => {
+                attempt += 1;
+                tracing::info!(name, attempt, "conflict applying; retrying");
+                tokio::time::sleep(Duration::from_millis(50 * attempt as u64)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Kinds the reconciler generates, for pruning: `(apiVersion, kind)`.
+pub const PRUNED_KINDS: &[(&str, &str)] = &[
+    (API_VERSION, "Ingester"),
+    (API_VERSION, "Compactor"),
+    (API_VERSION, "Store"),
+    (API_VERSION, "Ruler"),
+    ("apps/v1", "StatefulSet"),
+    ("apps/v1", "Deployment"),
+    ("v1", "Service"),
+    ("v1", "ConfigMap"),
+    ("v1", "Secret"),
+];
+
+/// Deletes managed objects of the Service that are not in `desired`.
+pub async fn prune(client: &Client, svc: &Service, desired: &[Value]) -> Result<usize, Error> {
+    let ns = svc.namespace().unwrap_or_default();
+    let keep: BTreeSet<(String, String)> = desired
+        .iter()
+        .map(|o| {
+            (
+                o["kind"].as_str().unwrap_or_default().to_string(),
+                o["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect();
+    let selector = format!(
+        "{}={},{}={}",
+        L::MANAGED_BY,
+        L::MANAGED_BY_VALUE,
+        L::SERVICE,
+        planner::service_key(svc)
+    );
+    let mut deleted = 0;
+    for (api_version, kind) in PRUNED_KINDS {
+        let probe = json!({"apiVersion": api_version, "kind": kind, "metadata": {"namespace": ns}});
+        let (api, _) = api_for(client, &probe)?;
+        let list = api.list(&ListParams::default().labels(&selector)).await?;
+        for o in list.items {
+            let name = o.name_any();
+            if *kind == "Secret" && name == seed_secret_name(svc) {
+                continue;
+            }
+            if !keep.contains(&(kind.to_string(), name.clone())) {
+                match api.delete(&name, &DeleteParams::background()).await {
+                    Ok(_) => deleted += 1,
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+    }
+    Ok(deleted)
+}
+
+/// Writes `status` of each Tenant (merge patch on the status subresource).
+pub async fn write_tenant_status(
+    client: &Client,
+    status: &BTreeMap<String, TenantStatus>,
+) -> Result<(), Error> {
+    let api: Api<Tenant> = Api::all(client.clone());
+    for (name, st) in status {
+        let patch = json!({"status": st});
+        let mut attempt = 0;
+        loop {
+            match api
+                .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => break,
+                Err(kube::Error::Api(e)) if e.code == 404 => break,
+                Err(kube::Error::Api(e)) if e.code == 409 && attempt < MAX_CONFLICT_RETRIES => {
+                    attempt += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn apply_service(svc: &Service, ctx: &Context) -> Result<Action, Error> {
+    let inputs = load_inputs(svc, ctx).await?;
+    let plan = planner::plan(&inputs)?;
+    let mut objects = render::render_plan(&plan, svc);
+    for o in &mut objects {
+        set_owner(o, svc);
+        apply_object(&ctx.client, o).await?;
+        ctx.metrics
+            .applied
+            .with_label_values(&[o["kind"].as_str().unwrap_or_default()])
+            .inc();
+    }
+    prune(&ctx.client, svc, &objects).await?;
+    write_tenant_status(&ctx.client, &plan.tenant_status).await?;
+    let now = inputs.now;
+    Ok(match plan.requeue_at {
+        Some(at) => Action::requeue(Duration::from_secs(at.saturating_sub(now).max(1))),
+        None => Action::requeue(Duration::from_secs(300)),
+    })
+}
+
+async fn cleanup_service(svc: &Service, ctx: &Context) -> Result<Action, Error> {
+    // Generated objects are garbage-collected through their owner references; clear the
+    // status of the Service's tenants so they do not point at deleted components.
+    let key = planner::service_key(svc);
+    let tenants: Vec<Tenant> = list_all(&ctx.client).await?;
+    let api: Api<Tenant> = Api::all(ctx.client.clone());
+    for t in tenants
+        .iter()
+        .filter(|t| t.labels().get(L::SERVICE) == Some(&key))
+    {
+        let patch = json!({"status": null});
+        match api
+            .patch_status(
+                &t.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(Action::await_change())
+}

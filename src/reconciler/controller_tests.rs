@@ -1,0 +1,341 @@
+//! The adapter against a scripted API server (tower-test mock): the exact conversation of a
+//! reconcile (lists, server-side applies, a 409 conflict and its retry, pruning deletes,
+//! Tenant status with a conflict and retry) and of a deletion (finalizer cleanup).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use http::{Request, Response, StatusCode};
+use kube::client::Body;
+use kube::runtime::controller::Action;
+use kube::Client;
+use serde_json::{json, Value};
+
+use super::controller::{self, Context, Metrics};
+use super::crd::{labels as L, *};
+
+type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+#[derive(Debug, Clone)]
+struct Call {
+    method: String,
+    path: String,
+    query: String,
+    body: Value,
+}
+
+/// What the fake API server knows.
+struct World {
+    tenants: Vec<Value>,
+    /// (kind plural path segment) → items returned by LISTs in the service namespace.
+    lists: BTreeMap<String, Vec<Value>>,
+    /// Path suffixes whose first server-side apply is answered 409.
+    conflict_once: Vec<String>,
+    /// Tenants whose first status patch is answered 409.
+    status_conflict_once: Vec<String>,
+}
+
+fn status_error(code: u16, reason: &str) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+           "message": reason, "reason": reason, "code": code})
+}
+
+fn respond(code: StatusCode, body: Value) -> Response<Body> {
+    Response::builder()
+        .status(code)
+        .header("content-type", "application/json")
+        .body(Body::from(serde_json::to_vec(&body).unwrap()))
+        .unwrap()
+}
+
+/// Serves requests until the client side is dropped; returns every call seen.
+async fn serve(mut handle: Handle, mut world: World) -> Vec<Call> {
+    let mut calls = Vec::new();
+    while let Some((req, send)) = handle.next_request().await {
+        let method = req.method().to_string();
+        let path = req.uri().path().to_string();
+        let query = req.uri().query().unwrap_or("").to_string();
+        let bytes = req.into_body().collect_bytes().await.unwrap();
+        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        calls.push(Call {
+            method: method.clone(),
+            path: path.clone(),
+            query: query.clone(),
+            body: body.clone(),
+        });
+        let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let resp = match method.as_str() {
+            "GET" => {
+                let plural = *segs.last().unwrap();
+                let items = if plural == "tenants" {
+                    world.tenants.clone()
+                } else {
+                    world.lists.get(plural).cloned().unwrap_or_default()
+                };
+                respond(
+                    StatusCode::OK,
+                    json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "1"}, "items": items}),
+                )
+            }
+            "PATCH" if segs.last() == Some(&"status") => {
+                let name = segs[segs.len() - 2].to_string();
+                if let Some(i) = world.status_conflict_once.iter().position(|n| *n == name) {
+                    world.status_conflict_once.remove(i);
+                    respond(StatusCode::CONFLICT, status_error(409, "Conflict"))
+                } else {
+                    let mut t = world
+                        .tenants
+                        .iter()
+                        .find(|t| t["metadata"]["name"] == name.as_str())
+                        .cloned()
+                        .unwrap_or(json!({"apiVersion": API_VERSION, "kind": "Tenant", "metadata": {"name": name}, "spec": {}}));
+                    t["status"] = body["status"].clone();
+                    respond(StatusCode::OK, t)
+                }
+            }
+            "PATCH" => {
+                let name = segs.last().unwrap().to_string();
+                if let Some(i) = world
+                    .conflict_once
+                    .iter()
+                    .position(|p| path.ends_with(p.as_str()))
+                {
+                    world.conflict_once.remove(i);
+                    respond(StatusCode::CONFLICT, status_error(409, "Conflict"))
+                } else if query.contains("fieldManager") && body.is_object() {
+                    let mut b = body.clone();
+                    b["metadata"]["resourceVersion"] = json!("2");
+                    b["metadata"]["uid"] = json!(format!("uid-{name}"));
+                    respond(StatusCode::OK, b)
+                } else {
+                    // JSON patch (finalizer add/remove): answer with a Service.
+                    respond(
+                        StatusCode::OK,
+                        json!({"apiVersion": API_VERSION, "kind": "Service",
+                               "metadata": {"name": name, "namespace": "whizard", "uid": "svc-uid"}, "spec": {}}),
+                    )
+                }
+            }
+            "DELETE" => respond(
+                StatusCode::OK,
+                json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}),
+            ),
+            _ => respond(StatusCode::NOT_FOUND, status_error(404, "NotFound")),
+        };
+        send.send_response(resp);
+    }
+    calls
+}
+
+fn service(deleting: bool) -> Service {
+    let mut v = json!({
+        "apiVersion": API_VERSION, "kind": "Service",
+        "metadata": {"name": "central", "namespace": "whizard", "uid": "svc-uid",
+                     "finalizers": [controller::FINALIZER],
+                     "annotations": {L::CREDENTIALS_SEED: "test-seed"}},
+        "spec": {"tenantHeader": "THANOS-TENANT"}
+    });
+    if deleting {
+        v["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+    }
+    serde_json::from_value(v).unwrap()
+}
+
+fn tenant(name: &str) -> Value {
+    json!({"apiVersion": API_VERSION, "kind": "Tenant",
+           "metadata": {"name": name, "labels": {L::SERVICE: "whizard.central", L::STORAGE: "local"}},
+           "spec": {}})
+}
+
+fn stale_statefulset() -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+           "metadata": {"name": "ingester-gone", "namespace": "whizard",
+                        "labels": {L::MANAGED_BY: L::MANAGED_BY_VALUE, L::SERVICE: "whizard.central"}},
+           "spec": {}})
+}
+
+fn context(client: Client) -> Arc<Context> {
+    Arc::new(Context {
+        client,
+        recorder: None,
+        metrics: Metrics::new(&prometheus::Registry::new()),
+        failures: Mutex::new(BTreeMap::new()),
+        now: || 1_000,
+    })
+}
+
+async fn run(world: World, svc: Service) -> (Result<Action, controller::Error>, Vec<Call>) {
+    let (mock, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let server = tokio::spawn(serve(handle, world));
+    let client = Client::new(mock, "default");
+    let ctx = context(client);
+    let res = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        controller::reconcile(Arc::new(svc), ctx.clone()),
+    )
+    .await
+    .expect("reconcile hung");
+    drop(ctx);
+    let calls = server.await.unwrap();
+    (res, calls)
+}
+
+#[tokio::test]
+async fn reconcile_conversation_with_conflicts_and_prune() {
+    let mut lists = BTreeMap::new();
+    lists.insert("statefulsets".to_string(), vec![stale_statefulset()]);
+    let world = World {
+        tenants: vec![tenant("team-a")],
+        lists,
+        conflict_once: vec!["/deployments/gateway-central".into()],
+        status_conflict_once: vec!["team-a".into()],
+    };
+    let (res, calls) = run(world, service(false)).await;
+    let action = res.expect("reconcile ok");
+    assert_eq!(action, Action::requeue(std::time::Duration::from_secs(300)));
+
+    // Server-side apply with our field manager, force, and an owner reference to the Service.
+    let applies: Vec<&Call> = calls
+        .iter()
+        .filter(|c| c.method == "PATCH" && c.query.contains("fieldManager=whizard-reconciler"))
+        .collect();
+    assert!(applies.iter().all(|c| c.query.contains("force=true")));
+    for c in &applies {
+        assert_eq!(
+            c.body["metadata"]["ownerReferences"][0]["uid"], "svc-uid",
+            "{}",
+            c.path
+        );
+        assert_eq!(c.body["metadata"]["ownerReferences"][0]["controller"], true);
+    }
+    // The Ingester CR for team-a was created (applied) ...
+    assert!(applies.iter().any(|c| c.path
+        == "/apis/monitoring.whizard.io/v1alpha1/namespaces/whizard/ingesters/central-local-auto-0"
+        && c.body["spec"]["tenants"] == json!(["team-a"])));
+    // ... and the gateway Deployment was applied twice: a 409, then the retry.
+    let gw: Vec<_> = applies
+        .iter()
+        .filter(|c| c.path == "/apis/apps/v1/namespaces/whizard/deployments/gateway-central")
+        .collect();
+    assert_eq!(gw.len(), 2);
+    // Pruning deleted the stale StatefulSet and nothing else.
+    let deletes: Vec<&str> = calls
+        .iter()
+        .filter(|c| c.method == "DELETE")
+        .map(|c| c.path.as_str())
+        .collect();
+    assert_eq!(
+        deletes,
+        vec!["/apis/apps/v1/namespaces/whizard/statefulsets/ingester-gone"]
+    );
+    // Pruning lists by the managed-by + service labels.
+    assert!(calls.iter().any(|c| c.method == "GET"
+        && c.path == "/apis/apps/v1/namespaces/whizard/statefulsets"
+        && c.query
+            .contains("labelSelector=app.kubernetes.io%2Fmanaged-by%3Dwhizard-reconciler")));
+    // Tenant status: 409 then a successful retry carrying the ingester and ruler.
+    let status: Vec<&Call> = calls
+        .iter()
+        .filter(|c| c.path == "/apis/monitoring.whizard.io/v1alpha1/tenants/team-a/status")
+        .collect();
+    assert_eq!(status.len(), 2);
+    assert_eq!(
+        status[1].body["status"]["ingester"],
+        json!({"namespace": "whizard", "name": "central-local-auto-0"})
+    );
+    assert_eq!(status[1].body["status"]["ruler"]["name"], "team-a");
+}
+
+#[tokio::test]
+async fn update_keeps_existing_placement() {
+    // The cluster already holds team-a in auto-1 (e.g. after earlier churn): adding team-b must
+    // not move team-a, and team-b fills the hole at auto-0.
+    let mut lists = BTreeMap::new();
+    lists.insert(
+        "ingesters".to_string(),
+        vec![json!({"apiVersion": API_VERSION, "kind": "Ingester",
+            "metadata": {"name": "central-local-auto-1", "namespace": "whizard",
+                "labels": {L::MANAGED_BY: L::MANAGED_BY_VALUE, L::SERVICE: "whizard.central", L::STORAGE: "local"}},
+            "spec": {"tenants": ["team-a"]}})],
+    );
+    let world = World {
+        tenants: vec![tenant("team-a"), tenant("team-b")],
+        lists,
+        conflict_once: vec![],
+        status_conflict_once: vec![],
+    };
+    let (res, calls) = run(world, service(false)).await;
+    res.unwrap();
+    let ing = |name: &str| {
+        calls
+            .iter()
+            .find(|c| c.method == "PATCH" && c.path.ends_with(&format!("/ingesters/{name}")))
+            .map(|c| c.body["spec"]["tenants"].clone())
+    };
+    assert_eq!(ing("central-local-auto-1"), Some(json!(["team-a"])));
+    assert_eq!(ing("central-local-auto-0"), Some(json!(["team-b"])));
+    // Nothing deleted: the listed Ingester is still desired.
+    assert!(!calls.iter().any(|c| c.method == "DELETE"));
+}
+
+#[tokio::test]
+async fn delete_runs_finalizer_cleanup() {
+    let world = World {
+        tenants: vec![tenant("team-a")],
+        lists: BTreeMap::new(),
+        conflict_once: vec![],
+        status_conflict_once: vec![],
+    };
+    let (res, calls) = run(world, service(true)).await;
+    assert_eq!(res.unwrap(), Action::await_change());
+    // No applies while deleting; the tenant's status is cleared; the finalizer is removed.
+    assert!(!calls
+        .iter()
+        .any(|c| c.method == "PATCH" && c.query.contains("fieldManager=whizard-reconciler")));
+    let status = calls
+        .iter()
+        .find(|c| c.path == "/apis/monitoring.whizard.io/v1alpha1/tenants/team-a/status")
+        .expect("status cleared");
+    assert_eq!(status.body, json!({"status": null}));
+    let last = calls.last().unwrap();
+    assert_eq!(last.method, "PATCH");
+    assert_eq!(
+        last.path,
+        "/apis/monitoring.whizard.io/v1alpha1/namespaces/whizard/services/central"
+    );
+    assert!(last.body.to_string().contains("remove"), "{}", last.body);
+}
+
+#[tokio::test]
+async fn api_errors_surface_and_back_off() {
+    // A 403 on apply fails the reconcile; the error policy backs off exponentially.
+    let (mock, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let server = tokio::spawn(async move {
+        while let Some((req, send)) = handle.next_request().await {
+            if req.method() == "GET" {
+                send.send_response(respond(
+                    StatusCode::OK,
+                    json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": []}),
+                ));
+            } else {
+                send.send_response(respond(
+                    StatusCode::FORBIDDEN,
+                    status_error(403, "Forbidden"),
+                ));
+            }
+        }
+    });
+    let ctx = context(Client::new(mock, "default"));
+    let svc = Arc::new(service(false));
+    let err = controller::reconcile(svc.clone(), ctx.clone())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("Forbidden"), "{err}");
+    let a1 = controller::error_policy(svc.clone(), &err, ctx.clone());
+    let a2 = controller::error_policy(svc.clone(), &err, ctx.clone());
+    assert_eq!(a1, Action::requeue(std::time::Duration::from_secs(5)));
+    assert_eq!(a2, Action::requeue(std::time::Duration::from_secs(10)));
+    assert_eq!(controller::backoff(20), std::time::Duration::from_secs(300));
+    drop(ctx);
+    server.await.unwrap();
+}
