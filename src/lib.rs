@@ -1,8 +1,9 @@
-//! whizard: a multi-tenant gateway (and, later, reconciler) in front of Thanos.
+//! whizard: a multi-tenant gateway and a reconciler for a shared Thanos.
 //!
 //! Module map: `config` (one typed model, validated once) → `auth` (who is calling) →
 //! `tenancy` (which tenants a request acts for) → `enforcement` (PromQL and `match[]`, pure) and
-//! `remote_write` (codec, pure) → `gateway` (the pingora glue: routing table → handlers).
+//! `remote_write` (codec, pure) → `gateway` (the pingora glue: routing table → handlers);
+//! `reconciler`: Whizard-compatible CRDs → a pure planner → Kubernetes objects (kube-rs adapter).
 
 pub mod access_log;
 pub mod auth;
@@ -11,5 +12,6 @@ pub mod enforcement;
 pub mod gateway;
 pub mod limits;
 pub mod metrics;
+pub mod reconciler;
 pub mod remote_write;
 pub mod tenancy;

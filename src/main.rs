@@ -19,17 +19,37 @@ enum Command {
         /// The gateway config file (YAML).
         #[arg(long)]
         config: PathBuf,
+        /// Take over the listening sockets of a running gateway (zero-downtime upgrade): start
+        /// this, then send SIGQUIT to the old process.
+        #[arg(long)]
+        upgrade: bool,
     },
     /// Validates a gateway config file and prints every error.
     CheckConfig { file: PathBuf },
     /// Reads a password on stdin and prints an argon2id PHC string for `password_hash`.
     HashPassword,
+    /// Runs the Kubernetes controller (or, with `render`, prints what it would apply).
+    Reconciler {
+        #[command(subcommand)]
+        command: Option<ReconcilerCommand>,
+    },
+    /// Prints the CustomResourceDefinitions as YAML.
+    Crds,
+}
+
+#[derive(Subcommand)]
+enum ReconcilerCommand {
+    /// Reads CR YAML files from DIR and prints every object the reconciler would apply.
+    Render {
+        #[arg(long)]
+        from: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Gateway { config } => match whizard::gateway::run(&config) {
+        Command::Gateway { config, upgrade } => match whizard::gateway::run(&config, upgrade) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("whizard gateway: {e}");
@@ -51,6 +71,45 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Crds => {
+            print!("{}", whizard::reconciler::crds_yaml());
+            ExitCode::SUCCESS
+        }
+        Command::Reconciler {
+            command: Some(ReconcilerCommand::Render { from }),
+        } => match whizard::reconciler::render_dir(&from) {
+            Ok(yaml) => {
+                print!("{yaml}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("whizard reconciler render: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Reconciler { command: None } => {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_env("WHIZARD_LOG")
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                )
+                .with_ansi(false)
+                .try_init();
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("whizard reconciler: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(whizard::reconciler::run_controller()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("whizard reconciler: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::HashPassword => {
             let mut input = String::new();
             if let Err(e) = std::io::stdin().read_to_string(&mut input) {

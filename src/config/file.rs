@@ -52,6 +52,8 @@ pub struct ListenTls {
     pub client_ca_file: Option<String>,
     pub client_auth: Option<String>,
     pub min_version: Option<String>,
+    /// Serve an expired certificate instead of refusing to start (default false).
+    pub allow_expired: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -195,4 +197,6 @@ pub struct Server {
     pub grace_period_seconds: Option<u64>,
     /// Seconds a verified Basic Auth credential stays cached.
     pub auth_cache_ttl_seconds: Option<u64>,
+    /// Unix socket for handing the listeners to a new process (`--upgrade`).
+    pub upgrade_socket: Option<String>,
 }

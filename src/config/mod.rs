@@ -67,6 +67,8 @@ pub struct ListenTls {
     pub client_ca_file: Option<PathBuf>,
     pub client_auth: ClientAuth,
     pub min_version: TlsVersion,
+    /// Serve an expired certificate instead of refusing to start.
+    pub allow_expired: bool,
 }
 
 /// One upstream endpoint, split the way the proxy needs it.
@@ -252,6 +254,7 @@ pub struct Ui {
 #[derive(Debug, Clone)]
 pub struct Server {
     pub threads: usize,
+    pub upgrade_socket: PathBuf,
     pub grace_period: Duration,
     pub auth_cache_ttl: Duration,
 }
@@ -995,6 +998,12 @@ impl Validator<'_> {
                 .max(1),
             grace_period: Duration::from_secs(raw.server.grace_period_seconds.unwrap_or(30)),
             auth_cache_ttl: Duration::from_secs(raw.server.auth_cache_ttl_seconds.unwrap_or(300)),
+            upgrade_socket: PathBuf::from(
+                raw.server
+                    .upgrade_socket
+                    .clone()
+                    .unwrap_or_else(|| "/tmp/whizard_upgrade.sock".into()),
+            ),
         };
 
         let logging = Logging {
@@ -1106,6 +1115,7 @@ impl Validator<'_> {
             client_ca_file,
             client_auth,
             min_version,
+            allow_expired: t.allow_expired.unwrap_or(false),
         })
     }
 }

@@ -7,6 +7,7 @@ mod params;
 mod proxy;
 mod respond;
 mod routes;
+pub mod tls;
 mod write;
 
 pub use routes::{route, Class, Route};
@@ -49,7 +50,7 @@ pub struct Runtime {
 impl Runtime {
     /// Builds the runtime of `config`; limiter state carries over from `previous`.
     pub fn new(config: Config, previous: Option<&Runtime>) -> Result<Runtime, String> {
-        let client = reqwest::Client::builder()
+        let client = tls::upstream_client_builder(config.upstreams.tls.as_ref())?
             .connect_timeout(config.upstreams.connect_timeout)
             .timeout(config.upstreams.timeout)
             .pool_idle_timeout(Duration::from_secs(60))
@@ -195,7 +196,7 @@ fn unix_now() -> i64 {
 }
 
 /// Runs the gateway until it is told to stop. Never returns on success.
-pub fn run(config_path: &Path) -> Result<(), String> {
+pub fn run(config_path: &Path, upgrade: bool) -> Result<(), String> {
     let config = Config::load(config_path).map_err(|e| e.to_string())?;
     init_logging(&config.logging);
     crate::access_log::init();
@@ -225,11 +226,15 @@ pub fn run(config_path: &Path) -> Result<(), String> {
         threads: config.server.threads,
         grace_period_seconds: Some(config.server.grace_period.as_secs()),
         graceful_shutdown_timeout_seconds: Some(5),
-        upgrade_sock: format!("/tmp/whizard_upgrade_{}.sock", std::process::id()),
+        upgrade_sock: config.server.upgrade_socket.display().to_string(),
         pid_file: format!("/tmp/whizard_{}.pid", std::process::id()),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let opt = pingora::server::configuration::Opt {
+        upgrade,
+        ..Default::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
     server.bootstrap();
 
     let main = proxy::Gateway::new(state.clone(), config.listen.metrics.is_none());
@@ -241,8 +246,13 @@ pub fn run(config_path: &Path) -> Result<(), String> {
     if let Some(addr) = config.listen.http {
         service.add_tcp(&addr.to_string());
     }
-    if config.listen.https.is_some() {
-        return Err("listen.https is not supported yet; use listen.http".into());
+    if let (Some(addr), Some(t)) = (config.listen.https, &config.listen.tls) {
+        // Files are loaded and checked here (pingora's rustls path would panic on bad ones);
+        // the certificate is re-read when the files or `listen.tls` change.
+        let listener = tls::ListenerTls::new(t)?;
+        service.add_tls_with_settings(&addr.to_string(), None, listener.settings()?);
+        let st = state.clone();
+        listener.spawn_reloader(t, move || st.runtime.load().config.listen.tls.clone());
     }
     server.add_service(service);
 
@@ -353,10 +363,30 @@ fn spawn_config_watcher(state: Arc<State>) {
             return;
         }
         let digest = |p: &Path| std::fs::read(p).ok().map(|b| blake3::hash(&b));
+        let name = state.config_path.file_name().map(|n| n.to_os_string());
+        // Only the config file itself, or Kubernetes' `..data` symlink swap, matters; other
+        // files in the directory (logs, for instance) may change all the time.
+        let relevant = |e: &notify::Result<notify::Event>| {
+            e.as_ref().is_ok_and(|e| {
+                e.paths.iter().any(|p| {
+                    p.file_name().is_some_and(|f| {
+                        Some(f.to_os_string()) == name || f.to_string_lossy().starts_with("..")
+                    })
+                })
+            })
+        };
         let mut last = digest(&state.config_path);
-        while rx.recv().is_ok() {
-            // Let a burst of events (write, rename, symlink swap) settle.
-            while rx.recv_timeout(Duration::from_millis(200)).is_ok() {}
+        while let Ok(event) = rx.recv() {
+            if !relevant(&event) {
+                continue;
+            }
+            // Let the rest of a burst (write, rename, symlink swap) land, for at most 200 ms.
+            let settle = std::time::Instant::now() + Duration::from_millis(200);
+            while let Some(left) = settle.checked_duration_since(std::time::Instant::now()) {
+                if rx.recv_timeout(left).is_err() {
+                    break;
+                }
+            }
             let now = digest(&state.config_path);
             if now.is_some() && now != last {
                 last = now;

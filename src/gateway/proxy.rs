@@ -166,6 +166,9 @@ impl ProxyHttp for Gateway {
             ));
         };
         let mut peer = HttpPeer::new(addr, up.tls, up.host.clone());
+        if up.tls {
+            super::tls::configure_peer(&mut peer, rt.config.upstreams.tls.as_ref())?;
+        }
         peer.options.connection_timeout = Some(rt.config.upstreams.connect_timeout);
         peer.options.read_timeout = Some(rt.config.upstreams.timeout);
         peer.options.write_timeout = Some(rt.config.upstreams.timeout);
@@ -580,7 +583,7 @@ impl Gateway {
             .and_then(|a| a.as_inet())
             .map(|a| a.ip().is_loopback())
             .unwrap_or(false);
-        if !self.admin && !loopback {
+        if !(self.admin || self.serve_metrics && loopback) {
             return Err(Refusal::new(
                 403,
                 "/-/reload is only served on the metrics listener or to loopback clients",
@@ -613,6 +616,10 @@ impl Gateway {
         session: &mut Session,
         rt: &Runtime,
     ) -> Result<Arc<Identity>, Refusal> {
+        // A verified client certificate naming a user comes first (no password needed).
+        if let Some(identity) = super::tls::client_certificate_identity(session, &rt.config) {
+            return Ok(identity);
+        }
         let m = metrics();
         let ip = session
             .client_addr()

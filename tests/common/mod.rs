@@ -197,7 +197,14 @@ fn tcp_connects(port: u16) -> bool {
 /// A plain-HTTP client for loopback (no proxy, 30s timeout). A new client (and connection
 /// pool) per call: each `#[tokio::test]` has its own runtime, and pooled connections must not
 /// outlive the runtime that opened them.
+/// reqwest is built with rustls but no default crypto provider (the gateway installs ring);
+/// test clients install the same one once per process.
+pub fn ensure_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 pub fn http_client() -> reqwest::Client {
+    ensure_crypto_provider();
     reqwest::Client::builder()
         .no_proxy()
         .timeout(scaled(Duration::from_secs(30)))
@@ -207,6 +214,7 @@ pub fn http_client() -> reqwest::Client {
 
 /// Same as [`http_client`].
 pub fn new_http_client() -> reqwest::Client {
+    ensure_crypto_provider();
     http_client()
 }
 

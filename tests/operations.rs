@@ -1,0 +1,484 @@
+//! Issue 9, real processes: reload (file watch, SIGHUP, /-/reload), graceful shutdown,
+//! access logs without secrets, brute-force protection, and the shipped rules and dashboard.
+
+mod common;
+mod fixture;
+
+use common::*;
+use fixture::*;
+use std::time::{Duration, Instant};
+
+#[tokio::test]
+async fn config_reloads_on_file_change_sighup_and_endpoint_and_refuses_broken_files() {
+    let backend = Backend::start().await;
+    let config = two_tenant_config(&backend.url(), &backend.write_url(), "");
+    let mut gw = Gateway::start(&config).await;
+    let base = gw.url();
+    // A steady stream of requests during all reloads: none may fail.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        let base = base.clone();
+        tokio::spawn(async move {
+            let client = new_http_client();
+            let (mut ok, mut bad) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = client
+                    .get(format!("{base}/api/v1/query?query=1"))
+                    .basic_auth(BOB.0, Some(BOB.1))
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status() == 200 => ok += 1,
+                    Ok(r) => bad.push(r.status().as_u16().to_string()),
+                    Err(e) => bad.push(e.to_string()),
+                }
+            }
+            (ok, bad)
+        })
+    };
+
+    // 1. File change: a new user appears without any signal.
+    let carol_hash = "$2y$04$8duxTVLOPcIN8ozdK5lDNO8yDMp3SwpA9.zU.TTGZea7VVyqxFsdq"; // alice-pw
+    let with_carol = config.replace(
+        "users:\n",
+        &format!("users:\n  - name: carol\n    password_hash: \"{carol_hash}\"\n    tenants: [team-b]\n    access: [read]\n"),
+    );
+    assert_eq!(
+        get_as(&base, ("carol", "alice-pw"), "/api/v1/query?query=1")
+            .await
+            .0,
+        401
+    );
+    gw.write_config(&with_carol);
+    poll_until(
+        Duration::from_secs(20),
+        "carol admitted after the file changed",
+        || async {
+            (get_as(&base, ("carol", "alice-pw"), "/api/v1/query?query=1")
+                .await
+                .0
+                == 200)
+                .then_some(())
+        },
+    )
+    .await;
+
+    // 2. A broken file is refused; the old config keeps serving; the metric says so.
+    std::fs::write(
+        gw.config_path(),
+        "listen: {http: nope}\nusers: [{name: x}]\n",
+    )
+    .unwrap();
+    poll_until(
+        Duration::from_secs(20),
+        "failed reload reported",
+        || async {
+            let t = gw.metrics_text().await;
+            (metric_value(&t, "whizard_config_last_reload_successful", &[]) == Some(0.0))
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        get_as(&base, ("carol", "alice-pw"), "/api/v1/query?query=1")
+            .await
+            .0,
+        200
+    );
+    let (status, body) = gw.reload().await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("listen.http"), "{body}");
+
+    // 3. SIGHUP: tenants and users change (carol moves to team-a).
+    let moved = with_carol.replace(
+        "    tenants: [team-b]\n    access: [read]\n  - name: agent-a",
+        "    tenants: [team-a]\n    access: [read]\n  - name: agent-a",
+    );
+    assert_ne!(moved, with_carol);
+    std::fs::write(gw.config_path(), gw.substitute(&moved)).unwrap();
+    gw.signal("HUP");
+    poll_until(
+        Duration::from_secs(20),
+        "carol reads team-a after SIGHUP",
+        || async {
+            let (s, _) = get_as(&base, ("carol", "alice-pw"), "/team-a/api/v1/query?query=1").await;
+            (s == 200).then_some(())
+        },
+    )
+    .await;
+    let t = gw.metrics_text().await;
+    assert_eq!(
+        metric_value(&t, "whizard_config_last_reload_successful", &[]),
+        Some(1.0)
+    );
+
+    // 4. POST /-/reload on the metrics listener; carol removed.
+    std::fs::write(gw.config_path(), gw.substitute(&config)).unwrap();
+    let (status, body) = gw.reload().await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        get_as(&base, ("carol", "alice-pw"), "/api/v1/query?query=1")
+            .await
+            .0,
+        401
+    );
+    // /-/reload is not served to remote clients on the main listener when a metrics listener exists.
+    let r = new_http_client()
+        .post(format!("{base}/-/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, bad) = load.await.unwrap();
+    assert!(ok > 20, "only {ok} requests during the reloads");
+    assert!(bad.is_empty(), "requests failed during reloads: {bad:?}");
+}
+
+#[tokio::test]
+async fn sigterm_finishes_in_flight_requests_then_exits() {
+    let slow = RecordingUpstream::start_with(
+        Reply::json(
+            200,
+            &serde_json::json!({"status":"success","data":{"resultType":"vector","result":[]}}),
+        )
+        .delay(Duration::from_secs(3)),
+    );
+    let config = two_tenant_config(
+        &slow.url(),
+        &format!("{}/api/v1/write", slow.url()),
+        "server: {grace_period_seconds: 10}\n",
+    );
+    let mut gw = Gateway::start(&config).await;
+    let base = gw.url();
+    let in_flight = {
+        let base = base.clone();
+        tokio::spawn(async move { get_as(&base, ALICE, "/api/v1/query?query=up").await })
+    };
+    slow.wait_for_requests(1, Duration::from_secs(10)).await;
+    let t0 = Instant::now();
+    gw.signal("TERM");
+    // New connections are refused while the in-flight request finishes.
+    poll_until(
+        Duration::from_secs(5),
+        "new connections refused",
+        || async {
+            let addr = base.trim_start_matches("http://").to_string();
+            tokio::net::TcpStream::connect(addr)
+                .await
+                .is_err()
+                .then_some(())
+        },
+    )
+    .await;
+    let (status, body) = in_flight.await.unwrap();
+    assert_eq!(status, 200, "the in-flight request must complete: {body}");
+    let exit = gw.wait_exit(Duration::from_secs(15)).expect("exited");
+    let took = t0.elapsed();
+    assert!(exit.success(), "{exit:?}");
+    assert!(
+        took < Duration::from_secs(10),
+        "exit within the grace period, took {took:?}"
+    );
+    assert!(
+        took >= Duration::from_secs(1),
+        "it waited for the in-flight request ({took:?})"
+    );
+}
+
+#[tokio::test]
+async fn access_log_lines_carry_the_fields_and_no_secret() {
+    let backend = Backend::start().await;
+    let config = two_tenant_config(
+        &backend.url(),
+        &backend.write_url(),
+        "logging: {format: json}\n",
+    );
+    let gw = Gateway::start(&config).await;
+    let base = gw.url();
+    let r = new_http_client()
+        .get(format!("{base}/api/v1/query?query=up"))
+        .basic_auth(ALICE.0, Some(ALICE.1))
+        .header("x-request-id", "trace-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-request-id"], "trace-123");
+    let r = new_http_client()
+        .get(format!("{base}/api/v1/query?query=up"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let generated = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert_eq!(generated.len(), 32);
+    // Secrets in every place a client can put them.
+    let _ = get_as(
+        &base,
+        ("alice", "WrongHorseBatteryStaple"),
+        "/api/v1/query?query=up",
+    )
+    .await;
+    let _ = new_http_client()
+        .get(format!("{base}/api/v1/query?query=up"))
+        .bearer_auth("eyJhbGciOiJub25lIn0.c2VjcmV0LXRva2Vu.")
+        .header("cookie", "whizard_session=cookie-secret-value")
+        .send()
+        .await;
+    gw.wait_for_log("trace-123", Duration::from_secs(10)).await;
+    let logs = gw.logs();
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["msg"] == "request")
+        .collect();
+    let line = lines
+        .iter()
+        .find(|v| v["request_id"] == "trace-123")
+        .expect("the access-log line");
+    for field in [
+        "ts",
+        "method",
+        "route",
+        "tenant",
+        "user",
+        "status",
+        "bytes",
+        "duration_seconds",
+        "upstream",
+        "client",
+    ] {
+        assert!(!line[field].is_null(), "{field} missing in {line}");
+    }
+    assert_eq!(line["tenant"], "team-a");
+    assert_eq!(line["user"], "alice");
+    assert_eq!(line["route"], "/api/v1/query");
+    assert_eq!(line["status"], 200);
+    assert_eq!(line["upstream"], "query");
+    assert!(lines
+        .iter()
+        .any(|v| v["request_id"] == generated.as_str() && v["status"] == 401));
+    for secret in [
+        ALICE.1,
+        "WrongHorseBatteryStaple",
+        "c2VjcmV0LXRva2Vu",
+        "cookie-secret-value",
+        "YWxpY2U6YWxpY2UtcHc",
+    ] {
+        assert!(
+            !logs.contains(secret),
+            "the log contains a secret: {secret}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn repeated_failed_logins_are_throttled_per_address() {
+    let backend = Backend::start().await;
+    let gw = Gateway::start(&two_tenant_config(&backend.url(), &backend.write_url(), "")).await;
+    let port = gw.http_port();
+    ensure_crypto_provider();
+    let from = |ip: [u8; 4]| {
+        reqwest::Client::builder()
+            .no_proxy()
+            .local_address(std::net::IpAddr::from(ip))
+            .build()
+            .unwrap()
+    };
+    let attacker = from([127, 0, 0, 1]);
+    let url = format!("http://127.0.0.1:{port}/api/v1/query?query=1");
+    let mut statuses = Vec::new();
+    for i in 0..25 {
+        let r = attacker
+            .get(&url)
+            .basic_auth("alice", Some(format!("guess-{i}")))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    assert!(statuses[..5].iter().all(|s| *s == 401), "{statuses:?}");
+    assert_eq!(*statuses.last().unwrap(), 429, "{statuses:?}");
+    let r = attacker
+        .get(&url)
+        .basic_auth(ALICE.0, Some(ALICE.1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        429,
+        "the attacking address is refused even with the right password"
+    );
+    assert!(r.headers().contains_key("retry-after"));
+    // The real user from another address gets in.
+    let user = from([127, 0, 0, 2]);
+    let r = user
+        .get(&url)
+        .basic_auth(ALICE.0, Some(ALICE.1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let t = gw.metrics_text().await;
+    assert!(
+        metric_value(&t, "whizard_auth_throttled_total", &[("action", "refused")]).unwrap_or(0.0)
+            >= 1.0,
+        "{t}"
+    );
+    assert!(
+        metric_value(&t, "whizard_auth_throttled_total", &[("action", "delayed")]).unwrap_or(0.0)
+            >= 1.0,
+        "{t}"
+    );
+}
+
+#[test]
+fn shipped_alerting_rules_and_dashboard_are_valid() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let (code, out, err) = promtool(&[
+        "check",
+        "rules",
+        &format!("{root}/deploy/monitoring/whizard-rules.yaml"),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("SUCCESS"), "{out}");
+    let dash: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{root}/deploy/monitoring/whizard-dashboard.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let panels = dash["panels"].as_array().unwrap();
+    assert!(panels.len() >= 6);
+    // Every panel query is valid PromQL (with Grafana's variables filled in).
+    for p in panels {
+        for t in p["targets"].as_array().unwrap() {
+            let expr = t["expr"]
+                .as_str()
+                .unwrap()
+                .replace("$__rate_interval", "5m")
+                .replace("$job", ".*")
+                .replace("$tenant", ".*");
+            assert!(
+                whizard::enforcement::enforce_query(
+                    &expr,
+                    &whizard::enforcement::TenantMatcher::new("tenant_id", ["x"]).unwrap()
+                )
+                .is_ok(),
+                "invalid panel query: {expr}"
+            );
+        }
+    }
+    for metric in [
+        "whizard_gateway_requests_total",
+        "whizard_remote_write_samples_total",
+        "whizard_auth_failures_total",
+        "whizard_limit_rejections_total",
+        "whizard_gateway_request_duration_seconds_bucket",
+    ] {
+        assert!(
+            dash.to_string().contains(metric),
+            "the dashboard does not show {metric}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn binary_upgrade_hands_over_the_listener_without_failed_requests() {
+    let backend = Backend::start().await;
+    let sock_dir = tempfile::tempdir().unwrap();
+    let sock = sock_dir.path().join("upgrade.sock");
+    let extra = format!(
+        "server: {{grace_period_seconds: 2, upgrade_socket: \"{}\"}}\n",
+        sock.display()
+    );
+    let mut old = Gateway::start(&two_tenant_config(
+        &backend.url(),
+        &backend.write_url(),
+        &extra,
+    ))
+    .await;
+    let base = old.url();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let load = {
+        let (stop, base, served) = (stop.clone(), base.clone(), served.clone());
+        tokio::spawn(async move {
+            let (mut ok, mut bad) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // A new connection each time, so every request meets whichever process listens.
+                let client = new_http_client();
+                match client
+                    .get(format!("{base}/api/v1/query?query=1"))
+                    .basic_auth(BOB.0, Some(BOB.1))
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status() == 200 => {
+                        ok += 1;
+                        served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Ok(r) => bad.push(r.status().to_string()),
+                    Err(e) => bad.push(format!("{e:?}")),
+                }
+            }
+            (ok, bad)
+        })
+    };
+    // The new process waits for the sockets, then the old one hands them over on SIGQUIT.
+    let log = std::fs::File::create(sock_dir.path().join("new.log")).unwrap();
+    let mut new = std::process::Command::new(whizard_bin())
+        .args(["gateway", "--config"])
+        .arg(old.config_path())
+        .arg("--upgrade")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    poll_until(
+        Duration::from_secs(10),
+        "the new process listening on the upgrade socket",
+        || async { sock.exists().then_some(()) },
+    )
+    .await;
+    old.signal("QUIT");
+    let exit = old
+        .wait_exit(Duration::from_secs(20))
+        .expect("the old process exits");
+    assert!(exit.success(), "{exit:?}");
+    // The new process serves on the same port.
+    let (status, _) = get_as(&base, BOB, "/api/v1/query?query=1").await;
+    assert_eq!(status, 200);
+    let after = served.load(std::sync::atomic::Ordering::Relaxed);
+    poll_until(
+        Duration::from_secs(30),
+        "20 more requests served by the new process",
+        || async {
+            (served.load(std::sync::atomic::Ordering::Relaxed) >= after + 20).then_some(())
+        },
+    )
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, bad) = load.await.unwrap();
+    let _ = new.kill();
+    let _ = new.wait();
+    assert!(ok > 10, "{ok}");
+    // The listening socket never goes away: no connection is ever refused. pingora drops a
+    // connection that the old process accepted but whose request it had not read yet when the
+    // hand-over happened (`IncompleteMessage`); that window is one request wide at most.
+    let refused: Vec<_> = bad
+        .iter()
+        .filter(|e| !e.contains("IncompleteMessage"))
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "requests refused or failed during the upgrade: {bad:?}"
+    );
+    assert!(
+        bad.len() <= 1,
+        "more than the hand-over race failed: {bad:?}"
+    );
+}
