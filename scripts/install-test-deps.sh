@@ -3,7 +3,7 @@
 # Idempotent: a rerun on a machine that already has everything does no network I/O
 # except what npm/pip need when their lock/imports are not satisfied.
 #
-#   Debian: prometheus (prometheus + promtool, 2.42), cmake (pingora build), apache2-utils
+#   Debian: prometheus (prometheus + promtool, 2.42), prometheus-alertmanager, cmake (pingora build), apache2-utils
 #           (htpasswd), curl, openssl, nginx, wrk, chromium, chromium-driver
 #   npm:    tests/node (oidc-provider, playwright-core; exact versions in package.json)
 #   PyPI:   kubernetes-validate
@@ -31,6 +31,7 @@ declare -A BIN_PKG=(
   [/usr/bin/wrk]=wrk
   [/usr/bin/chromium]=chromium
   [/usr/bin/chromedriver]=chromium-driver
+  [/usr/bin/prometheus-alertmanager]=prometheus-alertmanager
 )
 
 missing_pkgs=()
