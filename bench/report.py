@@ -86,8 +86,10 @@ if qw and qd:
 write = {}
 for shape, codec in (micro.get("remote_write") or {}).items():
     row = {"series": codec["series"], "samples": codec["samples"], "codec": {}, "e2e": {}}
-    for case in ("a_snappy_roundtrip", "b_passthrough", "c_inject_v1", "d_inject_v2", "splice_only_v1", "splice_only_v2"):
-        row["codec"][case] = codec[case]
+    for case in ("a_snappy_roundtrip", "b_passthrough", "c_inject_v1", "d_inject_v2", "splice_only_v1", "splice_only_v2",
+                 "c_inject_v1_reused_buffers", "d_inject_v2_reused_buffers"):
+        if case in codec:
+            row["codec"][case] = codec[case]
     for case in ("direct", "whizard-pass", "whizard-v1", "whizard-v2"):
         ph = P(f"write-{shape}-{case}")
         if ph:
@@ -163,7 +165,7 @@ labels = [
     ("read-whizard-profiled", "pass-through: whizard under perf"),
     ("read-nginx", "pass-through: nginx ({SHA} htpasswd)"),
     ("read-nginx-apr1", "pass-through: nginx ($apr1$ htpasswd, default)"),
-    ("moderate-direct", "moderate (16 conns × 1 req/2 ms): direct"),
+    ("moderate-direct", "moderate (8 conns × 1 req per 4 ms): direct"),
     ("moderate-whizard", "moderate: whizard"),
     ("moderate-nginx", "moderate: nginx ({SHA})"),
     ("query-direct", "/api/v1/query: direct to Prometheus"),
@@ -256,7 +258,7 @@ try:
 
     groups = [
         ("Read pass-through, saturated (64 conns)", ["read-direct", "read-whizard", "read-nginx", "read-nginx-apr1"]),
-        ("Read pass-through, moderate (16 conns, 2 ms pacing)", ["moderate-direct", "moderate-whizard", "moderate-nginx"]),
+        ("Read pass-through, moderate (8 conns, 4 ms pacing)", ["moderate-direct", "moderate-whizard", "moderate-nginx"]),
         ("/api/v1/query (16 conns)", ["query-direct", "query-whizard"]),
     ]
     fig, axes = plt.subplots(1, 3, figsize=(17, 5.2))

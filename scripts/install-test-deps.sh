@@ -53,7 +53,7 @@ else
   fi
   # Services running before the install are not ours to touch.
   declare -A before=()
-  for p in prometheus prometheus-node-exporter node_exporter nginx; do
+  for p in prometheus prometheus-alertmanager prometheus-node-exporter node_exporter nginx; do
     before[$p]="$(pids_of "$p" | tr '\n' ' ')"
   done
 
@@ -78,7 +78,7 @@ else
 
   # If a package started a service anyway (no policy-rc.d honoured, systemd present...),
   # stop it so that 9090/9100/80 are free for the tests.
-  for svc in prometheus prometheus-node-exporter nginx; do
+  for svc in prometheus prometheus-alertmanager prometheus-node-exporter nginx; do
     if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
       log "stopping service $svc started by the package"
       systemctl stop "$svc" || true
@@ -87,7 +87,7 @@ else
   done
   # Only daemons (re-parented to init) that appeared during the install: never a
   # prometheus that a concurrently running test started as its own child.
-  for p in prometheus prometheus-node-exporter node_exporter nginx; do
+  for p in prometheus prometheus-alertmanager prometheus-node-exporter node_exporter nginx; do
     for pid in $(pids_of "$p"); do
       ppid="$(ps -o ppid= -p "$pid" 2>/dev/null | tr -d ' ' || true)"
       if [[ " ${before[$p]} " != *" $pid "* && "$ppid" == "1" ]]; then

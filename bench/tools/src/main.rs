@@ -205,6 +205,20 @@ users:
                 measure(budget, || inject_v2(&raw2, &labels, &mut out).unwrap()),
             ),
         ];
+        // The same v1/v2 paths with per-thread buffers reused across requests (what the
+        // gateway could do): shows the cost of fresh allocations / page faults per request.
+        let (mut dbuf, mut obuf, mut cbuf) = (Vec::new(), Vec::new(), Vec::new());
+        let mut reused = |fmt: Format, body: &[u8]| {
+            whizard::remote_write::decompress_into(body, MAX, &mut dbuf).unwrap();
+            let stats = whizard::remote_write::inject(fmt, &dbuf, &labels, &mut obuf).unwrap();
+            whizard::remote_write::compress_into(&obuf, &mut cbuf).unwrap();
+            stats
+        };
+        let c_reused = measure(budget, || reused(Format::V1, &body1));
+        let d_reused = measure(budget, || reused(Format::V2, &body2));
+        let mut cases = cases;
+        cases.push(("c_inject_v1_reused_buffers", c_reused));
+        cases.push(("d_inject_v2_reused_buffers", d_reused));
         let a = cases[0].1;
         let mut m = serde_json::Map::new();
         for (name, ns) in &cases {
