@@ -47,6 +47,8 @@ enum ReconcilerCommand {
 }
 
 fn main() -> ExitCode {
+    // One rustls crypto provider for the whole process (pingora, reqwest and kube share it).
+    whizard::gateway::tls::install_crypto_provider();
     let cli = Cli::parse();
     match cli.command {
         Command::Gateway { config, upgrade } => match whizard::gateway::run(&config, upgrade) {
@@ -56,21 +58,31 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::CheckConfig { file } => match Config::load(&file) {
-            Ok(c) => {
-                println!(
-                    "{}: ok ({} tenants, {} users)",
-                    file.display(),
-                    c.tenants.len(),
-                    c.users.len()
-                );
-                ExitCode::SUCCESS
+        Command::CheckConfig { file } => {
+            // Every key error first; then the TLS files (PEM, key pairs, expiry) of a sound config.
+            let checked = Config::load(&file)
+                .map_err(|e| e.to_string())
+                .and_then(|c| {
+                    whizard::gateway::tls::check_files(&c)
+                        .map(|()| c)
+                        .map_err(|e| format!("{}: {e}", file.display()))
+                });
+            match checked {
+                Ok(c) => {
+                    println!(
+                        "{}: ok ({} tenants, {} users)",
+                        file.display(),
+                        c.tenants.len(),
+                        c.users.len()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
             }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::FAILURE
-            }
-        },
+        }
         Command::Crds => {
             print!("{}", whizard::reconciler::crds_yaml());
             ExitCode::SUCCESS

@@ -372,7 +372,34 @@ async fn client_tenant_header_and_label_are_overwritten_on_writes() {
         assert_eq!(s["tenant_id"], "team-a", "{s:?}");
     }
     assert!(backend.series(r#"{tenant_id="team-b"}"#).await.is_empty());
-    let reqs = recorder.wait_for_requests(1, Duration::from_secs(30)).await;
+    // Prometheus 2.42 agents cannot send custom headers: spoof the tenant headers by hand too.
+    let r = new_http_client()
+        .post(format!("{}/api/v1/write", gw.url()))
+        .basic_auth(AGENT_A.0, Some(AGENT_A.1))
+        .header("content-type", "application/x-protobuf")
+        .header("content-encoding", "snappy")
+        .header("THANOS-TENANT", "team-a")
+        .header("X-Scope-OrgID", "team-b")
+        .body(valid_write_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let r = new_http_client()
+        .post(format!("{}/api/v1/write", gw.url()))
+        .basic_auth(AGENT_A.0, Some(AGENT_A.1))
+        .header("content-type", "application/x-protobuf")
+        .header("THANOS-TENANT", "team-b")
+        .body(valid_write_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        403,
+        "naming another tenant in the header is refused"
+    );
+    let reqs = recorder.wait_for_requests(2, Duration::from_secs(30)).await;
     for r in &reqs {
         assert_eq!(
             r.header_all("thanos-tenant"),
@@ -431,6 +458,22 @@ async fn reads_carry_the_tenant_header_and_the_enforced_query_only() {
         vec![r#"up{tenant_id=~"team-a|team-b"}"#.to_string()]
     );
     assert_eq!(get.param("time"), vec!["1".to_string()]);
+    // The match[] class at the upstream: Thanos's status/tsdb and /federate get an enforced match[].
+    for path in ["/api/v1/status/tsdb", "/federate?match[]=up"] {
+        let (status, _) = get_as(&gw.url(), ALICE, path).await;
+        assert_eq!(status, 200, "{path}");
+    }
+    let reqs_all = recorder.wait_for_requests(4, Duration::from_secs(10)).await;
+    assert_eq!(reqs_all[2].path(), "/api/v1/status/tsdb");
+    assert_eq!(
+        reqs_all[2].param("match[]"),
+        vec![r#"{tenant_id="team-a"}"#.to_string()]
+    );
+    assert_eq!(reqs_all[3].path(), "/federate");
+    assert_eq!(
+        reqs_all[3].param("match[]"),
+        vec![r#"up{tenant_id="team-a"}"#.to_string()]
+    );
     let post = &reqs[1];
     assert_eq!(post.method, "POST");
     assert_eq!(post.header_all("thanos-tenant"), vec!["team-a"]);
@@ -572,7 +615,21 @@ fn valid_write_body() -> Vec<u8> {
     };
     let mut sample = vec![0x09];
     sample.extend_from_slice(&1.0f64.to_le_bytes());
-    sample.extend_from_slice(&[0x10, 0xe8, 0x07]);
+    // timestamp: now, in milliseconds (a real backend refuses samples from 1970)
+    sample.push(0x10);
+    let mut ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    loop {
+        let b = (ms & 0x7f) as u8;
+        ms >>= 7;
+        if ms == 0 {
+            sample.push(b);
+            break;
+        }
+        sample.push(b | 0x80);
+    }
     let mut ts = label("__name__", "up");
     ts.extend(label("job", "x"));
     ts.extend(len_delim(2, &sample));

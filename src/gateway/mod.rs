@@ -45,6 +45,8 @@ pub struct Runtime {
     pub sessions: Option<Arc<crate::auth::session::Sessions>>,
     /// Browser login (an `oidc` provider with `client_id` and `redirect_url`, plus sessions).
     pub login: Option<Arc<crate::auth::session::LoginFlow>>,
+    /// Tenant matchers by scope (`a|b`): built once, not per request.
+    matchers: Cache<String, Arc<crate::enforcement::TenantMatcher>>,
 }
 
 impl Runtime {
@@ -101,6 +103,7 @@ impl Runtime {
         }
         .transpose()?;
         Ok(Runtime {
+            matchers: Cache::builder().max_capacity(10_000).build(),
             oidc,
             sessions,
             login,
@@ -110,6 +113,27 @@ impl Runtime {
             write_labels,
             config,
         })
+    }
+}
+
+impl Runtime {
+    /// The tenant matcher of a read scope; `key` is the scope's `a|b` form.
+    pub fn matcher(
+        &self,
+        key: &str,
+        tenants: &[String],
+    ) -> Result<Arc<crate::enforcement::TenantMatcher>, respond::Refusal> {
+        if let Some(m) = self.matchers.get(key) {
+            return Ok(m);
+        }
+        let m = crate::enforcement::TenantMatcher::new(
+            self.config.tenancy.label.clone(),
+            tenants.iter().cloned(),
+        )
+        .map(Arc::new)
+        .map_err(|e| respond::Refusal::new(403, e.to_string()))?;
+        self.matchers.insert(key.to_string(), m.clone());
+        Ok(m)
     }
 }
 

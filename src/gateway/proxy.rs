@@ -505,11 +505,7 @@ impl Gateway {
                 Ok(true)
             }
             Class::Promql | Class::MatchSelectors | Class::Passthrough => {
-                let matcher = TenantMatcher::new(
-                    rt.config.tenancy.label.clone(),
-                    scope.tenants().iter().cloned(),
-                )
-                .map_err(|e| Refusal::new(403, e.to_string()))?;
+                let matcher = rt.matcher(&ctx.tenant, scope.tenants())?;
                 self.read(session, ctx, rt, matched.class, &api_path, &matcher)
                     .await
             }
@@ -519,11 +515,7 @@ impl Gateway {
             | Class::AmAlertGroups
             | Class::AmSilences
             | Class::AmSilence => {
-                let matcher = TenantMatcher::new(
-                    rt.config.tenancy.label.clone(),
-                    scope.tenants().iter().cloned(),
-                )
-                .map_err(|e| Refusal::new(403, e.to_string()))?;
+                let matcher = rt.matcher(&ctx.tenant, scope.tenants())?;
                 let req = filtered::Request {
                     class: matched.class,
                     api_path: &api_path,

@@ -157,12 +157,17 @@ pub fn route(path: &str) -> Option<Route<'_>> {
         "/oauth2/login" => return Some(local(Class::Login, "/oauth2/login", path)),
         "/oauth2/callback" => return Some(local(Class::Callback, "/oauth2/callback", path)),
         "/oauth2/logout" => return Some(local(Class::Logout, "/oauth2/logout", path)),
-        "/" | "/graph" | "/alerts" | "/rules" | "/favicon.ico" | "/manifest.json" => {
-            return Some(local(Class::Ui, "ui", path))
-        }
+        // Prometheus 2.42 (Debian) serves only its classic UI: /graph → /graph/ →
+        // /classic/graph. Its other classic pages (alerts, rules, targets, status) are
+        // rendered on the server with every tenant's data, so they are not here.
+        "/" | "/graph" | "/graph/" | "/classic/graph" | "/alerts" | "/rules" | "/favicon.ico"
+        | "/manifest.json" => return Some(local(Class::Ui, "ui", path)),
         _ => {}
     }
-    if let Some(asset) = path.strip_prefix("/static/") {
+    if let Some(asset) = path
+        .strip_prefix("/static/")
+        .or_else(|| path.strip_prefix("/classic/static/"))
+    {
         if asset.split('/').all(is_plain_segment) && !asset.contains('%') {
             return Some(local(Class::Ui, "ui", path));
         }
