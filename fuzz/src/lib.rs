@@ -89,12 +89,14 @@ pub fn promql_enforce(data: &[u8]) {
     };
 
     if let Ok(out) = enforce_query(&query, tenant) {
-        let expr = parser::parse(&out)
-            .unwrap_or_else(|e| panic!("accepted output does not re-parse: {e}\nin:  {query}\nout: {out}"));
+        let expr = parser::parse(&out).unwrap_or_else(|e| {
+            panic!("accepted output does not re-parse: {e}\nin:  {query}\nout: {out}")
+        });
         let mut selectors = 0;
         check_expr(&expr, expected, &mut selectors, &query, &out, 0);
-        let again = enforce_query(&out, tenant)
-            .unwrap_or_else(|e| panic!("enforcing the output again was refused: {e}\nin:  {query}\nout: {out}"));
+        let again = enforce_query(&out, tenant).unwrap_or_else(|e| {
+            panic!("enforcing the output again was refused: {e}\nin:  {query}\nout: {out}")
+        });
         assert_eq!(again, out, "enforcement is not idempotent\nin: {query}");
     }
 
@@ -108,7 +110,10 @@ pub fn promql_enforce(data: &[u8]) {
                     vs.matchers.matchers.contains(expected),
                     "match[] output lacks the tenant matcher\nin:  {query}\nout: {out}"
                 );
-                assert!(vs.offset.is_none() && vs.at.is_none(), "offset/@ in match[] {out}");
+                assert!(
+                    vs.offset.is_none() && vs.at.is_none(),
+                    "offset/@ in match[] {out}"
+                );
             }
             other => panic!("match[] output is not a selector: {other:?}\nin: {query}\nout: {out}"),
         }
@@ -178,7 +183,12 @@ fn label_set(selector: u8) -> &'static LabelSet {
     &sets[(selector as usize) % sets.len()]
 }
 
-fn inject(format: Format, decoded: &[u8], labels: &LabelSet, out: &mut Vec<u8>) -> Result<WriteStats, String> {
+fn inject(
+    format: Format,
+    decoded: &[u8],
+    labels: &LabelSet,
+    out: &mut Vec<u8>,
+) -> Result<WriteStats, String> {
     match format {
         Format::V1 => inject_v1(decoded, labels, out),
         Format::V2 => inject_v2(decoded, labels, out),
@@ -200,7 +210,11 @@ pub fn remote_write_splice(data: &[u8]) {
     let Some((&first, decoded)) = data.split_first() else {
         return;
     };
-    let format = if first & 1 == 0 { Format::V1 } else { Format::V2 };
+    let format = if first & 1 == 0 {
+        Format::V1
+    } else {
+        Format::V2
+    };
     let labels = label_set(first >> 1);
     let valid = validate(format, decoded);
     let mut out = Vec::new();
@@ -225,11 +239,17 @@ pub fn remote_write_body(data: &[u8]) {
     let Some((&first, body)) = data.split_first() else {
         return;
     };
-    let format = if first & 1 == 0 { Format::V1 } else { Format::V2 };
+    let format = if first & 1 == 0 {
+        Format::V1
+    } else {
+        Format::V2
+    };
     let labels = label_set(first >> 1);
     const MAX: usize = 1 << 20;
     if let Ok(r) = rewrite_body(format, body, labels, MAX) {
-        let new_body = r.body.expect("labels are never empty here: a body is produced");
+        let new_body = r
+            .body
+            .expect("labels are never empty here: a body is produced");
         let decoded = decompress(&new_body, usize::MAX)
             .unwrap_or_else(|e| panic!("the produced body does not decompress: {e}"));
         check_output(format, &decoded, labels, r.stats);
@@ -253,8 +273,17 @@ fn check_output(format: Format, out: &[u8], labels: &LabelSet, stats: WriteStats
         );
         for (name, value) in labels.iter() {
             let found: Vec<_> = ls.iter().filter(|(n, _)| n == name.as_bytes()).collect();
-            assert_eq!(found.len(), 1, "series {i}: label {name} present {} times", found.len());
-            assert_eq!(found[0].1, value.as_bytes(), "series {i}: label {name} has the wrong value");
+            assert_eq!(
+                found.len(),
+                1,
+                "series {i}: label {name} present {} times",
+                found.len()
+            );
+            assert_eq!(
+                found[0].1,
+                value.as_bytes(),
+                "series {i}: label {name} has the wrong value"
+            );
         }
     }
 }
@@ -289,23 +318,75 @@ mod pb {
                     out.push((field, wt, &b[0..0]));
                 }
                 1 => {
-                    pos = pos.checked_add(8).filter(|p| *p <= b.len()).ok_or("truncated fixed64")?;
+                    pos = pos
+                        .checked_add(8)
+                        .filter(|p| *p <= b.len())
+                        .ok_or("truncated fixed64")?;
                     out.push((field, wt, &b[0..0]));
                 }
                 5 => {
-                    pos = pos.checked_add(4).filter(|p| *p <= b.len()).ok_or("truncated fixed32")?;
+                    pos = pos
+                        .checked_add(4)
+                        .filter(|p| *p <= b.len())
+                        .ok_or("truncated fixed32")?;
                     out.push((field, wt, &b[0..0]));
                 }
                 2 => {
                     let len = varint(b, &mut pos)? as usize;
-                    let end = pos.checked_add(len).filter(|e| *e <= b.len()).ok_or("truncated bytes")?;
+                    let end = pos
+                        .checked_add(len)
+                        .filter(|e| *e <= b.len())
+                        .ok_or("truncated bytes")?;
                     out.push((field, wt, &b[pos..end]));
                     pos = end;
+                }
+                3 => {
+                    // A (deprecated) group, kept as an unknown field: skip to its end tag.
+                    skip_group(b, &mut pos, field)?;
+                    out.push((field, wt, &b[0..0]));
                 }
                 _ => return Err(format!("wire type {wt}")),
             }
         }
         Ok(out)
+    }
+
+    /// Skips a group like gogoproto (the decoder of Prometheus and Thanos): nesting counted,
+    /// end-group field numbers not compared.
+    fn skip_group(b: &[u8], pos: &mut usize, field: u64) -> Result<(), String> {
+        let mut depth = 1u64;
+        while *pos < b.len() {
+            let key = varint(b, pos)?;
+            let wt = (key & 7) as u8;
+            match wt {
+                0 => {
+                    varint(b, pos)?;
+                }
+                1 | 5 => {
+                    let n = if wt == 1 { 8 } else { 4 };
+                    *pos = pos
+                        .checked_add(n)
+                        .filter(|p| *p <= b.len())
+                        .ok_or("truncated fixed")?;
+                }
+                2 => {
+                    let len = varint(b, pos)? as usize;
+                    *pos = pos
+                        .checked_add(len)
+                        .filter(|e| *e <= b.len())
+                        .ok_or("truncated bytes")?;
+                }
+                3 => depth += 1,
+                4 => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return Ok(());
+                    }
+                }
+                _ => return Err(format!("wire type {wt} in group {field}")),
+            }
+        }
+        Err(format!("unterminated group {field}"))
     }
 
     pub fn v1_series_labels(b: &[u8]) -> Result<Vec<Labels>, String> {
@@ -336,7 +417,11 @@ mod pb {
 
     pub fn v2_series_labels(b: &[u8]) -> Result<Vec<Labels>, String> {
         let top = fields(b)?;
-        let symbols: Vec<&[u8]> = top.iter().filter(|(f, wt, _)| *f == 4 && *wt == 2).map(|x| x.2).collect();
+        let symbols: Vec<&[u8]> = top
+            .iter()
+            .filter(|(f, wt, _)| *f == 4 && *wt == 2)
+            .map(|x| x.2)
+            .collect();
         let mut all = Vec::new();
         for (f, wt, ts) in top {
             if f != 5 || wt != 2 {
@@ -359,7 +444,12 @@ mod pb {
             if refs.len() % 2 != 0 {
                 return Err("odd labels_refs".into());
             }
-            let sym = |r: u64| symbols.get(r as usize).map(|s| s.to_vec()).ok_or(format!("ref {r} out of range"));
+            let sym = |r: u64| {
+                symbols
+                    .get(r as usize)
+                    .map(|s| s.to_vec())
+                    .ok_or(format!("ref {r} out of range"))
+            };
             let mut labels = Vec::new();
             for pair in refs.chunks(2) {
                 labels.push((sym(pair[0])?, sym(pair[1])?));

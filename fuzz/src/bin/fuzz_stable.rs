@@ -10,11 +10,14 @@
 //! fuzz-stable run TARGET FILE...              # replay inputs (e.g. a crash file)
 //! ```
 //! Inputs in `corpus/<target>/` (seeds, and anything `cargo fuzz` saved there) are used too.
-//! A failing input is written to `artifacts/<target>/crash-<hash>` and the exit code is 1.
+//! A failing input is written to `artifacts/<target>/crash-<hash>` and the exit code is 1; an
+//! input whose panic the code under test caught is kept as `artifacts/<target>/caught-<hash>`.
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use whizard_fuzz::{promql_enforce, remote_write_body, remote_write_splice, seeds::seeds, CAUGHT_PANICS};
+use whizard_fuzz::{
+    promql_enforce, remote_write_body, remote_write_splice, seeds::seeds, CAUGHT_PANICS,
+};
 
 const TARGETS: &[&str] = &["promql_enforce", "remote_write_splice", "remote_write_body"];
 
@@ -31,12 +34,69 @@ fn target_fn(name: &str) -> fn(&[u8]) {
 }
 
 const PROMQL_TOKENS: &[&str] = &[
-    "{", "}", "(", ")", "[5m]", "[1h:5m]", "[", "]", ",", "\"", "'", "`", "\\", "=", "!=", "=~", "!~",
-    " or ", " and ", " unless ", " by (job) ", " without (a) ", " on () ", " ignoring (x) ",
-    " group_left ", " bool ", " offset 5m", " offset -1h", " @ 100", " @ start()", " @ end()",
-    "sum", "rate(", "info(", "label_replace(", "absent(", "vector(1)", "tenant_id", "__name__",
-    "team-a", "team-b", ".*", ".+", "|", "up", "1e308", "NaN", "Inf", "-", "+", "*", "/", "^", "%",
-    "#", "\n", "topk(", "count_values(", "histogram_quantile(", ":", "{\"a.b\"}", "atan2", "==",
+    "{",
+    "}",
+    "(",
+    ")",
+    "[5m]",
+    "[1h:5m]",
+    "[",
+    "]",
+    ",",
+    "\"",
+    "'",
+    "`",
+    "\\",
+    "=",
+    "!=",
+    "=~",
+    "!~",
+    " or ",
+    " and ",
+    " unless ",
+    " by (job) ",
+    " without (a) ",
+    " on () ",
+    " ignoring (x) ",
+    " group_left ",
+    " bool ",
+    " offset 5m",
+    " offset -1h",
+    " @ 100",
+    " @ start()",
+    " @ end()",
+    "sum",
+    "rate(",
+    "info(",
+    "label_replace(",
+    "absent(",
+    "vector(1)",
+    "tenant_id",
+    "__name__",
+    "team-a",
+    "team-b",
+    ".*",
+    ".+",
+    "|",
+    "up",
+    "1e308",
+    "NaN",
+    "Inf",
+    "-",
+    "+",
+    "*",
+    "/",
+    "^",
+    "%",
+    "#",
+    "\n",
+    "topk(",
+    "count_values(",
+    "histogram_quantile(",
+    ":",
+    "{\"a.b\"}",
+    "atan2",
+    "==",
 ];
 
 struct Rng(u64);
@@ -130,7 +190,11 @@ fn mutate(rng: &mut Rng, input: &mut Vec<u8>, corpus: &[Vec<u8>], promql: bool) 
 fn load_corpus(dir: &Path) -> Vec<Vec<u8>> {
     let mut v = Vec::new();
     if let Ok(rd) = std::fs::read_dir(dir) {
-        let mut paths: Vec<PathBuf> = rd.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect();
+        let mut paths: Vec<PathBuf> = rd
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .collect();
         paths.sort();
         for p in paths {
             if let Ok(b) = std::fs::read(&p) {
@@ -142,15 +206,40 @@ fn load_corpus(dir: &Path) -> Vec<Vec<u8>> {
 }
 
 fn fnv(b: &[u8]) -> u64 {
-    b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, x| (h ^ *x as u64).wrapping_mul(0x100_0000_01b3))
+    b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, x| {
+        (h ^ *x as u64).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 fn fuzz_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+thread_local! {
+    /// The input being run and its target, for the panic hook.
+    static CURRENT: std::cell::RefCell<(String, Vec<u8>)> = const { std::cell::RefCell::new((String::new(), Vec::new())) };
+}
+
+/// Also saves every input that panicked, even when the code under test caught the panic
+/// (`artifacts/<target>/caught-<hash>`): those are bugs of a dependency worth reporting.
+fn save_panicking_inputs() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        previous(info);
+        let _ = CURRENT.try_with(|c| {
+            let (name, input) = &*c.borrow();
+            if !name.is_empty() {
+                let dir = fuzz_dir().join("artifacts").join(name);
+                let _ = std::fs::create_dir_all(&dir);
+                let _ = std::fs::write(dir.join(format!("caught-{:016x}", fnv(input))), input);
+            }
+        });
+    }));
+}
+
 /// Runs one input; on failure saves it and returns false.
 fn check(name: &str, f: fn(&[u8]), input: &[u8]) -> bool {
+    CURRENT.with(|c| *c.borrow_mut() = (name.to_string(), input.to_vec()));
     if catch_unwind(AssertUnwindSafe(|| f(input))).is_ok() {
         return true;
     }
@@ -158,7 +247,11 @@ fn check(name: &str, f: fn(&[u8]), input: &[u8]) -> bool {
     let _ = std::fs::create_dir_all(&dir);
     let path = dir.join(format!("crash-{:016x}", fnv(input)));
     let _ = std::fs::write(&path, input);
-    eprintln!("FAIL {name}: input saved to {} (replay: fuzz-stable run {name} {})", path.display(), path.display());
+    eprintln!(
+        "FAIL {name}: input saved to {} (replay: fuzz-stable run {name} {})",
+        path.display(),
+        path.display()
+    );
     false
 }
 
@@ -201,6 +294,7 @@ fn fuzz(name: &str, budget: Duration, max_iter: u64, seed: u64) -> bool {
 
 fn main() {
     whizard_fuzz::init();
+    save_panicking_inputs();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut which = "all".to_string();
     let mut seconds = 20.0f64;
@@ -248,7 +342,11 @@ fn main() {
         }
         i += 1;
     }
-    let targets: Vec<&str> = if which == "all" { TARGETS.to_vec() } else { vec![which.as_str()] };
+    let targets: Vec<&str> = if which == "all" {
+        TARGETS.to_vec()
+    } else {
+        vec![which.as_str()]
+    };
     let mut ok = true;
     for t in targets {
         ok &= fuzz(t, Duration::from_secs_f64(seconds), iterations, seed);
