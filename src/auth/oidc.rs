@@ -304,12 +304,17 @@ impl Issuer {
             }
         }
         let loaded = self.keys.load().discovery.is_some();
-        if reason == Reason::UnknownKid && loaded {
+        // The unknown-kid cooldown only follows successful fetches: after a failure the
+        // (shorter) failure cooldown above applies, so a provider that comes back is used at once.
+        let last_ok = matches!(state.last_result, Some(Ok(())));
+        if reason == Reason::UnknownKid && loaded && last_ok {
             if let Some(at) = state.last_kid_fetch {
                 if at.elapsed() < self.options.unknown_kid_cooldown {
                     return state.last_result.clone().unwrap_or(Ok(()));
                 }
             }
+        }
+        if reason == Reason::UnknownKid {
             state.last_kid_fetch = Some(Instant::now());
         }
         // Re-discover after a failure: the provider may have moved its JWKS.

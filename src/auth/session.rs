@@ -14,7 +14,7 @@
 //! Gateway glue (see the report / README): `GET /oauth2/login?rd=/graph` →
 //! [`LoginFlow::start`] → 302 to the provider with the flow cookie; `GET /oauth2/callback?...` →
 //! [`LoginFlow::callback`] → 302 to the return path with the session cookie;
-//! `/oauth2/logout` → [`Sessions::logout`] → 302 to `/` with the cookie cleared.
+//! `/oauth2/logout` → [`Sessions::logout`] → a "logged out" page with the cookie cleared.
 //!
 //! Access of a browser session comes from the ID token's `access_claim` when present, else it is
 //! read-only: the UI is for readers.
