@@ -352,7 +352,7 @@ fn series<'a>(
         push_range(&mut s.others, f.start, f.end);
     }
 
-    if s.refs.len() % 2 != 0 {
+    if !s.refs.len().is_multiple_of(2) {
         return Err(invalid_series(
             idx,
             format_args!("odd number of labels_refs ({})", s.refs.len()),
