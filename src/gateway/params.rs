@@ -55,13 +55,22 @@ impl Params {
     }
 
     /// Rewrites `query` with PromQL enforcement. A missing `query` is refused.
+    #[cfg(test)]
     pub fn enforce_query(&mut self, tenant: &TenantMatcher) -> Result<(), RewriteError> {
+        self.rewrite_query(|q| enforcement::enforce_query(q, tenant))
+    }
+
+    /// Replaces `query` with `rewrite(query)`. A missing `query` is refused.
+    pub fn rewrite_query(
+        &mut self,
+        rewrite: impl FnOnce(&str) -> Result<String, EnforceError>,
+    ) -> Result<(), RewriteError> {
         let slot = self
             .pairs
             .iter_mut()
             .find(|(k, _)| k == "query")
             .ok_or(RewriteError::Param(ParamError::MissingQuery))?;
-        slot.1 = enforcement::enforce_query(&slot.1, tenant)?;
+        slot.1 = rewrite(&slot.1)?;
         Ok(())
     }
 

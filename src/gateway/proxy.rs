@@ -753,7 +753,9 @@ impl Gateway {
             .map_err(|e| Refusal::new(400, e.to_string()))?;
         check_read_limits(rt, matcher.values(), &params)?;
         let enforced = match class {
-            Class::Promql => params.enforce_query(matcher),
+            Class::Promql => {
+                params.rewrite_query(|q| rt.enforce_query_cached(&ctx.tenant, q, matcher))
+            }
             Class::MatchSelectors => params.enforce_match(matcher),
             _ => Ok(()),
         };
