@@ -3,10 +3,9 @@
 //! header values, so passwords, tokens and cookies cannot end up in the log.
 
 use crate::config::LogFormat;
-use std::fmt::Write as _;
 use std::io::Write as _;
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
 
 /// The fields of one line.
 pub struct Entry<'a> {
@@ -22,55 +21,90 @@ pub struct Entry<'a> {
     pub client: &'a str,
 }
 
-static SINK: OnceLock<SyncSender<String>> = OnceLock::new();
-
-/// Starts the writer thread (stdout). Lines beyond a backlog of 64k are dropped and counted
-/// rather than slowing requests down.
-pub fn init() {
-    SINK.get_or_init(|| {
-        let (tx, rx) = sync_channel::<String>(65_536);
-        std::thread::Builder::new()
-            .name("access-log".into())
-            .spawn(move || {
-                let stdout = std::io::stdout();
-                let mut out = std::io::BufWriter::new(stdout.lock());
-                while let Ok(line) = rx.recv() {
-                    let _ = out.write_all(line.as_bytes());
-                    // Flush when there is no more backlog, so lines appear promptly.
-                    while let Ok(line) = rx.try_recv() {
-                        let _ = out.write_all(line.as_bytes());
-                    }
-                    let _ = out.flush();
-                }
-            })
-            .ok();
-        tx
-    });
+/// Lines waiting for the writer thread. Requests append under a short, uncontended lock and
+/// never wake the writer except when the backlog is large: a wake-up per request (a futex call
+/// and a context switch) costs more than the rest of the line.
+struct Sink {
+    pending: Mutex<Vec<u8>>,
+    writer: std::thread::Thread,
 }
 
-pub fn log(format: LogFormat, e: &Entry<'_>) {
-    let Some(tx) = SINK.get() else { return };
-    let line = render(format, e);
-    if let Err(TrySendError::Full(_)) = tx.try_send(line) {
-        crate::metrics::metrics().access_log_dropped.inc();
+static SINK: OnceLock<Sink> = OnceLock::new();
+
+/// How often the writer flushes, at most: the delay before a line shows up.
+const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+/// A backlog this large wakes the writer at once.
+const WAKE_AT: usize = 64 * 1024;
+/// Beyond this backlog lines are dropped (and counted) rather than slowing requests down.
+const MAX_BACKLOG: usize = 16 * 1024 * 1024;
+
+/// Starts the writer thread (stdout).
+pub fn init() {
+    if SINK.get().is_some() {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("access-log".into())
+        .spawn(|| {
+            let mut spare = Vec::with_capacity(WAKE_AT);
+            loop {
+                std::thread::park_timeout(FLUSH_INTERVAL);
+                write_pending(&mut spare);
+            }
+        });
+    if let Ok(handle) = spawned {
+        let _ = SINK.set(Sink {
+            pending: Mutex::new(Vec::with_capacity(WAKE_AT)),
+            writer: handle.thread().clone(),
+        });
     }
 }
 
-fn render(format: LogFormat, e: &Entry<'_>) -> String {
-    let mut s = String::with_capacity(256);
-    let ts = timestamp();
+/// Swaps the backlog out (the lock is held only for the swap) and writes it to stdout.
+fn write_pending(spare: &mut Vec<u8>) {
+    let Some(sink) = SINK.get() else { return };
+    spare.clear();
+    std::mem::swap(&mut *lock(&sink.pending), spare);
+    if !spare.is_empty() {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(spare);
+        let _ = out.flush();
+    }
+}
+
+/// Writes what is pending now; called before the process exits.
+pub fn flush() {
+    write_pending(&mut Vec::new());
+}
+
+fn lock(m: &Mutex<Vec<u8>>) -> std::sync::MutexGuard<'_, Vec<u8>> {
+    // A panic while appending leaves at worst a partial line; keep logging.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub fn log(format: LogFormat, e: &Entry<'_>) {
+    let Some(sink) = SINK.get() else { return };
+    let mut pending = lock(&sink.pending);
+    if pending.len() >= MAX_BACKLOG {
+        drop(pending);
+        crate::metrics::metrics().access_log_dropped.inc();
+        return;
+    }
+    render(&mut pending, format, e);
+    let wake = pending.len() >= WAKE_AT;
+    drop(pending);
+    if wake {
+        sink.writer.unpark();
+    }
+}
+
+fn render(out: &mut Vec<u8>, format: LogFormat, e: &Entry<'_>) {
+    // Writing into a Vec cannot fail.
     match format {
         LogFormat::Json => {
-            let v = serde_json::json!({
-                "ts": ts, "msg": "request", "request_id": e.request_id, "method": e.method,
-                "route": e.route, "tenant": e.tenant, "user": e.user, "status": e.status,
-                "bytes": e.bytes, "duration_seconds": e.duration_seconds, "upstream": e.upstream,
-                "client": e.client,
-            });
-            s.push_str(&v.to_string());
-        }
-        LogFormat::Logfmt => {
-            let _ = write!(s, "ts={ts} msg=request");
+            out.extend_from_slice(b"{\"ts\":\"");
+            timestamp(out);
+            out.extend_from_slice(b"\",\"msg\":\"request\"");
             for (k, v) in [
                 ("request_id", e.request_id),
                 ("method", e.method),
@@ -78,36 +112,59 @@ fn render(format: LogFormat, e: &Entry<'_>) -> String {
                 ("tenant", e.tenant),
                 ("user", e.user),
             ] {
-                let _ = write!(s, " {k}={}", logfmt_value(v));
+                let _ = write!(out, ",\"{k}\":");
+                let _ = serde_json::to_writer(&mut *out, v);
             }
             let _ = write!(
-                s,
-                " status={} bytes={} duration_seconds={:.6} upstream={} client={}",
-                e.status,
-                e.bytes,
-                e.duration_seconds,
-                logfmt_value(e.upstream),
-                logfmt_value(e.client)
+                out,
+                ",\"status\":{},\"bytes\":{},\"duration_seconds\":{},\"upstream\":",
+                e.status, e.bytes, e.duration_seconds
             );
+            let _ = serde_json::to_writer(&mut *out, e.upstream);
+            out.extend_from_slice(b",\"client\":");
+            let _ = serde_json::to_writer(&mut *out, e.client);
+            out.push(b'}');
+        }
+        LogFormat::Logfmt => {
+            out.extend_from_slice(b"ts=");
+            timestamp(out);
+            out.extend_from_slice(b" msg=request");
+            for (k, v) in [
+                ("request_id", e.request_id),
+                ("method", e.method),
+                ("route", e.route),
+                ("tenant", e.tenant),
+                ("user", e.user),
+            ] {
+                let _ = write!(out, " {k}=");
+                logfmt_value(out, v);
+            }
+            let _ = write!(
+                out,
+                " status={} bytes={} duration_seconds={:.6} upstream=",
+                e.status, e.bytes, e.duration_seconds,
+            );
+            logfmt_value(out, e.upstream);
+            out.extend_from_slice(b" client=");
+            logfmt_value(out, e.client);
         }
     }
-    s.push('\n');
-    s
+    out.push(b'\n');
 }
 
-fn logfmt_value(v: &str) -> String {
+fn logfmt_value(out: &mut Vec<u8>, v: &str) {
     if !v.is_empty()
         && v.bytes()
             .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'=' && b != b'\\')
     {
-        v.to_string()
+        out.extend_from_slice(v.as_bytes());
     } else {
-        format!("{v:?}")
+        let _ = write!(out, "{v:?}");
     }
 }
 
 /// RFC 3339 UTC with milliseconds.
-fn timestamp() -> String {
+fn timestamp(out: &mut Vec<u8>) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -123,13 +180,14 @@ fn timestamp() -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
+    let _ = write!(
+        out,
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
         rem / 3600,
         rem % 3600 / 60,
         rem % 60,
         now.subsec_millis()
-    )
+    );
 }
 
 /// A request id from the client when it is a sane token, else a new random one.
@@ -170,25 +228,36 @@ mod tests {
         }
     }
 
+    fn line(format: LogFormat) -> String {
+        let mut out = Vec::new();
+        render(&mut out, format, &entry());
+        String::from_utf8(out).unwrap()
+    }
+
     #[test]
     fn logfmt_line() {
-        let l = render(LogFormat::Logfmt, &entry());
+        let l = line(LogFormat::Logfmt);
         assert!(l.starts_with("ts=20"), "{l}");
         assert!(l.contains(" request_id=abc method=GET route=/api/v1/query tenant=team-a user=\"alice smith\" status=200 bytes=42 duration_seconds=0.001200 upstream=query client=127.0.0.1:5555\n"), "{l}");
     }
 
     #[test]
     fn json_line() {
-        let l = render(LogFormat::Json, &entry());
+        let l = line(LogFormat::Json);
         let v: serde_json::Value = serde_json::from_str(&l).unwrap();
         assert_eq!(v["tenant"], "team-a");
         assert_eq!(v["status"], 200);
         assert_eq!(v["user"], "alice smith");
+        assert_eq!(v["duration_seconds"], 0.0012);
+        assert_eq!(v["client"], "127.0.0.1:5555");
+        assert!(v["ts"].as_str().unwrap().ends_with('Z'));
     }
 
     #[test]
     fn timestamps_are_rfc3339() {
-        let t = timestamp();
+        let mut out = Vec::new();
+        timestamp(&mut out);
+        let t = String::from_utf8(out).unwrap();
         assert_eq!(t.len(), 24, "{t}");
         assert!(t.ends_with('Z') && t.as_bytes()[10] == b'T', "{t}");
         assert!(crate::gateway::parse_time_for_tests(&t).is_some(), "{t}");

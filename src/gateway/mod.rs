@@ -388,6 +388,7 @@ fn spawn_graceful_exit(state: Arc<State>, grace: Duration) {
             } else {
                 tracing::info!("no request in flight; exiting");
             }
+            crate::access_log::flush();
             std::process::exit(0);
         });
     });
@@ -405,9 +406,22 @@ fn spawn_config_watcher(state: Arc<State>) {
         .unwrap_or(Path::new("."))
         .to_path_buf();
     std::thread::spawn(move || {
+        let name = state.config_path.file_name().map(|n| n.to_os_string());
+        // Only the config file itself, or Kubernetes' `..data` symlink swap, matters; other
+        // files in the directory (logs, for instance) may change all the time. They are
+        // filtered out in notify's own thread so they never wake this one.
+        let relevant = move |e: &notify::Event| {
+            e.paths.iter().any(|p| {
+                p.file_name().is_some_and(|f| {
+                    Some(f) == name.as_deref() || f.as_encoded_bytes().starts_with(b"..")
+                })
+            })
+        };
         let (tx, rx) = std::sync::mpsc::channel();
-        let mut watcher = match notify::recommended_watcher(move |e| {
-            let _ = tx.send(e);
+        let mut watcher = match notify::recommended_watcher(move |e: notify::Result<notify::Event>| {
+            if e.as_ref().is_ok_and(&relevant) {
+                let _ = tx.send(());
+            }
         }) {
             Ok(w) => w,
             Err(e) => {
@@ -420,23 +434,8 @@ fn spawn_config_watcher(state: Arc<State>) {
             return;
         }
         let digest = |p: &Path| std::fs::read(p).ok().map(|b| blake3::hash(&b));
-        let name = state.config_path.file_name().map(|n| n.to_os_string());
-        // Only the config file itself, or Kubernetes' `..data` symlink swap, matters; other
-        // files in the directory (logs, for instance) may change all the time.
-        let relevant = |e: &notify::Result<notify::Event>| {
-            e.as_ref().is_ok_and(|e| {
-                e.paths.iter().any(|p| {
-                    p.file_name().is_some_and(|f| {
-                        Some(f.to_os_string()) == name || f.to_string_lossy().starts_with("..")
-                    })
-                })
-            })
-        };
         let mut last = digest(&state.config_path);
-        while let Ok(event) = rx.recv() {
-            if !relevant(&event) {
-                continue;
-            }
+        while let Ok(()) = rx.recv() {
             // Let the rest of a burst (write, rename, symlink swap) land, for at most 200 ms.
             let settle = std::time::Instant::now() + Duration::from_millis(200);
             while let Some(left) = settle.checked_duration_since(std::time::Instant::now()) {
