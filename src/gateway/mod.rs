@@ -418,11 +418,13 @@ fn spawn_config_watcher(state: Arc<State>) {
             })
         };
         let (tx, rx) = std::sync::mpsc::channel();
-        let mut watcher = match notify::recommended_watcher(move |e: notify::Result<notify::Event>| {
-            if e.as_ref().is_ok_and(&relevant) {
-                let _ = tx.send(());
-            }
-        }) {
+        let mut watcher = match notify::recommended_watcher(
+            move |e: notify::Result<notify::Event>| {
+                if e.as_ref().is_ok_and(&relevant) {
+                    let _ = tx.send(());
+                }
+            },
+        ) {
             Ok(w) => w,
             Err(e) => {
                 tracing::error!(error = %e, "cannot watch the config directory; reload with SIGHUP or /-/reload");

@@ -148,7 +148,8 @@ fn series<'a>(
     s.labels.clear();
     s.others.clear();
     let mut checker = LabelChecker::new();
-    let mut r = Reader::new(data);
+    let fast_end = leading_ascii_labels(idx, data, &mut checker, &mut s.labels)?;
+    let mut r = Reader::at(data, fast_end);
     while let Some(f) = next_field(&mut r, || format!("series {idx}"))? {
         match f.num {
             TS_LABELS => {
@@ -203,6 +204,48 @@ fn series<'a>(
     }
     copy_ranges(out, data, &s.others);
     Ok(())
+}
+
+/// The fast path for the label fields every sender writes first: `0x0a len 0x0a len name 0x12
+/// len value` with one-byte lengths and ASCII text. One ASCII check covers the whole field
+/// (tags and short lengths are ASCII too), which is most of the per-label cost on series with
+/// one sample. Stops at the first field of any other shape and returns its offset; the generic
+/// reader takes over from there with the same checker, so both paths accept the same input.
+#[inline]
+fn leading_ascii_labels<'a>(
+    idx: u64,
+    data: &'a [u8],
+    checker: &mut LabelChecker<'a>,
+    labels: &mut Vec<ClientLabel<'a>>,
+) -> Result<usize, RemoteWriteError> {
+    let mut pos = 0;
+    while let Some([0x0a, len, rest @ ..]) = data.get(pos..) {
+        let len = usize::from(*len);
+        let Some(field) = rest.get(..len) else { break };
+        if len >= 0x80 || !field.is_ascii() {
+            break;
+        }
+        let [0x0a, name_len, rest @ ..] = field else {
+            break;
+        };
+        let Some((name, [0x12, value_len, value @ ..])) =
+            rest.split_at_checked(usize::from(*name_len))
+        else {
+            break;
+        };
+        if usize::from(*value_len) != value.len() {
+            break;
+        }
+        checker.push(idx, name)?;
+        let end = pos + 2 + len;
+        labels.push(ClientLabel {
+            name,
+            start: pos,
+            end,
+        });
+        pos = end;
+    }
+    Ok(pos)
 }
 
 /// Name and value of a `Label`; for a repeated scalar field the last one wins, as in every

@@ -162,6 +162,12 @@ impl<'a> Reader<'a> {
         Reader { buf, pos: 0 }
     }
 
+    /// A reader of `buf` starting at `pos` (field offsets stay relative to `buf`).
+    #[inline]
+    pub(crate) fn at(buf: &'a [u8], pos: usize) -> Self {
+        Reader { buf, pos }
+    }
+
     /// The next field, `Ok(None)` at the end of the buffer.
     #[inline(always)]
     pub(crate) fn next_field(&mut self) -> Result<Option<Field<'a>>, WireError> {
