@@ -208,6 +208,13 @@ fn corpus(b_silence: &str) -> Vec<Case> {
         get("series two", format!("/api/v1/series?match[]=up&match[]={}", url_encode(r#"{job=~".+"}"#)), ok),
         get("series empty match", "/api/v1/series?match[]=", Status(400)),
         get("series expression", format!("/api/v1/series?match[]={}", url_encode("rate(up[5m])")), Status(400)),
+        // Rewrites are cached per scope: a query's cached rewrite must not make the same text
+        // pass as a match[] selector, a cached selector must stay enforced, and refusals are
+        // not cached into successes.
+        get("series offset (cached as a query)", format!("/api/v1/series?match[]={}", url_encode("up offset 1m")), Status(400)),
+        get("series any again", format!("/api/v1/series?match[]={}", url_encode(r#"{__name__=~".+"}"#)), ok),
+        get("series other tenant again", format!("/api/v1/series?match[]={}", url_encode(r#"{tenant_id="team-b"}"#)), Status(403)),
+        get("series other job again", format!("/api/v1/series?match[]={}", url_encode(r#"{job="job-b"}"#)), Empty),
         post("series post", "/api/v1/series", &form(&[("match[]", r#"{__name__=~".+"}"#)]), ok),
         post("series url+body", "/api/v1/series?match[]=up", &form(&[("match[]", r#"{job="job-b"}"#)]), Status(400)),
         get("labels", "/api/v1/labels", ok),

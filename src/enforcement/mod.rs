@@ -18,7 +18,7 @@ pub mod response;
 mod tests;
 
 pub use matchers::TenantMatcher;
-pub use promql::{enforce_match_selectors, enforce_query};
+pub use promql::{enforce_match_selector, enforce_match_selectors, enforce_query};
 
 /// Longest query (or `match[]` selector) accepted, in bytes.
 pub const MAX_QUERY_BYTES: usize = 64 * 1024;

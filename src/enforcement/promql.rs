@@ -34,7 +34,8 @@ pub fn enforce_match_selectors(
         .collect()
 }
 
-fn enforce_match_selector(input: &str, tenant: &TenantMatcher) -> Result<String, EnforceError> {
+/// Enforces one `match[]` series selector (a bare selector, no offset or @).
+pub fn enforce_match_selector(input: &str, tenant: &TenantMatcher) -> Result<String, EnforceError> {
     let expr = parse_bounded(input)?;
     // Like Prometheus' ParseMetricSelector: a bare selector, no offset or @.
     let mut vs = match expr {

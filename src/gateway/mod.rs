@@ -124,6 +124,12 @@ impl Runtime {
     }
 }
 
+#[derive(Clone, Copy)]
+enum Rewrite {
+    Query = 1,
+    MatchSelector = 2,
+}
+
 impl Runtime {
     /// `enforce_query` for `scope`, served from a cache of earlier successes.
     pub fn enforce_query_cached(
@@ -132,15 +138,45 @@ impl Runtime {
         query: &str,
         matcher: &crate::enforcement::TenantMatcher,
     ) -> Result<String, crate::enforcement::EnforceError> {
+        self.rewrite_cached(Rewrite::Query, scope, query, || {
+            crate::enforcement::enforce_query(query, matcher)
+        })
+    }
+
+    /// `enforce_match_selector` for `scope`, served from the same cache: dashboards ask for
+    /// the same label values over and over, and a selector with a regex costs a regex
+    /// compilation per parse.
+    pub fn enforce_match_cached(
+        &self,
+        scope: &str,
+        selector: &str,
+        matcher: &crate::enforcement::TenantMatcher,
+    ) -> Result<String, crate::enforcement::EnforceError> {
+        self.rewrite_cached(Rewrite::MatchSelector, scope, selector, || {
+            crate::enforcement::enforce_match_selector(selector, matcher)
+        })
+    }
+
+    /// Successful rewrites only are cached (errors are cheap to recompute and carry the
+    /// client's text). The key hashes the kind too: a text that is a valid query need not be
+    /// a valid `match[]` selector (`up offset 5m`).
+    fn rewrite_cached(
+        &self,
+        kind: Rewrite,
+        scope: &str,
+        text: &str,
+        rewrite: impl FnOnce() -> Result<String, crate::enforcement::EnforceError>,
+    ) -> Result<String, crate::enforcement::EnforceError> {
         let mut h = blake3::Hasher::new();
+        h.update(&[kind as u8]);
         h.update(&(scope.len() as u64).to_le_bytes());
         h.update(scope.as_bytes());
-        h.update(query.as_bytes());
+        h.update(text.as_bytes());
         let key = *h.finalize().as_bytes();
         if let Some(hit) = self.rewrites.get(&key) {
             return Ok(hit.to_string());
         }
-        let enforced = crate::enforcement::enforce_query(query, matcher)?;
+        let enforced = rewrite()?;
         self.rewrites.insert(key, Arc::from(enforced.as_str()));
         Ok(enforced)
     }

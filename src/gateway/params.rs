@@ -76,16 +76,26 @@ impl Params {
 
     /// Enforces every `match[]`, adding one when there is none.
     pub fn enforce_match(&mut self, tenant: &TenantMatcher) -> Result<(), RewriteError> {
-        let given: Vec<&str> = self
-            .pairs
-            .iter()
-            .filter(|(k, _)| k == "match[]")
-            .map(|(_, v)| v.as_str())
-            .collect();
-        let enforced = enforcement::enforce_match_selectors(&given, tenant)?;
-        self.pairs.retain(|(k, _)| k != "match[]");
-        self.pairs
-            .extend(enforced.into_iter().map(|m| ("match[]".to_string(), m)));
+        self.enforce_match_with(tenant, |s| enforcement::enforce_match_selector(s, tenant))
+    }
+
+    /// Replaces every `match[]` with `rewrite(selector)`, adding the tenant's own selector
+    /// when there is none.
+    pub fn enforce_match_with(
+        &mut self,
+        tenant: &TenantMatcher,
+        mut rewrite: impl FnMut(&str) -> Result<String, EnforceError>,
+    ) -> Result<(), RewriteError> {
+        let mut seen = false;
+        for (k, v) in self.pairs.iter_mut() {
+            if k == "match[]" {
+                *v = rewrite(v)?;
+                seen = true;
+            }
+        }
+        if !seen {
+            self.pairs.push(("match[]".to_string(), tenant.selector()));
+        }
         Ok(())
     }
 

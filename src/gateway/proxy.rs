@@ -756,7 +756,9 @@ impl Gateway {
             Class::Promql => {
                 params.rewrite_query(|q| rt.enforce_query_cached(&ctx.tenant, q, matcher))
             }
-            Class::MatchSelectors => params.enforce_match(matcher),
+            Class::MatchSelectors => params.enforce_match_with(matcher, |s| {
+                rt.enforce_match_cached(&ctx.tenant, s, matcher)
+            }),
             _ => Ok(()),
         };
         if let Err(e) = enforced {
