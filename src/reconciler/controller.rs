@@ -23,6 +23,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::{json, Value};
 
 use super::crd::{labels as L, *};
+use super::deletion::{JobState, PendingDeletion};
 use super::planner::{self, Inputs};
 use super::render;
 
@@ -151,6 +152,10 @@ pub async fn run_controller() -> Result<(), Error> {
         )
         .owns(
             Api::<k8s_openapi::api::apps::v1::Deployment>::all(client.clone()),
+            owned.clone(),
+        )
+        .owns(
+            Api::<k8s_openapi::api::batch::v1::Job>::all(client.clone()),
             owned.clone(),
         )
         .watches(
@@ -288,9 +293,77 @@ pub async fn load_inputs(svc: &Service, ctx: &Context) -> Result<Inputs, Error> 
         rule_groups: list_all(c).await?,
         cluster_rule_groups: list_all(c).await?,
         global_rule_groups: list_ns(c, &ns).await?,
+        pending_deletions: read_deletions(svc, ctx).await?,
+        deletion_jobs: deletion_jobs(svc, ctx).await?,
         now: (ctx.now)(),
         seed,
     })
+}
+
+/// Pending block deletions from the state ConfigMap (absent: none). A corrupt ConfigMap is
+/// an error, not "none": forgetting a pending deletion would leave the blocks forever.
+async fn read_deletions(svc: &Service, ctx: &Context) -> Result<Vec<PendingDeletion>, Error> {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let ns = svc.namespace().unwrap_or_default();
+    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
+    let name = render::deletions_configmap_name(&svc.name_any());
+    let Some(cm) = api.get_opt(&name).await? else {
+        return Ok(Vec::new());
+    };
+    match cm.data.as_ref().and_then(|d| d.get(render::DELETIONS_KEY)) {
+        None => Ok(Vec::new()),
+        Some(text) => serde_json::from_str(text)
+            .map_err(|e| Error::Other(format!("ConfigMap {ns}/{name}: {e}"))),
+    }
+}
+
+/// States of the Service's deletion Jobs by `(tenant, storage)`; a success anywhere wins.
+async fn deletion_jobs(
+    svc: &Service,
+    ctx: &Context,
+) -> Result<BTreeMap<(String, String), JobState>, Error> {
+    use k8s_openapi::api::batch::v1::Job;
+    let ns = svc.namespace().unwrap_or_default();
+    let api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+    let list = api
+        .list(&ListParams::default().labels(&managed_selector(svc)))
+        .await?;
+    let mut out = BTreeMap::new();
+    for job in list.items {
+        let ann = job.annotations();
+        let (Some(t), Some(s)) = (ann.get(L::DELETION_TENANT), ann.get(L::DELETION_STORAGE)) else {
+            continue;
+        };
+        let st = job.status.clone().unwrap_or_default();
+        let has = |kind: &str| {
+            st.conditions
+                .iter()
+                .flatten()
+                .any(|c| c.type_ == kind && c.status == "True")
+        };
+        let state = if st.succeeded.unwrap_or(0) > 0 || has("Complete") {
+            JobState::Succeeded
+        } else if has("Failed") {
+            JobState::Failed
+        } else {
+            JobState::Running
+        };
+        let e = out.entry((t.clone(), s.clone())).or_insert(state);
+        if state == JobState::Succeeded {
+            *e = state;
+        }
+    }
+    Ok(out)
+}
+
+fn managed_selector(svc: &Service) -> String {
+    format!(
+        "{}={},{}={}",
+        L::MANAGED_BY,
+        L::MANAGED_BY_VALUE,
+        L::SERVICE,
+        planner::service_key(svc)
+    )
 }
 
 fn seed_secret_name(svc: &Service) -> String {
@@ -386,6 +459,7 @@ pub const PRUNED_KINDS: &[(&str, &str)] = &[
     ("v1", "Service"),
     ("v1", "ConfigMap"),
     ("v1", "Secret"),
+    ("batch/v1", "Job"),
 ];
 
 /// Deletes managed objects of the Service that are not in `desired`.
@@ -403,13 +477,7 @@ pub async fn prune(client: &Client, svc: &Service, desired: &[Value]) -> Result<
             )
         })
         .collect();
-    let selector = format!(
-        "{}={},{}={}",
-        L::MANAGED_BY,
-        L::MANAGED_BY_VALUE,
-        L::SERVICE,
-        planner::service_key(svc)
-    );
+    let selector = managed_selector(svc);
     let mut deleted = 0;
     for (api_version, kind) in PRUNED_KINDS {
         let probe = json!({"apiVersion": api_version, "kind": kind, "metadata": {"namespace": ns}});

@@ -39,6 +39,9 @@ pub mod labels {
     pub const INGESTER_DELETING_TIME: &str = "monitoring.whizard.io/ingester-deleting-time";
     /// Service annotation holding the seed from which ruler credentials are derived.
     pub const CREDENTIALS_SEED: &str = "monitoring.whizard.io/credentials-seed";
+    /// Tenant and storage (`<ns>.<name>`) whose blocks a deletion Job removes.
+    pub const DELETION_TENANT: &str = "monitoring.whizard.io/deletion-tenant";
+    pub const DELETION_STORAGE: &str = "monitoring.whizard.io/deletion-storage";
     /// Ruler shard label on ruler pods.
     pub const RULER_SHARD: &str = "monitoring.whizard.io/ruler-shard";
     pub const DEFAULT_STORAGE: &str = "default";

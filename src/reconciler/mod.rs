@@ -23,6 +23,7 @@ pub mod controller;
 #[cfg(test)]
 mod controller_tests;
 pub mod crd;
+pub mod deletion;
 pub mod gateway_config;
 pub mod merge;
 pub mod planner;

@@ -35,6 +35,7 @@ use serde_json::json;
 
 use super::assign::{self, Slot, TenantReq};
 use super::crd::{labels as L, *};
+use super::deletion::{self, JobState, PendingDeletion};
 use super::merge::layered;
 use super::shard;
 
@@ -68,6 +69,10 @@ pub struct Inputs {
     pub rule_groups: Vec<RuleGroup>,
     pub cluster_rule_groups: Vec<ClusterRuleGroup>,
     pub global_rule_groups: Vec<GlobalRuleGroup>,
+    /// Pending block deletions of removed tenants, read back from the cluster.
+    pub pending_deletions: Vec<PendingDeletion>,
+    /// States of existing deletion Jobs by `(tenant, storage)`.
+    pub deletion_jobs: BTreeMap<(String, String), JobState>,
     /// Unix seconds.
     pub now: u64,
     /// Seed for ruler credentials (overridden by the Service's `credentials-seed` annotation).
@@ -137,7 +142,11 @@ pub struct Plan {
     pub users: Vec<GatewayUser>,
     /// Per Tenant CR name.
     pub tenant_status: BTreeMap<String, TenantStatus>,
-    /// Earliest pending ingester removal (unix seconds): requeue then.
+    /// Pending block deletions of removed tenants (the state to store).
+    pub deletions: Vec<PendingDeletion>,
+    /// Deletions whose Job should run now.
+    pub due_deletions: Vec<PendingDeletion>,
+    /// Earliest pending ingester removal or block deletion (unix seconds): requeue then.
     pub requeue_at: Option<u64>,
     /// Whether the credentials seed is the render placeholder.
     pub placeholder_credentials: bool,
@@ -153,6 +162,8 @@ pub enum PlanError {
     MissingStorage { tenant: String, storage: String },
     #[error("tenant id {0:?} is used by two Tenant objects")]
     DuplicateTenant(String),
+    #[error("tenant label name {0:?} is not a valid Prometheus label name")]
+    LabelName(String),
 }
 
 /// `<ns>.<name>`, the value of the service label.
@@ -457,6 +468,21 @@ pub fn tenants_of(inputs: &Inputs) -> Result<Vec<TenantInfo>, PlanError> {
     Ok(out)
 }
 
+/// `<ns>.<name>` → `(ns, name)`.
+pub fn storage_of(v: &str) -> (String, String) {
+    let (ns, name) = v.split_once('.').unwrap_or(("", v));
+    (ns.to_string(), name.to_string())
+}
+
+/// A Prometheus label name (`[a-zA-Z_][a-zA-Z0-9_]*`).
+pub fn is_label_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 fn duration_field(field: &str, value: &str) -> Result<u64, PlanError> {
     parse_duration(value).ok_or_else(|| PlanError::Duration {
         field: field.to_string(),
@@ -704,6 +730,63 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
     }
     compactors.sort_by_key(|c| c.name_any());
 
+    // ---- blocks of tenants removed from an object storage (see [`deletion`])
+    let present: BTreeSet<(String, String)> = tenants
+        .iter()
+        .filter_map(|t| {
+            t.storage
+                .as_ref()
+                .map(|(n, s)| (t.id.clone(), format!("{n}.{s}")))
+        })
+        .collect();
+    let mut removed = Vec::new();
+    for c in inputs
+        .compactors
+        .iter()
+        .filter(|c| has_service(&c.metadata, &key) && is_managed(&c.metadata))
+    {
+        let Some(storage) = label(&c.metadata, L::STORAGE) else {
+            continue;
+        };
+        let r = c.spec.retention.clone().unwrap_or(base_retention.clone());
+        // An unparsable stored retention counts as unlimited: never delete by mistake.
+        let secs: Vec<u64> = [&r.retention_raw, &r.retention_5m, &r.retention_1h]
+            .iter()
+            .map(|v| parse_duration(v).unwrap_or(0))
+            .collect();
+        for t in &c.spec.tenants {
+            if present.contains(&(t.clone(), storage.to_string())) {
+                continue;
+            }
+            if let Some(at) = deletion::deadline(inputs.now, &secs, object_retention) {
+                removed.push(PendingDeletion {
+                    tenant: t.clone(),
+                    storage: storage.to_string(),
+                    removed_at: inputs.now,
+                    delete_at: at,
+                });
+            }
+        }
+    }
+    let mut dplan = deletion::plan_deletions(
+        &inputs.pending_deletions,
+        &removed,
+        &present,
+        &inputs.deletion_jobs,
+        inputs.now,
+    );
+    if let Some(at) = dplan.next_deadline {
+        requeue_at = Some(requeue_at.map_or(at, |r: u64| r.min(at)));
+    }
+    // Without its Storage the Job has no bucket to work on: keep the record until it is back.
+    dplan
+        .due
+        .retain(|d| storages.contains_key(&storage_of(&d.storage)));
+    if !dplan.due.is_empty() && !is_label_name(&tenancy.label) {
+        // The Job's block listing names the label in a template.
+        return Err(PlanError::LabelName(tenancy.label.clone()));
+    }
+
     // ---- stores: one per object storage with tenants
     let mut stores = Vec::new();
     for (storage, ts) in &by_storage {
@@ -898,6 +981,8 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
         query_frontends,
         users,
         tenant_status,
+        deletions: dplan.pending,
+        due_deletions: dplan.due,
         requeue_at,
         placeholder_credentials,
     })

@@ -884,6 +884,97 @@ fn render_gateways(ctx: &Ctx, out: &mut Vec<Value>) {
     }
 }
 
+/// Name of the ConfigMap holding pending block deletions (see [`super::deletion`]).
+pub fn deletions_configmap_name(service: &str) -> String {
+    format!("{service}-tenant-deletions")
+}
+
+/// Key of the pending deletions (JSON list) in that ConfigMap.
+pub const DELETIONS_KEY: &str = "deletions.json";
+
+/// The deletion Job's script (Thanos v0.38 `tools bucket`: `ls` has no selector flag, so the
+/// tenant's blocks are picked from a template listing; `mark` takes explicit ids; `cleanup`
+/// with the tenant selector and no delay then removes exactly the marked blocks of the tenant).
+const DELETE_BLOCKS_SCRIPT: &str = r#"set -eu
+CFG=--objstore.config-file=/etc/whizard/objstore/objstore.yaml
+thanos tools bucket ls "$CFG" --exclude-delete --output="{{.ULID}} {{index .Thanos.Labels \"$TENANT_LABEL\"}}" > /tmp/blocks
+: > /tmp/ids
+while read -r id t; do
+  if [ "$t" = "$TENANT" ]; then echo "--id=$id" >> /tmp/ids; fi
+done < /tmp/blocks
+echo "tenant $TENANT: $(wc -l < /tmp/ids) blocks to delete"
+xargs -r -n 100 thanos tools bucket mark "$CFG" --marker=deletion-mark.json --details="tenant $TENANT removed" < /tmp/ids
+thanos tools bucket cleanup "$CFG" --delete-delay=0s --selector.relabel-config="$SELECTOR"
+"#;
+
+/// `[a-z0-9-]` only, no leading/trailing `-` (for object names built from tenant ids).
+fn dns_label(s: &str) -> String {
+    let mapped: String = s
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    mapped.trim_matches('-').to_string()
+}
+
+/// The state ConfigMap (first in the output, so it is applied before the Compactors change)
+/// and one Job per due deletion.
+fn render_deletions(ctx: &Ctx, out: &mut Vec<Value>) {
+    let plan = ctx.plan;
+    if plan.deletions.is_empty() {
+        return;
+    }
+    let svc_name = &plan.service_name;
+    out.push(configmap(
+        ctx,
+        &deletions_configmap_name(svc_name),
+        "tenant-deletions",
+        svc_name,
+        json!({ DELETIONS_KEY: serde_json::to_string_pretty(&plan.deletions).unwrap() }),
+    ));
+    let eff = effective::compactor(ctx.svc, &CompactorSpec::default());
+    for d in &plan.due_deletions {
+        let storage = planner::storage_of(&d.storage);
+        let mut pod = Pod::new("tenant-deletion", svc_name, &eff.common);
+        pod.container = "delete-blocks";
+        objstore(ctx, &mut pod, &storage);
+        // The script names the objstore file itself; `sh -c` takes no flags.
+        pod.args.clear();
+        pod.command = Some(vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            DELETE_BLOCKS_SCRIPT.into(),
+        ]);
+        pod.env.extend([
+            json!({"name": "TENANT", "value": d.tenant}),
+            json!({"name": "TENANT_LABEL", "value": plan.tenancy.label}),
+            json!({"name": "SELECTOR", "value": keep_tenants_relabel(&plan.tenancy.label, std::slice::from_ref(&d.tenant))}),
+        ]);
+        pod.volumes.push(json!({"name": "tmp", "emptyDir": {}}));
+        pod.mounts.push(json!({"name": "tmp", "mountPath": "/tmp"}));
+        let mut template = pod.template(ctx, false);
+        template["spec"]["restartPolicy"] = json!("Never");
+        // The name carries a hash of the pod spec: a Job's template is immutable, so a changed
+        // spec (e.g. a new image) makes a new Job and the old one is pruned.
+        let hash = md5_hex(&format!("{}\n{}\n{template}", d.tenant, d.storage));
+        let name = planner::short_name(
+            &format!("{svc_name}-delete-{}-{}", dns_label(&d.tenant), &hash[..8]),
+            52,
+        );
+        let mut meta = ctx.meta(&name, "tenant-deletion", svc_name);
+        meta["annotations"] = json!({
+            L::DELETION_TENANT: d.tenant,
+            L::DELETION_STORAGE: d.storage,
+        });
+        out.push(json!({
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": meta,
+            "spec": {"backoffLimit": 3, "template": template},
+        }));
+    }
+}
+
 fn render_storages(ctx: &Ctx, out: &mut Vec<Value>) {
     let mut used: Vec<&(String, String)> = ctx
         .plan
@@ -962,6 +1053,7 @@ pub fn render_plan(plan: &Plan, svc: &Service) -> Vec<Value> {
     render_stores(&ctx, &mut out);
     render_compactors(&ctx, &mut out);
     render_rulers(&ctx, &mut out);
+    render_deletions(&ctx, &mut out);
     for v in &mut out {
         clean(v);
         if v["spec"].as_object().is_some_and(|m| m.is_empty()) && v["kind"] != "Service" {
@@ -983,13 +1075,18 @@ fn sort_key(v: &Value) -> (usize, String, String) {
         "Service",
         "Deployment",
         "StatefulSet",
+        "Job",
     ];
     let kind = v["kind"].as_str().unwrap_or("");
     let group = v["apiVersion"].as_str().unwrap_or("");
-    let mut idx = ORDER.iter().position(|k| *k == kind).unwrap_or(ORDER.len());
+    let mut idx = ORDER.iter().position(|k| *k == kind).unwrap_or(ORDER.len()) + 1;
+    // Pending deletions first: applied before a Compactor forgets a removed tenant.
+    if kind == "ConfigMap" && v["metadata"]["labels"][L::COMPONENT] == "tenant-deletions" {
+        idx = 0;
+    }
     // Thanos CRs named "Service" do not appear here, but keep core Services apart anyway.
     if kind == "Service" && group != "v1" {
-        idx = ORDER.len();
+        idx = ORDER.len() + 1;
     }
     (
         idx,

@@ -410,9 +410,11 @@ fn rendered_objects_and_crds_pass_kubernetes_validate() {
     std::fs::write(&objs, render::to_yaml_stream(&core)).unwrap();
     let crds = dir.path().join("crds.yaml");
     std::fs::write(&crds, super::crds_yaml()).unwrap();
+    let deletion = dir.path().join("deletion.yaml");
+    std::fs::write(&deletion, render::to_yaml_stream(&due_deletion_objects())).unwrap();
     let rbac = root().join("deploy/reconciler/rbac.yaml");
     let deploy = root().join("deploy/reconciler/deployment.yaml");
-    for f in [&objs, &crds, &rbac, &deploy] {
+    for f in [&objs, &crds, &deletion, &rbac, &deploy] {
         let o = std::process::Command::new("kubernetes-validate")
             .args(["-k", "1.33.0", "--strict", "--quiet"])
             .arg(f)
@@ -467,4 +469,241 @@ fn crds_cover_every_kind_and_limit_rules() {
     let rules = &rg["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
         ["properties"]["rules"];
     assert_eq!(rules["maxItems"], 40);
+}
+
+/// team-d (object storage, retention 30d/90d/1y) is removed at t=1000: its blocks are due a
+/// year later; the record survives in the state ConfigMap; a Job deletes them at the deadline;
+/// success drops the record; re-adding the tenant cancels it.
+fn removed_team_d_plans() -> (Service, Inputs, planner::Plan) {
+    let (svc, mut inputs) = example_inputs(1_000);
+    let first = planner::plan(&inputs).unwrap();
+    inputs.ingesters = first.ingesters.clone();
+    inputs.compactors = first.compactors.clone();
+    inputs.tenants.retain(|t| t.name_any() != "team-d");
+    let second = planner::plan(&inputs).unwrap();
+    (svc, inputs, second)
+}
+
+const YEAR: u64 = 365 * 86_400;
+
+#[test]
+fn removed_tenant_blocks_are_scheduled_for_deletion() {
+    let (svc, mut inputs, second) = removed_team_d_plans();
+    let rec = super::deletion::PendingDeletion {
+        tenant: "team-d".into(),
+        storage: "whizard.s3".into(),
+        removed_at: 1_000,
+        delete_at: 1_000 + YEAR,
+    };
+    assert_eq!(second.deletions, vec![rec.clone()]);
+    assert!(second.due_deletions.is_empty());
+    // The ingester removal (3h) comes first.
+    assert_eq!(second.requeue_at, Some(1_000 + 3 * 3600));
+    let objs = render::render_plan(&second, &svc);
+    // The state ConfigMap is the very first object applied.
+    assert_eq!(objs[0]["kind"], "ConfigMap");
+    assert_eq!(objs[0]["metadata"]["name"], "central-tenant-deletions");
+    let stored: Vec<super::deletion::PendingDeletion> =
+        serde_json::from_str(objs[0]["data"]["deletions.json"].as_str().unwrap()).unwrap();
+    assert_eq!(stored, vec![rec.clone()]);
+    assert!(!objs.iter().any(|o| o["kind"] == "Job"));
+
+    // A restarted reconciler: the Compactors no longer list team-d, the record is read back.
+    inputs.compactors = second.compactors.clone();
+    inputs.ingesters = second.ingesters.clone();
+    inputs.pending_deletions = stored;
+    inputs.now = 5_000_000;
+    let later = planner::plan(&inputs).unwrap();
+    assert_eq!(later.deletions, vec![rec.clone()]);
+    assert_eq!(later.requeue_at, Some(1_000 + YEAR));
+
+    // At the deadline: a Job for team-d.
+    inputs.now = 1_000 + YEAR;
+    let due = planner::plan(&inputs).unwrap();
+    assert_eq!(due.due_deletions, vec![rec.clone()]);
+    let objs = render::render_plan(&due, &svc);
+    let jobs: Vec<&Value> = objs.iter().filter(|o| o["kind"] == "Job").collect();
+    assert_eq!(jobs.len(), 1);
+    let job = jobs[0];
+    let name = job["metadata"]["name"].as_str().unwrap();
+    assert!(name.starts_with("central-delete-team-d-"), "{name}");
+    assert!(name.len() <= 52);
+    assert_eq!(job["metadata"]["annotations"][L::DELETION_TENANT], "team-d");
+    let pod = &job["spec"]["template"]["spec"];
+    assert_eq!(pod["restartPolicy"], "Never");
+    let c = &pod["containers"][0];
+    let script = c["command"][2].as_str().unwrap();
+    for part in [
+        "thanos tools bucket ls",
+        "--exclude-delete",
+        "thanos tools bucket mark",
+        "--marker=deletion-mark.json",
+        "thanos tools bucket cleanup",
+        "--delete-delay=0s",
+        "--selector.relabel-config=\"$SELECTOR\"",
+    ] {
+        assert!(script.contains(part), "{part} missing in {script}");
+    }
+    let env: Vec<(String, String)> = c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| Some((e["name"].as_str()?.into(), e["value"].as_str()?.into())))
+        .collect();
+    assert!(env.contains(&("TENANT".into(), "team-d".into())));
+    assert!(env.contains(&("TENANT_LABEL".into(), "tenant_id".into())));
+    assert!(env.contains(&(
+        "SELECTOR".into(),
+        r#"[{"action":"keep","regex":"^team-d$","source_labels":["tenant_id"]}]"#.into()
+    )));
+    // Objstore config mounted from the Storage's secret, credentials from env.
+    assert!(pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|v| v["secret"]["secretName"] == "central-s3-objstore"));
+    assert!(c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["name"] == "OBJSTORE_ACCESS_KEY"));
+    // Deterministic.
+    assert_eq!(objs, render::render_plan(&due, &svc));
+
+    // Running or failed: still wanted. Succeeded: record dropped, Job no longer rendered.
+    let key = ("team-d".to_string(), "whizard.s3".to_string());
+    inputs
+        .deletion_jobs
+        .insert(key.clone(), super::deletion::JobState::Failed);
+    assert_eq!(planner::plan(&inputs).unwrap().due_deletions.len(), 1);
+    inputs
+        .deletion_jobs
+        .insert(key, super::deletion::JobState::Succeeded);
+    let done = planner::plan(&inputs).unwrap();
+    assert!(done.deletions.is_empty() && done.due_deletions.is_empty());
+    let objs = render::render_plan(&done, &svc);
+    assert!(!objs
+        .iter()
+        .any(|o| o["kind"] == "Job" || o["metadata"]["name"] == "central-tenant-deletions"));
+}
+
+#[test]
+fn re_adding_a_removed_tenant_cancels_the_deletion() {
+    let (_, mut inputs, second) = removed_team_d_plans();
+    inputs.compactors = second.compactors.clone();
+    inputs.ingesters = second.ingesters.clone();
+    inputs.pending_deletions = second.deletions.clone();
+    let (_, fresh) = example_inputs(0);
+    inputs.tenants = fresh.tenants;
+    // Before and after the deadline (a running Job would be pruned).
+    for now in [2_000, 1_000 + YEAR + 1] {
+        inputs.now = now;
+        let p = planner::plan(&inputs).unwrap();
+        assert!(p.deletions.is_empty(), "at {now}");
+        assert!(p.due_deletions.is_empty(), "at {now}");
+    }
+}
+
+#[test]
+fn local_and_unlimited_retention_tenants_are_not_scheduled() {
+    // edge is on local storage: no compactor, nothing in object storage.
+    let (_, mut inputs) = example_inputs(1_000);
+    let first = planner::plan(&inputs).unwrap();
+    inputs.compactors = first.compactors.clone();
+    inputs.tenants.retain(|t| t.name_any() != "edge");
+    assert!(planner::plan(&inputs).unwrap().deletions.is_empty());
+    // Unlimited retention (0 everywhere): "keep forever" means no deletion.
+    let (_, mut inputs) = example_inputs(1_000);
+    inputs.service.spec.compactor_template_spec.spec.retention = Some(Retention {
+        retention_raw: "0".into(),
+        retention_5m: "0".into(),
+        retention_1h: "0".into(),
+    });
+    let first = planner::plan(&inputs).unwrap();
+    inputs.compactors = first.compactors.clone();
+    inputs.tenants.retain(|t| t.name_any() != "team-d");
+    assert!(planner::plan(&inputs).unwrap().deletions.is_empty());
+}
+
+/// A plan with a due deletion Job, for schema validation.
+fn due_deletion_objects() -> Vec<Value> {
+    let (svc, mut inputs, second) = removed_team_d_plans();
+    inputs.compactors = second.compactors.clone();
+    inputs.ingesters = second.ingesters.clone();
+    inputs.pending_deletions = second.deletions.clone();
+    inputs.now = 1_000 + YEAR;
+    let plan = planner::plan(&inputs).unwrap();
+    render::render_plan(&plan, &svc)
+        .into_iter()
+        .filter(|o| o["apiVersion"] != API_VERSION)
+        .collect()
+}
+
+/// The deletion Job's script under a POSIX shell with a fake `thanos`: it marks exactly the
+/// removed tenant's blocks (in batches) and then cleans up with the tenant selector.
+#[test]
+fn deletion_script_marks_only_the_tenants_blocks() {
+    let objs = due_deletion_objects();
+    let job = objs.iter().find(|o| o["kind"] == "Job").unwrap();
+    let c = &job["spec"]["template"]["spec"]["containers"][0];
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let script = c["command"][2]
+        .as_str()
+        .unwrap()
+        .replace("/tmp/", &format!("{d}/"));
+    // Fake thanos: `ls` prints 150 blocks of team-d, one of "team-d x", one unlabelled,
+    // one of team-a; every call is logged.
+    let fake = format!(
+        r#"#!/bin/sh
+echo "$@" >> {d}/calls
+case "$3" in
+  ls) i=0; while [ $i -lt 150 ]; do echo "D$i team-d"; i=$((i+1)); done
+      echo "X1 team-d x"; echo "U1 "; echo "A1 team-a";;
+esac
+"#
+    );
+    std::fs::create_dir(dir.path().join("bin")).unwrap();
+    let thanos = dir.path().join("bin/thanos");
+    std::fs::write(&thanos, fake).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&thanos, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let env = |n: &str| {
+        c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == n)
+            .unwrap()["value"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let out = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(&script)
+        .env("PATH", format!("{d}/bin:/usr/bin:/bin"))
+        .env("TENANT", env("TENANT"))
+        .env("TENANT_LABEL", env("TENANT_LABEL"))
+        .env("SELECTOR", env("SELECTOR"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let calls = std::fs::read_to_string(dir.path().join("calls")).unwrap();
+    let lines: Vec<&str> = calls.lines().collect();
+    assert_eq!(lines.len(), 4, "{calls}");
+    assert!(lines[0].starts_with("tools bucket ls --objstore.config-file="));
+    assert!(lines[0].ends_with(r#"--output={{.ULID}} {{index .Thanos.Labels "tenant_id"}}"#));
+    // 150 ids in batches of 100, only team-d's.
+    assert_eq!(lines[1].matches("--id=").count(), 100);
+    assert_eq!(lines[2].matches("--id=").count(), 50);
+    assert!(lines[1].contains("--marker=deletion-mark.json"));
+    assert!(!calls.contains("--id=X1") && !calls.contains("--id=U1") && !calls.contains("--id=A1"));
+    assert!(lines[3].starts_with("tools bucket cleanup"));
+    assert!(lines[3].contains("--delete-delay=0s"));
+    assert!(lines[3].ends_with(r#"--selector.relabel-config=[{"action":"keep","regex":"^team-d$","source_labels":["tenant_id"]}]"#));
 }
