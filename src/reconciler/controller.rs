@@ -18,7 +18,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{json, Value};
 
@@ -143,7 +143,7 @@ pub async fn run_controller() -> Result<(), Error> {
     };
     let owned =
         watcher::Config::default().labels(&format!("{}={}", L::MANAGED_BY, L::MANAGED_BY_VALUE));
-    Controller::new(Api::<Service>::all(client.clone()), Default::default())
+    let mut controller = Controller::new(Api::<Service>::all(client.clone()), Default::default())
         .owns(Api::<Ingester>::all(client.clone()), owned.clone())
         .owns(Api::<Compactor>::all(client.clone()), owned.clone())
         .owns(
@@ -182,7 +182,24 @@ pub async fn run_controller() -> Result<(), Error> {
             Api::<GlobalRuleGroup>::all(client.clone()),
             Default::default(),
             move |o| by_service_label(&o.metadata),
-        )
+        );
+    // PrometheusRules name no Service: any change reconciles every Service (few per cluster).
+    // Without prometheus-operator's CRD there is nothing to watch.
+    let prom: Api<PrometheusRule> = Api::all(client.clone());
+    match prom.list(&ListParams::default().limit(1)).await {
+        Ok(_) => {
+            let trigger = watcher(prom, watcher::Config::default())
+                .default_backoff()
+                .touched_objects()
+                .filter_map(|r| futures_util::future::ready(r.ok().map(|_| ())));
+            controller = controller.reconcile_all_on(trigger);
+        }
+        Err(kube::Error::Api(e)) if e.code == 404 => {
+            tracing::info!("PrometheusRule CRD not installed; not watching PrometheusRules");
+        }
+        Err(e) => return Err(e.into()),
+    }
+    controller
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
@@ -293,11 +310,25 @@ pub async fn load_inputs(svc: &Service, ctx: &Context) -> Result<Inputs, Error> 
         rule_groups: list_all(c).await?,
         cluster_rule_groups: list_all(c).await?,
         global_rule_groups: list_ns(c, &ns).await?,
+        prometheus_rules: prometheus_rules(c).await?,
+        namespaces: list_all::<k8s_openapi::api::core::v1::Namespace>(c)
+            .await?
+            .into_iter()
+            .map(|n| (n.name_any(), n.metadata.labels.unwrap_or_default()))
+            .collect(),
         pending_deletions: read_deletions(svc, ctx).await?,
         deletion_jobs: deletion_jobs(svc, ctx).await?,
         now: (ctx.now)(),
         seed,
     })
+}
+
+/// Every PrometheusRule; none when prometheus-operator's CRD is not installed (404).
+async fn prometheus_rules(client: &Client) -> Result<Vec<PrometheusRule>, Error> {
+    match list_all::<PrometheusRule>(client).await {
+        Err(Error::Kube(kube::Error::Api(e))) if e.code == 404 => Ok(Vec::new()),
+        other => other,
+    }
 }
 
 /// Pending block deletions from the state ConfigMap (absent: none). A corrupt ConfigMap is

@@ -35,6 +35,8 @@ struct World {
     status_conflict_once: Vec<String>,
     /// Single objects by path (a GET of an object not here is 404).
     objects: BTreeMap<String, Value>,
+    /// Plurals whose LIST is 404 (CRD not installed).
+    missing_lists: Vec<&'static str>,
 }
 
 /// A GET of one namespaced object (`.../namespaces/<ns>/<plural>/<name>`), not a list.
@@ -79,6 +81,9 @@ async fn serve(mut handle: Handle, mut world: World) -> Vec<Call> {
                 Some(o) => respond(StatusCode::OK, o.clone()),
                 None => respond(StatusCode::NOT_FOUND, status_error(404, "NotFound")),
             },
+            "GET" if world.missing_lists.contains(segs.last().unwrap()) => {
+                respond(StatusCode::NOT_FOUND, status_error(404, "NotFound"))
+            }
             "GET" => {
                 let plural = *segs.last().unwrap();
                 let items = if plural == "tenants" {
@@ -204,6 +209,7 @@ async fn reconcile_conversation_with_conflicts_and_prune() {
         conflict_once: vec!["/deployments/gateway-central".into()],
         status_conflict_once: vec!["team-a".into()],
         objects: BTreeMap::new(),
+        missing_lists: vec![],
     };
     let (res, calls) = run(world, service(false)).await;
     let action = res.expect("reconcile ok");
@@ -279,6 +285,7 @@ async fn update_keeps_existing_placement() {
         conflict_once: vec![],
         status_conflict_once: vec![],
         objects: BTreeMap::new(),
+        missing_lists: vec![],
     };
     let (res, calls) = run(world, service(false)).await;
     res.unwrap();
@@ -302,6 +309,7 @@ async fn delete_runs_finalizer_cleanup() {
         conflict_once: vec![],
         status_conflict_once: vec![],
         objects: BTreeMap::new(),
+        missing_lists: vec![],
     };
     let (res, calls) = run(world, service(true)).await;
     assert_eq!(res.unwrap(), Action::await_change());
@@ -400,6 +408,7 @@ fn storage_world(compactor_tenants: &[&str]) -> World {
         conflict_once: vec![],
         status_conflict_once: vec![],
         objects: BTreeMap::new(),
+        missing_lists: vec![],
     }
 }
 
@@ -504,4 +513,46 @@ async fn due_deletion_runs_a_job_and_a_finished_one_is_pruned() {
         deletes,
         vec!["/apis/batch/v1/namespaces/whizard/jobs/central-delete-done-1234"]
     );
+}
+
+#[tokio::test]
+async fn prometheus_rules_are_read_and_a_missing_crd_is_skipped() {
+    let rule = json!({"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
+        "metadata": {"name": "slo", "namespace": "apps", "labels": {L::TENANT: "team-a"}},
+        "spec": {"groups": [{"name": "g", "rules": [{"record": "r", "expr": "up"}]}]}});
+    let mut lists = BTreeMap::new();
+    lists.insert("prometheusrules".to_string(), vec![rule]);
+    let world = World {
+        tenants: vec![tenant("team-a")],
+        lists,
+        conflict_once: vec![],
+        status_conflict_once: vec![],
+        objects: BTreeMap::new(),
+        missing_lists: vec![],
+    };
+    let (res, calls) = run(world, service(false)).await;
+    res.unwrap();
+    assert!(calls
+        .iter()
+        .any(|c| c.method == "GET" && c.path == "/apis/monitoring.coreos.com/v1/prometheusrules"));
+    let cm = calls
+        .iter()
+        .find(|c| c.method == "PATCH" && c.path.ends_with("/configmaps/ruler-team-a-rulefiles-0-0"))
+        .expect("rule files applied");
+    assert!(cm.body["data"]["apps-slo.yaml"]
+        .as_str()
+        .unwrap()
+        .contains("record: r"));
+
+    // Without prometheus-operator's CRD (404 on the list) the reconcile still succeeds.
+    let world = World {
+        tenants: vec![tenant("team-a")],
+        lists: BTreeMap::new(),
+        conflict_once: vec![],
+        status_conflict_once: vec![],
+        objects: BTreeMap::new(),
+        missing_lists: vec!["prometheusrules"],
+    };
+    let (res, _) = run(world, service(false)).await;
+    res.unwrap();
 }

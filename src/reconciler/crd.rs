@@ -814,3 +814,30 @@ pub fn crds(
         GlobalRuleGroup::crd(),
     ]
 }
+
+// ---------------------------------------------------------------------------------------------
+// prometheus-operator PrometheusRule (read only; not one of our CRDs)
+
+/// The part of `monitoring.coreos.com/v1` `PrometheusRule` the rulers use. Groups are kept
+/// as written (everything besides `name` passes through to the rule file).
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "monitoring.coreos.com",
+    version = "v1",
+    kind = "PrometheusRule",
+    plural = "prometheusrules",
+    namespaced
+)]
+pub struct PrometheusRuleSpec {
+    #[serde(default)]
+    pub groups: Vec<PrometheusRuleGroup>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct PrometheusRuleGroup {
+    pub name: String,
+    /// `interval`, `rules`, `limit`, `partial_response_strategy`, ... as written.
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub rest: BTreeMap<String, Value>,
+}

@@ -28,6 +28,7 @@ pub mod gateway_config;
 pub mod merge;
 pub mod planner;
 pub mod render;
+pub mod selector;
 pub mod shard;
 #[cfg(test)]
 mod tests;

@@ -69,6 +69,11 @@ pub struct Inputs {
     pub rule_groups: Vec<RuleGroup>,
     pub cluster_rule_groups: Vec<ClusterRuleGroup>,
     pub global_rule_groups: Vec<GlobalRuleGroup>,
+    /// prometheus-operator PrometheusRules (all namespaces), selected by the rulers'
+    /// `ruleSelectors` / `ruleNamespaceSelector` or the tenant label.
+    pub prometheus_rules: Vec<PrometheusRule>,
+    /// Namespace name → labels, for `ruleNamespaceSelector`.
+    pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
     /// Pending block deletions of removed tenants, read back from the cluster.
     pub pending_deletions: Vec<PendingDeletion>,
     /// States of existing deletion Jobs by `(tenant, storage)`.
@@ -164,6 +169,11 @@ pub enum PlanError {
     DuplicateTenant(String),
     #[error("tenant label name {0:?} is not a valid Prometheus label name")]
     LabelName(String),
+    #[error("ruler {ruler}: {source}")]
+    Selector {
+        ruler: String,
+        source: super::selector::SelectorError,
+    },
 }
 
 /// `<ns>.<name>`, the value of the service label.
@@ -840,7 +850,7 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
         let mut rspec = user_cr;
         rspec.tenant = t.id.clone();
         let eff = effective::ruler(spec, &rspec);
-        let mut files = BTreeMap::new();
+        let mut files = RuleFiles::new();
         for g in inputs.rule_groups.iter().filter(|g| {
             label(&g.metadata, L::TENANT) == Some(t.id.as_str())
                 && g.metadata.deletion_timestamp.is_none()
@@ -850,15 +860,23 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
                 g.namespace().unwrap_or_default(),
                 g.name_any()
             );
-            files.insert(file, (g.name_any(), g.spec.group.clone()));
+            add_group(&mut files, file, &g.name_any(), &g.spec.group);
         }
         for g in inputs.cluster_rule_groups.iter().filter(|g| {
             label(&g.metadata, L::TENANT) == Some(t.id.as_str())
                 && g.metadata.deletion_timestamp.is_none()
         }) {
             let file = format!("cluster-{}.yaml", g.name_any());
-            files.insert(file, (g.name_any(), g.spec.group.clone()));
+            add_group(&mut files, file, &g.name_any(), &g.spec.group);
         }
+        let selected =
+            select_prometheus_rules(inputs, &eff, &ns, Some(&t.id)).map_err(|source| {
+                PlanError::Selector {
+                    ruler: name.clone(),
+                    source,
+                }
+            })?;
+        add_prometheus_rules(&mut files, &selected);
         let user = format!("whizard-ruler-{}", t.id);
         users.push(make_user(
             &seed,
@@ -891,24 +909,35 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
                         && g.namespace().as_deref() == Some(ns.as_str())))
         })
         .collect();
-    if !globals.is_empty() {
-        let name = dns(&format!("{svc_name}-global"));
-        let user_cr = inputs
-            .rulers
-            .iter()
-            .find(|r| has_service(&r.metadata, &key) && r.spec.tenant.is_empty())
-            .map(|r| r.spec.clone())
-            .unwrap_or_default();
-        let eff = effective::ruler(spec, &user_cr);
-        let mut files = BTreeMap::new();
+    let global_name = dns(&format!("{svc_name}-global"));
+    let global_cr = inputs
+        .rulers
+        .iter()
+        .find(|r| has_service(&r.metadata, &key) && r.spec.tenant.is_empty())
+        .map(|r| r.spec.clone())
+        .unwrap_or_default();
+    let global_eff = effective::ruler(spec, &global_cr);
+    let global_prom =
+        select_prometheus_rules(inputs, &global_eff, &ns, None).map_err(|source| {
+            PlanError::Selector {
+                ruler: global_name.clone(),
+                source,
+            }
+        })?;
+    if !globals.is_empty() || !global_prom.is_empty() {
+        let name = global_name;
+        let user_cr = global_cr;
+        let eff = global_eff;
+        let mut files = RuleFiles::new();
         for g in globals {
             let file = format!(
                 "{}-{}.yaml",
                 g.namespace().unwrap_or_default(),
                 g.name_any()
             );
-            files.insert(file, (g.name_any(), g.spec.group.clone()));
+            add_group(&mut files, file, &g.name_any(), &g.spec.group);
         }
+        add_prometheus_rules(&mut files, &global_prom);
         let read_user = "whizard-global-ruler-read".to_string();
         let write_user = "whizard-global-ruler-write".to_string();
         let mut read_tenants = tenant_ids.clone();
@@ -988,26 +1017,105 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
     })
 }
 
-/// Rule files (`file → (group name, group)`) → per shard, ConfigMap bins of `file → YAML`.
-pub fn shard_files(
-    files: &BTreeMap<String, (String, RuleGroupSpec)>,
-    shards: u64,
-) -> Vec<Vec<BTreeMap<String, String>>> {
-    let mut per_shard: Vec<BTreeMap<String, String>> = vec![BTreeMap::new(); shards as usize];
-    for (file, (group, spec)) in files {
-        let s = shard::shard_of(file, group, shards) as usize;
-        let mut g = serde_json::Map::new();
-        g.insert("name".into(), json!(group));
-        if let Some(i) = &spec.interval {
-            g.insert("interval".into(), json!(i));
+/// Rule files: file name → its groups `(name, group as written in a rules file)`.
+pub type RuleFiles = BTreeMap<String, Vec<(String, serde_json::Value)>>;
+
+/// Adds one group of a RuleGroup-kind CR to `files`.
+fn add_group(files: &mut RuleFiles, file: String, name: &str, spec: &RuleGroupSpec) {
+    let mut g = serde_json::Map::new();
+    g.insert("name".into(), json!(name));
+    if let Some(i) = &spec.interval {
+        g.insert("interval".into(), json!(i));
+    }
+    g.insert("rules".into(), json!(spec.rules));
+    files
+        .entry(file)
+        .or_default()
+        .push((name.to_string(), serde_json::Value::Object(g)));
+}
+
+/// Adds every group of each PrometheusRule as file `<ns>-<name>.yaml` (as Whizard names it).
+fn add_prometheus_rules(files: &mut RuleFiles, rules: &[&PrometheusRule]) {
+    for r in rules {
+        let file = format!(
+            "{}-{}.yaml",
+            r.namespace().unwrap_or_default(),
+            r.name_any()
+        );
+        for g in &r.spec.groups {
+            let mut v = serde_json::Map::new();
+            v.insert("name".into(), json!(g.name));
+            for (k, x) in &g.rest {
+                v.insert(k.clone(), x.clone());
+            }
+            files
+                .entry(file.clone())
+                .or_default()
+                .push((g.name.clone(), serde_json::Value::Object(v)));
         }
-        g.insert("rules".into(), serde_json::to_value(&spec.rules).unwrap());
-        let doc = json!({ "groups": [g] });
-        per_shard[s].insert(file.clone(), serde_norway::to_string(&doc).unwrap());
+    }
+}
+
+/// PrometheusRules a ruler evaluates: those labelled with its tenant
+/// (`monitoring.whizard.io/tenant`, any namespace, like RuleGroups), and those matching any of
+/// its `ruleSelectors` in a namespace matched by `ruleNamespaceSelector` (absent: the ruler's
+/// own namespace only; `{}`: every namespace), as prometheus-operator selects them.
+pub fn select_prometheus_rules<'a>(
+    inputs: &'a Inputs,
+    eff: &RulerSpec,
+    ruler_ns: &str,
+    tenant: Option<&str>,
+) -> Result<Vec<&'a PrometheusRule>, super::selector::SelectorError> {
+    use super::selector;
+    let mut out = Vec::new();
+    let empty = BTreeMap::new();
+    for r in inputs
+        .prometheus_rules
+        .iter()
+        .filter(|r| r.metadata.deletion_timestamp.is_none())
+    {
+        let labels = r.metadata.labels.as_ref().unwrap_or(&empty);
+        let by_tenant = tenant.is_some() && labels.get(L::TENANT).map(String::as_str) == tenant;
+        let rns = r.namespace().unwrap_or_default();
+        let ns_ok = match &eff.rule_namespace_selector {
+            None => rns == ruler_ns,
+            Some(sel) => selector::matches(sel, inputs.namespaces.get(&rns).unwrap_or(&empty))?,
+        };
+        let by_selector = ns_ok && selector::matches_any(&eff.rule_selectors, labels)?;
+        if by_tenant || by_selector {
+            out.push(r);
+        }
+    }
+    out.sort_by_key(|r| (r.namespace(), r.name_any()));
+    Ok(out)
+}
+
+/// Rule files → per shard, ConfigMap bins of `file → YAML`. Each group goes to
+/// [`shard::shard_of`]`(file, group)`; a file holds the groups of its shard.
+pub fn shard_files(files: &RuleFiles, shards: u64) -> Vec<Vec<BTreeMap<String, String>>> {
+    let mut per_shard: Vec<BTreeMap<String, Vec<serde_json::Value>>> =
+        vec![BTreeMap::new(); shards as usize];
+    for (file, groups) in files {
+        for (name, group) in groups {
+            let s = shard::shard_of(file, name, shards) as usize;
+            per_shard[s]
+                .entry(file.clone())
+                .or_default()
+                .push(group.clone());
+        }
     }
     per_shard
         .iter()
-        .map(|f| shard::pack_files(f, shard::MAX_CONFIGMAP_BYTES))
+        .map(|f| {
+            let docs: BTreeMap<String, String> = f
+                .iter()
+                .map(|(file, groups)| {
+                    let doc = json!({ "groups": groups });
+                    (file.clone(), serde_norway::to_string(&doc).unwrap())
+                })
+                .collect();
+            shard::pack_files(&docs, shard::MAX_CONFIGMAP_BYTES)
+        })
         .collect()
 }
 

@@ -1120,7 +1120,9 @@ fn parse<T: DeserializeOwned>(v: Value, path: &str, index: usize) -> Result<T, R
 }
 
 /// Reads every `*.yaml`/`*.yml`/`*.json` file of `dir` (sorted, multi-document) into planner
-/// inputs (all services together; `service` is left default).
+/// inputs (all services together; `service` is left default). Besides our kinds it reads
+/// prometheus-operator `PrometheusRule`s and `Namespace`s (for `ruleNamespaceSelector`);
+/// other objects are skipped.
 pub fn read_dir(dir: &Path) -> Result<(Vec<Service>, Inputs), RenderError> {
     let io = |e, p: &Path| RenderError::Io {
         path: p.display().to_string(),
@@ -1154,8 +1156,20 @@ pub fn read_dir(dir: &Path) -> Result<(Vec<Service>, Inputs), RenderError> {
                 continue;
             }
             let api = v["apiVersion"].as_str().unwrap_or("");
-            if api != API_VERSION {
-                continue;
+            match (api, v["kind"].as_str().unwrap_or("")) {
+                ("monitoring.coreos.com/v1", "PrometheusRule") => {
+                    inputs.prometheus_rules.push(parse(v, &ps, index)?);
+                    continue;
+                }
+                ("v1", "Namespace") => {
+                    let ns: k8s_openapi::api::core::v1::Namespace = parse(v, &ps, index)?;
+                    inputs
+                        .namespaces
+                        .insert(ns.name_any(), ns.metadata.labels.unwrap_or_default());
+                    continue;
+                }
+                _ if api != API_VERSION => continue,
+                _ => {}
             }
             let kind = v["kind"].as_str().unwrap_or("").to_string();
             let mut v = v;

@@ -707,3 +707,161 @@ esac
     assert!(lines[3].contains("--delete-delay=0s"));
     assert!(lines[3].ends_with(r#"--selector.relabel-config=[{"action":"keep","regex":"^team-d$","source_labels":["tenant_id"]}]"#));
 }
+
+fn prom_rule(ns: &str, name: &str, labels: Value, groups: &[&str]) -> PrometheusRule {
+    let groups: Vec<Value> = groups
+        .iter()
+        .map(|g| serde_json::json!({"name": g, "rules": [{"record": format!("{g}:x"), "expr": "up"}]}))
+        .collect();
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
+        "metadata": {"name": name, "namespace": ns, "labels": labels},
+        "spec": {"groups": groups}
+    }))
+    .unwrap()
+}
+
+fn ruler_files(
+    plan: &planner::Plan,
+    ruler: &str,
+) -> Vec<std::collections::BTreeMap<String, String>> {
+    plan.rulers
+        .iter()
+        .find(|r| r.ruler.name_any() == ruler)
+        .unwrap_or_else(|| panic!("no ruler {ruler}"))
+        .shards
+        .iter()
+        .map(|bins| {
+            bins.iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn tenant_ruler_takes_its_prometheus_rules_as_written() {
+    let (_, inputs) = example_inputs(0);
+    let plan = planner::plan(&inputs).unwrap();
+    // From config/reconciler/04-prometheusrules.yaml (namespace team-a, tenant label team-a).
+    let files = &ruler_files(&plan, "team-a")[0];
+    let text = &files["team-a-api-slo.yaml"];
+    let doc: Value = serde_norway::from_str(text).unwrap();
+    assert_eq!(doc["groups"][0]["name"], "api-latency");
+    assert_eq!(doc["groups"][0]["interval"], "1m");
+    assert_eq!(doc["groups"][0]["partial_response_strategy"], "warn");
+    assert_eq!(doc["groups"][0]["rules"][0]["alert"], "ApiSlow");
+    // The RuleGroup of team-a is still there; other tenants do not get the PrometheusRule.
+    assert!(files.contains_key("team-a-team-a-availability.yaml"));
+    assert!(!ruler_files(&plan, "team-b")[0].contains_key("team-a-api-slo.yaml"));
+}
+
+#[test]
+fn global_ruler_selects_prometheus_rules_and_shards_their_groups() {
+    let (_, mut inputs) = example_inputs(0);
+    inputs.global_rule_groups.clear();
+    let global: Ruler = serde_json::from_value(serde_json::json!({
+        "apiVersion": API_VERSION, "kind": "Ruler",
+        "metadata": {"name": "global", "namespace": "whizard",
+                     "labels": {L::SERVICE: "whizard.central"}},
+        "spec": {"shards": 3,
+                 "ruleSelectors": [{"matchLabels": {"role": "global"}},
+                                   {"matchExpressions": [{"key": "fleet", "operator": "Exists"}]}],
+                 "ruleNamespaceSelector": {"matchLabels": {"rules": "on"}}}
+    }))
+    .unwrap();
+    inputs.rulers.push(global);
+    inputs
+        .namespaces
+        .insert("mon".into(), [("rules".into(), "on".into())].into());
+    inputs.namespaces.insert("off".into(), Default::default());
+    let groups = ["g0", "g1", "g2", "g3", "g4", "g5"];
+    inputs.prometheus_rules = vec![
+        prom_rule(
+            "mon",
+            "fleet",
+            serde_json::json!({"role": "global"}),
+            &groups,
+        ),
+        prom_rule("mon", "other", serde_json::json!({"fleet": "x"}), &["o"]),
+        prom_rule("mon", "unlabelled", serde_json::json!({}), &["u"]),
+        prom_rule(
+            "off",
+            "wrong-ns",
+            serde_json::json!({"role": "global"}),
+            &["w"],
+        ),
+    ];
+    let plan = planner::plan(&inputs).unwrap();
+    let shards = ruler_files(&plan, "central-global");
+    assert_eq!(shards.len(), 3);
+    let all: Vec<String> = shards.iter().flat_map(|f| f.keys().cloned()).collect();
+    assert!(all.contains(&"mon-other.yaml".to_string()));
+    assert!(!all
+        .iter()
+        .any(|f| f == "mon-unlabelled.yaml" || f == "off-wrong-ns.yaml"));
+    // Each group of mon-fleet.yaml sits on Whizard's shard for "<file>/<group>".
+    let mut seen = 0;
+    for g in groups {
+        let s = super::shard::shard_of("mon-fleet.yaml", g, 3) as usize;
+        let doc: Value = serde_norway::from_str(&shards[s]["mon-fleet.yaml"]).unwrap();
+        assert!(
+            doc["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["name"] == g),
+            "{g} not on shard {s}"
+        );
+        seen += 1;
+    }
+    assert_eq!(seen, 6);
+    // The groups really are spread (not all on one shard) with these names.
+    assert!(
+        shards
+            .iter()
+            .filter(|f| f.contains_key("mon-fleet.yaml"))
+            .count()
+            > 1
+    );
+}
+
+#[test]
+fn rule_namespace_selector_defaults_to_the_rulers_namespace() {
+    let (_, mut inputs) = example_inputs(0);
+    inputs.service.spec.ruler_template_spec.spec.rule_selectors =
+        vec![serde_json::json!({"matchLabels": {"role": "x"}})];
+    inputs.prometheus_rules = vec![
+        prom_rule("whizard", "here", serde_json::json!({"role": "x"}), &["h"]),
+        prom_rule(
+            "elsewhere",
+            "there",
+            serde_json::json!({"role": "x"}),
+            &["t"],
+        ),
+    ];
+    let plan = planner::plan(&inputs).unwrap();
+    let files = &ruler_files(&plan, "central-global")[0];
+    assert!(files.contains_key("whizard-here.yaml"));
+    assert!(!files.contains_key("elsewhere-there.yaml"));
+    // `{}` selects every namespace.
+    inputs
+        .service
+        .spec
+        .ruler_template_spec
+        .spec
+        .rule_namespace_selector = Some(serde_json::json!({}));
+    let plan = planner::plan(&inputs).unwrap();
+    assert!(ruler_files(&plan, "central-global")[0].contains_key("elsewhere-there.yaml"));
+}
+
+#[test]
+fn malformed_rule_selector_is_a_plan_error() {
+    let (_, mut inputs) = example_inputs(0);
+    inputs.service.spec.ruler_template_spec.spec.rule_selectors =
+        vec![serde_json::json!({"matchExpressions": [{"key": "a", "operator": "Near"}]})];
+    inputs.prometheus_rules = vec![prom_rule("whizard", "r", serde_json::json!({}), &["g"])];
+    let e = planner::plan(&inputs).unwrap_err();
+    assert!(matches!(e, planner::PlanError::Selector { .. }), "{e}");
+}
