@@ -32,6 +32,9 @@ enum Command {
     Reconciler {
         #[command(subcommand)]
         command: Option<ReconcilerCommand>,
+        /// Listen address of `/metrics` and `/healthz`.
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        metrics_addr: std::net::SocketAddr,
     },
     /// Prints the CustomResourceDefinitions as YAML.
     Crds,
@@ -89,6 +92,7 @@ fn main() -> ExitCode {
         }
         Command::Reconciler {
             command: Some(ReconcilerCommand::Render { from }),
+            ..
         } => match whizard::reconciler::render_dir(&from) {
             Ok(yaml) => {
                 print!("{yaml}");
@@ -99,7 +103,10 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Reconciler { command: None } => {
+        Command::Reconciler {
+            command: None,
+            metrics_addr,
+        } => {
             let _ = tracing_subscriber::fmt()
                 .with_env_filter(
                     tracing_subscriber::EnvFilter::try_from_env("WHIZARD_LOG")
@@ -114,7 +121,8 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match rt.block_on(whizard::reconciler::run_controller()) {
+            let opts = whizard::reconciler::RunOptions { metrics_addr };
+            match rt.block_on(whizard::reconciler::run(opts)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("whizard reconciler: {e}");

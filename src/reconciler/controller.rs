@@ -43,58 +43,71 @@ pub enum Error {
     Other(String),
 }
 
-/// Reconciler metrics (registered in the default prometheus registry).
+/// Reconciler metrics, served on `--metrics-addr` (see [`super::http`]).
 #[derive(Clone)]
 pub struct Metrics {
+    /// By reconciled kind and result (`success` / `error`).
     pub reconciles: prometheus::IntCounterVec,
+    /// Failed reconciliations by Service (for alerting on one stuck Service).
     pub failures: prometheus::IntCounterVec,
     pub applied: prometheus::IntCounterVec,
+    pub pruned: prometheus::IntCounterVec,
     pub duration: prometheus::HistogramVec,
+    /// 1 while this replica holds the leader Lease (or runs without leader election).
+    pub leader: prometheus::IntGauge,
 }
 
 impl Metrics {
     pub fn new(registry: &prometheus::Registry) -> Metrics {
-        let reconciles = prometheus::IntCounterVec::new(
-            prometheus::Opts::new(
-                "whizard_reconciler_reconciliations_total",
-                "Reconciliations of a Service.",
-            ),
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = prometheus::IntCounterVec::new(prometheus::Opts::new(name, help), labels)
+                .expect("static metric definition");
+            // Registering twice (a second Context on one registry) keeps the first.
+            let _ = registry.register(Box::new(c.clone()));
+            c
+        };
+        let reconciles = counter(
+            "whizard_reconciler_reconciliations_total",
+            "Reconciliations by reconciled kind and result (success, error).",
+            &["kind", "result"],
+        );
+        let failures = counter(
+            "whizard_reconciler_failures_total",
+            "Failed reconciliations of a Service.",
             &["service"],
-        )
-        .unwrap();
-        let failures = prometheus::IntCounterVec::new(
-            prometheus::Opts::new(
-                "whizard_reconciler_failures_total",
-                "Failed reconciliations of a Service.",
-            ),
-            &["service"],
-        )
-        .unwrap();
-        let applied = prometheus::IntCounterVec::new(
-            prometheus::Opts::new(
-                "whizard_reconciler_objects_applied_total",
-                "Objects applied with server-side apply.",
-            ),
+        );
+        let applied = counter(
+            "whizard_reconciler_objects_applied_total",
+            "Objects applied with server-side apply, by kind.",
             &["kind"],
-        )
-        .unwrap();
+        );
+        let pruned = counter(
+            "whizard_reconciler_objects_pruned_total",
+            "Generated objects deleted because they are no longer planned, by kind.",
+            &["kind"],
+        );
         let duration = prometheus::HistogramVec::new(
             prometheus::HistogramOpts::new(
                 "whizard_reconciler_reconcile_duration_seconds",
-                "Duration of one reconciliation.",
+                "Duration of one reconciliation, by reconciled kind.",
             ),
-            &["service"],
+            &["kind"],
         )
-        .unwrap();
-        for c in [&reconciles, &failures, &applied] {
-            let _ = registry.register(Box::new(c.clone()));
-        }
+        .expect("static metric definition");
         let _ = registry.register(Box::new(duration.clone()));
+        let leader = prometheus::IntGauge::new(
+            "whizard_reconciler_leader",
+            "1 while this replica is the leader (holds the Lease), else 0.",
+        )
+        .expect("static metric definition");
+        let _ = registry.register(Box::new(leader.clone()));
         Metrics {
             reconciles,
             failures,
             applied,
+            pruned,
             duration,
+            leader,
         }
     }
 }
@@ -132,10 +145,30 @@ impl Context {
     }
 }
 
-/// Runs the controller until SIGTERM/SIGINT (`whizard reconciler`).
-pub async fn run_controller() -> Result<(), Error> {
+/// Options of `whizard reconciler`.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Address of `/metrics` and `/healthz`.
+    pub metrics_addr: std::net::SocketAddr,
+}
+
+/// Runs `whizard reconciler` until SIGTERM/SIGINT: the metrics/health listener and the
+/// controller.
+pub async fn run(opts: RunOptions) -> Result<(), Error> {
+    let registry = prometheus::Registry::new();
     let client = Client::try_default().await?;
-    let ctx = Arc::new(Context::new(client.clone(), prometheus::default_registry()));
+    let ctx = Arc::new(Context::new(client.clone(), &registry));
+    let listener = tokio::net::TcpListener::bind(opts.metrics_addr)
+        .await
+        .map_err(|e| Error::Other(format!("metrics listener {}: {e}", opts.metrics_addr)))?;
+    tracing::info!(addr = %opts.metrics_addr, "serving /metrics and /healthz");
+    tokio::spawn(super::http::serve(listener, registry));
+    ctx.metrics.leader.set(1);
+    run_controller(client, ctx).await
+}
+
+/// Runs the controller until SIGTERM/SIGINT.
+pub async fn run_controller(client: Client, ctx: Arc<Context>) -> Result<(), Error> {
     let by_service_label = |meta: &kube::api::ObjectMeta| -> Option<ObjectRef<Service>> {
         let v = meta.labels.as_ref()?.get(L::SERVICE)?;
         let (ns, name) = v.split_once('.')?;
@@ -216,11 +249,10 @@ pub async fn run_controller() -> Result<(), Error> {
 pub async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = svc.namespace().unwrap_or_default();
     let key = planner::service_key(&svc);
-    ctx.metrics.reconciles.with_label_values(&[&key]).inc();
     let _timer = ctx
         .metrics
         .duration
-        .with_label_values(&[&key])
+        .with_label_values(&["Service"])
         .start_timer();
     let api: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
     let res = finalizer(&api, FINALIZER, svc.clone(), |event| async {
@@ -230,6 +262,11 @@ pub async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action, E
         }
     })
     .await;
+    let result = if res.is_ok() { "success" } else { "error" };
+    ctx.metrics
+        .reconciles
+        .with_label_values(&["Service", result])
+        .inc();
     match res {
         Ok(action) => {
             ctx.failures.lock().unwrap().remove(&key);
@@ -493,8 +530,13 @@ pub const PRUNED_KINDS: &[(&str, &str)] = &[
     ("batch/v1", "Job"),
 ];
 
-/// Deletes managed objects of the Service that are not in `desired`.
-pub async fn prune(client: &Client, svc: &Service, desired: &[Value]) -> Result<usize, Error> {
+/// Deletes managed objects of the Service that are not in `desired`; returns the kinds of the
+/// deleted objects (one entry each).
+pub async fn prune(
+    client: &Client,
+    svc: &Service,
+    desired: &[Value],
+) -> Result<Vec<&'static str>, Error> {
     let ns = svc.namespace().unwrap_or_default();
     let keep: BTreeSet<(String, String)> = desired
         .iter()
@@ -509,7 +551,7 @@ pub async fn prune(client: &Client, svc: &Service, desired: &[Value]) -> Result<
         })
         .collect();
     let selector = managed_selector(svc);
-    let mut deleted = 0;
+    let mut deleted = Vec::new();
     for (api_version, kind) in PRUNED_KINDS {
         let probe = json!({"apiVersion": api_version, "kind": kind, "metadata": {"namespace": ns}});
         let (api, _) = api_for(client, &probe)?;
@@ -521,7 +563,7 @@ pub async fn prune(client: &Client, svc: &Service, desired: &[Value]) -> Result<
             }
             if !keep.contains(&(kind.to_string(), name.clone())) {
                 match api.delete(&name, &DeleteParams::background()).await {
-                    Ok(_) => deleted += 1,
+                    Ok(_) => deleted.push(*kind),
                     Err(kube::Error::Api(e)) if e.code == 404 => {}
                     Err(e) => return Err(e.into()),
                 }
@@ -569,7 +611,9 @@ async fn apply_service(svc: &Service, ctx: &Context) -> Result<Action, Error> {
             .with_label_values(&[o["kind"].as_str().unwrap_or_default()])
             .inc();
     }
-    prune(&ctx.client, svc, &objects).await?;
+    for kind in prune(&ctx.client, svc, &objects).await? {
+        ctx.metrics.pruned.with_label_values(&[kind]).inc();
+    }
     write_tenant_status(&ctx.client, &plan.tenant_status).await?;
     let now = inputs.now;
     Ok(match plan.requeue_at {

@@ -25,6 +25,7 @@ mod controller_tests;
 pub mod crd;
 pub mod deletion;
 pub mod gateway_config;
+pub mod http;
 pub mod merge;
 pub mod planner;
 pub mod render;
@@ -33,7 +34,7 @@ pub mod shard;
 #[cfg(test)]
 mod tests;
 
-pub use controller::{run_controller, Error};
+pub use controller::{run, run_controller, Error, RunOptions};
 pub use render::{render_dir, render_dir_at, RenderError};
 
 /// The CustomResourceDefinitions as a YAML stream (`whizard crds`).
