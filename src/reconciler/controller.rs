@@ -150,6 +150,24 @@ impl Context {
 pub struct RunOptions {
     /// Address of `/metrics` and `/healthz`.
     pub metrics_addr: std::net::SocketAddr,
+    /// Leader election (None: this replica always works).
+    pub leader: Option<super::leader::LeaderConfig>,
+}
+
+/// SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
 }
 
 /// Runs `whizard reconciler` until SIGTERM/SIGINT: the metrics/health listener and the
@@ -163,8 +181,19 @@ pub async fn run(opts: RunOptions) -> Result<(), Error> {
         .map_err(|e| Error::Other(format!("metrics listener {}: {e}", opts.metrics_addr)))?;
     tracing::info!(addr = %opts.metrics_addr, "serving /metrics and /healthz");
     tokio::spawn(super::http::serve(listener, registry));
-    ctx.metrics.leader.set(1);
-    run_controller(client, ctx).await
+    match opts.leader {
+        None => {
+            ctx.metrics.leader.set(1);
+            run_controller(client, ctx).await
+        }
+        Some(cfg) => {
+            tracing::info!(lease = %format!("{}/{}", cfg.namespace, cfg.name), identity = %cfg.identity, "leader election");
+            let lock = super::leader::LeaseLock::new(client.clone(), cfg);
+            let gauge = ctx.metrics.leader.clone();
+            let work = move || run_controller(client.clone(), ctx.clone());
+            super::leader::lead(lock, gauge, work, shutdown_signal()).await
+        }
+    }
 }
 
 /// Runs the controller until SIGTERM/SIGINT.

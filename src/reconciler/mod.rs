@@ -26,6 +26,9 @@ pub mod crd;
 pub mod deletion;
 pub mod gateway_config;
 pub mod http;
+pub mod leader;
+#[cfg(test)]
+mod leader_tests;
 pub mod merge;
 pub mod planner;
 pub mod render;
