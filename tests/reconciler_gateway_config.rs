@@ -62,4 +62,20 @@ fn rendered_gateway_config_loads_and_admits_declared_tenants() {
             .map(|s| s.as_str()),
         Some("prod-eu-1")
     );
+    // Service.spec.remoteWrites: headers, basicAuth (from the example Secret) and timeout.
+    let rw = &cfg.upstreams.remote_writes[0];
+    assert_eq!(rw.name, "backup");
+    assert_eq!(rw.timeout, std::time::Duration::from_secs(15));
+    let header = |name: &str| {
+        rw.headers
+            .iter()
+            .find(|(k, _)| k.as_str() == name)
+            .map(|(_, v)| v.to_str().unwrap().to_string())
+    };
+    assert_eq!(header("x-scope-orgid").as_deref(), Some("central"));
+    // base64("central:change-me")
+    assert_eq!(
+        header("authorization").as_deref(),
+        Some("Basic Y2VudHJhbDpjaGFuZ2UtbWU=")
+    );
 }

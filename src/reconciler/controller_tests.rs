@@ -556,3 +556,50 @@ async fn prometheus_rules_are_read_and_a_missing_crd_is_skipped() {
     let (res, _) = run(world, service(false)).await;
     res.unwrap();
 }
+
+#[tokio::test]
+async fn remote_write_basic_auth_is_read_from_its_secret() {
+    let mut svc = service(false);
+    svc.spec.remote_writes = vec![RemoteWriteSpec {
+        name: "copy".into(),
+        url: "https://copy.example/api/v1/write".into(),
+        basic_auth: Some(BasicAuth {
+            username: Some(SecretKeySelector {
+                name: "rw".into(),
+                key: "u".into(),
+                optional: None,
+            }),
+            password: Some(SecretKeySelector {
+                name: "rw".into(),
+                key: "p".into(),
+                optional: None,
+            }),
+        }),
+        ..Default::default()
+    }];
+    let mut objects = BTreeMap::new();
+    // data: u=bob, p=pw
+    objects.insert(
+        "/api/v1/namespaces/whizard/secrets/rw".to_string(),
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "rw", "namespace": "whizard"},
+               "data": {"u": "Ym9i", "p": "cHc="}}),
+    );
+    let world = World {
+        tenants: vec![tenant("team-a")],
+        lists: BTreeMap::new(),
+        conflict_once: vec![],
+        status_conflict_once: vec![],
+        objects,
+        missing_lists: vec![],
+    };
+    let (res, calls) = run(world, svc).await;
+    res.unwrap();
+    let sec = calls
+        .iter()
+        .find(|c| c.method == "PATCH" && c.path.ends_with("/secrets/gateway-central-config"))
+        .expect("gateway config applied");
+    let text = sec.body["stringData"]["gateway.yaml"].as_str().unwrap();
+    // base64("bob:pw")
+    assert!(text.contains("Authorization: Basic Ym9iOnB3"), "{text}");
+}

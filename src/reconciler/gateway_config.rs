@@ -87,17 +87,18 @@ pub fn gateway_config(plan: &Plan, svc: &super::crd::ServiceSpec) -> String {
         "otlp": format!("{router}/api/v1/otlp"),
         "rules": query,
     });
-    let rws: Vec<Value> = svc
+    let rws: Vec<Value> = plan
         .remote_writes
         .iter()
-        .enumerate()
-        .map(|(i, rw)| {
-            let name = if rw.name.is_empty() {
-                format!("remote-write-{i}")
-            } else {
-                rw.name.clone()
-            };
-            json!({"name": name, "url": rw.url})
+        .map(|rw| {
+            let mut v = json!({"name": rw.name, "url": rw.url});
+            if !rw.headers.is_empty() {
+                v["headers"] = json!(rw.headers);
+            }
+            if let Some(t) = rw.timeout_seconds {
+                v["timeout_seconds"] = json!(t);
+            }
+            v
         })
         .collect();
     if !rws.is_empty() {

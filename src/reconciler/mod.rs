@@ -31,6 +31,7 @@ pub mod leader;
 mod leader_tests;
 pub mod merge;
 pub mod planner;
+pub mod remote_write;
 pub mod render;
 pub mod selector;
 pub mod shard;

@@ -72,6 +72,8 @@ pub struct Inputs {
     /// prometheus-operator PrometheusRules (all namespaces), selected by the rulers'
     /// `ruleSelectors` / `ruleNamespaceSelector` or the tenant label.
     pub prometheus_rules: Vec<PrometheusRule>,
+    /// Secrets of the Service's namespace referenced by the Service (name → key → value).
+    pub secrets: super::remote_write::Secrets,
     /// Namespace name → labels, for `ruleNamespaceSelector`.
     pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
     /// Pending block deletions of removed tenants, read back from the cluster.
@@ -145,6 +147,8 @@ pub struct Plan {
     pub queries: Vec<Query>,
     pub query_frontends: Vec<QueryFrontend>,
     pub users: Vec<GatewayUser>,
+    /// The gateway's remote-write fan-out targets.
+    pub remote_writes: Vec<super::remote_write::Target>,
     /// Per Tenant CR name.
     pub tenant_status: BTreeMap<String, TenantStatus>,
     /// Pending block deletions of removed tenants (the state to store).
@@ -167,6 +171,14 @@ pub enum PlanError {
     MissingStorage { tenant: String, storage: String },
     #[error("tenant id {0:?} is used by two Tenant objects")]
     DuplicateTenant(String),
+    #[error("{field}: Secret {secret} has no key {key:?}")]
+    MissingSecret {
+        field: String,
+        secret: String,
+        key: String,
+    },
+    #[error("{field}: {reason}")]
+    RemoteWrite { field: String, reason: String },
     #[error("tenant label name {0:?} is not a valid Prometheus label name")]
     LabelName(String),
     #[error("ruler {ruler}: {source}")]
@@ -1010,6 +1022,7 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
         query_frontends,
         users,
         tenant_status,
+        remote_writes: super::remote_write::targets(&spec.remote_writes, &inputs.secrets)?,
         deletions: dplan.pending,
         due_deletions: dplan.due,
         requeue_at,

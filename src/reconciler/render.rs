@@ -1168,6 +1168,35 @@ pub fn read_dir(dir: &Path) -> Result<(Vec<Service>, Inputs), RenderError> {
                         .insert(ns.name_any(), ns.metadata.labels.unwrap_or_default());
                     continue;
                 }
+                ("v1", "Secret") => {
+                    // Only for remoteWrites basicAuth; `stringData` as written, `data` decoded.
+                    let name = v["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
+                    let mut data = std::collections::BTreeMap::new();
+                    if let Some(m) = v["data"].as_object() {
+                        use base64::Engine;
+                        for (k, x) in m {
+                            let raw = x.as_str().unwrap_or_default();
+                            let bytes = base64::engine::general_purpose::STANDARD
+                                .decode(raw)
+                                .map_err(|e| RenderError::Parse {
+                                    path: ps.clone(),
+                                    index,
+                                    message: format!("Secret {name} key {k}: {e}"),
+                                })?;
+                            data.insert(k.clone(), String::from_utf8_lossy(&bytes).into_owned());
+                        }
+                    }
+                    if let Some(m) = v["stringData"].as_object() {
+                        for (k, x) in m {
+                            data.insert(k.clone(), x.as_str().unwrap_or_default().to_string());
+                        }
+                    }
+                    inputs.secrets.insert(name, data);
+                    continue;
+                }
                 _ if api != API_VERSION => continue,
                 _ => {}
             }
