@@ -105,6 +105,7 @@ struct Pod {
     extra_labels: BTreeMap<String, String>,
     command: Option<Vec<String>>,
     container: &'static str,
+    init_containers: Vec<Value>,
 }
 
 impl Pod {
@@ -124,6 +125,7 @@ impl Pod {
             extra_labels: BTreeMap::new(),
             command: None,
             container: "thanos",
+            init_containers: Vec::new(),
         }
     }
 
@@ -196,6 +198,9 @@ impl Pod {
             "volumes": volumes,
             "terminationGracePeriodSeconds": 120,
         });
+        if !self.init_containers.is_empty() {
+            spec["initContainers"] = json!(self.init_containers);
+        }
         if !c.node_selector.is_empty() {
             spec["nodeSelector"] = json!(c.node_selector);
         }
@@ -435,7 +440,65 @@ fn storage_of_label(v: Option<&String>) -> Option<(String, String)> {
         .map(|(a, b)| (a.to_string(), b.to_string()))
 }
 
+/// Removes, at pod start, the TSDB directories of tenants the ingester no longer serves.
+/// Only directories holding a `wal` (a tenant TSDB of Thanos receive's multi-TSDB) are
+/// touched; without a tenant list nothing is removed.
+const TSDB_CLEANUP_SCRIPT: &str = r#"set -eu
+keep=/etc/whizard/ingester-tenants/tenants
+if [ ! -s "$keep" ]; then echo "no tenant list; nothing removed"; exit 0; fi
+cd /thanos
+for d in */; do
+  d=${d%/}
+  [ -d "$d/wal" ] || continue
+  if ! grep -qxF -- "$d" "$keep"; then
+    echo "removing the TSDB of tenant $d (no longer on this ingester)"
+    rm -rf -- "$d"
+  fi
+done
+"#;
+
+/// The TSDB-cleanup init container of an ingester pod, and the ConfigMap with its tenant list
+/// (returned for the output). The list lives in the ConfigMap, not in the pod template, so
+/// adding or removing a tenant never changes the template and never restarts the ingester
+/// (Whizard issue #284); the list is read when a pod starts, which is when cleanup runs.
+fn tsdb_cleanup_init(ctx: &Ctx, pod: &mut Pod, name: &str, eff: &IngesterSpec) -> Value {
+    let cm = format!("ingester-{name}-tenants");
+    let side = eff.ingester_tsdb_cleanup.clone().unwrap_or_default();
+    let image = if side.image.is_empty() {
+        eff.common.image.clone()
+    } else {
+        side.image
+    };
+    pod.volumes
+        .push(json!({"name": "ingester-tenants", "configMap": {"name": cm}}));
+    let mut c = json!({
+        "name": "tsdb-cleanup",
+        "image": image,
+        "command": ["/bin/sh", "-c", TSDB_CLEANUP_SCRIPT],
+        "volumeMounts": [
+            {"name": "data", "mountPath": DATA_DIR},
+            {"name": "ingester-tenants", "mountPath": "/etc/whizard/ingester-tenants", "readOnly": true},
+        ],
+    });
+    if let Some(r) = side.resources {
+        c["resources"] = r;
+    }
+    pod.init_containers.push(c);
+    let mut tenants: Vec<&String> = ctx
+        .plan
+        .ingesters
+        .iter()
+        .find(|i| i.name_any() == name)
+        .map(|i| i.spec.tenants.iter().collect())
+        .unwrap_or_default();
+    tenants.sort();
+    let list: String = tenants.iter().map(|t| format!("{t}\n")).collect();
+    configmap(ctx, &cm, "ingester", name, json!({ "tenants": list }))
+}
+
 fn render_ingesters(ctx: &Ctx, out: &mut Vec<Value>) {
+    // Whizard's `disableTsdbCleanup` defaults to true: cleanup only when set to false.
+    let tsdb_cleanup = ctx.svc.ingester_template_spec.disable_tsdb_cleanup == Some(false);
     for ing in &ctx.plan.ingesters {
         let n = ing.name_any();
         let eff = effective::ingester(ctx.svc, &ing.spec);
@@ -469,6 +532,9 @@ fn render_ingesters(ctx: &Ctx, out: &mut Vec<Value>) {
         tls_server(ctx, &mut pod);
         pod.args = merge_flags(&pod.args, &eff.common.flags);
         let pvc = data_volume(&mut pod, &eff.data_volume);
+        if tsdb_cleanup && !ing.spec.tenants.is_empty() {
+            out.push(tsdb_cleanup_init(ctx, &mut pod, &n, &eff));
+        }
         out.push(statefulset(
             ctx,
             &format!("ingester-{n}"),

@@ -412,9 +412,11 @@ fn rendered_objects_and_crds_pass_kubernetes_validate() {
     std::fs::write(&crds, super::crds_yaml()).unwrap();
     let deletion = dir.path().join("deletion.yaml");
     std::fs::write(&deletion, render::to_yaml_stream(&due_deletion_objects())).unwrap();
+    let cleanup = dir.path().join("cleanup.yaml");
+    std::fs::write(&cleanup, render::to_yaml_stream(&cleanup_objects(false))).unwrap();
     let rbac = root().join("deploy/reconciler/rbac.yaml");
     let deploy = root().join("deploy/reconciler/deployment.yaml");
-    for f in [&objs, &crds, &deletion, &rbac, &deploy] {
+    for f in [&objs, &crds, &deletion, &cleanup, &rbac, &deploy] {
         let o = std::process::Command::new("kubernetes-validate")
             .args(["-k", "1.33.0", "--strict", "--quiet"])
             .arg(f)
@@ -864,4 +866,107 @@ fn malformed_rule_selector_is_a_plan_error() {
     inputs.prometheus_rules = vec![prom_rule("whizard", "r", serde_json::json!({}), &["g"])];
     let e = planner::plan(&inputs).unwrap_err();
     assert!(matches!(e, planner::PlanError::Selector { .. }), "{e}");
+}
+
+/// Objects of the examples with the ingester TSDB cleanup enabled.
+fn cleanup_objects(extra_tenant: bool) -> Vec<Value> {
+    let (svc, mut inputs) = example_inputs(0);
+    inputs
+        .service
+        .spec
+        .ingester_template_spec
+        .disable_tsdb_cleanup = Some(false);
+    if extra_tenant {
+        // team-e fills the hole in central-s3-auto-1 (team-d is alone there).
+        let mut t = inputs
+            .tenants
+            .iter()
+            .find(|t| t.name_any() == "team-d")
+            .unwrap()
+            .clone();
+        t.metadata.name = Some("team-e".into());
+        inputs.tenants.push(t);
+    }
+    let mut svc = svc;
+    svc.spec = inputs.service.spec.clone();
+    let plan = planner::plan(&inputs).unwrap();
+    render::render_plan(&plan, &svc)
+        .into_iter()
+        .filter(|o| o["apiVersion"] != API_VERSION)
+        .collect()
+}
+
+#[test]
+fn tsdb_cleanup_is_opt_in_and_never_rolls_the_ingesters() {
+    // Off by default (Whizard's disableTsdbCleanup defaults to true).
+    let out = render::render_dir_at(&examples(), 0).unwrap();
+    let plain = docs(&out);
+    assert!(!plain.iter().any(|o| o["spec"]["template"]["spec"]
+        .get("initContainers")
+        .is_some()));
+
+    let before = cleanup_objects(false);
+    let after = cleanup_objects(true);
+    let sts = "ingester-central-s3-auto-1";
+    let init = &find(&before, "StatefulSet", sts)["spec"]["template"]["spec"]["initContainers"];
+    assert_eq!(init[0]["name"], "tsdb-cleanup");
+    assert_eq!(init[0]["image"], planner::THANOS_IMAGE);
+    let cm = |objs: &[Value]| {
+        find(objs, "ConfigMap", "ingester-central-s3-auto-1-tenants")["data"]["tenants"].clone()
+    };
+    assert_eq!(cm(&before), "team-d\n");
+    assert_eq!(cm(&after), "team-d\nteam-e\n");
+    // The tenant change reaches the ConfigMap only: the StatefulSet (pod template) is
+    // byte-identical, so nothing restarts (Whizard issue #284).
+    assert_eq!(
+        find(&before, "StatefulSet", sts),
+        find(&after, "StatefulSet", sts)
+    );
+    // Reconciling twice renders the same thing.
+    assert_eq!(before, cleanup_objects(false));
+}
+
+#[test]
+fn tsdb_cleanup_script_removes_only_foreign_tenant_tsdbs() {
+    let objs = cleanup_objects(false);
+    let init = &find(&objs, "StatefulSet", "ingester-central-s3-auto-0")["spec"]["template"]
+        ["spec"]["initContainers"][0];
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let script = init["command"][2]
+        .as_str()
+        .unwrap()
+        .replace("/etc/whizard/ingester-tenants", &format!("{d}/etc"))
+        .replace("/thanos", &format!("{d}/data"));
+    let data = dir.path().join("data");
+    for t in ["team-a", "team-b", "gone", "gone-too"] {
+        std::fs::create_dir_all(data.join(t).join("wal")).unwrap();
+    }
+    std::fs::create_dir_all(data.join("not-a-tsdb")).unwrap();
+    std::fs::write(data.join("file"), "x").unwrap();
+    std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+    let run = || {
+        let o = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    // No tenant list: nothing is removed.
+    run();
+    assert!(data.join("gone").exists());
+    let cm = find(&objs, "ConfigMap", "ingester-central-s3-auto-0-tenants");
+    std::fs::write(
+        dir.path().join("etc/tenants"),
+        cm["data"]["tenants"].as_str().unwrap(),
+    )
+    .unwrap();
+    run();
+    let mut left: Vec<String> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, vec!["file", "not-a-tsdb", "team-a", "team-b"]);
 }
