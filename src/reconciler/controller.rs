@@ -361,7 +361,7 @@ pub async fn load_inputs(svc: &Service, ctx: &Context) -> Result<Inputs, Error> 
     let c = &ctx.client;
     let ns = svc.namespace().unwrap_or_default();
     let seed = ensure_seed(svc, ctx).await?;
-    Ok(Inputs {
+    let mut inputs = Inputs {
         service: svc.clone(),
         storages: list_ns(c, &ns).await?,
         tenants: list_all(c).await?,
@@ -377,7 +377,7 @@ pub async fn load_inputs(svc: &Service, ctx: &Context) -> Result<Inputs, Error> 
         cluster_rule_groups: list_all(c).await?,
         global_rule_groups: list_ns(c, &ns).await?,
         prometheus_rules: prometheus_rules(c).await?,
-        secrets: referenced_secrets(svc, ctx).await?,
+        secrets: Default::default(),
         namespaces: list_all::<k8s_openapi::api::core::v1::Namespace>(c)
             .await?
             .into_iter()
@@ -387,37 +387,30 @@ pub async fn load_inputs(svc: &Service, ctx: &Context) -> Result<Inputs, Error> 
         deletion_jobs: deletion_jobs(svc, ctx).await?,
         now: (ctx.now)(),
         seed,
-    })
+    };
+    inputs.secrets = referenced_secrets(&inputs, ctx).await?;
+    Ok(inputs)
 }
 
-/// The Secrets the Service's remote writes refer to (basicAuth); absent ones are left out
-/// (the planner reports them unless optional).
+/// The Secrets the plan reads ([`planner::referenced_secret_names`]); absent ones are left
+/// out (the planner reports them unless optional).
 async fn referenced_secrets(
-    svc: &Service,
+    inputs: &Inputs,
     ctx: &Context,
 ) -> Result<super::remote_write::Secrets, Error> {
     use k8s_openapi::api::core::v1::Secret;
-    let ns = svc.namespace().unwrap_or_default();
+    let ns = inputs.service.namespace().unwrap_or_default();
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let names: BTreeSet<&str> = svc
-        .spec
-        .remote_writes
-        .iter()
-        .filter_map(|rw| rw.basic_auth.as_ref())
-        .flat_map(|b| [&b.username, &b.password])
-        .flatten()
-        .map(|s| s.name.as_str())
-        .collect();
     let mut out = BTreeMap::new();
-    for name in names {
-        if let Some(sec) = api.get_opt(name).await? {
+    for name in planner::referenced_secret_names(inputs) {
+        if let Some(sec) = api.get_opt(&name).await? {
             let data = sec
                 .data
                 .unwrap_or_default()
                 .into_iter()
                 .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
                 .collect();
-            out.insert(name.to_string(), data);
+            out.insert(name, data);
         }
     }
     Ok(out)

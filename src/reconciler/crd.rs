@@ -190,7 +190,13 @@ pub struct SidecarSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WebConfig {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `{certSecret, keySecret, clientCASecret}` (Whizard's field name).
+    #[serde(
+        rename = "httpServerTLSConfig",
+        alias = "httpServerTlsConfig",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schemars(schema_with = "free_form")]
     pub http_server_tls_config: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

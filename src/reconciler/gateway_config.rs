@@ -67,7 +67,13 @@ pub fn url(kind: &str, name: &str, ns: &str, port: u16) -> String {
 
 /// The gateway config for `plan` (YAML text): tenants from the Tenant CRs, upstreams from the
 /// Service's components, users for the rulers.
-pub fn gateway_config(plan: &Plan, svc: &super::crd::ServiceSpec) -> String {
+/// `web` (the gateway's `webConfig`) selects HTTPS for the main listener and adds its
+/// basic-auth users, with access to every tenant.
+pub fn gateway_config(
+    plan: &Plan,
+    svc: &super::crd::ServiceSpec,
+    web: &super::web::GatewayWeb,
+) -> String {
     let ns = &plan.namespace;
     let query_name = plan.queries[0].name_any();
     let query = url("query", &query_name, ns, HTTP_PORT);
@@ -140,7 +146,7 @@ pub fn gateway_config(plan: &Plan, svc: &super::crd::ServiceSpec) -> String {
             }
         }
     }
-    let users: Vec<Value> = plan
+    let mut users: Vec<Value> = plan
         .users
         .iter()
         .map(|u| {
@@ -152,11 +158,32 @@ pub fn gateway_config(plan: &Plan, svc: &super::crd::ServiceSpec) -> String {
             })
         })
         .collect();
+    for u in &web.users {
+        users.push(json!({
+            "name": u.name,
+            "password_hash": u.password_hash,
+            "tenants": tenant_ids,
+            "access": ["read", "write"],
+        }));
+    }
+    let mut listen = json!({"metrics": format!("0.0.0.0:{GATEWAY_METRICS_PORT}")});
+    match &web.tls {
+        None => listen["http"] = json!(format!("0.0.0.0:{GATEWAY_PORT}")),
+        Some(t) => {
+            listen["https"] = json!(format!("0.0.0.0:{GATEWAY_PORT}"));
+            let mut tls = json!({
+                "cert_file": super::web::file(&t.cert_secret),
+                "key_file": super::web::file(&t.key_secret),
+            });
+            if let Some(ca) = &t.client_ca_secret {
+                tls["client_ca_file"] = json!(super::web::file(ca));
+                tls["client_auth"] = json!("optional");
+            }
+            listen["tls"] = tls;
+        }
+    }
     let doc = json!({
-        "listen": {
-            "http": format!("0.0.0.0:{GATEWAY_PORT}"),
-            "metrics": format!("0.0.0.0:{GATEWAY_METRICS_PORT}"),
-        },
+        "listen": listen,
         "upstreams": upstreams,
         "tenancy": {
             "header": plan.tenancy.header,

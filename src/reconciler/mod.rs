@@ -37,6 +37,7 @@ pub mod selector;
 pub mod shard;
 #[cfg(test)]
 mod tests;
+pub mod web;
 
 pub use controller::{run, run_controller, Error, RunOptions};
 pub use render::{render_dir, render_dir_at, RenderError};

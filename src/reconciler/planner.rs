@@ -147,6 +147,8 @@ pub struct Plan {
     pub queries: Vec<Query>,
     pub query_frontends: Vec<QueryFrontend>,
     pub users: Vec<GatewayUser>,
+    /// `webConfig` of each gateway (by Gateway name).
+    pub gateway_web: BTreeMap<String, super::web::GatewayWeb>,
     /// The gateway's remote-write fan-out targets.
     pub remote_writes: Vec<super::remote_write::Target>,
     /// Per Tenant CR name.
@@ -179,6 +181,8 @@ pub enum PlanError {
     },
     #[error("{field}: {reason}")]
     RemoteWrite { field: String, reason: String },
+    #[error("{field}: {reason}")]
+    WebConfig { field: String, reason: String },
     #[error("tenant label name {0:?} is not a valid Prometheus label name")]
     LabelName(String),
     #[error("ruler {ruler}: {source}")]
@@ -488,6 +492,31 @@ pub fn tenants_of(inputs: &Inputs) -> Result<Vec<TenantInfo>, PlanError> {
     }
     out.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(out)
+}
+
+/// Secrets (of the Service's namespace) the plan needs to read: remoteWrites basicAuth and
+/// the gateways' webConfig basicAuthUsers. TLS Secrets are only mounted, never read.
+pub fn referenced_secret_names(inputs: &Inputs) -> BTreeSet<String> {
+    let spec = &inputs.service.spec;
+    let key = service_key(&inputs.service);
+    let mut out: BTreeSet<String> = spec
+        .remote_writes
+        .iter()
+        .filter_map(|rw| rw.basic_auth.as_ref())
+        .flat_map(|b| [&b.username, &b.password])
+        .flatten()
+        .map(|s| s.name.clone())
+        .collect();
+    let template = spec.gateway_template_spec.web_config.as_ref();
+    out.extend(super::web::secret_names(template));
+    for g in inputs
+        .gateways
+        .iter()
+        .filter(|g| has_service(&g.metadata, &key))
+    {
+        out.extend(super::web::secret_names(g.spec.web_config.as_ref()));
+    }
+    out
 }
 
 /// `<ns>.<name>` → `(ns, name)`.
@@ -1006,6 +1035,24 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
         spec: Default::default(),
     });
 
+    let mut gateway_web = BTreeMap::new();
+    for g in &gateways {
+        let eff = effective::gateway(spec, &g.spec);
+        let field = format!("Gateway {}: webConfig", g.name_any());
+        let web = super::web::resolve(eff.web_config.as_ref(), &inputs.secrets, &field)?;
+        if let Some(u) = web
+            .users
+            .iter()
+            .find(|u| users.iter().any(|r: &GatewayUser| r.name == u.name))
+        {
+            return Err(PlanError::WebConfig {
+                field,
+                reason: format!("user {:?} is reserved for a ruler", u.name),
+            });
+        }
+        gateway_web.insert(g.name_any(), web);
+    }
+
     Ok(Plan {
         namespace: ns,
         service_name: svc_name,
@@ -1022,6 +1069,7 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
         query_frontends,
         users,
         tenant_status,
+        gateway_web,
         remote_writes: super::remote_write::targets(&spec.remote_writes, &inputs.secrets)?,
         deletions: dplan.pending,
         due_deletions: dplan.due,

@@ -287,7 +287,7 @@ fn service(ctx: &Ctx, name: &str, pod: &Pod, headless: bool, node_port: Option<i
         "selector": ctx.selector(&pod.component, &pod.instance),
         "ports": pod.ports.iter().map(|(n, p)| {
             let mut port = json!({"name": n, "port": p, "targetPort": n, "protocol": "TCP"});
-            if let (Some(np), "http") = (node_port, n.as_str()) { port["nodePort"] = json!(np); }
+            if let (Some(np), "http" | "https") = (node_port, n.as_str()) { port["nodePort"] = json!(np); }
             port
         }).collect::<Vec<_>>(),
     });
@@ -716,6 +716,14 @@ fn nz(s: &str) -> String {
 fn render_rulers(ctx: &Ctx, out: &mut Vec<Value>) {
     let gw = ctx.plan.gateways[0].name_any();
     let gw_host = format!("gateway-{gw}.{}.svc:{GATEWAY_PORT}", ctx.ns);
+    // A TLS gateway (webConfig) is reached over HTTPS; its server CA is not part of the
+    // webConfig, so rulers do not verify the certificate (as Whizard's components do).
+    let gw_tls = ctx
+        .plan
+        .gateway_web
+        .get(&gw)
+        .is_some_and(|w| w.tls.is_some());
+    let scheme = if gw_tls { "https" } else { "http" };
     let users: BTreeMap<&str, &planner::GatewayUser> = ctx
         .plan
         .users
@@ -734,18 +742,23 @@ fn render_rulers(ctx: &Ctx, out: &mut Vec<Value>) {
         let creds = format!("ruler-{n}-gateway-credentials");
         let q = users[query_user.as_str()];
         let w = users[write_user.as_str()];
+        let mut query_http = json!({"basic_auth": {"username": q.name, "password_file": "/etc/whizard/gateway-credentials/query-password"}});
+        let mut rw = json!({
+            "name": "whizard-gateway",
+            "url": format!("{scheme}://{gw_host}/api/v1/receive"),
+            "basic_auth": {"username": w.name, "password_file": "/etc/whizard/gateway-credentials/write-password"},
+        });
+        if gw_tls {
+            query_http["tls_config"] = json!({"insecure_skip_verify": true});
+            rw["tls_config"] = json!({"insecure_skip_verify": true});
+        }
         let query_yaml = serde_norway::to_string(&json!([{
-            "http_config": {"basic_auth": {"username": q.name, "password_file": "/etc/whizard/gateway-credentials/query-password"}},
+            "http_config": query_http,
             "static_configs": [gw_host],
-            "scheme": "http",
+            "scheme": scheme,
         }]))
         .unwrap();
-        let rw_yaml = serde_norway::to_string(&json!({"remote_write": [{
-            "name": "whizard-gateway",
-            "url": format!("http://{gw_host}/api/v1/receive"),
-            "basic_auth": {"username": w.name, "password_file": "/etc/whizard/gateway-credentials/write-password"},
-        }]}))
-        .unwrap();
+        let rw_yaml = serde_norway::to_string(&json!({"remote_write": [rw]})).unwrap();
         out.push(secret(
             ctx,
             &creds,
@@ -916,10 +929,12 @@ fn render_query(ctx: &Ctx, out: &mut Vec<Value>) {
 }
 
 fn render_gateways(ctx: &Ctx, out: &mut Vec<Value>) {
-    let config = gc::gateway_config(ctx.plan, ctx.svc);
+    let no_web = super::web::GatewayWeb::default();
     for g in &ctx.plan.gateways {
         let n = g.name_any();
         let eff = effective::gateway(ctx.svc, &g.spec);
+        let web = ctx.plan.gateway_web.get(&n).unwrap_or(&no_web);
+        let config = gc::gateway_config(ctx.plan, ctx.svc, web);
         let sec = format!("gateway-{n}-config");
         let mut pod = Pod::new("gateway", &n, &eff.common);
         pod.container = "whizard";
@@ -929,9 +944,27 @@ fn render_gateways(ctx: &Ctx, out: &mut Vec<Value>) {
             "--config".into(),
             "/etc/whizard/gateway/gateway.yaml".into(),
         ];
-        pod.ports.push(("http".into(), GATEWAY_PORT));
+        let main_port = if web.tls.is_some() { "https" } else { "http" };
+        pod.ports.push((main_port.into(), GATEWAY_PORT));
         pod.ports.push(("metrics".into(), GATEWAY_METRICS_PORT));
         pod.mount_secret("config", &sec, "/etc/whizard/gateway");
+        if let Some(t) = &web.tls {
+            let mut names: Vec<&str> = [Some(&t.cert_secret), Some(&t.key_secret)]
+                .into_iter()
+                .chain([t.client_ca_secret.as_ref()])
+                .flatten()
+                .map(|s| s.name.as_str())
+                .collect();
+            names.sort();
+            names.dedup();
+            for (i, name) in names.into_iter().enumerate() {
+                pod.mount_secret(
+                    &format!("web-tls-{i}"),
+                    name,
+                    &format!("{}/{name}", super::web::WEB_DIR),
+                );
+            }
+        }
         out.push(secret(
             ctx,
             &sec,
@@ -939,7 +972,14 @@ fn render_gateways(ctx: &Ctx, out: &mut Vec<Value>) {
             &n,
             json!({"gateway.yaml": config}),
         ));
-        out.push(deployment(ctx, &format!("gateway-{n}"), &pod));
+        let mut dep = deployment(ctx, &format!("gateway-{n}"), &pod);
+        if web.tls.is_some() {
+            // Probes go to the plain metrics listener, which answers /-/healthy and /-/ready.
+            let c = &mut dep["spec"]["template"]["spec"]["containers"][0];
+            c["livenessProbe"] = json!({"httpGet": {"path": "/-/healthy", "port": "metrics"}, "periodSeconds": 30, "failureThreshold": 4});
+            c["readinessProbe"] = json!({"httpGet": {"path": "/-/ready", "port": "metrics"}, "periodSeconds": 5, "failureThreshold": 3});
+        }
+        out.push(dep);
         out.push(service(
             ctx,
             &format!("gateway-{n}"),

@@ -412,11 +412,13 @@ fn rendered_objects_and_crds_pass_kubernetes_validate() {
     std::fs::write(&crds, super::crds_yaml()).unwrap();
     let deletion = dir.path().join("deletion.yaml");
     std::fs::write(&deletion, render::to_yaml_stream(&due_deletion_objects())).unwrap();
+    let web = dir.path().join("web.yaml");
+    std::fs::write(&web, render::to_yaml_stream(&web_gateway_objects())).unwrap();
     let cleanup = dir.path().join("cleanup.yaml");
     std::fs::write(&cleanup, render::to_yaml_stream(&cleanup_objects(false))).unwrap();
     let rbac = root().join("deploy/reconciler/rbac.yaml");
     let deploy = root().join("deploy/reconciler/deployment.yaml");
-    for f in [&objs, &crds, &deletion, &cleanup, &rbac, &deploy] {
+    for f in [&objs, &crds, &deletion, &cleanup, &web, &rbac, &deploy] {
         let o = std::process::Command::new("kubernetes-validate")
             .args(["-k", "1.33.0", "--strict", "--quiet"])
             .arg(f)
@@ -969,4 +971,69 @@ fn tsdb_cleanup_script_removes_only_foreign_tenant_tsdbs() {
         .collect();
     left.sort();
     assert_eq!(left, vec!["file", "not-a-tsdb", "team-a", "team-b"]);
+}
+
+/// Core objects of the examples with a TLS + basic-auth `webConfig` on the gateway.
+fn web_gateway_objects() -> Vec<Value> {
+    let (svc, mut inputs) = example_inputs(0);
+    inputs.gateways.push(
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": API_VERSION, "kind": "Gateway",
+            "metadata": {"name": "central", "namespace": "whizard",
+                         "labels": {L::SERVICE: "whizard.central"}},
+            "spec": {"nodePort": 30090, "webConfig": {
+                "httpServerTLSConfig": {"certSecret": {"name": "gw-tls", "key": "tls.crt"},
+                                        "keySecret": {"name": "gw-tls", "key": "tls.key"}},
+                "basicAuthUsers": [{"username": {"name": "u", "key": "name"},
+                                    "password": {"name": "u", "key": "hash"}}]}}
+        }))
+        .unwrap(),
+    );
+    inputs.secrets.insert(
+        "u".into(),
+        [
+            ("name".to_string(), "ops".to_string()),
+            (
+                "hash".to_string(),
+                "$2y$04$8duxTVLOPcIN8ozdK5lDNO8yDMp3SwpA9.zU.TTGZea7VVyqxFsdq".to_string(),
+            ),
+        ]
+        .into(),
+    );
+    let plan = planner::plan(&inputs).unwrap();
+    render::render_plan(&plan, &svc)
+        .into_iter()
+        .filter(|o| o["apiVersion"] != API_VERSION)
+        .collect()
+}
+
+#[test]
+fn web_gateway_service_exposes_https_node_port() {
+    let objs = web_gateway_objects();
+    let svc = find(&objs, "Service", "gateway-central");
+    let port = &svc["spec"]["ports"][0];
+    assert_eq!(port["name"], "https");
+    assert_eq!(port["nodePort"], 30090);
+    // A user named like a ruler user is refused.
+    let (_, mut inputs) = example_inputs(0);
+    inputs.service.spec.gateway_template_spec.web_config = Some(WebConfig {
+        basic_auth_users: vec![serde_json::json!({"username": {"name": "u", "key": "n"},
+                                                  "password": {"name": "u", "key": "h"}})],
+        ..Default::default()
+    });
+    inputs.secrets.insert(
+        "u".into(),
+        [
+            ("n".to_string(), "whizard-ruler-team-a".to_string()),
+            (
+                "h".to_string(),
+                "$2y$04$8duxTVLOPcIN8ozdK5lDNO8yDMp3SwpA9.zU.TTGZea7VVyqxFsdq".to_string(),
+            ),
+        ]
+        .into(),
+    );
+    assert!(matches!(
+        planner::plan(&inputs),
+        Err(planner::PlanError::WebConfig { .. })
+    ));
 }
