@@ -25,6 +25,7 @@ struct Call {
 }
 
 /// What the fake API server knows.
+#[derive(Default)]
 struct World {
     tenants: Vec<Value>,
     /// (kind plural path segment) → items returned by LISTs in the service namespace.
@@ -47,17 +48,26 @@ fn is_object_get(path: &str) -> bool {
         .is_some_and(|i| segs.len() > i + 3)
 }
 
-fn status_error(code: u16, reason: &str) -> Value {
+pub(super) fn status_error(code: u16, reason: &str) -> Value {
     json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
            "message": reason, "reason": reason, "code": code})
 }
 
-fn respond(code: StatusCode, body: Value) -> Response<Body> {
+pub(super) fn respond(code: StatusCode, body: Value) -> Response<Body> {
     Response::builder()
         .status(code)
         .header("content-type", "application/json")
         .body(Body::from(serde_json::to_vec(&body).unwrap()))
         .unwrap()
+}
+
+/// Paths of the DELETE calls, in order.
+fn deleted_paths(calls: &[Call]) -> Vec<&str> {
+    calls
+        .iter()
+        .filter(|c| c.method == "DELETE")
+        .map(|c| c.path.as_str())
+        .collect()
 }
 
 /// Serves requests until the client side is dropped; returns every call seen.
@@ -208,8 +218,7 @@ async fn reconcile_conversation_with_conflicts_and_prune() {
         lists,
         conflict_once: vec!["/deployments/gateway-central".into()],
         status_conflict_once: vec!["team-a".into()],
-        objects: BTreeMap::new(),
-        missing_lists: vec![],
+        ..Default::default()
     };
     let (res, calls) = run(world, service(false)).await;
     let action = res.expect("reconcile ok");
@@ -240,13 +249,8 @@ async fn reconcile_conversation_with_conflicts_and_prune() {
         .collect();
     assert_eq!(gw.len(), 2);
     // Pruning deleted the stale StatefulSet and nothing else.
-    let deletes: Vec<&str> = calls
-        .iter()
-        .filter(|c| c.method == "DELETE")
-        .map(|c| c.path.as_str())
-        .collect();
     assert_eq!(
-        deletes,
+        deleted_paths(&calls),
         vec!["/apis/apps/v1/namespaces/whizard/statefulsets/ingester-gone"]
     );
     // Pruning lists by the managed-by + service labels.
@@ -282,10 +286,7 @@ async fn update_keeps_existing_placement() {
     let world = World {
         tenants: vec![tenant("team-a"), tenant("team-b")],
         lists,
-        conflict_once: vec![],
-        status_conflict_once: vec![],
-        objects: BTreeMap::new(),
-        missing_lists: vec![],
+        ..Default::default()
     };
     let (res, calls) = run(world, service(false)).await;
     res.unwrap();
@@ -305,11 +306,7 @@ async fn update_keeps_existing_placement() {
 async fn delete_runs_finalizer_cleanup() {
     let world = World {
         tenants: vec![tenant("team-a")],
-        lists: BTreeMap::new(),
-        conflict_once: vec![],
-        status_conflict_once: vec![],
-        objects: BTreeMap::new(),
-        missing_lists: vec![],
+        ..Default::default()
     };
     let (res, calls) = run(world, service(true)).await;
     assert_eq!(res.unwrap(), Action::await_change());
@@ -405,10 +402,7 @@ fn storage_world(compactor_tenants: &[&str]) -> World {
     World {
         tenants: vec![tenant],
         lists,
-        conflict_once: vec![],
-        status_conflict_once: vec![],
-        objects: BTreeMap::new(),
-        missing_lists: vec![],
+        ..Default::default()
     }
 }
 
@@ -504,13 +498,8 @@ async fn due_deletion_runs_a_job_and_a_finished_one_is_pruned() {
         serde_json::from_str(cm.body["data"]["deletions.json"].as_str().unwrap()).unwrap();
     assert_eq!(recs.as_array().unwrap().len(), 1);
     assert_eq!(recs[0]["tenant"], "due");
-    let deletes: Vec<&str> = calls
-        .iter()
-        .filter(|c| c.method == "DELETE")
-        .map(|c| c.path.as_str())
-        .collect();
     assert_eq!(
-        deletes,
+        deleted_paths(&calls),
         vec!["/apis/batch/v1/namespaces/whizard/jobs/central-delete-done-1234"]
     );
 }
@@ -525,10 +514,7 @@ async fn prometheus_rules_are_read_and_a_missing_crd_is_skipped() {
     let world = World {
         tenants: vec![tenant("team-a")],
         lists,
-        conflict_once: vec![],
-        status_conflict_once: vec![],
-        objects: BTreeMap::new(),
-        missing_lists: vec![],
+        ..Default::default()
     };
     let (res, calls) = run(world, service(false)).await;
     res.unwrap();
@@ -547,11 +533,8 @@ async fn prometheus_rules_are_read_and_a_missing_crd_is_skipped() {
     // Without prometheus-operator's CRD (404 on the list) the reconcile still succeeds.
     let world = World {
         tenants: vec![tenant("team-a")],
-        lists: BTreeMap::new(),
-        conflict_once: vec![],
-        status_conflict_once: vec![],
-        objects: BTreeMap::new(),
         missing_lists: vec!["prometheusrules"],
+        ..Default::default()
     };
     let (res, _) = run(world, service(false)).await;
     res.unwrap();
@@ -588,10 +571,8 @@ async fn remote_write_basic_auth_is_read_from_its_secret() {
     let world = World {
         tenants: vec![tenant("team-a")],
         lists: BTreeMap::new(),
-        conflict_once: vec![],
-        status_conflict_once: vec![],
         objects,
-        missing_lists: vec![],
+        ..Default::default()
     };
     let (res, calls) = run(world, svc).await;
     res.unwrap();

@@ -106,11 +106,8 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(serve(listener, registry));
         let client = reqwest::Client::new();
-        let r = client
-            .get(format!("http://{addr}/metrics"))
-            .send()
-            .await
-            .unwrap();
+        let get = |path: &str| client.get(format!("http://{addr}{path}")).send();
+        let r = get("/metrics").await.unwrap();
         assert_eq!(r.status(), 200);
         assert!(r.headers()["content-type"]
             .to_str()
@@ -124,18 +121,10 @@ mod tests {
             "{body}"
         );
         assert!(body.contains("whizard_reconciler_leader 1"), "{body}");
-        let r = client
-            .get(format!("http://{addr}/healthz"))
-            .send()
-            .await
-            .unwrap();
+        let r = get("/healthz").await.unwrap();
         assert_eq!(r.status(), 200);
         assert_eq!(r.text().await.unwrap(), "ok\n");
-        let r = client
-            .get(format!("http://{addr}/other"))
-            .send()
-            .await
-            .unwrap();
+        let r = get("/other").await.unwrap();
         assert_eq!(r.status(), 404);
         let r = client
             .post(format!("http://{addr}/metrics"))

@@ -12,6 +12,7 @@ use kube::client::Body;
 use kube::Client;
 use serde_json::{json, Value};
 
+use super::controller_tests::{respond, status_error};
 use super::leader::{self, LeaderConfig, LeaseLock};
 
 const PATH: &str =
@@ -28,17 +29,8 @@ struct State {
 
 type Shared = Arc<Mutex<State>>;
 
-fn respond(code: StatusCode, body: Value) -> Response<Body> {
-    Response::builder()
-        .status(code)
-        .header("content-type", "application/json")
-        .body(Body::from(serde_json::to_vec(&body).unwrap()))
-        .unwrap()
-}
-
 fn status(code: u16) -> Value {
-    let reason = if code == 404 { "NotFound" } else { "Conflict" };
-    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "code": code, "reason": reason, "message": reason})
+    status_error(code, if code == 404 { "NotFound" } else { "Conflict" })
 }
 
 fn client(state: Shared) -> Client {

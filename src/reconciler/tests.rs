@@ -629,6 +629,30 @@ fn local_and_unlimited_retention_tenants_are_not_scheduled() {
     assert!(planner::plan(&inputs).unwrap().deletions.is_empty());
 }
 
+/// The rendered objects of `inputs` that are not our custom resources.
+fn core_objects(inputs: &Inputs, svc: &Service) -> Vec<Value> {
+    let plan = planner::plan(inputs).unwrap();
+    render::render_plan(&plan, svc)
+        .into_iter()
+        .filter(|o| o["apiVersion"] != API_VERSION)
+        .collect()
+}
+
+/// A bcrypt hash (cost 4) for webConfig users.
+const TEST_BCRYPT: &str = "$2y$04$8duxTVLOPcIN8ozdK5lDNO8yDMp3SwpA9.zU.TTGZea7VVyqxFsdq";
+
+/// A Secret `name` with a user name and a bcrypt hash.
+fn user_secret(inputs: &mut Inputs, name: &str, user: &str) {
+    inputs.secrets.insert(
+        name.into(),
+        [
+            ("name".to_string(), user.to_string()),
+            ("hash".to_string(), TEST_BCRYPT.to_string()),
+        ]
+        .into(),
+    );
+}
+
 /// A plan with a due deletion Job, for schema validation.
 fn due_deletion_objects() -> Vec<Value> {
     let (svc, mut inputs, second) = removed_team_d_plans();
@@ -636,11 +660,7 @@ fn due_deletion_objects() -> Vec<Value> {
     inputs.ingesters = second.ingesters.clone();
     inputs.pending_deletions = second.deletions.clone();
     inputs.now = 1_000 + YEAR;
-    let plan = planner::plan(&inputs).unwrap();
-    render::render_plan(&plan, &svc)
-        .into_iter()
-        .filter(|o| o["apiVersion"] != API_VERSION)
-        .collect()
+    core_objects(&inputs, &svc)
 }
 
 /// The deletion Job's script under a POSIX shell with a fake `thanos`: it marks exactly the
@@ -891,11 +911,7 @@ fn cleanup_objects(extra_tenant: bool) -> Vec<Value> {
     }
     let mut svc = svc;
     svc.spec = inputs.service.spec.clone();
-    let plan = planner::plan(&inputs).unwrap();
-    render::render_plan(&plan, &svc)
-        .into_iter()
-        .filter(|o| o["apiVersion"] != API_VERSION)
-        .collect()
+    core_objects(&inputs, &svc)
 }
 
 #[test]
@@ -989,22 +1005,8 @@ fn web_gateway_objects() -> Vec<Value> {
         }))
         .unwrap(),
     );
-    inputs.secrets.insert(
-        "u".into(),
-        [
-            ("name".to_string(), "ops".to_string()),
-            (
-                "hash".to_string(),
-                "$2y$04$8duxTVLOPcIN8ozdK5lDNO8yDMp3SwpA9.zU.TTGZea7VVyqxFsdq".to_string(),
-            ),
-        ]
-        .into(),
-    );
-    let plan = planner::plan(&inputs).unwrap();
-    render::render_plan(&plan, &svc)
-        .into_iter()
-        .filter(|o| o["apiVersion"] != API_VERSION)
-        .collect()
+    user_secret(&mut inputs, "u", "ops");
+    core_objects(&inputs, &svc)
 }
 
 #[test]
@@ -1017,21 +1019,11 @@ fn web_gateway_service_exposes_https_node_port() {
     // A user named like a ruler user is refused.
     let (_, mut inputs) = example_inputs(0);
     inputs.service.spec.gateway_template_spec.web_config = Some(WebConfig {
-        basic_auth_users: vec![serde_json::json!({"username": {"name": "u", "key": "n"},
-                                                  "password": {"name": "u", "key": "h"}})],
+        basic_auth_users: vec![serde_json::json!({"username": {"name": "u", "key": "name"},
+                                                  "password": {"name": "u", "key": "hash"}})],
         ..Default::default()
     });
-    inputs.secrets.insert(
-        "u".into(),
-        [
-            ("n".to_string(), "whizard-ruler-team-a".to_string()),
-            (
-                "h".to_string(),
-                "$2y$04$8duxTVLOPcIN8ozdK5lDNO8yDMp3SwpA9.zU.TTGZea7VVyqxFsdq".to_string(),
-            ),
-        ]
-        .into(),
-    );
+    user_secret(&mut inputs, "u", "whizard-ruler-team-a");
     assert!(matches!(
         planner::plan(&inputs),
         Err(planner::PlanError::WebConfig { .. })
