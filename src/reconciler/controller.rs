@@ -55,6 +55,9 @@ pub struct Metrics {
     pub duration: prometheus::HistogramVec,
     /// 1 while this replica holds the leader Lease (or runs without leader election).
     pub leader: prometheus::IntGauge,
+    /// Block deletions of removed tenants by Service and state (`waiting`, `running`,
+    /// `failed`): a failed Job needs an operator.
+    pub tenant_deletions: prometheus::IntGaugeVec,
 }
 
 impl Metrics {
@@ -101,6 +104,15 @@ impl Metrics {
         )
         .expect("static metric definition");
         let _ = registry.register(Box::new(leader.clone()));
+        let tenant_deletions = prometheus::IntGaugeVec::new(
+            prometheus::Opts::new(
+                "whizard_reconciler_tenant_deletions",
+                "Pending block deletions of removed tenants, by state (waiting, running, failed).",
+            ),
+            &["service", "state"],
+        )
+        .expect("static metric definition");
+        let _ = registry.register(Box::new(tenant_deletions.clone()));
         Metrics {
             reconciles,
             failures,
@@ -108,6 +120,7 @@ impl Metrics {
             pruned,
             duration,
             leader,
+            tenant_deletions,
         }
     }
 }
@@ -671,6 +684,28 @@ async fn apply_service(svc: &Service, ctx: &Context) -> Result<Action, Error> {
         ctx.metrics.pruned.with_label_values(&[kind]).inc();
     }
     write_tenant_status(&ctx.client, &plan.tenant_status).await?;
+    let key = planner::service_key(svc);
+    let failed = plan
+        .due_deletions
+        .iter()
+        .filter(|d| {
+            inputs
+                .deletion_jobs
+                .get(&(d.tenant.clone(), d.storage.clone()))
+                == Some(&JobState::Failed)
+        })
+        .count();
+    let due = plan.due_deletions.len();
+    for (state, n) in [
+        ("waiting", plan.deletions.len() - due),
+        ("running", due - failed),
+        ("failed", failed),
+    ] {
+        ctx.metrics
+            .tenant_deletions
+            .with_label_values(&[key.as_str(), state])
+            .set(n as i64);
+    }
     let now = inputs.now;
     Ok(match plan.requeue_at {
         Some(at) => Action::requeue(Duration::from_secs(at.saturating_sub(now).max(1))),

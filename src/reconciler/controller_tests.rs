@@ -505,6 +505,51 @@ async fn due_deletion_runs_a_job_and_a_finished_one_is_pruned() {
 }
 
 #[tokio::test]
+async fn tenant_deletion_states_are_exported() {
+    let mut world = storage_world(&["team-a"]);
+    let recs = json!([
+        {"tenant": "later", "storage": "whizard.s3", "removedAt": 0, "deleteAt": 99_999},
+        {"tenant": "broken", "storage": "whizard.s3", "removedAt": 0, "deleteAt": 10},
+    ]);
+    world.objects.insert(
+        DELETIONS_CM.to_string(),
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "central-tenant-deletions", "namespace": "whizard"},
+               "data": {"deletions.json": recs.to_string()}}),
+    );
+    world.lists.insert(
+        "jobs".to_string(),
+        vec![json!({"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "central-delete-broken-1", "namespace": "whizard",
+                "labels": {L::MANAGED_BY: L::MANAGED_BY_VALUE, L::SERVICE: "whizard.central"},
+                "annotations": {L::DELETION_TENANT: "broken", L::DELETION_STORAGE: "whizard.s3"}},
+            "spec": {"template": {"spec": {"containers": []}}},
+            "status": {"failed": 4, "conditions": [{"type": "Failed", "status": "True"}]}})],
+    );
+    let (mock, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let server = tokio::spawn(serve(handle, world));
+    let ctx = context(Client::new(mock, "default"));
+    controller::reconcile(Arc::new(service_with_storage()), ctx.clone())
+        .await
+        .unwrap();
+    let g = |state: &str| {
+        ctx.metrics
+            .tenant_deletions
+            .with_label_values(&["whizard.central", state])
+            .get()
+    };
+    assert_eq!((g("waiting"), g("running"), g("failed")), (1, 0, 1));
+    let ok = ctx
+        .metrics
+        .reconciles
+        .with_label_values(&["Service", "success"])
+        .get();
+    assert_eq!(ok, 1);
+    drop(ctx);
+    server.await.unwrap();
+}
+
+#[tokio::test]
 async fn prometheus_rules_are_read_and_a_missing_crd_is_skipped() {
     let rule = json!({"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
         "metadata": {"name": "slo", "namespace": "apps", "labels": {L::TENANT: "team-a"}},
