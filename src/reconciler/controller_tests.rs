@@ -451,28 +451,41 @@ async fn removed_tenant_is_recorded_before_the_compactor_forgets_it() {
         && c.query.contains("labelSelector")));
 }
 
-#[tokio::test]
-async fn due_deletion_runs_a_job_and_a_finished_one_is_pruned() {
+/// A storage world holding the deletion records `recs` and one deletion Job `job` (name,
+/// tenant, status).
+fn deletion_world(recs: Value, job: (&str, &str, Value)) -> World {
     let mut world = storage_world(&["team-a"]);
-    let recs = json!([
-        {"tenant": "due", "storage": "whizard.s3", "removedAt": 0, "deleteAt": 1000},
-        {"tenant": "done", "storage": "whizard.s3", "removedAt": 0, "deleteAt": 500},
-    ]);
     world.objects.insert(
         DELETIONS_CM.to_string(),
         json!({"apiVersion": "v1", "kind": "ConfigMap",
                "metadata": {"name": "central-tenant-deletions", "namespace": "whizard"},
                "data": {"deletions.json": recs.to_string()}}),
     );
+    let (name, tenant, status) = job;
     world.lists.insert(
         "jobs".to_string(),
         vec![json!({"apiVersion": "batch/v1", "kind": "Job",
-            "metadata": {"name": "central-delete-done-1234", "namespace": "whizard",
+            "metadata": {"name": name, "namespace": "whizard",
                 "labels": {L::MANAGED_BY: L::MANAGED_BY_VALUE, L::SERVICE: "whizard.central"},
-                "annotations": {L::DELETION_TENANT: "done", L::DELETION_STORAGE: "whizard.s3"}},
+                "annotations": {L::DELETION_TENANT: tenant, L::DELETION_STORAGE: "whizard.s3"}},
             "spec": {"template": {"spec": {"containers": []}}},
-            "status": {"succeeded": 1,
-                       "conditions": [{"type": "Complete", "status": "True"}]}})],
+            "status": status})],
+    );
+    world
+}
+
+#[tokio::test]
+async fn due_deletion_runs_a_job_and_a_finished_one_is_pruned() {
+    let world = deletion_world(
+        json!([
+            {"tenant": "due", "storage": "whizard.s3", "removedAt": 0, "deleteAt": 1000},
+            {"tenant": "done", "storage": "whizard.s3", "removedAt": 0, "deleteAt": 500},
+        ]),
+        (
+            "central-delete-done-1234",
+            "done",
+            json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}),
+        ),
     );
     let (res, calls) = run(world, service_with_storage()).await;
     res.unwrap();
@@ -506,25 +519,16 @@ async fn due_deletion_runs_a_job_and_a_finished_one_is_pruned() {
 
 #[tokio::test]
 async fn tenant_deletion_states_are_exported() {
-    let mut world = storage_world(&["team-a"]);
-    let recs = json!([
-        {"tenant": "later", "storage": "whizard.s3", "removedAt": 0, "deleteAt": 99_999},
-        {"tenant": "broken", "storage": "whizard.s3", "removedAt": 0, "deleteAt": 10},
-    ]);
-    world.objects.insert(
-        DELETIONS_CM.to_string(),
-        json!({"apiVersion": "v1", "kind": "ConfigMap",
-               "metadata": {"name": "central-tenant-deletions", "namespace": "whizard"},
-               "data": {"deletions.json": recs.to_string()}}),
-    );
-    world.lists.insert(
-        "jobs".to_string(),
-        vec![json!({"apiVersion": "batch/v1", "kind": "Job",
-            "metadata": {"name": "central-delete-broken-1", "namespace": "whizard",
-                "labels": {L::MANAGED_BY: L::MANAGED_BY_VALUE, L::SERVICE: "whizard.central"},
-                "annotations": {L::DELETION_TENANT: "broken", L::DELETION_STORAGE: "whizard.s3"}},
-            "spec": {"template": {"spec": {"containers": []}}},
-            "status": {"failed": 4, "conditions": [{"type": "Failed", "status": "True"}]}})],
+    let world = deletion_world(
+        json!([
+            {"tenant": "later", "storage": "whizard.s3", "removedAt": 0, "deleteAt": 99_999},
+            {"tenant": "broken", "storage": "whizard.s3", "removedAt": 0, "deleteAt": 10},
+        ]),
+        (
+            "central-delete-broken-1",
+            "broken",
+            json!({"failed": 4, "conditions": [{"type": "Failed", "status": "True"}]}),
+        ),
     );
     let (mock, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let server = tokio::spawn(serve(handle, world));
