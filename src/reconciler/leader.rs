@@ -2,8 +2,9 @@
 //! reconciler can run and only one works at a time.
 //!
 //! Every `retry_period` each replica reads the Lease and [`decide`]s: create it when missing,
-//! renew it when it holds it, take it over when the holder's `renewTime +
-//! leaseDurationSeconds` has passed (or the holder released it), else follow. Writes go
+//! renew it when it holds it, take it over when the record has not changed for
+//! `leaseDurationSeconds` by this replica's own monotonic clock (as client-go does, so clock
+//! skew between nodes cannot shorten a lease) or the holder released it, else follow. Writes go
 //! through `replace` with the read `resourceVersion`, so two replicas racing for an expired
 //! Lease cannot both win: the loser gets 409 and follows. A leader that sees another holder,
 //! or cannot renew for `renew_deadline`, steps down: its controller task is aborted (the
@@ -55,11 +56,12 @@ pub enum Decision {
     Follow { holder: String },
 }
 
-/// Pure decision on the Lease read at `now` (`None`: no Lease yet).
+/// Pure decision on the Lease as read (`None`: no Lease yet); `unchanged_for` is how long
+/// this replica has seen the same record.
 pub fn decide(
     spec: Option<&LeaseSpec>,
     identity: &str,
-    now: Timestamp,
+    unchanged_for: Duration,
     default_secs: i32,
 ) -> Decision {
     let Some(spec) = spec else {
@@ -73,12 +75,7 @@ pub fn decide(
         return Decision::Renew;
     }
     let secs = spec.lease_duration_seconds.unwrap_or(default_secs).max(1);
-    let last = spec.renew_time.as_ref().or(spec.acquire_time.as_ref());
-    let expired = match last {
-        None => true,
-        Some(t) => t.0.as_millisecond() + i64::from(secs) * 1000 <= now.as_millisecond(),
-    };
-    if expired {
+    if unchanged_for >= Duration::from_secs(u64::from(secs.unsigned_abs())) {
         Decision::TakeOver
     } else {
         Decision::Follow { holder }
@@ -89,6 +86,8 @@ pub fn decide(
 pub struct LeaseLock {
     api: Api<Lease>,
     cfg: LeaderConfig,
+    /// The last record seen (resourceVersion, holder, renewTime) and when it was first seen.
+    observed: std::sync::Mutex<Option<(String, Instant)>>,
 }
 
 fn is_conflict(e: &kube::Error) -> bool {
@@ -100,6 +99,7 @@ impl LeaseLock {
         LeaseLock {
             api: Api::namespaced(client, &cfg.namespace),
             cfg,
+            observed: std::sync::Mutex::new(None),
         }
     }
 
@@ -111,7 +111,32 @@ impl LeaseLock {
     pub async fn try_acquire_or_renew(&self, now: Timestamp) -> Result<bool, kube::Error> {
         let current = self.api.get_opt(&self.cfg.name).await?;
         let spec = current.as_ref().and_then(|l| l.spec.as_ref());
-        let decision = decide(spec, &self.cfg.identity, now, self.duration_secs());
+        let record = current.as_ref().map(|l| {
+            let s = l.spec.clone().unwrap_or_default();
+            format!(
+                "{:?}/{:?}/{:?}",
+                l.metadata.resource_version,
+                s.holder_identity,
+                s.renew_time.map(|t| t.0)
+            )
+        });
+        let unchanged_for = {
+            let mut seen = self.observed.lock().unwrap_or_else(|p| p.into_inner());
+            match (seen.as_ref(), record) {
+                (Some((r, at)), Some(rec)) if *r == rec => at.elapsed(),
+                (_, Some(rec)) => {
+                    *seen = Some((rec, Instant::now()));
+                    Duration::ZERO
+                }
+                (_, None) => Duration::ZERO,
+            }
+        };
+        let decision = decide(
+            spec,
+            &self.cfg.identity,
+            unchanged_for,
+            self.duration_secs(),
+        );
         let ts = Some(MicroTime(now));
         let result = match decision {
             Decision::Follow { .. } => return Ok(false),
@@ -256,14 +281,9 @@ where
 mod tests {
     use super::*;
 
-    fn ts(secs: i64) -> Timestamp {
-        Timestamp::from_second(secs).unwrap()
-    }
-
-    fn spec(holder: Option<&str>, renew: i64, dur: i32) -> LeaseSpec {
+    fn spec(holder: Option<&str>, dur: i32) -> LeaseSpec {
         LeaseSpec {
             holder_identity: holder.map(str::to_string),
-            renew_time: Some(MicroTime(ts(renew))),
             lease_duration_seconds: Some(dur),
             ..Default::default()
         }
@@ -271,35 +291,31 @@ mod tests {
 
     #[test]
     fn decisions() {
-        assert_eq!(decide(None, "me", ts(100), 15), Decision::Create);
+        let secs = Duration::from_secs;
+        let follow = Decision::Follow {
+            holder: "other".into(),
+        };
+        assert_eq!(decide(None, "me", secs(0), 15), Decision::Create);
+        let mine = spec(Some("me"), 15);
+        assert_eq!(decide(Some(&mine), "me", secs(99), 15), Decision::Renew);
+        let other = spec(Some("other"), 15);
+        assert_eq!(decide(Some(&other), "me", secs(14), 15), follow);
+        // Expired once the record has stood still for the lease duration (our clock).
+        assert_eq!(decide(Some(&other), "me", secs(15), 15), Decision::TakeOver);
         assert_eq!(
-            decide(Some(&spec(Some("me"), 90, 15)), "me", ts(100), 15),
-            Decision::Renew
-        );
-        assert_eq!(
-            decide(Some(&spec(Some("other"), 90, 15)), "me", ts(100), 15),
-            Decision::Follow {
-                holder: "other".into()
-            }
-        );
-        // Expired exactly at renewTime + duration.
-        assert_eq!(
-            decide(Some(&spec(Some("other"), 85, 15)), "me", ts(100), 15),
+            decide(Some(&spec(None, 15)), "me", secs(0), 15),
             Decision::TakeOver
         );
         assert_eq!(
-            decide(Some(&spec(None, 99, 15)), "me", ts(100), 15),
+            decide(Some(&spec(Some(""), 15)), "me", secs(0), 15),
             Decision::TakeOver
         );
-        assert_eq!(
-            decide(Some(&spec(Some(""), 99, 15)), "me", ts(100), 15),
-            Decision::TakeOver
-        );
-        // No times at all: treat as expired.
+        // No duration in the record: ours.
         let bare = LeaseSpec {
             holder_identity: Some("other".into()),
             ..Default::default()
         };
-        assert_eq!(decide(Some(&bare), "me", ts(100), 15), Decision::TakeOver);
+        assert_eq!(decide(Some(&bare), "me", secs(10), 15), follow);
+        assert_eq!(decide(Some(&bare), "me", secs(15), 15), Decision::TakeOver);
     }
 }

@@ -82,7 +82,7 @@ fn lease(holder: Option<&str>, renewed_secs_ago: i64, transitions: i32, rv: u64)
     json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
            "metadata": {"name": "whizard-reconciler", "namespace": "whizard-system",
                         "resourceVersion": rv.to_string()},
-           "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15,
+           "spec": {"holderIdentity": holder, "leaseDurationSeconds": 1,
                     "renewTime": renew.to_string(), "acquireTime": renew.to_string(),
                     "leaseTransitions": transitions}})
 }
@@ -135,8 +135,12 @@ async fn follows_a_fresh_lease_of_another_replica() {
 
 #[tokio::test]
 async fn takes_over_an_expired_lease_and_renews_it() {
-    let st = with_lease(Some(lease(Some("other"), 60, 3, 7)), 7);
+    // renewTime an hour ago (another node's clock): not trusted; the record must stand still
+    // for its 1 s duration on our clock first.
+    let st = with_lease(Some(lease(Some("other"), 3600, 3, 7)), 7);
     let me = lock(&st, "me");
+    assert!(!me.try_acquire_or_renew(Timestamp::now()).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     assert!(me.try_acquire_or_renew(Timestamp::now()).await.unwrap());
     {
         let s = st.lock().unwrap();
@@ -160,12 +164,13 @@ async fn takes_over_an_expired_lease_and_renews_it() {
 #[tokio::test]
 async fn losing_the_race_for_an_expired_lease_means_following() {
     let st = with_lease(Some(lease(Some("other"), 60, 0, 7)), 7);
+    let me = lock(&st, "me");
+    assert!(!me.try_acquire_or_renew(Timestamp::now()).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     st.lock().unwrap().conflict_next_put = true;
-    assert!(!lock(&st, "me")
-        .try_acquire_or_renew(Timestamp::now())
-        .await
-        .unwrap());
+    assert!(!me.try_acquire_or_renew(Timestamp::now()).await.unwrap());
     assert_eq!(holder(&st), "other");
+    assert!(st.lock().unwrap().writes.is_empty());
 }
 
 #[tokio::test]
@@ -236,16 +241,16 @@ async fn lead_loop_steps_down_on_loss_takes_over_again_and_releases() {
     }
     wait_for("stepping down", || stopped.load(Ordering::SeqCst) == 1).await;
     assert_eq!(gauge.get(), 0);
-    // Following while the other replica's Lease is fresh.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(started.load(Ordering::SeqCst), 1);
-
-    // The other replica stops renewing: its Lease expires and we take over.
-    {
+    // Following while the other replica keeps renewing (a new record every 200 ms).
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
         let mut s = st.lock().unwrap();
         s.rv += 1;
-        s.lease = Some(lease(Some("other"), 60, 1, s.rv));
+        s.lease = Some(lease(Some("other"), 0, 1, s.rv));
     }
+    assert_eq!(started.load(Ordering::SeqCst), 1);
+
+    // The other replica stops renewing: after 1 s without a change we take over.
     wait_for("taking over", || started.load(Ordering::SeqCst) == 2).await;
     assert_eq!(gauge.get(), 1);
     assert_eq!(holder(&st), "me");
