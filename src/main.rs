@@ -32,6 +32,19 @@ enum Command {
     Reconciler {
         #[command(subcommand)]
         command: Option<ReconcilerCommand>,
+        /// Listen address of `/metrics` and `/healthz`.
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        metrics_addr: std::net::SocketAddr,
+        /// Elect a leader with a coordination.k8s.io Lease, so several replicas can run.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        leader_elect: bool,
+        /// Name of the leader Lease.
+        #[arg(long, default_value = "whizard-reconciler")]
+        lease_name: String,
+        /// Namespace of the leader Lease (default: $POD_NAMESPACE, else the service account's
+        /// namespace, else `default`).
+        #[arg(long)]
+        lease_namespace: Option<String>,
     },
     /// Prints the CustomResourceDefinitions as YAML.
     Crds,
@@ -89,6 +102,7 @@ fn main() -> ExitCode {
         }
         Command::Reconciler {
             command: Some(ReconcilerCommand::Render { from }),
+            ..
         } => match whizard::reconciler::render_dir(&from) {
             Ok(yaml) => {
                 print!("{yaml}");
@@ -99,7 +113,13 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Reconciler { command: None } => {
+        Command::Reconciler {
+            command: None,
+            metrics_addr,
+            leader_elect,
+            lease_name,
+            lease_namespace,
+        } => {
             let _ = tracing_subscriber::fmt()
                 .with_env_filter(
                     tracing_subscriber::EnvFilter::try_from_env("WHIZARD_LOG")
@@ -114,7 +134,15 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match rt.block_on(whizard::reconciler::run_controller()) {
+            let leader = leader_elect.then(|| {
+                let ns = lease_namespace.unwrap_or_else(default_namespace);
+                whizard::reconciler::leader::LeaderConfig::new(&ns, &lease_name, &identity())
+            });
+            let opts = whizard::reconciler::RunOptions {
+                metrics_addr,
+                leader,
+            };
+            match rt.block_on(whizard::reconciler::run(opts)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("whizard reconciler: {e}");
@@ -146,4 +174,29 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// The Lease namespace when none is given: the pod's own.
+fn default_namespace() -> String {
+    std::env::var("POD_NAMESPACE")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+        })
+        .unwrap_or_else(|| "default".to_string())
+}
+
+/// This replica's leader-election identity: the pod name, else the host name and pid.
+fn identity() -> String {
+    if let Some(p) = std::env::var("POD_NAME").ok().filter(|s| !s.is_empty()) {
+        return p;
+    }
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    format!("{host}-{}", std::process::id())
 }

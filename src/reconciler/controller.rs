@@ -18,11 +18,12 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{json, Value};
 
 use super::crd::{labels as L, *};
+use super::deletion::{JobState, PendingDeletion};
 use super::planner::{self, Inputs};
 use super::render;
 
@@ -42,58 +43,84 @@ pub enum Error {
     Other(String),
 }
 
-/// Reconciler metrics (registered in the default prometheus registry).
+/// Reconciler metrics, served on `--metrics-addr` (see [`super::http`]).
 #[derive(Clone)]
 pub struct Metrics {
+    /// By reconciled kind and result (`success` / `error`).
     pub reconciles: prometheus::IntCounterVec,
+    /// Failed reconciliations by Service (for alerting on one stuck Service).
     pub failures: prometheus::IntCounterVec,
     pub applied: prometheus::IntCounterVec,
+    pub pruned: prometheus::IntCounterVec,
     pub duration: prometheus::HistogramVec,
+    /// 1 while this replica holds the leader Lease (or runs without leader election).
+    pub leader: prometheus::IntGauge,
+    /// Block deletions of removed tenants by Service and state (`waiting`, `running`,
+    /// `failed`): a failed Job needs an operator.
+    pub tenant_deletions: prometheus::IntGaugeVec,
 }
 
 impl Metrics {
     pub fn new(registry: &prometheus::Registry) -> Metrics {
-        let reconciles = prometheus::IntCounterVec::new(
-            prometheus::Opts::new(
-                "whizard_reconciler_reconciliations_total",
-                "Reconciliations of a Service.",
-            ),
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = prometheus::IntCounterVec::new(prometheus::Opts::new(name, help), labels)
+                .expect("static metric definition");
+            // Registering twice (a second Context on one registry) keeps the first.
+            let _ = registry.register(Box::new(c.clone()));
+            c
+        };
+        let reconciles = counter(
+            "whizard_reconciler_reconciliations_total",
+            "Reconciliations by reconciled kind and result (success, error).",
+            &["kind", "result"],
+        );
+        let failures = counter(
+            "whizard_reconciler_failures_total",
+            "Failed reconciliations of a Service.",
             &["service"],
-        )
-        .unwrap();
-        let failures = prometheus::IntCounterVec::new(
-            prometheus::Opts::new(
-                "whizard_reconciler_failures_total",
-                "Failed reconciliations of a Service.",
-            ),
-            &["service"],
-        )
-        .unwrap();
-        let applied = prometheus::IntCounterVec::new(
-            prometheus::Opts::new(
-                "whizard_reconciler_objects_applied_total",
-                "Objects applied with server-side apply.",
-            ),
+        );
+        let applied = counter(
+            "whizard_reconciler_objects_applied_total",
+            "Objects applied with server-side apply, by kind.",
             &["kind"],
-        )
-        .unwrap();
+        );
+        let pruned = counter(
+            "whizard_reconciler_objects_pruned_total",
+            "Generated objects deleted because they are no longer planned, by kind.",
+            &["kind"],
+        );
         let duration = prometheus::HistogramVec::new(
             prometheus::HistogramOpts::new(
                 "whizard_reconciler_reconcile_duration_seconds",
-                "Duration of one reconciliation.",
+                "Duration of one reconciliation, by reconciled kind.",
             ),
-            &["service"],
+            &["kind"],
         )
-        .unwrap();
-        for c in [&reconciles, &failures, &applied] {
-            let _ = registry.register(Box::new(c.clone()));
-        }
+        .expect("static metric definition");
         let _ = registry.register(Box::new(duration.clone()));
+        let leader = prometheus::IntGauge::new(
+            "whizard_reconciler_leader",
+            "1 while this replica is the leader (holds the Lease), else 0.",
+        )
+        .expect("static metric definition");
+        let _ = registry.register(Box::new(leader.clone()));
+        let tenant_deletions = prometheus::IntGaugeVec::new(
+            prometheus::Opts::new(
+                "whizard_reconciler_tenant_deletions",
+                "Pending block deletions of removed tenants, by state (waiting, running, failed).",
+            ),
+            &["service", "state"],
+        )
+        .expect("static metric definition");
+        let _ = registry.register(Box::new(tenant_deletions.clone()));
         Metrics {
             reconciles,
             failures,
             applied,
+            pruned,
             duration,
+            leader,
+            tenant_deletions,
         }
     }
 }
@@ -131,10 +158,59 @@ impl Context {
     }
 }
 
-/// Runs the controller until SIGTERM/SIGINT (`whizard reconciler`).
-pub async fn run_controller() -> Result<(), Error> {
+/// Options of `whizard reconciler`.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Address of `/metrics` and `/healthz`.
+    pub metrics_addr: std::net::SocketAddr,
+    /// Leader election (None: this replica always works).
+    pub leader: Option<super::leader::LeaderConfig>,
+}
+
+/// SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+/// Runs `whizard reconciler` until SIGTERM/SIGINT: the metrics/health listener and the
+/// controller.
+pub async fn run(opts: RunOptions) -> Result<(), Error> {
+    let registry = prometheus::Registry::new();
     let client = Client::try_default().await?;
-    let ctx = Arc::new(Context::new(client.clone(), prometheus::default_registry()));
+    let ctx = Arc::new(Context::new(client.clone(), &registry));
+    let listener = tokio::net::TcpListener::bind(opts.metrics_addr)
+        .await
+        .map_err(|e| Error::Other(format!("metrics listener {}: {e}", opts.metrics_addr)))?;
+    tracing::info!(addr = %opts.metrics_addr, "serving /metrics and /healthz");
+    tokio::spawn(super::http::serve(listener, registry));
+    match opts.leader {
+        None => {
+            ctx.metrics.leader.set(1);
+            run_controller(client, ctx).await
+        }
+        Some(cfg) => {
+            tracing::info!(lease = %format!("{}/{}", cfg.namespace, cfg.name), identity = %cfg.identity, "leader election");
+            let lock = super::leader::LeaseLock::new(client.clone(), cfg);
+            let gauge = ctx.metrics.leader.clone();
+            let work = move || run_controller(client.clone(), ctx.clone());
+            super::leader::lead(lock, gauge, work, shutdown_signal()).await
+        }
+    }
+}
+
+/// Runs the controller until SIGTERM/SIGINT.
+pub async fn run_controller(client: Client, ctx: Arc<Context>) -> Result<(), Error> {
     let by_service_label = |meta: &kube::api::ObjectMeta| -> Option<ObjectRef<Service>> {
         let v = meta.labels.as_ref()?.get(L::SERVICE)?;
         let (ns, name) = v.split_once('.')?;
@@ -142,7 +218,7 @@ pub async fn run_controller() -> Result<(), Error> {
     };
     let owned =
         watcher::Config::default().labels(&format!("{}={}", L::MANAGED_BY, L::MANAGED_BY_VALUE));
-    Controller::new(Api::<Service>::all(client.clone()), Default::default())
+    let mut controller = Controller::new(Api::<Service>::all(client.clone()), Default::default())
         .owns(Api::<Ingester>::all(client.clone()), owned.clone())
         .owns(Api::<Compactor>::all(client.clone()), owned.clone())
         .owns(
@@ -151,6 +227,10 @@ pub async fn run_controller() -> Result<(), Error> {
         )
         .owns(
             Api::<k8s_openapi::api::apps::v1::Deployment>::all(client.clone()),
+            owned.clone(),
+        )
+        .owns(
+            Api::<k8s_openapi::api::batch::v1::Job>::all(client.clone()),
             owned.clone(),
         )
         .watches(
@@ -177,7 +257,24 @@ pub async fn run_controller() -> Result<(), Error> {
             Api::<GlobalRuleGroup>::all(client.clone()),
             Default::default(),
             move |o| by_service_label(&o.metadata),
-        )
+        );
+    // PrometheusRules name no Service: any change reconciles every Service (few per cluster).
+    // Without prometheus-operator's CRD there is nothing to watch.
+    let prom: Api<PrometheusRule> = Api::all(client.clone());
+    match prom.list(&ListParams::default().limit(1)).await {
+        Ok(_) => {
+            let trigger = watcher(prom, watcher::Config::default())
+                .default_backoff()
+                .touched_objects()
+                .filter_map(|r| futures_util::future::ready(r.ok().map(|_| ())));
+            controller = controller.reconcile_all_on(trigger);
+        }
+        Err(kube::Error::Api(e)) if e.code == 404 => {
+            tracing::info!("PrometheusRule CRD not installed; not watching PrometheusRules");
+        }
+        Err(e) => return Err(e.into()),
+    }
+    controller
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
@@ -194,11 +291,10 @@ pub async fn run_controller() -> Result<(), Error> {
 pub async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = svc.namespace().unwrap_or_default();
     let key = planner::service_key(&svc);
-    ctx.metrics.reconciles.with_label_values(&[&key]).inc();
     let _timer = ctx
         .metrics
         .duration
-        .with_label_values(&[&key])
+        .with_label_values(&["Service"])
         .start_timer();
     let api: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
     let res = finalizer(&api, FINALIZER, svc.clone(), |event| async {
@@ -208,6 +304,11 @@ pub async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action, E
         }
     })
     .await;
+    let result = if res.is_ok() { "success" } else { "error" };
+    ctx.metrics
+        .reconciles
+        .with_label_values(&["Service", result])
+        .inc();
     match res {
         Ok(action) => {
             ctx.failures.lock().unwrap().remove(&key);
@@ -273,7 +374,7 @@ pub async fn load_inputs(svc: &Service, ctx: &Context) -> Result<Inputs, Error> 
     let c = &ctx.client;
     let ns = svc.namespace().unwrap_or_default();
     let seed = ensure_seed(svc, ctx).await?;
-    Ok(Inputs {
+    let mut inputs = Inputs {
         service: svc.clone(),
         storages: list_ns(c, &ns).await?,
         tenants: list_all(c).await?,
@@ -288,9 +389,118 @@ pub async fn load_inputs(svc: &Service, ctx: &Context) -> Result<Inputs, Error> 
         rule_groups: list_all(c).await?,
         cluster_rule_groups: list_all(c).await?,
         global_rule_groups: list_ns(c, &ns).await?,
+        prometheus_rules: prometheus_rules(c).await?,
+        secrets: Default::default(),
+        namespaces: list_all::<k8s_openapi::api::core::v1::Namespace>(c)
+            .await?
+            .into_iter()
+            .map(|n| (n.name_any(), n.metadata.labels.unwrap_or_default()))
+            .collect(),
+        pending_deletions: read_deletions(svc, ctx).await?,
+        deletion_jobs: deletion_jobs(svc, ctx).await?,
         now: (ctx.now)(),
         seed,
-    })
+    };
+    inputs.secrets = referenced_secrets(&inputs, ctx).await?;
+    Ok(inputs)
+}
+
+/// The Secrets the plan reads ([`planner::referenced_secret_names`]); absent ones are left
+/// out (the planner reports them unless optional).
+async fn referenced_secrets(
+    inputs: &Inputs,
+    ctx: &Context,
+) -> Result<super::remote_write::Secrets, Error> {
+    use k8s_openapi::api::core::v1::Secret;
+    let ns = inputs.service.namespace().unwrap_or_default();
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut out = BTreeMap::new();
+    for name in planner::referenced_secret_names(inputs) {
+        if let Some(sec) = api.get_opt(&name).await? {
+            let data = sec
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+                .collect();
+            out.insert(name, data);
+        }
+    }
+    Ok(out)
+}
+
+/// Every PrometheusRule; none when prometheus-operator's CRD is not installed (404).
+async fn prometheus_rules(client: &Client) -> Result<Vec<PrometheusRule>, Error> {
+    match list_all::<PrometheusRule>(client).await {
+        Err(Error::Kube(kube::Error::Api(e))) if e.code == 404 => Ok(Vec::new()),
+        other => other,
+    }
+}
+
+/// Pending block deletions from the state ConfigMap (absent: none). A corrupt ConfigMap is
+/// an error, not "none": forgetting a pending deletion would leave the blocks forever.
+async fn read_deletions(svc: &Service, ctx: &Context) -> Result<Vec<PendingDeletion>, Error> {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let ns = svc.namespace().unwrap_or_default();
+    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
+    let name = render::deletions_configmap_name(&svc.name_any());
+    let Some(cm) = api.get_opt(&name).await? else {
+        return Ok(Vec::new());
+    };
+    match cm.data.as_ref().and_then(|d| d.get(render::DELETIONS_KEY)) {
+        None => Ok(Vec::new()),
+        Some(text) => serde_json::from_str(text)
+            .map_err(|e| Error::Other(format!("ConfigMap {ns}/{name}: {e}"))),
+    }
+}
+
+/// States of the Service's deletion Jobs by `(tenant, storage)`; a success anywhere wins.
+async fn deletion_jobs(
+    svc: &Service,
+    ctx: &Context,
+) -> Result<BTreeMap<(String, String), JobState>, Error> {
+    use k8s_openapi::api::batch::v1::Job;
+    let ns = svc.namespace().unwrap_or_default();
+    let api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+    let list = api
+        .list(&ListParams::default().labels(&managed_selector(svc)))
+        .await?;
+    let mut out = BTreeMap::new();
+    for job in list.items {
+        let ann = job.annotations();
+        let (Some(t), Some(s)) = (ann.get(L::DELETION_TENANT), ann.get(L::DELETION_STORAGE)) else {
+            continue;
+        };
+        let st = job.status.clone().unwrap_or_default();
+        let has = |kind: &str| {
+            st.conditions
+                .iter()
+                .flatten()
+                .any(|c| c.type_ == kind && c.status == "True")
+        };
+        let state = if st.succeeded.unwrap_or(0) > 0 || has("Complete") {
+            JobState::Succeeded
+        } else if has("Failed") {
+            JobState::Failed
+        } else {
+            JobState::Running
+        };
+        let e = out.entry((t.clone(), s.clone())).or_insert(state);
+        if state == JobState::Succeeded {
+            *e = state;
+        }
+    }
+    Ok(out)
+}
+
+fn managed_selector(svc: &Service) -> String {
+    format!(
+        "{}={},{}={}",
+        L::MANAGED_BY,
+        L::MANAGED_BY_VALUE,
+        L::SERVICE,
+        planner::service_key(svc)
+    )
 }
 
 fn seed_secret_name(svc: &Service) -> String {
@@ -386,10 +596,16 @@ pub const PRUNED_KINDS: &[(&str, &str)] = &[
     ("v1", "Service"),
     ("v1", "ConfigMap"),
     ("v1", "Secret"),
+    ("batch/v1", "Job"),
 ];
 
-/// Deletes managed objects of the Service that are not in `desired`.
-pub async fn prune(client: &Client, svc: &Service, desired: &[Value]) -> Result<usize, Error> {
+/// Deletes managed objects of the Service that are not in `desired`; returns the kinds of the
+/// deleted objects (one entry each).
+pub async fn prune(
+    client: &Client,
+    svc: &Service,
+    desired: &[Value],
+) -> Result<Vec<&'static str>, Error> {
     let ns = svc.namespace().unwrap_or_default();
     let keep: BTreeSet<(String, String)> = desired
         .iter()
@@ -403,14 +619,8 @@ pub async fn prune(client: &Client, svc: &Service, desired: &[Value]) -> Result<
             )
         })
         .collect();
-    let selector = format!(
-        "{}={},{}={}",
-        L::MANAGED_BY,
-        L::MANAGED_BY_VALUE,
-        L::SERVICE,
-        planner::service_key(svc)
-    );
-    let mut deleted = 0;
+    let selector = managed_selector(svc);
+    let mut deleted = Vec::new();
     for (api_version, kind) in PRUNED_KINDS {
         let probe = json!({"apiVersion": api_version, "kind": kind, "metadata": {"namespace": ns}});
         let (api, _) = api_for(client, &probe)?;
@@ -422,7 +632,7 @@ pub async fn prune(client: &Client, svc: &Service, desired: &[Value]) -> Result<
             }
             if !keep.contains(&(kind.to_string(), name.clone())) {
                 match api.delete(&name, &DeleteParams::background()).await {
-                    Ok(_) => deleted += 1,
+                    Ok(_) => deleted.push(*kind),
                     Err(kube::Error::Api(e)) if e.code == 404 => {}
                     Err(e) => return Err(e.into()),
                 }
@@ -470,8 +680,32 @@ async fn apply_service(svc: &Service, ctx: &Context) -> Result<Action, Error> {
             .with_label_values(&[o["kind"].as_str().unwrap_or_default()])
             .inc();
     }
-    prune(&ctx.client, svc, &objects).await?;
+    for kind in prune(&ctx.client, svc, &objects).await? {
+        ctx.metrics.pruned.with_label_values(&[kind]).inc();
+    }
     write_tenant_status(&ctx.client, &plan.tenant_status).await?;
+    let key = planner::service_key(svc);
+    let failed = plan
+        .due_deletions
+        .iter()
+        .filter(|d| {
+            inputs
+                .deletion_jobs
+                .get(&(d.tenant.clone(), d.storage.clone()))
+                == Some(&JobState::Failed)
+        })
+        .count();
+    let due = plan.due_deletions.len();
+    for (state, n) in [
+        ("waiting", plan.deletions.len() - due),
+        ("running", due - failed),
+        ("failed", failed),
+    ] {
+        ctx.metrics
+            .tenant_deletions
+            .with_label_values(&[key.as_str(), state])
+            .set(n as i64);
+    }
     let now = inputs.now;
     Ok(match plan.requeue_at {
         Some(at) => Action::requeue(Duration::from_secs(at.saturating_sub(now).max(1))),

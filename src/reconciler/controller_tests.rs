@@ -25,6 +25,7 @@ struct Call {
 }
 
 /// What the fake API server knows.
+#[derive(Default)]
 struct World {
     tenants: Vec<Value>,
     /// (kind plural path segment) → items returned by LISTs in the service namespace.
@@ -33,19 +34,40 @@ struct World {
     conflict_once: Vec<String>,
     /// Tenants whose first status patch is answered 409.
     status_conflict_once: Vec<String>,
+    /// Single objects by path (a GET of an object not here is 404).
+    objects: BTreeMap<String, Value>,
+    /// Plurals whose LIST is 404 (CRD not installed).
+    missing_lists: Vec<&'static str>,
 }
 
-fn status_error(code: u16, reason: &str) -> Value {
+/// A GET of one namespaced object (`.../namespaces/<ns>/<plural>/<name>`), not a list.
+fn is_object_get(path: &str) -> bool {
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    segs.iter()
+        .position(|s| *s == "namespaces")
+        .is_some_and(|i| segs.len() > i + 3)
+}
+
+pub(super) fn status_error(code: u16, reason: &str) -> Value {
     json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
            "message": reason, "reason": reason, "code": code})
 }
 
-fn respond(code: StatusCode, body: Value) -> Response<Body> {
+pub(super) fn respond(code: StatusCode, body: Value) -> Response<Body> {
     Response::builder()
         .status(code)
         .header("content-type", "application/json")
         .body(Body::from(serde_json::to_vec(&body).unwrap()))
         .unwrap()
+}
+
+/// Paths of the DELETE calls, in order.
+fn deleted_paths(calls: &[Call]) -> Vec<&str> {
+    calls
+        .iter()
+        .filter(|c| c.method == "DELETE")
+        .map(|c| c.path.as_str())
+        .collect()
 }
 
 /// Serves requests until the client side is dropped; returns every call seen.
@@ -65,6 +87,13 @@ async fn serve(mut handle: Handle, mut world: World) -> Vec<Call> {
         });
         let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         let resp = match method.as_str() {
+            "GET" if is_object_get(&path) => match world.objects.get(&path) {
+                Some(o) => respond(StatusCode::OK, o.clone()),
+                None => respond(StatusCode::NOT_FOUND, status_error(404, "NotFound")),
+            },
+            "GET" if world.missing_lists.contains(segs.last().unwrap()) => {
+                respond(StatusCode::NOT_FOUND, status_error(404, "NotFound"))
+            }
             "GET" => {
                 let plural = *segs.last().unwrap();
                 let items = if plural == "tenants" {
@@ -189,6 +218,7 @@ async fn reconcile_conversation_with_conflicts_and_prune() {
         lists,
         conflict_once: vec!["/deployments/gateway-central".into()],
         status_conflict_once: vec!["team-a".into()],
+        ..Default::default()
     };
     let (res, calls) = run(world, service(false)).await;
     let action = res.expect("reconcile ok");
@@ -219,13 +249,8 @@ async fn reconcile_conversation_with_conflicts_and_prune() {
         .collect();
     assert_eq!(gw.len(), 2);
     // Pruning deleted the stale StatefulSet and nothing else.
-    let deletes: Vec<&str> = calls
-        .iter()
-        .filter(|c| c.method == "DELETE")
-        .map(|c| c.path.as_str())
-        .collect();
     assert_eq!(
-        deletes,
+        deleted_paths(&calls),
         vec!["/apis/apps/v1/namespaces/whizard/statefulsets/ingester-gone"]
     );
     // Pruning lists by the managed-by + service labels.
@@ -261,8 +286,7 @@ async fn update_keeps_existing_placement() {
     let world = World {
         tenants: vec![tenant("team-a"), tenant("team-b")],
         lists,
-        conflict_once: vec![],
-        status_conflict_once: vec![],
+        ..Default::default()
     };
     let (res, calls) = run(world, service(false)).await;
     res.unwrap();
@@ -282,9 +306,7 @@ async fn update_keeps_existing_placement() {
 async fn delete_runs_finalizer_cleanup() {
     let world = World {
         tenants: vec![tenant("team-a")],
-        lists: BTreeMap::new(),
-        conflict_once: vec![],
-        status_conflict_once: vec![],
+        ..Default::default()
     };
     let (res, calls) = run(world, service(true)).await;
     assert_eq!(res.unwrap(), Action::await_change());
@@ -312,7 +334,12 @@ async fn api_errors_surface_and_back_off() {
     let (mock, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let server = tokio::spawn(async move {
         while let Some((req, send)) = handle.next_request().await {
-            if req.method() == "GET" {
+            if req.method() == "GET" && is_object_get(req.uri().path()) {
+                send.send_response(respond(
+                    StatusCode::NOT_FOUND,
+                    status_error(404, "NotFound"),
+                ));
+            } else if req.method() == "GET" {
                 send.send_response(respond(
                     StatusCode::OK,
                     json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": []}),
@@ -338,4 +365,271 @@ async fn api_errors_surface_and_back_off() {
     assert_eq!(controller::backoff(20), std::time::Duration::from_secs(300));
     drop(ctx);
     server.await.unwrap();
+}
+
+fn service_with_storage() -> Service {
+    let mut svc = service(false);
+    svc.spec.storage = Some(ObjectReference {
+        namespace: "whizard".into(),
+        name: "s3".into(),
+    });
+    svc.spec.compactor_template_spec.spec.retention = Some(Retention {
+        retention_raw: "1d".into(),
+        retention_5m: String::new(),
+        retention_1h: String::new(),
+    });
+    svc
+}
+
+fn storage_world(compactor_tenants: &[&str]) -> World {
+    let mut lists = BTreeMap::new();
+    lists.insert(
+        "storages".to_string(),
+        vec![json!({"apiVersion": API_VERSION, "kind": "Storage",
+            "metadata": {"name": "s3", "namespace": "whizard"},
+            "spec": {"S3": {"bucket": "b", "endpoint": "minio:9000"}}})],
+    );
+    lists.insert(
+        "compactors".to_string(),
+        vec![json!({"apiVersion": API_VERSION, "kind": "Compactor",
+            "metadata": {"name": "central-s3-0", "namespace": "whizard",
+                "labels": {L::MANAGED_BY: L::MANAGED_BY_VALUE, L::SERVICE: "whizard.central",
+                           L::STORAGE: "whizard.s3"}},
+            "spec": {"tenants": compactor_tenants}})],
+    );
+    let tenant = json!({"apiVersion": API_VERSION, "kind": "Tenant",
+        "metadata": {"name": "team-a", "labels": {L::SERVICE: "whizard.central"}}, "spec": {}});
+    World {
+        tenants: vec![tenant],
+        lists,
+        ..Default::default()
+    }
+}
+
+const DELETIONS_CM: &str = "/api/v1/namespaces/whizard/configmaps/central-tenant-deletions";
+
+#[tokio::test]
+async fn removed_tenant_is_recorded_before_the_compactor_forgets_it() {
+    let world = storage_world(&["team-a", "team-gone"]);
+    let (res, calls) = run(world, service_with_storage()).await;
+    res.unwrap();
+    // The state ConfigMap was read (404: none yet) ...
+    assert!(calls
+        .iter()
+        .any(|c| c.method == "GET" && c.path == DELETIONS_CM));
+    let applies: Vec<&Call> = calls
+        .iter()
+        .filter(|c| c.method == "PATCH" && c.query.contains("fieldManager"))
+        .collect();
+    let cm = applies
+        .iter()
+        .position(|c| c.path == DELETIONS_CM)
+        .expect("state ConfigMap applied");
+    let compactor = applies
+        .iter()
+        .position(|c| c.path.ends_with("/compactors/central-s3-0"))
+        .expect("compactor applied");
+    // ... and applied first, before the Compactor drops team-gone.
+    assert_eq!(cm, 0);
+    assert!(cm < compactor);
+    assert_eq!(
+        applies[compactor].body["spec"]["tenants"],
+        json!(["team-a"])
+    );
+    let recs: Value =
+        serde_json::from_str(applies[cm].body["data"]["deletions.json"].as_str().unwrap()).unwrap();
+    // Removed at 1000 (the test clock); 1d compactor retention beats the 3h ingester one.
+    assert_eq!(
+        recs,
+        json!([{"tenant": "team-gone", "storage": "whizard.s3", "removedAt": 1000,
+                "deleteAt": 1000 + 86_400}])
+    );
+    // No Job yet; the Job list was read with the managed selector.
+    assert!(!applies.iter().any(|c| c.path.contains("/jobs/")));
+    assert!(calls.iter().any(|c| c.method == "GET"
+        && c.path == "/apis/batch/v1/namespaces/whizard/jobs"
+        && c.query.contains("labelSelector")));
+}
+
+/// A storage world holding the deletion records `recs` and one deletion Job `job` (name,
+/// tenant, status).
+fn deletion_world(recs: Value, job: (&str, &str, Value)) -> World {
+    let mut world = storage_world(&["team-a"]);
+    world.objects.insert(
+        DELETIONS_CM.to_string(),
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "central-tenant-deletions", "namespace": "whizard"},
+               "data": {"deletions.json": recs.to_string()}}),
+    );
+    let (name, tenant, status) = job;
+    world.lists.insert(
+        "jobs".to_string(),
+        vec![json!({"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": name, "namespace": "whizard",
+                "labels": {L::MANAGED_BY: L::MANAGED_BY_VALUE, L::SERVICE: "whizard.central"},
+                "annotations": {L::DELETION_TENANT: tenant, L::DELETION_STORAGE: "whizard.s3"}},
+            "spec": {"template": {"spec": {"containers": []}}},
+            "status": status})],
+    );
+    world
+}
+
+#[tokio::test]
+async fn due_deletion_runs_a_job_and_a_finished_one_is_pruned() {
+    let world = deletion_world(
+        json!([
+            {"tenant": "due", "storage": "whizard.s3", "removedAt": 0, "deleteAt": 1000},
+            {"tenant": "done", "storage": "whizard.s3", "removedAt": 0, "deleteAt": 500},
+        ]),
+        (
+            "central-delete-done-1234",
+            "done",
+            json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}),
+        ),
+    );
+    let (res, calls) = run(world, service_with_storage()).await;
+    res.unwrap();
+    let job = calls
+        .iter()
+        .find(|c| c.method == "PATCH" && c.path.contains("/apis/batch/v1/namespaces/whizard/jobs/"))
+        .expect("deletion Job applied");
+    assert!(
+        job.path.contains("/jobs/central-delete-due-"),
+        "{}",
+        job.path
+    );
+    assert_eq!(
+        job.body["metadata"]["annotations"][L::DELETION_TENANT],
+        "due"
+    );
+    // The state now holds only "due"; the finished Job is pruned.
+    let cm = calls
+        .iter()
+        .find(|c| c.method == "PATCH" && c.path == DELETIONS_CM)
+        .unwrap();
+    let recs: Value =
+        serde_json::from_str(cm.body["data"]["deletions.json"].as_str().unwrap()).unwrap();
+    assert_eq!(recs.as_array().unwrap().len(), 1);
+    assert_eq!(recs[0]["tenant"], "due");
+    assert_eq!(
+        deleted_paths(&calls),
+        vec!["/apis/batch/v1/namespaces/whizard/jobs/central-delete-done-1234"]
+    );
+}
+
+#[tokio::test]
+async fn tenant_deletion_states_are_exported() {
+    let world = deletion_world(
+        json!([
+            {"tenant": "later", "storage": "whizard.s3", "removedAt": 0, "deleteAt": 99_999},
+            {"tenant": "broken", "storage": "whizard.s3", "removedAt": 0, "deleteAt": 10},
+        ]),
+        (
+            "central-delete-broken-1",
+            "broken",
+            json!({"failed": 4, "conditions": [{"type": "Failed", "status": "True"}]}),
+        ),
+    );
+    let (mock, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let server = tokio::spawn(serve(handle, world));
+    let ctx = context(Client::new(mock, "default"));
+    controller::reconcile(Arc::new(service_with_storage()), ctx.clone())
+        .await
+        .unwrap();
+    let g = |state: &str| {
+        ctx.metrics
+            .tenant_deletions
+            .with_label_values(&["whizard.central", state])
+            .get()
+    };
+    assert_eq!((g("waiting"), g("running"), g("failed")), (1, 0, 1));
+    let ok = ctx
+        .metrics
+        .reconciles
+        .with_label_values(&["Service", "success"])
+        .get();
+    assert_eq!(ok, 1);
+    drop(ctx);
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn prometheus_rules_are_read_and_a_missing_crd_is_skipped() {
+    let rule = json!({"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
+        "metadata": {"name": "slo", "namespace": "apps", "labels": {L::TENANT: "team-a"}},
+        "spec": {"groups": [{"name": "g", "rules": [{"record": "r", "expr": "up"}]}]}});
+    let mut lists = BTreeMap::new();
+    lists.insert("prometheusrules".to_string(), vec![rule]);
+    let world = World {
+        tenants: vec![tenant("team-a")],
+        lists,
+        ..Default::default()
+    };
+    let (res, calls) = run(world, service(false)).await;
+    res.unwrap();
+    assert!(calls
+        .iter()
+        .any(|c| c.method == "GET" && c.path == "/apis/monitoring.coreos.com/v1/prometheusrules"));
+    let cm = calls
+        .iter()
+        .find(|c| c.method == "PATCH" && c.path.ends_with("/configmaps/ruler-team-a-rulefiles-0-0"))
+        .expect("rule files applied");
+    assert!(cm.body["data"]["apps-slo.yaml"]
+        .as_str()
+        .unwrap()
+        .contains("record: r"));
+
+    // Without prometheus-operator's CRD (404 on the list) the reconcile still succeeds.
+    let world = World {
+        tenants: vec![tenant("team-a")],
+        missing_lists: vec!["prometheusrules"],
+        ..Default::default()
+    };
+    let (res, _) = run(world, service(false)).await;
+    res.unwrap();
+}
+
+#[tokio::test]
+async fn remote_write_basic_auth_is_read_from_its_secret() {
+    let mut svc = service(false);
+    svc.spec.remote_writes = vec![RemoteWriteSpec {
+        name: "copy".into(),
+        url: "https://copy.example/api/v1/write".into(),
+        basic_auth: Some(BasicAuth {
+            username: Some(SecretKeySelector {
+                name: "rw".into(),
+                key: "u".into(),
+                optional: None,
+            }),
+            password: Some(SecretKeySelector {
+                name: "rw".into(),
+                key: "p".into(),
+                optional: None,
+            }),
+        }),
+        ..Default::default()
+    }];
+    let mut objects = BTreeMap::new();
+    // data: u=bob, p=pw
+    objects.insert(
+        "/api/v1/namespaces/whizard/secrets/rw".to_string(),
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "rw", "namespace": "whizard"},
+               "data": {"u": "Ym9i", "p": "cHc="}}),
+    );
+    let world = World {
+        tenants: vec![tenant("team-a")],
+        lists: BTreeMap::new(),
+        objects,
+        ..Default::default()
+    };
+    let (res, calls) = run(world, svc).await;
+    res.unwrap();
+    let sec = calls
+        .iter()
+        .find(|c| c.method == "PATCH" && c.path.ends_with("/secrets/gateway-central-config"))
+        .expect("gateway config applied");
+    let text = sec.body["stringData"]["gateway.yaml"].as_str().unwrap();
+    // base64("bob:pw")
+    assert!(text.contains("Authorization: Basic Ym9iOnB3"), "{text}");
 }

@@ -39,6 +39,9 @@ pub mod labels {
     pub const INGESTER_DELETING_TIME: &str = "monitoring.whizard.io/ingester-deleting-time";
     /// Service annotation holding the seed from which ruler credentials are derived.
     pub const CREDENTIALS_SEED: &str = "monitoring.whizard.io/credentials-seed";
+    /// Tenant and storage (`<ns>.<name>`) whose blocks a deletion Job removes.
+    pub const DELETION_TENANT: &str = "monitoring.whizard.io/deletion-tenant";
+    pub const DELETION_STORAGE: &str = "monitoring.whizard.io/deletion-storage";
     /// Ruler shard label on ruler pods.
     pub const RULER_SHARD: &str = "monitoring.whizard.io/ruler-shard";
     pub const DEFAULT_STORAGE: &str = "default";
@@ -187,7 +190,13 @@ pub struct SidecarSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WebConfig {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `{certSecret, keySecret, clientCASecret}` (Whizard's field name).
+    #[serde(
+        rename = "httpServerTLSConfig",
+        alias = "httpServerTlsConfig",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schemars(schema_with = "free_form")]
     pub http_server_tls_config: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -810,4 +819,31 @@ pub fn crds(
         ClusterRuleGroup::crd(),
         GlobalRuleGroup::crd(),
     ]
+}
+
+// ---------------------------------------------------------------------------------------------
+// prometheus-operator PrometheusRule (read only; not one of our CRDs)
+
+/// The part of `monitoring.coreos.com/v1` `PrometheusRule` the rulers use. Groups are kept
+/// as written (everything besides `name` passes through to the rule file).
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "monitoring.coreos.com",
+    version = "v1",
+    kind = "PrometheusRule",
+    plural = "prometheusrules",
+    namespaced
+)]
+pub struct PrometheusRuleSpec {
+    #[serde(default)]
+    pub groups: Vec<PrometheusRuleGroup>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct PrometheusRuleGroup {
+    pub name: String,
+    /// `interval`, `rules`, `limit`, `partial_response_strategy`, ... as written.
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub rest: BTreeMap<String, Value>,
 }

@@ -67,7 +67,13 @@ pub fn url(kind: &str, name: &str, ns: &str, port: u16) -> String {
 
 /// The gateway config for `plan` (YAML text): tenants from the Tenant CRs, upstreams from the
 /// Service's components, users for the rulers.
-pub fn gateway_config(plan: &Plan, svc: &super::crd::ServiceSpec) -> String {
+/// `web` (the gateway's `webConfig`) selects HTTPS for the main listener and adds its
+/// basic-auth users, with access to every tenant.
+pub fn gateway_config(
+    plan: &Plan,
+    svc: &super::crd::ServiceSpec,
+    web: &super::web::GatewayWeb,
+) -> String {
     let ns = &plan.namespace;
     let query_name = plan.queries[0].name_any();
     let query = url("query", &query_name, ns, HTTP_PORT);
@@ -87,17 +93,18 @@ pub fn gateway_config(plan: &Plan, svc: &super::crd::ServiceSpec) -> String {
         "otlp": format!("{router}/api/v1/otlp"),
         "rules": query,
     });
-    let rws: Vec<Value> = svc
+    let rws: Vec<Value> = plan
         .remote_writes
         .iter()
-        .enumerate()
-        .map(|(i, rw)| {
-            let name = if rw.name.is_empty() {
-                format!("remote-write-{i}")
-            } else {
-                rw.name.clone()
-            };
-            json!({"name": name, "url": rw.url})
+        .map(|rw| {
+            let mut v = json!({"name": rw.name, "url": rw.url});
+            if !rw.headers.is_empty() {
+                v["headers"] = json!(rw.headers);
+            }
+            if let Some(t) = rw.timeout_seconds {
+                v["timeout_seconds"] = json!(t);
+            }
+            v
         })
         .collect();
     if !rws.is_empty() {
@@ -139,7 +146,7 @@ pub fn gateway_config(plan: &Plan, svc: &super::crd::ServiceSpec) -> String {
             }
         }
     }
-    let users: Vec<Value> = plan
+    let mut users: Vec<Value> = plan
         .users
         .iter()
         .map(|u| {
@@ -151,11 +158,32 @@ pub fn gateway_config(plan: &Plan, svc: &super::crd::ServiceSpec) -> String {
             })
         })
         .collect();
+    for u in &web.users {
+        users.push(json!({
+            "name": u.name,
+            "password_hash": u.password_hash,
+            "tenants": tenant_ids,
+            "access": ["read", "write"],
+        }));
+    }
+    let mut listen = json!({"metrics": format!("0.0.0.0:{GATEWAY_METRICS_PORT}")});
+    match &web.tls {
+        None => listen["http"] = json!(format!("0.0.0.0:{GATEWAY_PORT}")),
+        Some(t) => {
+            listen["https"] = json!(format!("0.0.0.0:{GATEWAY_PORT}"));
+            let mut tls = json!({
+                "cert_file": super::web::file(&t.cert_secret),
+                "key_file": super::web::file(&t.key_secret),
+            });
+            if let Some(ca) = &t.client_ca_secret {
+                tls["client_ca_file"] = json!(super::web::file(ca));
+                tls["client_auth"] = json!("optional");
+            }
+            listen["tls"] = tls;
+        }
+    }
     let doc = json!({
-        "listen": {
-            "http": format!("0.0.0.0:{GATEWAY_PORT}"),
-            "metrics": format!("0.0.0.0:{GATEWAY_METRICS_PORT}"),
-        },
+        "listen": listen,
         "upstreams": upstreams,
         "tenancy": {
             "header": plan.tenancy.header,

@@ -6,13 +6,18 @@
 //! on ingesters/compactors, [`shard`] for Whizard's md5 ruler sharding) → [`render`]
 //! (Kubernetes objects, deterministic YAML for `render --from DIR`) → [`controller`] (kube-rs:
 //! server-side apply, prune, owner references, finalizer, Tenant status, events, backoff).
-//! [`gateway_config`] renders the router hashring and the `whizard gateway` config Secret.
+//! [`gateway_config`] renders the router hashring and the `whizard gateway` config Secret,
+//! with [`remote_write`] (fan-out targets) and [`web`] (the Gateway's `webConfig`).
+//! [`deletion`] decides when a removed tenant's blocks are deleted, [`selector`] matches the
+//! rulers' label selectors against PrometheusRules, [`leader`] elects one working replica
+//! with a Lease, and [`http`] serves `/metrics` and `/healthz`.
 //!
 //! Level-triggered, one reconcile per `Service`: every Tenant, component CR and rule group
 //! linked to the Service (label `monitoring.whizard.io/service=<ns>.<name>`) is read, the whole
 //! stack is planned, applied and pruned. Placement state lives in the generated Ingester and
-//! Compactor CRs (`spec.tenants`, `ingester-deleting-time` annotation), so it survives restarts
-//! and a planner run is reproducible from the cluster alone.
+//! Compactor CRs (`spec.tenants`, `ingester-deleting-time` annotation) and in the ConfigMap
+//! `<svc>-tenant-deletions` (pending block deletions), so it survives restarts and a planner
+//! run is reproducible from the cluster alone.
 //!
 //! Ruler credentials: passwords and argon2id salts derive from a per-Service seed (Secret
 //! `<svc>-credentials-seed` with random bytes, created once; or the Service annotation
@@ -23,15 +28,23 @@ pub mod controller;
 #[cfg(test)]
 mod controller_tests;
 pub mod crd;
+pub mod deletion;
 pub mod gateway_config;
+pub mod http;
+pub mod leader;
+#[cfg(test)]
+mod leader_tests;
 pub mod merge;
 pub mod planner;
+pub mod remote_write;
 pub mod render;
+pub mod selector;
 pub mod shard;
 #[cfg(test)]
 mod tests;
+pub mod web;
 
-pub use controller::{run_controller, Error};
+pub use controller::{run, run_controller, Error, RunOptions};
 pub use render::{render_dir, render_dir_at, RenderError};
 
 /// The CustomResourceDefinitions as a YAML stream (`whizard crds`).

@@ -35,6 +35,7 @@ use serde_json::json;
 
 use super::assign::{self, Slot, TenantReq};
 use super::crd::{labels as L, *};
+use super::deletion::{self, JobState, PendingDeletion};
 use super::merge::layered;
 use super::shard;
 
@@ -68,6 +69,17 @@ pub struct Inputs {
     pub rule_groups: Vec<RuleGroup>,
     pub cluster_rule_groups: Vec<ClusterRuleGroup>,
     pub global_rule_groups: Vec<GlobalRuleGroup>,
+    /// prometheus-operator PrometheusRules (all namespaces), selected by the rulers'
+    /// `ruleSelectors` / `ruleNamespaceSelector` or the tenant label.
+    pub prometheus_rules: Vec<PrometheusRule>,
+    /// Secrets of the Service's namespace referenced by the Service (name → key → value).
+    pub secrets: super::remote_write::Secrets,
+    /// Namespace name → labels, for `ruleNamespaceSelector`.
+    pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
+    /// Pending block deletions of removed tenants, read back from the cluster.
+    pub pending_deletions: Vec<PendingDeletion>,
+    /// States of existing deletion Jobs by `(tenant, storage)`.
+    pub deletion_jobs: BTreeMap<(String, String), JobState>,
     /// Unix seconds.
     pub now: u64,
     /// Seed for ruler credentials (overridden by the Service's `credentials-seed` annotation).
@@ -135,9 +147,17 @@ pub struct Plan {
     pub queries: Vec<Query>,
     pub query_frontends: Vec<QueryFrontend>,
     pub users: Vec<GatewayUser>,
+    /// `webConfig` of each gateway (by Gateway name).
+    pub gateway_web: BTreeMap<String, super::web::GatewayWeb>,
+    /// The gateway's remote-write fan-out targets.
+    pub remote_writes: Vec<super::remote_write::Target>,
     /// Per Tenant CR name.
     pub tenant_status: BTreeMap<String, TenantStatus>,
-    /// Earliest pending ingester removal (unix seconds): requeue then.
+    /// Pending block deletions of removed tenants (the state to store).
+    pub deletions: Vec<PendingDeletion>,
+    /// Deletions whose Job should run now.
+    pub due_deletions: Vec<PendingDeletion>,
+    /// Earliest pending ingester removal or block deletion (unix seconds): requeue then.
     pub requeue_at: Option<u64>,
     /// Whether the credentials seed is the render placeholder.
     pub placeholder_credentials: bool,
@@ -153,6 +173,23 @@ pub enum PlanError {
     MissingStorage { tenant: String, storage: String },
     #[error("tenant id {0:?} is used by two Tenant objects")]
     DuplicateTenant(String),
+    #[error("{field}: Secret {secret} has no key {key:?}")]
+    MissingSecret {
+        field: String,
+        secret: String,
+        key: String,
+    },
+    #[error("{field}: {reason}")]
+    RemoteWrite { field: String, reason: String },
+    #[error("{field}: {reason}")]
+    WebConfig { field: String, reason: String },
+    #[error("tenant label name {0:?} is not a valid Prometheus label name")]
+    LabelName(String),
+    #[error("ruler {ruler}: {source}")]
+    Selector {
+        ruler: String,
+        source: super::selector::SelectorError,
+    },
 }
 
 /// `<ns>.<name>`, the value of the service label.
@@ -457,6 +494,46 @@ pub fn tenants_of(inputs: &Inputs) -> Result<Vec<TenantInfo>, PlanError> {
     Ok(out)
 }
 
+/// Secrets (of the Service's namespace) the plan needs to read: remoteWrites basicAuth and
+/// the gateways' webConfig basicAuthUsers. TLS Secrets are only mounted, never read.
+pub fn referenced_secret_names(inputs: &Inputs) -> BTreeSet<String> {
+    let spec = &inputs.service.spec;
+    let key = service_key(&inputs.service);
+    let mut out: BTreeSet<String> = spec
+        .remote_writes
+        .iter()
+        .filter_map(|rw| rw.basic_auth.as_ref())
+        .flat_map(|b| [&b.username, &b.password])
+        .flatten()
+        .map(|s| s.name.clone())
+        .collect();
+    let template = spec.gateway_template_spec.web_config.as_ref();
+    out.extend(super::web::secret_names(template));
+    for g in inputs
+        .gateways
+        .iter()
+        .filter(|g| has_service(&g.metadata, &key))
+    {
+        out.extend(super::web::secret_names(g.spec.web_config.as_ref()));
+    }
+    out
+}
+
+/// `<ns>.<name>` → `(ns, name)`.
+pub fn storage_of(v: &str) -> (String, String) {
+    let (ns, name) = v.split_once('.').unwrap_or(("", v));
+    (ns.to_string(), name.to_string())
+}
+
+/// A Prometheus label name (`[a-zA-Z_][a-zA-Z0-9_]*`).
+pub fn is_label_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 fn duration_field(field: &str, value: &str) -> Result<u64, PlanError> {
     parse_duration(value).ok_or_else(|| PlanError::Duration {
         field: field.to_string(),
@@ -704,6 +781,63 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
     }
     compactors.sort_by_key(|c| c.name_any());
 
+    // ---- blocks of tenants removed from an object storage (see [`deletion`])
+    let present: BTreeSet<(String, String)> = tenants
+        .iter()
+        .filter_map(|t| {
+            t.storage
+                .as_ref()
+                .map(|(n, s)| (t.id.clone(), format!("{n}.{s}")))
+        })
+        .collect();
+    let mut removed = Vec::new();
+    for c in inputs
+        .compactors
+        .iter()
+        .filter(|c| has_service(&c.metadata, &key) && is_managed(&c.metadata))
+    {
+        let Some(storage) = label(&c.metadata, L::STORAGE) else {
+            continue;
+        };
+        let r = c.spec.retention.clone().unwrap_or(base_retention.clone());
+        // An unparsable stored retention counts as unlimited: never delete by mistake.
+        let secs: Vec<u64> = [&r.retention_raw, &r.retention_5m, &r.retention_1h]
+            .iter()
+            .map(|v| parse_duration(v).unwrap_or(0))
+            .collect();
+        for t in &c.spec.tenants {
+            if present.contains(&(t.clone(), storage.to_string())) {
+                continue;
+            }
+            if let Some(at) = deletion::deadline(inputs.now, &secs, object_retention) {
+                removed.push(PendingDeletion {
+                    tenant: t.clone(),
+                    storage: storage.to_string(),
+                    removed_at: inputs.now,
+                    delete_at: at,
+                });
+            }
+        }
+    }
+    let mut dplan = deletion::plan_deletions(
+        &inputs.pending_deletions,
+        &removed,
+        &present,
+        &inputs.deletion_jobs,
+        inputs.now,
+    );
+    if let Some(at) = dplan.next_deadline {
+        requeue_at = Some(requeue_at.map_or(at, |r: u64| r.min(at)));
+    }
+    // Without its Storage the Job has no bucket to work on: keep the record until it is back.
+    dplan
+        .due
+        .retain(|d| storages.contains_key(&storage_of(&d.storage)));
+    if !dplan.due.is_empty() && !is_label_name(&tenancy.label) {
+        // The Job's block listing names the label in a template.
+        return Err(PlanError::LabelName(tenancy.label.clone()));
+    }
+
     // ---- stores: one per object storage with tenants
     let mut stores = Vec::new();
     for (storage, ts) in &by_storage {
@@ -757,7 +891,7 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
         let mut rspec = user_cr;
         rspec.tenant = t.id.clone();
         let eff = effective::ruler(spec, &rspec);
-        let mut files = BTreeMap::new();
+        let mut files = RuleFiles::new();
         for g in inputs.rule_groups.iter().filter(|g| {
             label(&g.metadata, L::TENANT) == Some(t.id.as_str())
                 && g.metadata.deletion_timestamp.is_none()
@@ -767,15 +901,23 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
                 g.namespace().unwrap_or_default(),
                 g.name_any()
             );
-            files.insert(file, (g.name_any(), g.spec.group.clone()));
+            add_group(&mut files, file, &g.name_any(), &g.spec.group);
         }
         for g in inputs.cluster_rule_groups.iter().filter(|g| {
             label(&g.metadata, L::TENANT) == Some(t.id.as_str())
                 && g.metadata.deletion_timestamp.is_none()
         }) {
             let file = format!("cluster-{}.yaml", g.name_any());
-            files.insert(file, (g.name_any(), g.spec.group.clone()));
+            add_group(&mut files, file, &g.name_any(), &g.spec.group);
         }
+        let selected =
+            select_prometheus_rules(inputs, &eff, &ns, Some(&t.id)).map_err(|source| {
+                PlanError::Selector {
+                    ruler: name.clone(),
+                    source,
+                }
+            })?;
+        add_prometheus_rules(&mut files, &selected);
         let user = format!("whizard-ruler-{}", t.id);
         users.push(make_user(
             &seed,
@@ -808,24 +950,35 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
                         && g.namespace().as_deref() == Some(ns.as_str())))
         })
         .collect();
-    if !globals.is_empty() {
-        let name = dns(&format!("{svc_name}-global"));
-        let user_cr = inputs
-            .rulers
-            .iter()
-            .find(|r| has_service(&r.metadata, &key) && r.spec.tenant.is_empty())
-            .map(|r| r.spec.clone())
-            .unwrap_or_default();
-        let eff = effective::ruler(spec, &user_cr);
-        let mut files = BTreeMap::new();
+    let global_name = dns(&format!("{svc_name}-global"));
+    let global_cr = inputs
+        .rulers
+        .iter()
+        .find(|r| has_service(&r.metadata, &key) && r.spec.tenant.is_empty())
+        .map(|r| r.spec.clone())
+        .unwrap_or_default();
+    let global_eff = effective::ruler(spec, &global_cr);
+    let global_prom =
+        select_prometheus_rules(inputs, &global_eff, &ns, None).map_err(|source| {
+            PlanError::Selector {
+                ruler: global_name.clone(),
+                source,
+            }
+        })?;
+    if !globals.is_empty() || !global_prom.is_empty() {
+        let name = global_name;
+        let user_cr = global_cr;
+        let eff = global_eff;
+        let mut files = RuleFiles::new();
         for g in globals {
             let file = format!(
                 "{}-{}.yaml",
                 g.namespace().unwrap_or_default(),
                 g.name_any()
             );
-            files.insert(file, (g.name_any(), g.spec.group.clone()));
+            add_group(&mut files, file, &g.name_any(), &g.spec.group);
         }
+        add_prometheus_rules(&mut files, &global_prom);
         let read_user = "whizard-global-ruler-read".to_string();
         let write_user = "whizard-global-ruler-write".to_string();
         let mut read_tenants = tenant_ids.clone();
@@ -882,6 +1035,24 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
         spec: Default::default(),
     });
 
+    let mut gateway_web = BTreeMap::new();
+    for g in &gateways {
+        let eff = effective::gateway(spec, &g.spec);
+        let field = format!("Gateway {}: webConfig", g.name_any());
+        let web = super::web::resolve(eff.web_config.as_ref(), &inputs.secrets, &field)?;
+        if let Some(u) = web
+            .users
+            .iter()
+            .find(|u| users.iter().any(|r: &GatewayUser| r.name == u.name))
+        {
+            return Err(PlanError::WebConfig {
+                field,
+                reason: format!("user {:?} is reserved for a ruler", u.name),
+            });
+        }
+        gateway_web.insert(g.name_any(), web);
+    }
+
     Ok(Plan {
         namespace: ns,
         service_name: svc_name,
@@ -898,31 +1069,114 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
         query_frontends,
         users,
         tenant_status,
+        gateway_web,
+        remote_writes: super::remote_write::targets(&spec.remote_writes, &inputs.secrets)?,
+        deletions: dplan.pending,
+        due_deletions: dplan.due,
         requeue_at,
         placeholder_credentials,
     })
 }
 
-/// Rule files (`file → (group name, group)`) → per shard, ConfigMap bins of `file → YAML`.
-pub fn shard_files(
-    files: &BTreeMap<String, (String, RuleGroupSpec)>,
-    shards: u64,
-) -> Vec<Vec<BTreeMap<String, String>>> {
-    let mut per_shard: Vec<BTreeMap<String, String>> = vec![BTreeMap::new(); shards as usize];
-    for (file, (group, spec)) in files {
-        let s = shard::shard_of(file, group, shards) as usize;
-        let mut g = serde_json::Map::new();
-        g.insert("name".into(), json!(group));
-        if let Some(i) = &spec.interval {
-            g.insert("interval".into(), json!(i));
+/// Rule files: file name → its groups `(name, group as written in a rules file)`.
+pub type RuleFiles = BTreeMap<String, Vec<(String, serde_json::Value)>>;
+
+/// Adds one group of a RuleGroup-kind CR to `files`.
+fn add_group(files: &mut RuleFiles, file: String, name: &str, spec: &RuleGroupSpec) {
+    let mut g = serde_json::Map::new();
+    g.insert("name".into(), json!(name));
+    if let Some(i) = &spec.interval {
+        g.insert("interval".into(), json!(i));
+    }
+    g.insert("rules".into(), json!(spec.rules));
+    files
+        .entry(file)
+        .or_default()
+        .push((name.to_string(), serde_json::Value::Object(g)));
+}
+
+/// Adds every group of each PrometheusRule as file `<ns>-<name>.yaml` (as Whizard names it).
+fn add_prometheus_rules(files: &mut RuleFiles, rules: &[&PrometheusRule]) {
+    for r in rules {
+        let file = format!(
+            "{}-{}.yaml",
+            r.namespace().unwrap_or_default(),
+            r.name_any()
+        );
+        for g in &r.spec.groups {
+            let mut v = serde_json::Map::new();
+            v.insert("name".into(), json!(g.name));
+            for (k, x) in &g.rest {
+                v.insert(k.clone(), x.clone());
+            }
+            files
+                .entry(file.clone())
+                .or_default()
+                .push((g.name.clone(), serde_json::Value::Object(v)));
         }
-        g.insert("rules".into(), serde_json::to_value(&spec.rules).unwrap());
-        let doc = json!({ "groups": [g] });
-        per_shard[s].insert(file.clone(), serde_norway::to_string(&doc).unwrap());
+    }
+}
+
+/// PrometheusRules a ruler evaluates: those labelled with its tenant
+/// (`monitoring.whizard.io/tenant`, any namespace, like RuleGroups), and those matching any of
+/// its `ruleSelectors` in a namespace matched by `ruleNamespaceSelector` (absent: the ruler's
+/// own namespace only; `{}`: every namespace), as prometheus-operator selects them.
+pub fn select_prometheus_rules<'a>(
+    inputs: &'a Inputs,
+    eff: &RulerSpec,
+    ruler_ns: &str,
+    tenant: Option<&str>,
+) -> Result<Vec<&'a PrometheusRule>, super::selector::SelectorError> {
+    use super::selector;
+    let mut out = Vec::new();
+    let empty = BTreeMap::new();
+    for r in inputs
+        .prometheus_rules
+        .iter()
+        .filter(|r| r.metadata.deletion_timestamp.is_none())
+    {
+        let labels = r.metadata.labels.as_ref().unwrap_or(&empty);
+        let by_tenant = tenant.is_some() && labels.get(L::TENANT).map(String::as_str) == tenant;
+        let rns = r.namespace().unwrap_or_default();
+        let ns_ok = match &eff.rule_namespace_selector {
+            None => rns == ruler_ns,
+            Some(sel) => selector::matches(sel, inputs.namespaces.get(&rns).unwrap_or(&empty))?,
+        };
+        let by_selector = ns_ok && selector::matches_any(&eff.rule_selectors, labels)?;
+        if by_tenant || by_selector {
+            out.push(r);
+        }
+    }
+    out.sort_by_key(|r| (r.namespace(), r.name_any()));
+    Ok(out)
+}
+
+/// Rule files → per shard, ConfigMap bins of `file → YAML`. Each group goes to
+/// [`shard::shard_of`]`(file, group)`; a file holds the groups of its shard.
+pub fn shard_files(files: &RuleFiles, shards: u64) -> Vec<Vec<BTreeMap<String, String>>> {
+    let mut per_shard: Vec<BTreeMap<String, Vec<serde_json::Value>>> =
+        vec![BTreeMap::new(); shards as usize];
+    for (file, groups) in files {
+        for (name, group) in groups {
+            let s = shard::shard_of(file, name, shards) as usize;
+            per_shard[s]
+                .entry(file.clone())
+                .or_default()
+                .push(group.clone());
+        }
     }
     per_shard
         .iter()
-        .map(|f| shard::pack_files(f, shard::MAX_CONFIGMAP_BYTES))
+        .map(|f| {
+            let docs: BTreeMap<String, String> = f
+                .iter()
+                .map(|(file, groups)| {
+                    let doc = json!({ "groups": groups });
+                    (file.clone(), serde_norway::to_string(&doc).unwrap())
+                })
+                .collect();
+            shard::pack_files(&docs, shard::MAX_CONFIGMAP_BYTES)
+        })
         .collect()
 }
 

@@ -105,6 +105,7 @@ struct Pod {
     extra_labels: BTreeMap<String, String>,
     command: Option<Vec<String>>,
     container: &'static str,
+    init_containers: Vec<Value>,
 }
 
 impl Pod {
@@ -124,6 +125,7 @@ impl Pod {
             extra_labels: BTreeMap::new(),
             command: None,
             container: "thanos",
+            init_containers: Vec::new(),
         }
     }
 
@@ -196,6 +198,9 @@ impl Pod {
             "volumes": volumes,
             "terminationGracePeriodSeconds": 120,
         });
+        if !self.init_containers.is_empty() {
+            spec["initContainers"] = json!(self.init_containers);
+        }
         if !c.node_selector.is_empty() {
             spec["nodeSelector"] = json!(c.node_selector);
         }
@@ -282,7 +287,7 @@ fn service(ctx: &Ctx, name: &str, pod: &Pod, headless: bool, node_port: Option<i
         "selector": ctx.selector(&pod.component, &pod.instance),
         "ports": pod.ports.iter().map(|(n, p)| {
             let mut port = json!({"name": n, "port": p, "targetPort": n, "protocol": "TCP"});
-            if let (Some(np), "http") = (node_port, n.as_str()) { port["nodePort"] = json!(np); }
+            if let (Some(np), "http" | "https") = (node_port, n.as_str()) { port["nodePort"] = json!(np); }
             port
         }).collect::<Vec<_>>(),
     });
@@ -435,7 +440,65 @@ fn storage_of_label(v: Option<&String>) -> Option<(String, String)> {
         .map(|(a, b)| (a.to_string(), b.to_string()))
 }
 
+/// Removes, at pod start, the TSDB directories of tenants the ingester no longer serves.
+/// Only directories holding a `wal` (a tenant TSDB of Thanos receive's multi-TSDB) are
+/// touched; without a tenant list nothing is removed.
+const TSDB_CLEANUP_SCRIPT: &str = r#"set -eu
+keep=/etc/whizard/ingester-tenants/tenants
+if [ ! -s "$keep" ]; then echo "no tenant list; nothing removed"; exit 0; fi
+cd /thanos
+for d in */; do
+  d=${d%/}
+  [ -d "$d/wal" ] || continue
+  if ! grep -qxF -- "$d" "$keep"; then
+    echo "removing the TSDB of tenant $d (no longer on this ingester)"
+    rm -rf -- "$d"
+  fi
+done
+"#;
+
+/// The TSDB-cleanup init container of an ingester pod, and the ConfigMap with its tenant list
+/// (returned for the output). The list lives in the ConfigMap, not in the pod template, so
+/// adding or removing a tenant never changes the template and never restarts the ingester
+/// (Whizard issue #284); the list is read when a pod starts, which is when cleanup runs.
+fn tsdb_cleanup_init(ctx: &Ctx, pod: &mut Pod, name: &str, eff: &IngesterSpec) -> Value {
+    let cm = format!("ingester-{name}-tenants");
+    let side = eff.ingester_tsdb_cleanup.clone().unwrap_or_default();
+    let image = if side.image.is_empty() {
+        eff.common.image.clone()
+    } else {
+        side.image
+    };
+    pod.volumes
+        .push(json!({"name": "ingester-tenants", "configMap": {"name": cm}}));
+    let mut c = json!({
+        "name": "tsdb-cleanup",
+        "image": image,
+        "command": ["/bin/sh", "-c", TSDB_CLEANUP_SCRIPT],
+        "volumeMounts": [
+            {"name": "data", "mountPath": DATA_DIR},
+            {"name": "ingester-tenants", "mountPath": "/etc/whizard/ingester-tenants", "readOnly": true},
+        ],
+    });
+    if let Some(r) = side.resources {
+        c["resources"] = r;
+    }
+    pod.init_containers.push(c);
+    let mut tenants: Vec<&String> = ctx
+        .plan
+        .ingesters
+        .iter()
+        .find(|i| i.name_any() == name)
+        .map(|i| i.spec.tenants.iter().collect())
+        .unwrap_or_default();
+    tenants.sort();
+    let list: String = tenants.iter().map(|t| format!("{t}\n")).collect();
+    configmap(ctx, &cm, "ingester", name, json!({ "tenants": list }))
+}
+
 fn render_ingesters(ctx: &Ctx, out: &mut Vec<Value>) {
+    // Whizard's `disableTsdbCleanup` defaults to true: cleanup only when set to false.
+    let tsdb_cleanup = ctx.svc.ingester_template_spec.disable_tsdb_cleanup == Some(false);
     for ing in &ctx.plan.ingesters {
         let n = ing.name_any();
         let eff = effective::ingester(ctx.svc, &ing.spec);
@@ -469,6 +532,9 @@ fn render_ingesters(ctx: &Ctx, out: &mut Vec<Value>) {
         tls_server(ctx, &mut pod);
         pod.args = merge_flags(&pod.args, &eff.common.flags);
         let pvc = data_volume(&mut pod, &eff.data_volume);
+        if tsdb_cleanup && !ing.spec.tenants.is_empty() {
+            out.push(tsdb_cleanup_init(ctx, &mut pod, &n, &eff));
+        }
         out.push(statefulset(
             ctx,
             &format!("ingester-{n}"),
@@ -650,6 +716,14 @@ fn nz(s: &str) -> String {
 fn render_rulers(ctx: &Ctx, out: &mut Vec<Value>) {
     let gw = ctx.plan.gateways[0].name_any();
     let gw_host = format!("gateway-{gw}.{}.svc:{GATEWAY_PORT}", ctx.ns);
+    // A TLS gateway (webConfig) is reached over HTTPS; its server CA is not part of the
+    // webConfig, so rulers do not verify the certificate (as Whizard's components do).
+    let gw_tls = ctx
+        .plan
+        .gateway_web
+        .get(&gw)
+        .is_some_and(|w| w.tls.is_some());
+    let scheme = if gw_tls { "https" } else { "http" };
     let users: BTreeMap<&str, &planner::GatewayUser> = ctx
         .plan
         .users
@@ -668,18 +742,23 @@ fn render_rulers(ctx: &Ctx, out: &mut Vec<Value>) {
         let creds = format!("ruler-{n}-gateway-credentials");
         let q = users[query_user.as_str()];
         let w = users[write_user.as_str()];
+        let mut query_http = json!({"basic_auth": {"username": q.name, "password_file": "/etc/whizard/gateway-credentials/query-password"}});
+        let mut rw = json!({
+            "name": "whizard-gateway",
+            "url": format!("{scheme}://{gw_host}/api/v1/receive"),
+            "basic_auth": {"username": w.name, "password_file": "/etc/whizard/gateway-credentials/write-password"},
+        });
+        if gw_tls {
+            query_http["tls_config"] = json!({"insecure_skip_verify": true});
+            rw["tls_config"] = json!({"insecure_skip_verify": true});
+        }
         let query_yaml = serde_norway::to_string(&json!([{
-            "http_config": {"basic_auth": {"username": q.name, "password_file": "/etc/whizard/gateway-credentials/query-password"}},
+            "http_config": query_http,
             "static_configs": [gw_host],
-            "scheme": "http",
+            "scheme": scheme,
         }]))
         .unwrap();
-        let rw_yaml = serde_norway::to_string(&json!({"remote_write": [{
-            "name": "whizard-gateway",
-            "url": format!("http://{gw_host}/api/v1/receive"),
-            "basic_auth": {"username": w.name, "password_file": "/etc/whizard/gateway-credentials/write-password"},
-        }]}))
-        .unwrap();
+        let rw_yaml = serde_norway::to_string(&json!({"remote_write": [rw]})).unwrap();
         out.push(secret(
             ctx,
             &creds,
@@ -850,10 +929,12 @@ fn render_query(ctx: &Ctx, out: &mut Vec<Value>) {
 }
 
 fn render_gateways(ctx: &Ctx, out: &mut Vec<Value>) {
-    let config = gc::gateway_config(ctx.plan, ctx.svc);
+    let no_web = super::web::GatewayWeb::default();
     for g in &ctx.plan.gateways {
         let n = g.name_any();
         let eff = effective::gateway(ctx.svc, &g.spec);
+        let web = ctx.plan.gateway_web.get(&n).unwrap_or(&no_web);
+        let config = gc::gateway_config(ctx.plan, ctx.svc, web);
         let sec = format!("gateway-{n}-config");
         let mut pod = Pod::new("gateway", &n, &eff.common);
         pod.container = "whizard";
@@ -863,9 +944,27 @@ fn render_gateways(ctx: &Ctx, out: &mut Vec<Value>) {
             "--config".into(),
             "/etc/whizard/gateway/gateway.yaml".into(),
         ];
-        pod.ports.push(("http".into(), GATEWAY_PORT));
+        let main_port = if web.tls.is_some() { "https" } else { "http" };
+        pod.ports.push((main_port.into(), GATEWAY_PORT));
         pod.ports.push(("metrics".into(), GATEWAY_METRICS_PORT));
         pod.mount_secret("config", &sec, "/etc/whizard/gateway");
+        if let Some(t) = &web.tls {
+            let mut names: Vec<&str> = [Some(&t.cert_secret), Some(&t.key_secret)]
+                .into_iter()
+                .chain([t.client_ca_secret.as_ref()])
+                .flatten()
+                .map(|s| s.name.as_str())
+                .collect();
+            names.sort();
+            names.dedup();
+            for (i, name) in names.into_iter().enumerate() {
+                pod.mount_secret(
+                    &format!("web-tls-{i}"),
+                    name,
+                    &format!("{}/{name}", super::web::WEB_DIR),
+                );
+            }
+        }
         out.push(secret(
             ctx,
             &sec,
@@ -873,7 +972,14 @@ fn render_gateways(ctx: &Ctx, out: &mut Vec<Value>) {
             &n,
             json!({"gateway.yaml": config}),
         ));
-        out.push(deployment(ctx, &format!("gateway-{n}"), &pod));
+        let mut dep = deployment(ctx, &format!("gateway-{n}"), &pod);
+        if web.tls.is_some() {
+            // Probes go to the plain metrics listener, which answers /-/healthy and /-/ready.
+            let c = &mut dep["spec"]["template"]["spec"]["containers"][0];
+            c["livenessProbe"] = json!({"httpGet": {"path": "/-/healthy", "port": "metrics"}, "periodSeconds": 30, "failureThreshold": 4});
+            c["readinessProbe"] = json!({"httpGet": {"path": "/-/ready", "port": "metrics"}, "periodSeconds": 5, "failureThreshold": 3});
+        }
+        out.push(dep);
         out.push(service(
             ctx,
             &format!("gateway-{n}"),
@@ -881,6 +987,97 @@ fn render_gateways(ctx: &Ctx, out: &mut Vec<Value>) {
             false,
             g.spec.node_port.or(eff.node_port),
         ));
+    }
+}
+
+/// Name of the ConfigMap holding pending block deletions (see [`super::deletion`]).
+pub fn deletions_configmap_name(service: &str) -> String {
+    format!("{service}-tenant-deletions")
+}
+
+/// Key of the pending deletions (JSON list) in that ConfigMap.
+pub const DELETIONS_KEY: &str = "deletions.json";
+
+/// The deletion Job's script (Thanos v0.38 `tools bucket`: `ls` has no selector flag, so the
+/// tenant's blocks are picked from a template listing; `mark` takes explicit ids; `cleanup`
+/// with the tenant selector and no delay then removes exactly the marked blocks of the tenant).
+const DELETE_BLOCKS_SCRIPT: &str = r#"set -eu
+CFG=--objstore.config-file=/etc/whizard/objstore/objstore.yaml
+thanos tools bucket ls "$CFG" --exclude-delete --output="{{.ULID}} {{index .Thanos.Labels \"$TENANT_LABEL\"}}" > /tmp/blocks
+: > /tmp/ids
+while read -r id t; do
+  if [ "$t" = "$TENANT" ]; then echo "--id=$id" >> /tmp/ids; fi
+done < /tmp/blocks
+echo "tenant $TENANT: $(wc -l < /tmp/ids) blocks to delete"
+xargs -r -n 100 thanos tools bucket mark "$CFG" --marker=deletion-mark.json --details="tenant $TENANT removed" < /tmp/ids
+thanos tools bucket cleanup "$CFG" --delete-delay=0s --selector.relabel-config="$SELECTOR"
+"#;
+
+/// `[a-z0-9-]` only, no leading/trailing `-` (for object names built from tenant ids).
+fn dns_label(s: &str) -> String {
+    let mapped: String = s
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    mapped.trim_matches('-').to_string()
+}
+
+/// The state ConfigMap (first in the output, so it is applied before the Compactors change)
+/// and one Job per due deletion.
+fn render_deletions(ctx: &Ctx, out: &mut Vec<Value>) {
+    let plan = ctx.plan;
+    if plan.deletions.is_empty() {
+        return;
+    }
+    let svc_name = &plan.service_name;
+    out.push(configmap(
+        ctx,
+        &deletions_configmap_name(svc_name),
+        "tenant-deletions",
+        svc_name,
+        json!({ DELETIONS_KEY: serde_json::to_string_pretty(&plan.deletions).unwrap() }),
+    ));
+    let eff = effective::compactor(ctx.svc, &CompactorSpec::default());
+    for d in &plan.due_deletions {
+        let storage = planner::storage_of(&d.storage);
+        let mut pod = Pod::new("tenant-deletion", svc_name, &eff.common);
+        pod.container = "delete-blocks";
+        objstore(ctx, &mut pod, &storage);
+        // The script names the objstore file itself; `sh -c` takes no flags.
+        pod.args.clear();
+        pod.command = Some(vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            DELETE_BLOCKS_SCRIPT.into(),
+        ]);
+        pod.env.extend([
+            json!({"name": "TENANT", "value": d.tenant}),
+            json!({"name": "TENANT_LABEL", "value": plan.tenancy.label}),
+            json!({"name": "SELECTOR", "value": keep_tenants_relabel(&plan.tenancy.label, std::slice::from_ref(&d.tenant))}),
+        ]);
+        pod.volumes.push(json!({"name": "tmp", "emptyDir": {}}));
+        pod.mounts.push(json!({"name": "tmp", "mountPath": "/tmp"}));
+        let mut template = pod.template(ctx, false);
+        template["spec"]["restartPolicy"] = json!("Never");
+        // The name carries a hash of the pod spec: a Job's template is immutable, so a changed
+        // spec (e.g. a new image) makes a new Job and the old one is pruned.
+        let hash = md5_hex(&format!("{}\n{}\n{template}", d.tenant, d.storage));
+        let name = planner::short_name(
+            &format!("{svc_name}-delete-{}-{}", dns_label(&d.tenant), &hash[..8]),
+            52,
+        );
+        let mut meta = ctx.meta(&name, "tenant-deletion", svc_name);
+        meta["annotations"] = json!({
+            L::DELETION_TENANT: d.tenant,
+            L::DELETION_STORAGE: d.storage,
+        });
+        out.push(json!({
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": meta,
+            "spec": {"backoffLimit": 3, "template": template},
+        }));
     }
 }
 
@@ -962,6 +1159,7 @@ pub fn render_plan(plan: &Plan, svc: &Service) -> Vec<Value> {
     render_stores(&ctx, &mut out);
     render_compactors(&ctx, &mut out);
     render_rulers(&ctx, &mut out);
+    render_deletions(&ctx, &mut out);
     for v in &mut out {
         clean(v);
         if v["spec"].as_object().is_some_and(|m| m.is_empty()) && v["kind"] != "Service" {
@@ -983,13 +1181,18 @@ fn sort_key(v: &Value) -> (usize, String, String) {
         "Service",
         "Deployment",
         "StatefulSet",
+        "Job",
     ];
     let kind = v["kind"].as_str().unwrap_or("");
     let group = v["apiVersion"].as_str().unwrap_or("");
-    let mut idx = ORDER.iter().position(|k| *k == kind).unwrap_or(ORDER.len());
+    let mut idx = ORDER.iter().position(|k| *k == kind).unwrap_or(ORDER.len()) + 1;
+    // Pending deletions first: applied before a Compactor forgets a removed tenant.
+    if kind == "ConfigMap" && v["metadata"]["labels"][L::COMPONENT] == "tenant-deletions" {
+        idx = 0;
+    }
     // Thanos CRs named "Service" do not appear here, but keep core Services apart anyway.
     if kind == "Service" && group != "v1" {
-        idx = ORDER.len();
+        idx = ORDER.len() + 1;
     }
     (
         idx,
@@ -1023,7 +1226,9 @@ fn parse<T: DeserializeOwned>(v: Value, path: &str, index: usize) -> Result<T, R
 }
 
 /// Reads every `*.yaml`/`*.yml`/`*.json` file of `dir` (sorted, multi-document) into planner
-/// inputs (all services together; `service` is left default).
+/// inputs (all services together; `service` is left default). Besides our kinds it reads
+/// prometheus-operator `PrometheusRule`s and `Namespace`s (for `ruleNamespaceSelector`);
+/// other objects are skipped.
 pub fn read_dir(dir: &Path) -> Result<(Vec<Service>, Inputs), RenderError> {
     let io = |e, p: &Path| RenderError::Io {
         path: p.display().to_string(),
@@ -1057,8 +1262,49 @@ pub fn read_dir(dir: &Path) -> Result<(Vec<Service>, Inputs), RenderError> {
                 continue;
             }
             let api = v["apiVersion"].as_str().unwrap_or("");
-            if api != API_VERSION {
-                continue;
+            match (api, v["kind"].as_str().unwrap_or("")) {
+                ("monitoring.coreos.com/v1", "PrometheusRule") => {
+                    inputs.prometheus_rules.push(parse(v, &ps, index)?);
+                    continue;
+                }
+                ("v1", "Namespace") => {
+                    let ns: k8s_openapi::api::core::v1::Namespace = parse(v, &ps, index)?;
+                    inputs
+                        .namespaces
+                        .insert(ns.name_any(), ns.metadata.labels.unwrap_or_default());
+                    continue;
+                }
+                ("v1", "Secret") => {
+                    // Only for remoteWrites basicAuth; `stringData` as written, `data` decoded.
+                    let name = v["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
+                    let mut data = std::collections::BTreeMap::new();
+                    if let Some(m) = v["data"].as_object() {
+                        use base64::Engine;
+                        for (k, x) in m {
+                            let raw = x.as_str().unwrap_or_default();
+                            let bytes = base64::engine::general_purpose::STANDARD
+                                .decode(raw)
+                                .map_err(|e| RenderError::Parse {
+                                    path: ps.clone(),
+                                    index,
+                                    message: format!("Secret {name} key {k}: {e}"),
+                                })?;
+                            data.insert(k.clone(), String::from_utf8_lossy(&bytes).into_owned());
+                        }
+                    }
+                    if let Some(m) = v["stringData"].as_object() {
+                        for (k, x) in m {
+                            data.insert(k.clone(), x.as_str().unwrap_or_default().to_string());
+                        }
+                    }
+                    inputs.secrets.insert(name, data);
+                    continue;
+                }
+                _ if api != API_VERSION => continue,
+                _ => {}
             }
             let kind = v["kind"].as_str().unwrap_or("").to_string();
             let mut v = v;

@@ -410,9 +410,15 @@ fn rendered_objects_and_crds_pass_kubernetes_validate() {
     std::fs::write(&objs, render::to_yaml_stream(&core)).unwrap();
     let crds = dir.path().join("crds.yaml");
     std::fs::write(&crds, super::crds_yaml()).unwrap();
+    let deletion = dir.path().join("deletion.yaml");
+    std::fs::write(&deletion, render::to_yaml_stream(&due_deletion_objects())).unwrap();
+    let web = dir.path().join("web.yaml");
+    std::fs::write(&web, render::to_yaml_stream(&web_gateway_objects())).unwrap();
+    let cleanup = dir.path().join("cleanup.yaml");
+    std::fs::write(&cleanup, render::to_yaml_stream(&cleanup_objects(false))).unwrap();
     let rbac = root().join("deploy/reconciler/rbac.yaml");
     let deploy = root().join("deploy/reconciler/deployment.yaml");
-    for f in [&objs, &crds, &rbac, &deploy] {
+    for f in [&objs, &crds, &deletion, &cleanup, &web, &rbac, &deploy] {
         let o = std::process::Command::new("kubernetes-validate")
             .args(["-k", "1.33.0", "--strict", "--quiet"])
             .arg(f)
@@ -467,4 +473,559 @@ fn crds_cover_every_kind_and_limit_rules() {
     let rules = &rg["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
         ["properties"]["rules"];
     assert_eq!(rules["maxItems"], 40);
+}
+
+/// team-d (object storage, retention 30d/90d/1y) is removed at t=1000: its blocks are due a
+/// year later; the record survives in the state ConfigMap; a Job deletes them at the deadline;
+/// success drops the record; re-adding the tenant cancels it.
+fn removed_team_d_plans() -> (Service, Inputs, planner::Plan) {
+    let (svc, mut inputs) = example_inputs(1_000);
+    let first = planner::plan(&inputs).unwrap();
+    inputs.ingesters = first.ingesters.clone();
+    inputs.compactors = first.compactors.clone();
+    inputs.tenants.retain(|t| t.name_any() != "team-d");
+    let second = planner::plan(&inputs).unwrap();
+    (svc, inputs, second)
+}
+
+const YEAR: u64 = 365 * 86_400;
+
+#[test]
+fn removed_tenant_blocks_are_scheduled_for_deletion() {
+    let (svc, mut inputs, second) = removed_team_d_plans();
+    let rec = super::deletion::PendingDeletion {
+        tenant: "team-d".into(),
+        storage: "whizard.s3".into(),
+        removed_at: 1_000,
+        delete_at: 1_000 + YEAR,
+    };
+    assert_eq!(second.deletions, vec![rec.clone()]);
+    assert!(second.due_deletions.is_empty());
+    // The ingester removal (3h) comes first.
+    assert_eq!(second.requeue_at, Some(1_000 + 3 * 3600));
+    let objs = render::render_plan(&second, &svc);
+    // The state ConfigMap is the very first object applied.
+    assert_eq!(objs[0]["kind"], "ConfigMap");
+    assert_eq!(objs[0]["metadata"]["name"], "central-tenant-deletions");
+    let stored: Vec<super::deletion::PendingDeletion> =
+        serde_json::from_str(objs[0]["data"]["deletions.json"].as_str().unwrap()).unwrap();
+    assert_eq!(stored, vec![rec.clone()]);
+    assert!(!objs.iter().any(|o| o["kind"] == "Job"));
+
+    // A restarted reconciler: the Compactors no longer list team-d, the record is read back.
+    inputs.compactors = second.compactors.clone();
+    inputs.ingesters = second.ingesters.clone();
+    inputs.pending_deletions = stored;
+    inputs.now = 5_000_000;
+    let later = planner::plan(&inputs).unwrap();
+    assert_eq!(later.deletions, vec![rec.clone()]);
+    assert_eq!(later.requeue_at, Some(1_000 + YEAR));
+
+    // At the deadline: a Job for team-d.
+    inputs.now = 1_000 + YEAR;
+    let due = planner::plan(&inputs).unwrap();
+    assert_eq!(due.due_deletions, vec![rec.clone()]);
+    let objs = render::render_plan(&due, &svc);
+    let jobs: Vec<&Value> = objs.iter().filter(|o| o["kind"] == "Job").collect();
+    assert_eq!(jobs.len(), 1);
+    let job = jobs[0];
+    let name = job["metadata"]["name"].as_str().unwrap();
+    assert!(name.starts_with("central-delete-team-d-"), "{name}");
+    assert!(name.len() <= 52);
+    assert_eq!(job["metadata"]["annotations"][L::DELETION_TENANT], "team-d");
+    let pod = &job["spec"]["template"]["spec"];
+    assert_eq!(pod["restartPolicy"], "Never");
+    let c = &pod["containers"][0];
+    let script = c["command"][2].as_str().unwrap();
+    for part in [
+        "thanos tools bucket ls",
+        "--exclude-delete",
+        "thanos tools bucket mark",
+        "--marker=deletion-mark.json",
+        "thanos tools bucket cleanup",
+        "--delete-delay=0s",
+        "--selector.relabel-config=\"$SELECTOR\"",
+    ] {
+        assert!(script.contains(part), "{part} missing in {script}");
+    }
+    let env: Vec<(String, String)> = c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| Some((e["name"].as_str()?.into(), e["value"].as_str()?.into())))
+        .collect();
+    assert!(env.contains(&("TENANT".into(), "team-d".into())));
+    assert!(env.contains(&("TENANT_LABEL".into(), "tenant_id".into())));
+    assert!(env.contains(&(
+        "SELECTOR".into(),
+        r#"[{"action":"keep","regex":"^team-d$","source_labels":["tenant_id"]}]"#.into()
+    )));
+    // Objstore config mounted from the Storage's secret, credentials from env.
+    assert!(pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|v| v["secret"]["secretName"] == "central-s3-objstore"));
+    assert!(c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["name"] == "OBJSTORE_ACCESS_KEY"));
+    // Deterministic.
+    assert_eq!(objs, render::render_plan(&due, &svc));
+
+    // Running or failed: still wanted. Succeeded: record dropped, Job no longer rendered.
+    let key = ("team-d".to_string(), "whizard.s3".to_string());
+    inputs
+        .deletion_jobs
+        .insert(key.clone(), super::deletion::JobState::Failed);
+    assert_eq!(planner::plan(&inputs).unwrap().due_deletions.len(), 1);
+    inputs
+        .deletion_jobs
+        .insert(key, super::deletion::JobState::Succeeded);
+    let done = planner::plan(&inputs).unwrap();
+    assert!(done.deletions.is_empty() && done.due_deletions.is_empty());
+    let objs = render::render_plan(&done, &svc);
+    assert!(!objs
+        .iter()
+        .any(|o| o["kind"] == "Job" || o["metadata"]["name"] == "central-tenant-deletions"));
+}
+
+#[test]
+fn re_adding_a_removed_tenant_cancels_the_deletion() {
+    let (_, mut inputs, second) = removed_team_d_plans();
+    inputs.compactors = second.compactors.clone();
+    inputs.ingesters = second.ingesters.clone();
+    inputs.pending_deletions = second.deletions.clone();
+    let (_, fresh) = example_inputs(0);
+    inputs.tenants = fresh.tenants;
+    // Before and after the deadline (a running Job would be pruned).
+    for now in [2_000, 1_000 + YEAR + 1] {
+        inputs.now = now;
+        let p = planner::plan(&inputs).unwrap();
+        assert!(p.deletions.is_empty(), "at {now}");
+        assert!(p.due_deletions.is_empty(), "at {now}");
+    }
+}
+
+#[test]
+fn local_and_unlimited_retention_tenants_are_not_scheduled() {
+    // edge is on local storage: no compactor, nothing in object storage.
+    let (_, mut inputs) = example_inputs(1_000);
+    let first = planner::plan(&inputs).unwrap();
+    inputs.compactors = first.compactors.clone();
+    inputs.tenants.retain(|t| t.name_any() != "edge");
+    assert!(planner::plan(&inputs).unwrap().deletions.is_empty());
+    // Unlimited retention (0 everywhere): "keep forever" means no deletion.
+    let (_, mut inputs) = example_inputs(1_000);
+    inputs.service.spec.compactor_template_spec.spec.retention = Some(Retention {
+        retention_raw: "0".into(),
+        retention_5m: "0".into(),
+        retention_1h: "0".into(),
+    });
+    let first = planner::plan(&inputs).unwrap();
+    inputs.compactors = first.compactors.clone();
+    inputs.tenants.retain(|t| t.name_any() != "team-d");
+    assert!(planner::plan(&inputs).unwrap().deletions.is_empty());
+}
+
+/// The rendered objects of `inputs` that are not our custom resources.
+fn core_objects(inputs: &Inputs, svc: &Service) -> Vec<Value> {
+    let plan = planner::plan(inputs).unwrap();
+    render::render_plan(&plan, svc)
+        .into_iter()
+        .filter(|o| o["apiVersion"] != API_VERSION)
+        .collect()
+}
+
+/// A bcrypt hash (cost 4) for webConfig users.
+const TEST_BCRYPT: &str = "$2y$04$8duxTVLOPcIN8ozdK5lDNO8yDMp3SwpA9.zU.TTGZea7VVyqxFsdq";
+
+/// A Secret `name` with a user name and a bcrypt hash.
+fn user_secret(inputs: &mut Inputs, name: &str, user: &str) {
+    inputs.secrets.insert(
+        name.into(),
+        [
+            ("name".to_string(), user.to_string()),
+            ("hash".to_string(), TEST_BCRYPT.to_string()),
+        ]
+        .into(),
+    );
+}
+
+/// A plan with a due deletion Job, for schema validation.
+fn due_deletion_objects() -> Vec<Value> {
+    let (svc, mut inputs, second) = removed_team_d_plans();
+    inputs.compactors = second.compactors.clone();
+    inputs.ingesters = second.ingesters.clone();
+    inputs.pending_deletions = second.deletions.clone();
+    inputs.now = 1_000 + YEAR;
+    core_objects(&inputs, &svc)
+}
+
+/// The deletion Job's script under a POSIX shell with a fake `thanos`: it marks exactly the
+/// removed tenant's blocks (in batches) and then cleans up with the tenant selector.
+#[test]
+fn deletion_script_marks_only_the_tenants_blocks() {
+    let objs = due_deletion_objects();
+    let job = objs.iter().find(|o| o["kind"] == "Job").unwrap();
+    let c = &job["spec"]["template"]["spec"]["containers"][0];
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let script = c["command"][2]
+        .as_str()
+        .unwrap()
+        .replace("/tmp/", &format!("{d}/"));
+    // Fake thanos: `ls` prints 150 blocks of team-d, one of "team-d x", one unlabelled,
+    // one of team-a; every call is logged.
+    let fake = format!(
+        r#"#!/bin/sh
+echo "$@" >> {d}/calls
+case "$3" in
+  ls) i=0; while [ $i -lt 150 ]; do echo "D$i team-d"; i=$((i+1)); done
+      echo "X1 team-d x"; echo "U1 "; echo "A1 team-a";;
+esac
+"#
+    );
+    std::fs::create_dir(dir.path().join("bin")).unwrap();
+    let thanos = dir.path().join("bin/thanos");
+    std::fs::write(&thanos, fake).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&thanos, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let env = |n: &str| {
+        c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == n)
+            .unwrap()["value"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let out = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(&script)
+        .env("PATH", format!("{d}/bin:/usr/bin:/bin"))
+        .env("TENANT", env("TENANT"))
+        .env("TENANT_LABEL", env("TENANT_LABEL"))
+        .env("SELECTOR", env("SELECTOR"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let calls = std::fs::read_to_string(dir.path().join("calls")).unwrap();
+    let lines: Vec<&str> = calls.lines().collect();
+    assert_eq!(lines.len(), 4, "{calls}");
+    assert!(lines[0].starts_with("tools bucket ls --objstore.config-file="));
+    assert!(lines[0].ends_with(r#"--output={{.ULID}} {{index .Thanos.Labels "tenant_id"}}"#));
+    // 150 ids in batches of 100, only team-d's.
+    assert_eq!(lines[1].matches("--id=").count(), 100);
+    assert_eq!(lines[2].matches("--id=").count(), 50);
+    assert!(lines[1].contains("--marker=deletion-mark.json"));
+    assert!(!calls.contains("--id=X1") && !calls.contains("--id=U1") && !calls.contains("--id=A1"));
+    assert!(lines[3].starts_with("tools bucket cleanup"));
+    assert!(lines[3].contains("--delete-delay=0s"));
+    assert!(lines[3].ends_with(r#"--selector.relabel-config=[{"action":"keep","regex":"^team-d$","source_labels":["tenant_id"]}]"#));
+}
+
+fn prom_rule(ns: &str, name: &str, labels: Value, groups: &[&str]) -> PrometheusRule {
+    let groups: Vec<Value> = groups
+        .iter()
+        .map(|g| serde_json::json!({"name": g, "rules": [{"record": format!("{g}:x"), "expr": "up"}]}))
+        .collect();
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
+        "metadata": {"name": name, "namespace": ns, "labels": labels},
+        "spec": {"groups": groups}
+    }))
+    .unwrap()
+}
+
+fn ruler_files(
+    plan: &planner::Plan,
+    ruler: &str,
+) -> Vec<std::collections::BTreeMap<String, String>> {
+    plan.rulers
+        .iter()
+        .find(|r| r.ruler.name_any() == ruler)
+        .unwrap_or_else(|| panic!("no ruler {ruler}"))
+        .shards
+        .iter()
+        .map(|bins| {
+            bins.iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn tenant_ruler_takes_its_prometheus_rules_as_written() {
+    let (_, inputs) = example_inputs(0);
+    let plan = planner::plan(&inputs).unwrap();
+    // From config/reconciler/04-prometheusrules.yaml (namespace team-a, tenant label team-a).
+    let files = &ruler_files(&plan, "team-a")[0];
+    let text = &files["team-a-api-slo.yaml"];
+    let doc: Value = serde_norway::from_str(text).unwrap();
+    assert_eq!(doc["groups"][0]["name"], "api-latency");
+    assert_eq!(doc["groups"][0]["interval"], "1m");
+    assert_eq!(doc["groups"][0]["partial_response_strategy"], "warn");
+    assert_eq!(doc["groups"][0]["rules"][0]["alert"], "ApiSlow");
+    // The RuleGroup of team-a is still there; other tenants do not get the PrometheusRule.
+    assert!(files.contains_key("team-a-team-a-availability.yaml"));
+    assert!(!ruler_files(&plan, "team-b")[0].contains_key("team-a-api-slo.yaml"));
+}
+
+#[test]
+fn global_ruler_selects_prometheus_rules_and_shards_their_groups() {
+    let (_, mut inputs) = example_inputs(0);
+    inputs.global_rule_groups.clear();
+    let global: Ruler = serde_json::from_value(serde_json::json!({
+        "apiVersion": API_VERSION, "kind": "Ruler",
+        "metadata": {"name": "global", "namespace": "whizard",
+                     "labels": {L::SERVICE: "whizard.central"}},
+        "spec": {"shards": 3,
+                 "ruleSelectors": [{"matchLabels": {"role": "global"}},
+                                   {"matchExpressions": [{"key": "fleet", "operator": "Exists"}]}],
+                 "ruleNamespaceSelector": {"matchLabels": {"rules": "on"}}}
+    }))
+    .unwrap();
+    inputs.rulers.push(global);
+    inputs
+        .namespaces
+        .insert("mon".into(), [("rules".into(), "on".into())].into());
+    inputs.namespaces.insert("off".into(), Default::default());
+    let groups = ["g0", "g1", "g2", "g3", "g4", "g5"];
+    inputs.prometheus_rules = vec![
+        prom_rule(
+            "mon",
+            "fleet",
+            serde_json::json!({"role": "global"}),
+            &groups,
+        ),
+        prom_rule("mon", "other", serde_json::json!({"fleet": "x"}), &["o"]),
+        prom_rule("mon", "unlabelled", serde_json::json!({}), &["u"]),
+        prom_rule(
+            "off",
+            "wrong-ns",
+            serde_json::json!({"role": "global"}),
+            &["w"],
+        ),
+    ];
+    let plan = planner::plan(&inputs).unwrap();
+    let shards = ruler_files(&plan, "central-global");
+    assert_eq!(shards.len(), 3);
+    let all: Vec<String> = shards.iter().flat_map(|f| f.keys().cloned()).collect();
+    assert!(all.contains(&"mon-other.yaml".to_string()));
+    assert!(!all
+        .iter()
+        .any(|f| f == "mon-unlabelled.yaml" || f == "off-wrong-ns.yaml"));
+    // Each group of mon-fleet.yaml sits on Whizard's shard for "<file>/<group>".
+    let mut seen = 0;
+    for g in groups {
+        let s = super::shard::shard_of("mon-fleet.yaml", g, 3) as usize;
+        let doc: Value = serde_norway::from_str(&shards[s]["mon-fleet.yaml"]).unwrap();
+        assert!(
+            doc["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["name"] == g),
+            "{g} not on shard {s}"
+        );
+        seen += 1;
+    }
+    assert_eq!(seen, 6);
+    // The groups really are spread (not all on one shard) with these names.
+    assert!(
+        shards
+            .iter()
+            .filter(|f| f.contains_key("mon-fleet.yaml"))
+            .count()
+            > 1
+    );
+}
+
+#[test]
+fn rule_namespace_selector_defaults_to_the_rulers_namespace() {
+    let (_, mut inputs) = example_inputs(0);
+    inputs.service.spec.ruler_template_spec.spec.rule_selectors =
+        vec![serde_json::json!({"matchLabels": {"role": "x"}})];
+    inputs.prometheus_rules = vec![
+        prom_rule("whizard", "here", serde_json::json!({"role": "x"}), &["h"]),
+        prom_rule(
+            "elsewhere",
+            "there",
+            serde_json::json!({"role": "x"}),
+            &["t"],
+        ),
+    ];
+    let plan = planner::plan(&inputs).unwrap();
+    let files = &ruler_files(&plan, "central-global")[0];
+    assert!(files.contains_key("whizard-here.yaml"));
+    assert!(!files.contains_key("elsewhere-there.yaml"));
+    // `{}` selects every namespace.
+    inputs
+        .service
+        .spec
+        .ruler_template_spec
+        .spec
+        .rule_namespace_selector = Some(serde_json::json!({}));
+    let plan = planner::plan(&inputs).unwrap();
+    assert!(ruler_files(&plan, "central-global")[0].contains_key("elsewhere-there.yaml"));
+}
+
+#[test]
+fn malformed_rule_selector_is_a_plan_error() {
+    let (_, mut inputs) = example_inputs(0);
+    inputs.service.spec.ruler_template_spec.spec.rule_selectors =
+        vec![serde_json::json!({"matchExpressions": [{"key": "a", "operator": "Near"}]})];
+    inputs.prometheus_rules = vec![prom_rule("whizard", "r", serde_json::json!({}), &["g"])];
+    let e = planner::plan(&inputs).unwrap_err();
+    assert!(matches!(e, planner::PlanError::Selector { .. }), "{e}");
+}
+
+/// Objects of the examples with the ingester TSDB cleanup enabled.
+fn cleanup_objects(extra_tenant: bool) -> Vec<Value> {
+    let (svc, mut inputs) = example_inputs(0);
+    inputs
+        .service
+        .spec
+        .ingester_template_spec
+        .disable_tsdb_cleanup = Some(false);
+    if extra_tenant {
+        // team-e fills the hole in central-s3-auto-1 (team-d is alone there).
+        let mut t = inputs
+            .tenants
+            .iter()
+            .find(|t| t.name_any() == "team-d")
+            .unwrap()
+            .clone();
+        t.metadata.name = Some("team-e".into());
+        inputs.tenants.push(t);
+    }
+    let mut svc = svc;
+    svc.spec = inputs.service.spec.clone();
+    core_objects(&inputs, &svc)
+}
+
+#[test]
+fn tsdb_cleanup_is_opt_in_and_never_rolls_the_ingesters() {
+    // Off by default (Whizard's disableTsdbCleanup defaults to true).
+    let out = render::render_dir_at(&examples(), 0).unwrap();
+    let plain = docs(&out);
+    assert!(!plain.iter().any(|o| o["spec"]["template"]["spec"]
+        .get("initContainers")
+        .is_some()));
+
+    let before = cleanup_objects(false);
+    let after = cleanup_objects(true);
+    let sts = "ingester-central-s3-auto-1";
+    let init = &find(&before, "StatefulSet", sts)["spec"]["template"]["spec"]["initContainers"];
+    assert_eq!(init[0]["name"], "tsdb-cleanup");
+    assert_eq!(init[0]["image"], planner::THANOS_IMAGE);
+    let cm = |objs: &[Value]| {
+        find(objs, "ConfigMap", "ingester-central-s3-auto-1-tenants")["data"]["tenants"].clone()
+    };
+    assert_eq!(cm(&before), "team-d\n");
+    assert_eq!(cm(&after), "team-d\nteam-e\n");
+    // The tenant change reaches the ConfigMap only: the StatefulSet (pod template) is
+    // byte-identical, so nothing restarts (Whizard issue #284).
+    assert_eq!(
+        find(&before, "StatefulSet", sts),
+        find(&after, "StatefulSet", sts)
+    );
+    // Reconciling twice renders the same thing.
+    assert_eq!(before, cleanup_objects(false));
+}
+
+#[test]
+fn tsdb_cleanup_script_removes_only_foreign_tenant_tsdbs() {
+    let objs = cleanup_objects(false);
+    let init = &find(&objs, "StatefulSet", "ingester-central-s3-auto-0")["spec"]["template"]
+        ["spec"]["initContainers"][0];
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let script = init["command"][2]
+        .as_str()
+        .unwrap()
+        .replace("/etc/whizard/ingester-tenants", &format!("{d}/etc"))
+        .replace("/thanos", &format!("{d}/data"));
+    let data = dir.path().join("data");
+    for t in ["team-a", "team-b", "gone", "gone-too"] {
+        std::fs::create_dir_all(data.join(t).join("wal")).unwrap();
+    }
+    std::fs::create_dir_all(data.join("not-a-tsdb")).unwrap();
+    std::fs::write(data.join("file"), "x").unwrap();
+    std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+    let run = || {
+        let o = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    // No tenant list: nothing is removed.
+    run();
+    assert!(data.join("gone").exists());
+    let cm = find(&objs, "ConfigMap", "ingester-central-s3-auto-0-tenants");
+    std::fs::write(
+        dir.path().join("etc/tenants"),
+        cm["data"]["tenants"].as_str().unwrap(),
+    )
+    .unwrap();
+    run();
+    let mut left: Vec<String> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, vec!["file", "not-a-tsdb", "team-a", "team-b"]);
+}
+
+/// Core objects of the examples with a TLS + basic-auth `webConfig` on the gateway.
+fn web_gateway_objects() -> Vec<Value> {
+    let (svc, mut inputs) = example_inputs(0);
+    inputs.gateways.push(
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": API_VERSION, "kind": "Gateway",
+            "metadata": {"name": "central", "namespace": "whizard",
+                         "labels": {L::SERVICE: "whizard.central"}},
+            "spec": {"nodePort": 30090, "webConfig": {
+                "httpServerTLSConfig": {"certSecret": {"name": "gw-tls", "key": "tls.crt"},
+                                        "keySecret": {"name": "gw-tls", "key": "tls.key"}},
+                "basicAuthUsers": [{"username": {"name": "u", "key": "name"},
+                                    "password": {"name": "u", "key": "hash"}}]}}
+        }))
+        .unwrap(),
+    );
+    user_secret(&mut inputs, "u", "ops");
+    core_objects(&inputs, &svc)
+}
+
+#[test]
+fn web_gateway_service_exposes_https_node_port() {
+    let objs = web_gateway_objects();
+    let svc = find(&objs, "Service", "gateway-central");
+    let port = &svc["spec"]["ports"][0];
+    assert_eq!(port["name"], "https");
+    assert_eq!(port["nodePort"], 30090);
+    // A user named like a ruler user is refused.
+    let (_, mut inputs) = example_inputs(0);
+    inputs.service.spec.gateway_template_spec.web_config = Some(WebConfig {
+        basic_auth_users: vec![serde_json::json!({"username": {"name": "u", "key": "name"},
+                                                  "password": {"name": "u", "key": "hash"}})],
+        ..Default::default()
+    });
+    user_secret(&mut inputs, "u", "whizard-ruler-team-a");
+    assert!(matches!(
+        planner::plan(&inputs),
+        Err(planner::PlanError::WebConfig { .. })
+    ));
 }
