@@ -6,7 +6,7 @@
 //! The forwarded request is re-encoded from what was parsed here, so the upstream reads exactly
 //! the enforced values.
 
-use crate::enforcement::{self, EnforceError, TenantMatcher};
+use crate::enforcement::{EnforceError, TenantMatcher};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ParamError {
@@ -57,7 +57,7 @@ impl Params {
     /// Rewrites `query` with PromQL enforcement. A missing `query` is refused.
     #[cfg(test)]
     pub fn enforce_query(&mut self, tenant: &TenantMatcher) -> Result<(), RewriteError> {
-        self.rewrite_query(|q| enforcement::enforce_query(q, tenant))
+        self.rewrite_query(|q| crate::enforcement::enforce_query(q, tenant))
     }
 
     /// Replaces `query` with `rewrite(query)`. A missing `query` is refused.
@@ -74,9 +74,12 @@ impl Params {
         Ok(())
     }
 
-    /// Enforces every `match[]`, adding one when there is none.
+    /// Enforces every `match[]`, adding one when there is none (uncached).
+    #[cfg(test)]
     pub fn enforce_match(&mut self, tenant: &TenantMatcher) -> Result<(), RewriteError> {
-        self.enforce_match_with(tenant, |s| enforcement::enforce_match_selector(s, tenant))
+        self.enforce_match_with(tenant, |s| {
+            crate::enforcement::enforce_match_selector(s, tenant)
+        })
     }
 
     /// Replaces every `match[]` with `rewrite(selector)`, adding the tenant's own selector
