@@ -29,6 +29,19 @@ struct Sink {
     writer: std::thread::Thread,
 }
 
+impl Entry<'_> {
+    /// The string fields that open every line, in order (both formats).
+    fn leading_strings(&self) -> [(&'static str, &str); 5] {
+        [
+            ("request_id", self.request_id),
+            ("method", self.method),
+            ("route", self.route),
+            ("tenant", self.tenant),
+            ("user", self.user),
+        ]
+    }
+}
+
 static SINK: OnceLock<Sink> = OnceLock::new();
 
 /// How often the writer flushes, at most: the delay before a line shows up.
@@ -105,13 +118,7 @@ fn render(out: &mut Vec<u8>, format: LogFormat, e: &Entry<'_>) {
             out.extend_from_slice(b"{\"ts\":\"");
             timestamp(out);
             out.extend_from_slice(b"\",\"msg\":\"request\"");
-            for (k, v) in [
-                ("request_id", e.request_id),
-                ("method", e.method),
-                ("route", e.route),
-                ("tenant", e.tenant),
-                ("user", e.user),
-            ] {
+            for (k, v) in e.leading_strings() {
                 let _ = write!(out, ",\"{k}\":");
                 let _ = serde_json::to_writer(&mut *out, v);
             }
@@ -129,13 +136,7 @@ fn render(out: &mut Vec<u8>, format: LogFormat, e: &Entry<'_>) {
             out.extend_from_slice(b"ts=");
             timestamp(out);
             out.extend_from_slice(b" msg=request");
-            for (k, v) in [
-                ("request_id", e.request_id),
-                ("method", e.method),
-                ("route", e.route),
-                ("tenant", e.tenant),
-                ("user", e.user),
-            ] {
+            for (k, v) in e.leading_strings() {
                 let _ = write!(out, " {k}=");
                 logfmt_value(out, v);
             }
