@@ -53,6 +53,7 @@ command -v nginx >/dev/null || need_apt+=(nginx-light)
 command -v prometheus >/dev/null || need_apt+=(prometheus)
 command -v htpasswd >/dev/null || need_apt+=(apache2-utils)
 command -v cmake >/dev/null || need_apt+=(cmake)
+command -v make >/dev/null || need_apt+=(make)
 command -v curl >/dev/null || need_apt+=(curl)
 command -v taskset >/dev/null || need_apt+=(util-linux)
 if ((${#need_apt[@]})); then

@@ -3,7 +3,7 @@
 # Idempotent: a rerun on a machine that already has everything does no network I/O
 # except what npm/pip need when their lock/imports are not satisfied.
 #
-#   Debian: prometheus (prometheus + promtool, 2.42), prometheus-alertmanager, cmake (pingora build), apache2-utils
+#   Debian: prometheus (prometheus + promtool, 2.42), prometheus-alertmanager, cmake (pingora build), make (jemalloc build), apache2-utils
 #           (htpasswd), curl, openssl, nginx, wrk, chromium, chromium-driver
 #   npm:    tests/node (oidc-provider, playwright-core; exact versions in package.json)
 #   PyPI:   kubernetes-validate
@@ -24,6 +24,7 @@ declare -A BIN_PKG=(
   [/usr/bin/prometheus]=prometheus
   [/usr/bin/promtool]=prometheus
   [/usr/bin/cmake]=cmake
+  [/usr/bin/make]=make          # jemalloc (tikv-jemalloc-sys) builds with configure + make
   [/usr/bin/htpasswd]=apache2-utils
   [/usr/bin/curl]=curl
   [/usr/bin/openssl]=openssl
