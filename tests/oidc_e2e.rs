@@ -14,7 +14,7 @@ mod common;
 
 use common::*;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use base64::Engine;
@@ -73,48 +73,30 @@ impl Idp {
         self.dir.path().join("idp.log")
     }
 
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
-    }
-
     async fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .unwrap();
-        let start_len = self.log().len();
-        let mut cmd = Command::new("node");
-        cmd.arg(node_dir().join("idp.mjs"))
-            .env("IDP_PORT", self.port.to_string())
-            .env("IDP_KEYS_FILE", self.dir.path().join("keys.json"))
-            .env("NO_PROXY", "127.0.0.1")
-            .env_remove("http_proxy")
-            .env_remove("HTTP_PROXY")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log));
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        self.child = Some(cmd.spawn().expect("spawn node (is Node installed?)"));
-        let want = format!("ready {}", self.issuer());
-        poll_until(
-            startup_deadline(),
-            "the identity provider to print ready",
+        let (port, keys, env) = (
+            self.port.to_string(),
+            self.dir.path().join("keys.json"),
+            self.env.clone(),
+        );
+        let child = spawn_until_logged(
+            "the identity provider",
             || {
-                let ready = self.log().get(start_len..).unwrap_or("").contains(&want);
-                let exited = self
-                    .child
-                    .as_mut()
-                    .and_then(|c| c.try_wait().ok().flatten());
-                if let Some(st) = exited {
-                    panic!("identity provider exited ({st}):\n{}", self.log());
-                }
-                async move { ready.then_some(()) }
+                let mut cmd = Command::new("node");
+                cmd.arg(node_dir().join("idp.mjs"))
+                    .env("IDP_PORT", &port)
+                    .env("IDP_KEYS_FILE", &keys)
+                    .env("NO_PROXY", "127.0.0.1")
+                    .env_remove("http_proxy")
+                    .env_remove("HTTP_PROXY")
+                    .envs(env.iter().map(|(k, v)| (k, v)));
+                cmd
             },
+            &self.log_path(),
+            &format!("ready {}", self.issuer()),
         )
         .await;
+        self.child = Some(child);
     }
 
     /// SIGKILL: the provider is gone (port closed).

@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,38 +64,27 @@ impl Idp {
     }
 
     async fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .unwrap();
-        let mut cmd = Command::new("node");
-        cmd.arg(idp_script())
-            .env("IDP_PORT", self.port.to_string())
-            .env("IDP_KEYS_FILE", self.dir.path().join("keys.json"))
-            .env("NO_PROXY", "127.0.0.1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log));
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        let start_len = std::fs::metadata(self.log_path())
-            .map(|m| m.len())
-            .unwrap_or(0) as usize;
-        self.child = Some(cmd.spawn().expect("spawn node (is Node installed?)"));
-        let path = self.log_path();
-        let want = format!("ready {}", self.issuer());
-        poll_until(
-            startup_deadline(),
-            "the identity provider to print ready",
+        let (port, keys, env) = (
+            self.port.to_string(),
+            self.dir.path().join("keys.json"),
+            self.env.clone(),
+        );
+        let child = spawn_until_logged(
+            "the identity provider",
             || {
-                let log = std::fs::read_to_string(&path).unwrap_or_default();
-                let ready = log.get(start_len..).unwrap_or("").contains(&want);
-                async move { ready.then_some(()) }
+                let mut cmd = Command::new("node");
+                cmd.arg(idp_script())
+                    .env("IDP_PORT", &port)
+                    .env("IDP_KEYS_FILE", &keys)
+                    .env("NO_PROXY", "127.0.0.1")
+                    .envs(env.iter().map(|(k, v)| (k, v)));
+                cmd
             },
+            &self.log_path(),
+            &format!("ready {}", self.issuer()),
         )
         .await;
+        self.child = Some(child);
     }
 
     fn stop(&mut self) {

@@ -74,6 +74,53 @@ fn next_interval(cur: Duration) -> Duration {
     (cur * 2).min(Duration::from_millis(200))
 }
 
+/// Starts `command()` with stdout and stderr appended to `log` and waits until `ready` shows up
+/// in what it writes. A start that stays silent past the startup deadline (seen once in CI: node
+/// alive, nothing after its first warning) is killed and tried once more, so one stuck start
+/// does not fail a test; a process that exits fails at once, with its log.
+pub async fn spawn_until_logged(
+    what: &str,
+    mut command: impl FnMut() -> Command,
+    log: &Path,
+    ready: &str,
+) -> Child {
+    for attempt in 1..=2 {
+        let out = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let start_len = fs::metadata(log).map(|m| m.len()).unwrap_or(0) as usize;
+        let mut child = command()
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out.try_clone().unwrap()))
+            .stderr(Stdio::from(out))
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+        let deadline = Instant::now() + startup_deadline();
+        loop {
+            let text = fs::read_to_string(log).unwrap_or_default();
+            if text.get(start_len..).unwrap_or("").contains(ready) {
+                return child;
+            }
+            if let Ok(Some(st)) = child.try_wait() {
+                panic!("{what} exited ({st}):\n{text}");
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        eprintln!(
+            "{what}: not ready after start {attempt}; log tail:\n{}",
+            tail_file(log, 20)
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("{what} did not print {ready:?} in two starts");
+}
+
 /// Calls `f` until it returns `Some`, sleeping 10ms..200ms between tries; panics naming `what`
 /// when `deadline` (scaled by `WHIZARD_TEST_TIMEOUT_SCALE`) passes.
 pub async fn poll_until<F, Fut, T>(deadline: Duration, what: &str, mut f: F) -> T
