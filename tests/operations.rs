@@ -228,13 +228,23 @@ async fn access_log_lines_carry_the_fields_and_no_secret() {
         .header("cookie", "whizard_session=cookie-secret-value")
         .send()
         .await;
-    gw.wait_for_log("trace-123", Duration::from_secs(10)).await;
+    // The access log is written in batches: wait until the lines of all four requests above
+    // are out, so the secret checks below look at every one of them.
+    let lines: Vec<serde_json::Value> = poll_until(
+        Duration::from_secs(10),
+        "the access-log lines of the four requests",
+        || {
+            let lines: Vec<serde_json::Value> = gw
+                .logs()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter(|v| v["msg"] == "request" && v["route"] != "/-/ready")
+                .collect();
+            async move { (lines.len() >= 4).then_some(lines) }
+        },
+    )
+    .await;
     let logs = gw.logs();
-    let lines: Vec<serde_json::Value> = logs
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["msg"] == "request")
-        .collect();
     let line = lines
         .iter()
         .find(|v| v["request_id"] == "trace-123")
