@@ -6,7 +6,8 @@
 #   2. /api/v1/query with enforcement through whizard vs direct to a real Prometheus;
 #   3. remote write: codec throughput per core (snappy round trip, pass-through, v1 and v2
 #      injection) and end-to-end write rate through whizard to the stub;
-#   4. microbenchmarks (cached Basic Auth, PromQL rewrite of dashboard queries, match[]);
+#   4. microbenchmarks (cached Basic Auth, cached and uncached JWT check, PromQL rewrite of
+#      dashboard queries, match[]);
 #      `--criterion` also runs the criterion benches in benches/;
 #   5. gateway (and nginx) RSS at idle and with 1,000 and 10,000 idle keep-alive connections.
 # Prints a table and writes bench/results/latest.{json,md,png}.

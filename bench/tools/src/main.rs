@@ -20,6 +20,8 @@ mod payloads;
 #[path = "../../../benches/support/queries.rs"]
 mod queries;
 
+mod jwt;
+
 use whizard::enforcement::{enforce_match_selectors, enforce_query, TenantMatcher};
 use whizard::remote_write::{
     compress, decompress, inject_v1, inject_v2, rewrite_body, Format, LabelSet,
@@ -53,11 +55,13 @@ fn measure<R>(budget: Duration, mut f: impl FnMut() -> R) -> f64 {
     per_call[per_call.len() / 2]
 }
 
+/// Polls `fut` once: the measured paths (cache hits, verification with keys already loaded)
+/// never wait, so no runtime is involved in the timing.
 fn now<F: Future>(fut: F) -> F::Output {
     let mut cx = Context::from_waker(Waker::noop());
     match pin!(fut).poll(&mut cx) {
         Poll::Ready(v) => v,
-        Poll::Pending => panic!("the cached path should not wait"),
+        Poll::Pending => panic!("a measured path should not wait"),
     }
 }
 
@@ -111,8 +115,19 @@ users:
     };
     result.insert("auth_basic_check_cached_ns".into(), json!(check));
     result.insert("auth_basic_header_cached_ns".into(), json!(header));
-    result.insert("auth_jwt_check_cached_ns".into(), serde_json::Value::Null);
     eprintln!("auth: check {check:.0} ns, header {header:.0} ns");
+
+    // JWT (OIDC bearer). The keys come from a provider on loopback, fetched the way the gateway
+    // fetches them, so the verifier holds the same key objects as in production.
+    let (jwt_cached, jwt_header, jwt_rs256, jwt_es256) = jwt_checks(&rt, budget);
+    result.insert("auth_jwt_check_cached_ns".into(), json!(jwt_cached));
+    result.insert("auth_jwt_header_cached_ns".into(), json!(jwt_header));
+    result.insert("auth_jwt_check_uncached_ns".into(), json!(jwt_rs256));
+    result.insert("auth_jwt_check_uncached_es256_ns".into(), json!(jwt_es256));
+    eprintln!(
+        "jwt: cached {jwt_cached:.0} ns, header {jwt_header:.0} ns, \
+         uncached RS256 {jwt_rs256:.0} ns, ES256 {jwt_es256:.0} ns"
+    );
 
     // PromQL rewrite, each dashboard query.
     let one = TenantMatcher::new("tenant_id", ["team-a"]).expect("matcher");
@@ -252,6 +267,60 @@ users:
         serde_json::to_vec_pretty(&serde_json::Value::Object(result)).unwrap(),
     )
     .expect("write");
+}
+
+/// Nanoseconds per JWT check: cached `verify_token`, cached from the `Authorization` header, and
+/// a full (uncached) verification of an RS256 and an ES256 token.
+fn jwt_checks(rt: &tokio::runtime::Runtime, budget: Duration) -> (f64, f64, f64, f64) {
+    use jsonwebtoken::Algorithm;
+    use whizard::auth::oidc::OidcAuth;
+    use whizard::auth::{AuthOutcome, Authenticator};
+
+    let idp = rt.block_on(jwt::Provider::serve());
+    // reqwest is built with rustls but no default crypto provider; the gateway installs ring.
+    whizard::gateway::tls::install_crypto_provider();
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("build the reqwest client");
+    let oidc = OidcAuth::new(&[idp.config()], client);
+    let issuer = oidc.issuers()[0].clone();
+    rt.block_on(issuer.refresh())
+        .expect("fetch the keys of the benchmark provider");
+    assert_eq!(
+        issuer.key_count(),
+        2,
+        "the benchmark JWKS has an RSA and an EC key"
+    );
+    let rs256 = idp.token(Algorithm::RS256);
+    let es256 = idp.token(Algorithm::ES256);
+
+    // Check each token once, so a broken setup fails here instead of timing the error path.
+    let identity = rt
+        .block_on(oidc.verify_token(&rs256))
+        .expect("the RS256 benchmark token verifies");
+    assert_eq!(identity.tenants, ["team-a", "team-b"]);
+    rt.block_on(issuer.verify(&es256, jwt::AUDIENCE))
+        .expect("the ES256 benchmark token verifies");
+
+    // The first `verify_token` above cached the token: these are cache hits.
+    let cached = measure(budget, || now(oidc.verify_token(&rs256)).is_ok());
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        http::header::AUTHORIZATION,
+        format!("Bearer {rs256}").parse().expect("header value"),
+    );
+    let header = measure(budget, || {
+        matches!(
+            now(oidc.authenticate(&headers)),
+            AuthOutcome::Authenticated(_)
+        )
+    });
+    // `Issuer::verify` is what `verify_token` runs on a cache miss: header checks, key lookup by
+    // `kid`, signature and claims. It never touches the cache.
+    let rs = measure(budget, || now(issuer.verify(&rs256, jwt::AUDIENCE)).is_ok());
+    let es = measure(budget, || now(issuer.verify(&es256, jwt::AUDIENCE)).is_ok());
+    (cached, header, rs, es)
 }
 
 fn write_payloads(dir: &Path) {
