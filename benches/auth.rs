@@ -1,7 +1,7 @@
 //! Cached credential checks: the per-request cost of authentication once a password has been
 //! verified (argon2id/bcrypt run once, then the keyed-hash cache answers).
 //!
-//! `cargo bench --bench auth`
+//! `cargo bench --bench auth` (Basic Auth, and bearer tokens against a loopback provider)
 use base64::Engine;
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::future::Future;
@@ -12,6 +12,10 @@ use std::task::{Context, Poll, Waker};
 use whizard::auth::basic::BasicAuth;
 use whizard::auth::{AuthOutcome, Authenticator};
 use whizard::config::Config;
+
+// The loopback provider and keys the benchmark tool uses.
+#[path = "../bench/tools/src/jwt.rs"]
+mod jwt;
 
 /// Polls a future that completes without waiting (the cached path) once.
 fn now<F: Future>(fut: F) -> F::Output {
@@ -69,10 +73,51 @@ fn bench_basic(c: &mut Criterion) {
     g.finish();
 }
 
-// Placeholder: the JWT (OIDC bearer) check lands with the OIDC work. Add
-// `g.bench_function("jwt_check_cached", ...)` here: verify an RS256 token against a cached JWKS
-// (signature + iss/aud/exp), target < 2 µs per check when cached, and register it below.
-fn bench_jwt(_c: &mut Criterion) {}
+/// A bearer token (RS256) from a loopback OpenID provider (the benchmark tool's), verified once,
+/// then checked from the cache; and the uncached signature check itself.
+fn bench_jwt(c: &mut Criterion) {
+    use jsonwebtoken::Algorithm;
+    use whizard::auth::oidc::OidcAuth;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let idp = rt.block_on(jwt::Provider::serve());
+    whizard::gateway::tls::install_crypto_provider();
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("reqwest client");
+    let oidc = OidcAuth::new(&[idp.config()], client);
+    let issuer = oidc.issuers()[0].clone();
+    rt.block_on(issuer.refresh())
+        .expect("fetch the provider's keys");
+    let token = idp.token(Algorithm::RS256);
+    rt.block_on(oidc.verify_token(&token))
+        .expect("the benchmark token verifies");
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        http::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().expect("header"),
+    );
+
+    let mut g = c.benchmark_group("auth");
+    g.bench_function("jwt_check_cached", |b| {
+        b.iter(|| now(oidc.verify_token(black_box(&token))).is_ok())
+    });
+    g.bench_function("jwt_header_cached", |b| {
+        b.iter(|| {
+            matches!(
+                now(oidc.authenticate(black_box(&headers))),
+                AuthOutcome::Authenticated(_)
+            )
+        })
+    });
+    g.bench_function("jwt_verify_rs256_uncached", |b| {
+        b.iter(|| now(issuer.verify(black_box(&token), jwt::AUDIENCE)).is_ok())
+    });
+    g.finish();
+}
 
 criterion_group!(benches, bench_basic, bench_jwt);
 criterion_main!(benches);

@@ -715,3 +715,159 @@ async fn check_config_and_hash_password_commands() {
     assert_ne!(code, 0);
     assert!(stderr.contains("users[0].password_hash"), "{stderr}");
 }
+
+/// Reads one HTTP/1.1 response (Content-Length or chunked body) from a raw connection: its
+/// status, its headers (lowercase names) and body, or `None` when the server closed first.
+async fn read_raw_response(
+    conn: &mut tokio::net::TcpStream,
+    pending: &mut Vec<u8>,
+) -> Option<(u16, String, Vec<u8>)> {
+    use tokio::io::AsyncReadExt;
+    let deadline = Duration::from_secs(10);
+    let mut buf = [0u8; 8192];
+    let head_end = loop {
+        if let Some(i) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = tokio::time::timeout(deadline, conn.read(&mut buf))
+            .await
+            .expect("response head within 10 s")
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+        pending.extend_from_slice(&buf[..n]);
+    };
+    let head = String::from_utf8_lossy(&pending[..head_end]).to_ascii_lowercase();
+    let status: u16 = head[9..12].parse().expect("status code");
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map(|v| v.trim().parse::<usize>().expect("content-length"));
+    let chunked = head.contains("transfer-encoding: chunked");
+    loop {
+        let body = &pending[head_end..];
+        let complete = match length {
+            Some(n) => body.len() >= n,
+            None if chunked => body.windows(5).any(|w| w == b"0\r\n\r\n"),
+            None => true,
+        };
+        if complete {
+            break;
+        }
+        let n = tokio::time::timeout(deadline, conn.read(&mut buf))
+            .await
+            .expect("response body within 10 s")
+            .expect("read the body");
+        assert!(n > 0, "connection closed inside a response body");
+        pending.extend_from_slice(&buf[..n]);
+    }
+    let end = match length {
+        Some(n) => head_end + n,
+        None => pending.len(),
+    };
+    let body = pending[head_end..end].to_vec();
+    pending.drain(..end);
+    Some((status, head, body))
+}
+
+/// Keep-alive connections are served by whizard's own HTTP/1 loop (it waits for each request
+/// outside pingora's state): idle waits, requests arriving byte by byte, heads longer than the
+/// 1 KiB read buffer, several requests on one connection, and `Connection: close`.
+#[tokio::test]
+async fn keep_alive_connections_serve_requests_however_they_arrive() {
+    use tokio::io::AsyncWriteExt;
+    let recorder = RecordingUpstream::start_with(Reply::json(
+        200,
+        &serde_json::json!({"status":"success","data":{"resultType":"vector","result":[]}}),
+    ));
+    let gw = Gateway::start(&two_tenant_config(
+        &recorder.url(),
+        &format!("{}/api/v1/write", recorder.url()),
+        "",
+    ))
+    .await;
+    let addr = gw.url().trim_start_matches("http://").to_string();
+    let auth = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", ALICE.0, ALICE.1))
+    };
+    let request = |query: &str, extra: &str| {
+        format!(
+            "GET /api/v1/query?query={query} HTTP/1.1\r\nHost: gw\r\nAuthorization: Basic {auth}\r\n{extra}\r\n"
+        )
+    };
+
+    // A connection that never sends anything, and one that sends half a request and leaves,
+    // cost nothing and break nothing.
+    let silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut partial = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    partial.write_all(b"GET /api/v1/qu").await.unwrap();
+    drop(partial);
+
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut pending = Vec::new();
+    // Idle first (the gateway waits for the first byte), then the request in pieces: the first
+    // byte alone, then the rest of the head in two writes.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let first = request("up", "");
+    let bytes = first.as_bytes();
+    for piece in [&bytes[..1], &bytes[1..20], &bytes[20..]] {
+        conn.write_all(piece).await.unwrap();
+        conn.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, _, body) = read_raw_response(&mut conn, &mut pending)
+        .await
+        .expect("an answer to the first request");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+
+    // A head of ~5 KiB (longer than the read buffer) on the same connection.
+    let long_query = format!("sum(up{{job=~\"{}\"}})", "a|".repeat(1200) + "b");
+    let long = request(&url_encode(&long_query), "");
+    assert!(long.len() > 4096);
+    conn.write_all(long.as_bytes()).await.unwrap();
+    let (status, _, body) = read_raw_response(&mut conn, &mut pending)
+        .await
+        .expect("an answer to the long request");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+
+    // Twenty more on the same connection, then one that asks to close it.
+    for i in 0..20 {
+        conn.write_all(request(&format!("up{i}"), "").as_bytes())
+            .await
+            .unwrap();
+        let (status, _, _) = read_raw_response(&mut conn, &mut pending)
+            .await
+            .unwrap_or_else(|| panic!("request {i} on the kept-alive connection was answered"));
+        assert_eq!(status, 200);
+    }
+    conn.write_all(request("last", "Connection: close\r\n").as_bytes())
+        .await
+        .unwrap();
+    let (status, head, _) = read_raw_response(&mut conn, &mut pending)
+        .await
+        .expect("an answer to the closing request");
+    assert_eq!(status, 200);
+    assert!(head.contains("connection: close"), "{head}");
+    assert!(
+        read_raw_response(&mut conn, &mut pending).await.is_none(),
+        "the gateway closes the connection after `Connection: close`"
+    );
+
+    // Every answered request reached the upstream with the enforced query, in order.
+    let reqs = recorder
+        .wait_for_requests(23, Duration::from_secs(10))
+        .await;
+    assert_eq!(reqs.len(), 23);
+    assert_eq!(
+        reqs[0].param("query"),
+        vec![r#"up{tenant_id="team-a"}"#.to_string()]
+    );
+    assert!(reqs[1].param("query")[0].contains(r#"tenant_id="team-a""#));
+    assert_eq!(
+        reqs[22].param("query"),
+        vec![r#"last{tenant_id="team-a"}"#.to_string()]
+    );
+    drop(silent);
+}

@@ -2,6 +2,7 @@
 
 mod filtered;
 mod forward;
+mod keepalive;
 mod login;
 mod params;
 mod proxy;
@@ -326,17 +327,18 @@ pub fn run(config_path: &Path, upgrade: bool) -> Result<(), String> {
     server.bootstrap();
 
     let main = proxy::Gateway::new(state.clone(), config.listen.metrics.is_none());
-    let mut service = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        main,
-        "whizard gateway",
+    let mut service = pingora::services::listening::Service::new(
+        "whizard gateway".to_string(),
+        keepalive::LeanKeepAlive::new(pingora::proxy::http_proxy(&server.configuration, main)),
     );
     if let Some(addr) = config.listen.http {
-        // pingora's default 64 KiB read buffer per connection costs ~1 GiB at 10,000 idle
-        // keep-alive connections; 4 KiB holds any request head and streams bodies fine.
+        // The read buffer stays allocated for the life of the connection, idle or not
+        // (pingora's default 64 KiB: ~1 GiB at 10,000 idle clients). It only serves the first
+        // read of each request (the keep-alive wait's peek fills it); larger reads bypass it.
+        // 1 KiB holds most request heads; a longer one costs one more read.
         service.add_listener(
             pingora::listeners::ListenerConfig::tcp(addr.to_string())
-                .l4_buffer(pingora::listeners::L4BufferSettings::default().read(4096)),
+                .l4_buffer(pingora::listeners::L4BufferSettings::default().read(1024)),
         );
     }
     if let (Some(addr), Some(t)) = (config.listen.https, &config.listen.tls) {
@@ -446,12 +448,14 @@ fn spawn_config_watcher(state: Arc<State>) {
         // Only the config file itself, or Kubernetes' `..data` symlink swap, matters; other
         // files in the directory (logs, for instance) may change all the time. They are
         // filtered out in notify's own thread so they never wake this one.
+        // Reads (ours included: digesting the file opens it) are not changes.
         let relevant = move |e: &notify::Event| {
-            e.paths.iter().any(|p| {
-                p.file_name().is_some_and(|f| {
-                    Some(f) == name.as_deref() || f.as_encoded_bytes().starts_with(b"..")
+            !matches!(e.kind, notify::EventKind::Access(_))
+                && e.paths.iter().any(|p| {
+                    p.file_name().is_some_and(|f| {
+                        Some(f) == name.as_deref() || f.as_encoded_bytes().starts_with(b"..")
+                    })
                 })
-            })
         };
         let (tx, rx) = std::sync::mpsc::channel();
         let mut watcher = match notify::recommended_watcher(
