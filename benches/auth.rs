@@ -77,21 +77,13 @@ fn bench_basic(c: &mut Criterion) {
 /// then checked from the cache; and the uncached signature check itself.
 fn bench_jwt(c: &mut Criterion) {
     use jsonwebtoken::Algorithm;
-    use whizard::auth::oidc::OidcAuth;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     let idp = rt.block_on(jwt::Provider::serve());
-    whizard::gateway::tls::install_crypto_provider();
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("reqwest client");
-    let oidc = OidcAuth::new(&[idp.config()], client);
+    let oidc = rt.block_on(idp.verifier());
     let issuer = oidc.issuers()[0].clone();
-    rt.block_on(issuer.refresh())
-        .expect("fetch the provider's keys");
     let token = idp.token(Algorithm::RS256);
     rt.block_on(oidc.verify_token(&token))
         .expect("the benchmark token verifies");

@@ -417,16 +417,7 @@ async fn client_tenant_header_and_label_are_overwritten_on_writes() {
 
 #[tokio::test]
 async fn reads_carry_the_tenant_header_and_the_enforced_query_only() {
-    let recorder = RecordingUpstream::start_with(Reply::json(
-        200,
-        &serde_json::json!({"status":"success","data":{"resultType":"vector","result":[]}}),
-    ));
-    let gw = Gateway::start(&two_tenant_config(
-        &recorder.url(),
-        &format!("{}/api/v1/write", recorder.url()),
-        "",
-    ))
-    .await;
+    let (recorder, gw) = recorder_behind_gateway().await;
     let resp = new_http_client()
         .get(format!("{}/api/v1/query?query=up&time=1", gw.url()))
         .basic_auth(OPS.0, Some(OPS.1))
@@ -716,6 +707,21 @@ async fn check_config_and_hash_password_commands() {
     assert!(stderr.contains("users[0].password_hash"), "{stderr}");
 }
 
+/// A recording upstream answering every query with an empty vector, and the gateway in front.
+async fn recorder_behind_gateway() -> (RecordingUpstream, Gateway) {
+    let recorder = RecordingUpstream::start_with(Reply::json(
+        200,
+        &serde_json::json!({"status":"success","data":{"resultType":"vector","result":[]}}),
+    ));
+    let gw = Gateway::start(&two_tenant_config(
+        &recorder.url(),
+        &format!("{}/api/v1/write", recorder.url()),
+        "",
+    ))
+    .await;
+    (recorder, gw)
+}
+
 /// Reads one HTTP/1.1 response (Content-Length or chunked body) from a raw connection: its
 /// status, its headers (lowercase names) and body, or `None` when the server closed first.
 async fn read_raw_response(
@@ -777,16 +783,7 @@ async fn read_raw_response(
 #[tokio::test]
 async fn keep_alive_connections_serve_requests_however_they_arrive() {
     use tokio::io::AsyncWriteExt;
-    let recorder = RecordingUpstream::start_with(Reply::json(
-        200,
-        &serde_json::json!({"status":"success","data":{"resultType":"vector","result":[]}}),
-    ));
-    let gw = Gateway::start(&two_tenant_config(
-        &recorder.url(),
-        &format!("{}/api/v1/write", recorder.url()),
-        "",
-    ))
-    .await;
+    let (recorder, gw) = recorder_behind_gateway().await;
     let addr = gw.url().trim_start_matches("http://").to_string();
     let auth = {
         use base64::Engine;

@@ -114,6 +114,22 @@ impl Provider {
         Provider { issuer, rsa, ec }
     }
 
+    /// whizard's bearer-token verifier for this provider, its keys already fetched.
+    pub async fn verifier(&self) -> whizard::auth::oidc::OidcAuth {
+        // reqwest is built with rustls but no default crypto provider; the gateway installs ring.
+        whizard::gateway::tls::install_crypto_provider();
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("build the reqwest client");
+        let oidc = whizard::auth::oidc::OidcAuth::new(&[self.config()], client);
+        oidc.issuers()[0]
+            .refresh()
+            .await
+            .expect("fetch the keys of the benchmark provider");
+        oidc
+    }
+
     /// The provider as whizard's config would describe it.
     pub fn config(&self) -> OidcProvider {
         OidcProvider {

@@ -273,20 +273,11 @@ users:
 /// a full (uncached) verification of an RS256 and an ES256 token.
 fn jwt_checks(rt: &tokio::runtime::Runtime, budget: Duration) -> (f64, f64, f64, f64) {
     use jsonwebtoken::Algorithm;
-    use whizard::auth::oidc::OidcAuth;
     use whizard::auth::{AuthOutcome, Authenticator};
 
     let idp = rt.block_on(jwt::Provider::serve());
-    // reqwest is built with rustls but no default crypto provider; the gateway installs ring.
-    whizard::gateway::tls::install_crypto_provider();
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("build the reqwest client");
-    let oidc = OidcAuth::new(&[idp.config()], client);
+    let oidc = rt.block_on(idp.verifier());
     let issuer = oidc.issuers()[0].clone();
-    rt.block_on(issuer.refresh())
-        .expect("fetch the keys of the benchmark provider");
     assert_eq!(
         issuer.key_count(),
         2,
