@@ -285,6 +285,60 @@ async fn access_log_lines_carry_the_fields_and_no_secret() {
     }
 }
 
+/// A client that hangs up while the upstream is still working is logged as 499 (not as an
+/// upstream failure, 502), and the gateway keeps serving.
+#[tokio::test]
+async fn a_client_that_leaves_before_the_answer_is_logged_499() {
+    use tokio::io::AsyncWriteExt;
+    let slow = RecordingUpstream::start_with(
+        Reply::json(
+            200,
+            &serde_json::json!({"status":"success","data":{"resultType":"vector","result":[]}}),
+        )
+        .delay(Duration::from_secs(3)),
+    );
+    let config = two_tenant_config(
+        &slow.url(),
+        &format!("{}/api/v1/write", slow.url()),
+        "logging: {format: json}\n",
+    );
+    let gw = Gateway::start(&config).await;
+    let auth = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", ALICE.0, ALICE.1))
+    };
+    let mut conn = tokio::net::TcpStream::connect(gw.url().trim_start_matches("http://"))
+        .await
+        .unwrap();
+    conn.write_all(
+        format!(
+            "GET /api/v1/query?query=up HTTP/1.1\r\nHost: gw\r\nAuthorization: Basic {auth}\r\nX-Request-Id: leaves-early\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    slow.wait_for_requests(1, Duration::from_secs(10)).await;
+    drop(conn);
+    let line = poll_until(
+        Duration::from_secs(15),
+        "the access-log line of the abandoned request",
+        || {
+            let line = gw
+                .logs()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|v| v["request_id"] == "leaves-early");
+            async move { line }
+        },
+    )
+    .await;
+    assert_eq!(line["status"], 499, "{line}");
+    assert_eq!(line["tenant"], "team-a");
+    let (status, _) = get_as(&gw.url(), ALICE, "/api/v1/query?query=up").await;
+    assert_eq!(status, 200, "the gateway keeps serving");
+}
+
 #[tokio::test]
 async fn repeated_failed_logins_are_throttled_per_address() {
     let backend = Backend::start().await;

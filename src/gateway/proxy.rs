@@ -101,6 +101,11 @@ fn offsets(path: &str, part: &str) -> Range<usize> {
 
 const FORM: &str = "application/x-www-form-urlencoded";
 pub const REQUEST_ID: &str = "x-request-id";
+/// Logged (never sent) when the client closed the connection before any answer.
+const CLIENT_CLOSED: http::StatusCode = match http::StatusCode::from_u16(499) {
+    Ok(s) => s,
+    Err(_) => http::StatusCode::BAD_REQUEST,
+};
 
 #[async_trait]
 impl ProxyHttp for Gateway {
@@ -241,11 +246,17 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        // Nothing answered: a client that went away is 499 (nginx's convention), so that
+        // disconnects do not count as upstream failures; anything else is 502.
+        let unanswered = match e.map(|e| e.esource()) {
+            Some(pingora::ErrorSource::Downstream) => CLIENT_CLOSED,
+            _ => http::StatusCode::BAD_GATEWAY,
+        };
         let status = session
             .response_written()
             .map(|r| r.status)
-            .unwrap_or(http::StatusCode::BAD_GATEWAY);
+            .unwrap_or(unanswered);
         let m = metrics();
         m.requests
             .with_label_values(&[ctx.tenant.as_str(), ctx.route, status.as_str()])
