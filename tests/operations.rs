@@ -137,8 +137,8 @@ async fn config_reloads_on_file_change_sighup_and_endpoint_and_refuses_broken_fi
     assert!(bad.is_empty(), "requests failed during reloads: {bad:?}");
 }
 
-#[tokio::test]
-async fn sigterm_finishes_in_flight_requests_then_exits() {
+/// An upstream that answers every request after 3 s, and a gateway config in front of it.
+fn slow_upstream_config(extra: &str) -> (RecordingUpstream, String) {
     let slow = RecordingUpstream::start_with(
         Reply::json(
             200,
@@ -146,11 +146,13 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
         )
         .delay(Duration::from_secs(3)),
     );
-    let config = two_tenant_config(
-        &slow.url(),
-        &format!("{}/api/v1/write", slow.url()),
-        "server: {grace_period_seconds: 10}\n",
-    );
+    let config = two_tenant_config(&slow.url(), &format!("{}/api/v1/write", slow.url()), extra);
+    (slow, config)
+}
+
+#[tokio::test]
+async fn sigterm_finishes_in_flight_requests_then_exits() {
+    let (slow, config) = slow_upstream_config("server: {grace_period_seconds: 10}\n");
     let mut gw = Gateway::start(&config).await;
     let base = gw.url();
     let in_flight = {
@@ -290,18 +292,7 @@ async fn access_log_lines_carry_the_fields_and_no_secret() {
 #[tokio::test]
 async fn a_client_that_leaves_before_the_answer_is_logged_499() {
     use tokio::io::AsyncWriteExt;
-    let slow = RecordingUpstream::start_with(
-        Reply::json(
-            200,
-            &serde_json::json!({"status":"success","data":{"resultType":"vector","result":[]}}),
-        )
-        .delay(Duration::from_secs(3)),
-    );
-    let config = two_tenant_config(
-        &slow.url(),
-        &format!("{}/api/v1/write", slow.url()),
-        "logging: {format: json}\n",
-    );
+    let (slow, config) = slow_upstream_config("logging: {format: json}\n");
     let gw = Gateway::start(&config).await;
     let auth = {
         use base64::Engine;
