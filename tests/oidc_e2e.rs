@@ -74,26 +74,13 @@ impl Idp {
     }
 
     async fn spawn(&mut self) {
-        let (port, keys, env) = (
-            self.port.to_string(),
-            self.dir.path().join("keys.json"),
-            self.env.clone(),
-        );
-        let child = spawn_until_logged(
-            "the identity provider",
-            || {
-                let mut cmd = Command::new("node");
-                cmd.arg(node_dir().join("idp.mjs"))
-                    .env("IDP_PORT", &port)
-                    .env("IDP_KEYS_FILE", &keys)
-                    .env("NO_PROXY", "127.0.0.1")
-                    .env_remove("http_proxy")
-                    .env_remove("HTTP_PROXY")
-                    .envs(env.iter().map(|(k, v)| (k, v)));
-                cmd
-            },
+        let keys = self.dir.path().join("keys.json");
+        let child = spawn_idp(
+            self.port,
+            &keys,
+            &self.env,
             &self.log_path(),
-            &format!("ready {}", self.issuer()),
+            &self.issuer(),
         )
         .await;
         self.child = Some(child);

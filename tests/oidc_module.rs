@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Child;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,24 +64,13 @@ impl Idp {
     }
 
     async fn spawn(&mut self) {
-        let (port, keys, env) = (
-            self.port.to_string(),
-            self.dir.path().join("keys.json"),
-            self.env.clone(),
-        );
-        let child = spawn_until_logged(
-            "the identity provider",
-            || {
-                let mut cmd = Command::new("node");
-                cmd.arg(idp_script())
-                    .env("IDP_PORT", &port)
-                    .env("IDP_KEYS_FILE", &keys)
-                    .env("NO_PROXY", "127.0.0.1")
-                    .envs(env.iter().map(|(k, v)| (k, v)));
-                cmd
-            },
+        let keys = self.dir.path().join("keys.json");
+        let child = spawn_idp(
+            self.port,
+            &keys,
+            &self.env,
             &self.log_path(),
-            &format!("ready {}", self.issuer()),
+            &self.issuer(),
         )
         .await;
         self.child = Some(child);

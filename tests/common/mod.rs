@@ -121,6 +121,37 @@ pub async fn spawn_until_logged(
     panic!("{what} did not print {ready:?} in two starts");
 }
 
+/// Starts the test identity provider (`node tests/node/idp.mjs`, the real `oidc-provider`) on
+/// `port` with its signing keys kept in `keys` (so a restart keeps them), the extra `env`, and
+/// its output in `log`; returns once it announces `issuer`.
+pub async fn spawn_idp(
+    port: u16,
+    keys: &Path,
+    env: &[(String, String)],
+    log: &Path,
+    issuer: &str,
+) -> Child {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node/idp.mjs");
+    let port = port.to_string();
+    spawn_until_logged(
+        "the identity provider",
+        || {
+            let mut cmd = Command::new("node");
+            cmd.arg(&script)
+                .env("IDP_PORT", &port)
+                .env("IDP_KEYS_FILE", keys)
+                .env("NO_PROXY", "127.0.0.1")
+                .env_remove("http_proxy")
+                .env_remove("HTTP_PROXY")
+                .envs(env.iter().map(|(k, v)| (k, v)));
+            cmd
+        },
+        log,
+        &format!("ready {issuer}"),
+    )
+    .await
+}
+
 /// Calls `f` until it returns `Some`, sleeping 10ms..200ms between tries; panics naming `what`
 /// when `deadline` (scaled by `WHIZARD_TEST_TIMEOUT_SCALE`) passes.
 pub async fn poll_until<F, Fut, T>(deadline: Duration, what: &str, mut f: F) -> T
