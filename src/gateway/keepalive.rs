@@ -4,18 +4,26 @@
 //! machine, ~30 KB, plus header buffers) before the request's first byte arrives, so every idle
 //! keep-alive connection holds one: ~43 KB per connection, 400+ MiB at 10,000 idle clients.
 //! [`LeanKeepAlive`] runs the HTTP/1 connection loop itself and waits for the next request's
-//! first byte with a future of a few hundred bytes, in a task of its own; only then does it hand
-//! the request to pingora. Behaviour is pingora's own loop (keep-alive 60 s, request limit, reuse
-//! of the persistent settings). HTTP/2 and h2c go to pingora unchanged. TLS streams cannot peek,
-//! so an idle HTTP/1 connection over TLS still holds pingora's request state (but not its task).
+//! first bytes with a future of a few hundred bytes and no read buffer, in a task of its own;
+//! only then does it hand the request to pingora. Behaviour is pingora's own loop (keep-alive 60 s, request limit, reuse
+//! of the persistent settings). HTTP/2 and h2c go to pingora unchanged. TLS streams cannot
+//! put bytes back, so an idle HTTP/1 connection over TLS still holds pingora's request state
+//! (but not its task).
 
 use async_trait::async_trait;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
+use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
+use std::future::Future;
+use std::io;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
+use tokio::io::{AsyncRead, ReadBuf};
 
 /// pingora's idle timeout between requests on a keep-alive connection.
 const KEEPALIVE: Duration = Duration::from_secs(60);
@@ -30,16 +38,42 @@ impl<A> LeanKeepAlive<A> {
     }
 }
 
-/// Waits until the client sends the next request's first byte. `false`: the client closed the
+/// The first read of each request on a plain TCP connection: at most pingora's initial
+/// request-head buffer, so pingora gets the whole head from one `recv`.
+const FIRST_READ: usize = 4096;
+
+/// Reads the next request's first bytes and puts them back for pingora to read (its l4
+/// stream's rewind buffer). The read buffer exists only while `poll` runs, so a connection
+/// waiting here holds no buffer at all: it is the only read buffer a plain connection has
+/// (the listener's l4 read buffer is off). Ready with 0 when the client closed the connection.
+struct FirstBytes<'a>(&'a mut L4Stream);
+
+impl Future for FirstBytes<'_> {
+    type Output = io::Result<usize>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut head = [MaybeUninit::<u8>::uninit(); FIRST_READ];
+        let mut buf = ReadBuf::uninit(&mut head);
+        ready!(Pin::new(&mut *self.0).poll_read(cx, &mut buf))?;
+        let n = buf.filled().len();
+        self.0.rewind(buf.filled());
+        Poll::Ready(Ok(n))
+    }
+}
+
+/// Waits until the client sends the next request's first bytes; `None`: the client closed the
 /// connection, the read failed, or it stayed idle past the keep-alive timeout. Idle connections
-/// left at shutdown are closed with the server, as pingora's own would be.
-async fn next_request_arrives(stream: &mut Stream) -> bool {
-    let mut first = [0u8; 1];
-    // `Ok(false)`: this stream cannot peek, so pingora waits for the request itself.
-    matches!(
-        tokio::time::timeout(KEEPALIVE, stream.try_peek(&mut first)).await,
-        Ok(Ok(_))
-    )
+/// left at shutdown are closed with the server, as pingora's own would be. A TLS stream is
+/// handed on at once (pingora waits for its request).
+async fn next_request(stream: Stream) -> Option<Stream> {
+    if !stream.as_any().is::<L4Stream>() {
+        return Some(stream);
+    }
+    let mut plain = stream.into_any().downcast::<L4Stream>().ok()?;
+    match tokio::time::timeout(KEEPALIVE, FirstBytes(&mut plain)).await {
+        Ok(Ok(n)) if n > 0 => Some(plain),
+        _ => None,
+    }
 }
 
 impl<A> LeanKeepAlive<A>
@@ -50,10 +84,10 @@ where
     async fn serve_http1(self: Arc<Self>, mut stream: Stream, shutdown: ShutdownWatch) {
         let mut persistent = None;
         loop {
-            if !next_request_arrives(&mut stream).await {
+            let Some(arrived) = next_request(stream).await else {
                 return;
-            }
-            let mut session = ServerSession::new_http1(stream);
+            };
+            let mut session = ServerSession::new_http1(arrived);
             match persistent.take() {
                 // Carries the keep-alive state and remaining request budget of the connection.
                 Some(settings) => HttpPersistentSettings::apply_to_session(settings, &mut session),

@@ -332,13 +332,13 @@ pub fn run(config_path: &Path, upgrade: bool) -> Result<(), String> {
         keepalive::LeanKeepAlive::new(pingora::proxy::http_proxy(&server.configuration, main)),
     );
     if let Some(addr) = config.listen.http {
-        // The read buffer stays allocated for the life of the connection, idle or not
-        // (pingora's default 64 KiB: ~1 GiB at 10,000 idle clients). It only serves the first
-        // read of each request (the keep-alive wait's peek fills it); larger reads bypass it.
-        // 1 KiB holds most request heads; a longer one costs one more read.
+        // No l4 read buffer: it would stay allocated for the life of the connection, idle or
+        // not (pingora's default 64 KiB: ~1 GiB at 10,000 idle clients). The keep-alive loop
+        // reads each request's first bytes into a buffer that exists only during that read, and
+        // pingora reads the rest into its own request buffers.
         service.add_listener(
             pingora::listeners::ListenerConfig::tcp(addr.to_string())
-                .l4_buffer(pingora::listeners::L4BufferSettings::default().read(1024)),
+                .l4_buffer(pingora::listeners::L4BufferSettings::default().read(0)),
         );
     }
     if let (Some(addr), Some(t)) = (config.listen.https, &config.listen.tls) {
