@@ -971,6 +971,21 @@ fn v2_errors() {
         400,
         "series 0: missing __name__ label",
     );
+    // A series with the label names of the one before reuses its check; any other is checked
+    // afresh, and refs are always checked.
+    assert_err(
+        err_v2(&v2_req(
+            &syms,
+            &[vec![1, 2, 3, 4], vec![1, 2, 3, 2], vec![3, 4, 1, 2]],
+        )),
+        400,
+        "series 2: labels not sorted (\"__name__\" after \"job\")",
+    );
+    assert_err(
+        err_v2(&v2_req(&syms, &[vec![1, 2, 3, 4], vec![1, 2, 3, 7]])),
+        400,
+        "series 1: label ref 7 out of range",
+    );
     // Ref beyond u32: Go would truncate it to 1; we refuse it.
     let mut ts = Vec::new();
     let mut packed = Vec::new();
@@ -1474,6 +1489,29 @@ fn check_v2(series: &[ModelSeries], inj: &BTreeMap<&'static str, String>) {
         assert_eq!(strip(a), strip(b));
     }
     assert_eq!(inject_ok(Format::V2, &out, &labels).0, out, "idempotent");
+}
+
+#[test]
+fn series_sharing_label_names_are_each_injected() {
+    let series: Vec<ModelSeries> = (0..4)
+        .map(|i| ModelSeries {
+            labels: [
+                ("__name__", format!("metric_{}", i % 2)),
+                ("job", "node".into()),
+                ("tenant_id", format!("spoofed-{i}")),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+            samples: 1,
+            histograms: 0,
+            exemplars: 0,
+            unknown: false,
+        })
+        .collect();
+    let inj = BTreeMap::from([("cluster", "c".to_string()), ("tenant_id", "t".to_string())]);
+    check_v1(&series, &inj);
+    check_v2(&series, &inj);
 }
 
 fn no_panic(data: &[u8]) {

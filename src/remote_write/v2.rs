@@ -195,8 +195,23 @@ struct Scratch<'a> {
     refs: Vec<u32>,
     /// Label names of the current series (resolved once, for the check and the merge).
     names: Vec<&'a [u8]>,
+    /// The name refs of the last series whose names were checked, and how its pairs merge
+    /// with the injected ones. Series of one request mostly share their label names (one
+    /// scrape target, one metric family), and both the check and the merge depend on the
+    /// names alone, so a series with the same name refs reuses them.
+    checked_names: Vec<u32>,
+    plan: Vec<Step>,
     merged: Vec<u32>,
     others: Vec<(usize, usize)>,
+}
+
+/// One pair of a merged `labels_refs`.
+#[derive(Clone, Copy)]
+enum Step {
+    /// The client's pair `i`.
+    Client(usize),
+    /// Injected label `j`.
+    Injected(usize),
 }
 
 fn run<'l>(
@@ -358,19 +373,39 @@ fn series<'a>(
             format_args!("odd number of labels_refs ({})", s.refs.len()),
         ));
     }
-    let mut checker = LabelChecker::new();
-    s.names.clear();
-    for pair in s.refs.chunks_exact(2) {
-        // In range: checked by ref_u32.
-        let name = symbols.get(pair[0]).unwrap_or_default();
-        checker.push(idx, name)?;
-        s.names.push(name);
+    let same_names = s.refs.len() == 2 * s.checked_names.len()
+        && s.refs.iter().step_by(2).eq(s.checked_names.iter());
+    if !same_names {
+        let mut checker = LabelChecker::new();
+        s.names.clear();
+        for pair in s.refs.chunks_exact(2) {
+            // In range: checked by ref_u32.
+            let name = symbols.get(pair[0]).unwrap_or_default();
+            checker.push(idx, name)?;
+            s.names.push(name);
+        }
+        checker.finish(idx)?;
+        s.checked_names.clear();
+        s.checked_names.extend(s.refs.iter().step_by(2));
+        s.plan.clear();
+        plan(&s.names, injected, &mut s.plan);
     }
-    checker.finish(idx)?;
 
     let Some(out) = out else { return Ok(()) };
     s.merged.clear();
-    merge(&s.refs, &s.names, injected, &mut s.merged);
+    for step in &s.plan {
+        match *step {
+            Step::Client(i) => {
+                s.merged
+                    .extend_from_slice(s.refs.get(2 * i..2 * i + 2).unwrap_or_default());
+            }
+            Step::Injected(j) => {
+                if let Some(inj) = injected.get(j) {
+                    s.merged.extend_from_slice(&[inj.name_ref, inj.value_ref]);
+                }
+            }
+        }
+    }
     let packed_len: usize = s.merged.iter().map(|&r| varint_len(r.into())).sum();
     let labels_len = len_field_size(TS_LABELS_REFS, packed_len);
     put_len_header(out, REQ_TIMESERIES, labels_len + ranges_len(&s.others));
@@ -396,30 +431,28 @@ fn ref_u32(idx: u64, v: u64, symbols: &Symbols<'_>) -> Result<u32, RemoteWriteEr
     }
 }
 
-/// Merges the client's sorted (name, value) ref pairs with the injected ones into `merged`; on
-/// equal names the injected pair wins. `names[i]` is the name of client pair `i`.
+/// How the client's sorted label names merge with the injected ones, as steps into `plan`;
+/// on equal names the injected label wins and the client's pair is dropped.
 #[inline]
-fn merge(client: &[u32], names: &[&[u8]], injected: &[Injected<'_>], merged: &mut Vec<u32>) {
+fn plan(names: &[&[u8]], injected: &[Injected<'_>], plan: &mut Vec<Step>) {
     let (mut i, mut j) = (0, 0);
     while let (Some(name), Some(inj)) = (names.get(i), injected.get(j)) {
         match cmp_bytes(name, inj.name) {
             Ordering::Less => {
-                merged.extend_from_slice(client.get(2 * i..2 * i + 2).unwrap_or_default());
+                plan.push(Step::Client(i));
                 i += 1;
             }
             Ordering::Greater => {
-                merged.extend_from_slice(&[inj.name_ref, inj.value_ref]);
+                plan.push(Step::Injected(j));
                 j += 1;
             }
             Ordering::Equal => {
-                merged.extend_from_slice(&[inj.name_ref, inj.value_ref]);
+                plan.push(Step::Injected(j));
                 i += 1;
                 j += 1;
             }
         }
     }
-    merged.extend_from_slice(client.get(2 * i..).unwrap_or_default());
-    for inj in injected.get(j..).unwrap_or_default() {
-        merged.extend_from_slice(&[inj.name_ref, inj.value_ref]);
-    }
+    plan.extend((i..names.len()).map(Step::Client));
+    plan.extend((j..injected.len()).map(Step::Injected));
 }
