@@ -1420,6 +1420,7 @@ fn build_v2(series: &[ModelSeries]) -> Vec<u8> {
 fn check_v1(series: &[ModelSeries], inj: &BTreeMap<&'static str, String>) {
     let raw = build_v1(series);
     let labels = to_label_set(inj);
+    same_as_general_v1(&raw, &labels);
     let (out, stats) = inject_ok(Format::V1, &raw, &labels);
     assert_eq!(stats.series, series.len() as u64);
     assert_eq!(
@@ -1514,8 +1515,19 @@ fn series_sharing_label_names_are_each_injected() {
     check_v2(&series, &inj);
 }
 
+/// The one-pass v1 path must write exactly what the general path writes, or leave the series
+/// to it: same bytes, same counts, same error.
+fn same_as_general_v1(data: &[u8], labels: &LabelSet) {
+    let (mut fast, mut general) = (Vec::new(), Vec::new());
+    let a = inject_v1(data, labels, &mut fast);
+    let b = v1::inject_v1_general(data, labels, &mut general);
+    assert_eq!(a, b);
+    assert_eq!(fast, general);
+}
+
 fn no_panic(data: &[u8]) {
     let labels = set(&[("cluster", "c"), ("tenant_id", "t")]);
+    same_as_general_v1(data, &labels);
     let mut out = Vec::new();
     for f in [Format::V1, Format::V2] {
         let v = validate(f, data);

@@ -9,7 +9,7 @@
 
 use super::validate::{
     cmp_bytes, copy_ranges, invalid_series, is_utf8, malformed, push_range, ranges_len, show,
-    wrong_wire, LabelChecker,
+    wrong_wire, LabelChecker, METRIC_NAME,
 };
 use super::wire::{put_len_header, Field, Reader, WT_LEN};
 use super::{LabelSet, RemoteWriteError, WriteStats};
@@ -26,7 +26,7 @@ const LABEL_VALUE: u32 = 2;
 
 /// Validates a decompressed `prometheus.WriteRequest` and counts what it carries.
 pub fn validate_v1(decoded: &[u8]) -> Result<WriteStats, RemoteWriteError> {
-    run(decoded, &LabelSet::empty(), None)
+    run(decoded, &LabelSet::empty(), None, Path::Fast)
 }
 
 /// Writes `decoded` with `labels` merged into every series to `out` (cleared first; also left
@@ -47,11 +47,34 @@ pub fn inject_v1(
         out.extend_from_slice(decoded);
         return Ok(stats);
     }
-    let result = run(decoded, labels, Some(out));
+    let result = run(decoded, labels, Some(out), Path::Fast);
     if result.is_err() {
         out.clear();
     }
     result
+}
+
+/// [`inject_v1`] without the one-pass fast path: the reference its output is tested against.
+#[cfg(test)]
+pub(super) fn inject_v1_general(
+    decoded: &[u8],
+    labels: &LabelSet,
+    out: &mut Vec<u8>,
+) -> Result<WriteStats, RemoteWriteError> {
+    out.clear();
+    let result = run(decoded, labels, Some(out), Path::General);
+    if result.is_err() {
+        out.clear();
+    }
+    result
+}
+
+/// Whether series of the usual shape take [`splice_plain_series`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Path {
+    Fast,
+    #[cfg(test)]
+    General,
 }
 
 /// A client label: its name (for ordering) and where its whole field (tag, length, `Label`)
@@ -81,6 +104,7 @@ fn run<'a>(
     decoded: &'a [u8],
     labels: &'a LabelSet,
     mut out: Option<&mut Vec<u8>>,
+    path: Path,
 ) -> Result<WriteStats, RemoteWriteError> {
     if let Some(out) = out.as_deref_mut() {
         let series = count_series(decoded)?;
@@ -104,14 +128,22 @@ fn run<'a>(
                     out.extend_from_slice(decoded.get(pending..f.start).unwrap_or_default());
                 }
                 pending = f.end;
-                series(
-                    stats.series,
-                    f.data,
-                    labels,
-                    &mut scratch,
-                    out.as_deref_mut(),
-                    &mut stats,
-                )?;
+                let spliced = match out.as_deref_mut() {
+                    Some(out) if path == Path::Fast => {
+                        splice_plain_series(f.data, labels, out, &mut stats)
+                    }
+                    _ => false,
+                };
+                if !spliced {
+                    series(
+                        stats.series,
+                        f.data,
+                        labels,
+                        &mut scratch,
+                        out.as_deref_mut(),
+                        &mut stats,
+                    )?;
+                }
                 stats.series += 1;
             }
             _ => {
@@ -204,6 +236,115 @@ fn series<'a>(
     }
     copy_ranges(out, data, &s.others);
     Ok(())
+}
+
+/// Injection in one pass for a series of the shape every sender writes: label fields first,
+/// each `0x0a len 0x0a len name 0x12 len value` with one-byte lengths and ASCII text, sorted
+/// and unique names including `__name__`, none of them an injected name; then samples,
+/// exemplars, histograms and unknown fields. The client's bytes are copied in runs between
+/// the injected labels as the labels are checked, with no per-label bookkeeping. Writes
+/// exactly what [`series`] would and returns `true`; for any other shape (or anything
+/// [`series`] would refuse) it leaves `out` as it was and returns `false`, and [`series`]
+/// handles the series (and words the error).
+#[inline]
+fn splice_plain_series(
+    data: &[u8],
+    labels: &LabelSet,
+    out: &mut Vec<u8>,
+    stats: &mut WriteStats,
+) -> bool {
+    let mark = out.len();
+    let spliced = try_splice_plain_series(data, labels, out);
+    match spliced {
+        Some((samples, exemplars, histograms)) => {
+            stats.samples += samples;
+            stats.exemplars += exemplars;
+            stats.histograms += histograms;
+            true
+        }
+        None => {
+            out.truncate(mark);
+            false
+        }
+    }
+}
+
+/// [`splice_plain_series`]; `None` when the series has another shape. Returns the counts of
+/// samples, exemplars and histograms fields.
+#[inline(always)]
+fn try_splice_plain_series(
+    data: &[u8],
+    labels: &LabelSet,
+    out: &mut Vec<u8>,
+) -> Option<(u64, u64, u64)> {
+    // No client label is replaced (checked below), so the series grows by the injected fields.
+    put_len_header(out, WR_TIMESERIES, data.len() + labels.v1_encoded.len());
+    let mut next_injected = 0;
+    let mut copied = 0;
+    let mut prev: Option<&[u8]> = None;
+    let mut has_metric_name = false;
+    let mut pos = 0;
+    while let Some([0x0a, len, rest @ ..]) = data.get(pos..) {
+        let len = usize::from(*len);
+        let field = rest.get(..len)?;
+        if len >= 0x80 || !field.is_ascii() {
+            return None;
+        }
+        let [0x0a, name_len, rest @ ..] = field else {
+            return None;
+        };
+        let (name, [0x12, value_len, value @ ..]) =
+            rest.split_at_checked(usize::from(*name_len))?
+        else {
+            return None;
+        };
+        if name.is_empty() || usize::from(*value_len) != value.len() {
+            return None;
+        }
+        if let Some(prev) = prev {
+            if cmp_bytes(prev, name) != Ordering::Less {
+                return None;
+            }
+        }
+        has_metric_name |= name == METRIC_NAME;
+        prev = Some(name);
+        // Injected labels that sort before this one go in here.
+        while let Some((injected, _)) = labels.labels.get(next_injected) {
+            match cmp_bytes(name, injected.as_bytes()) {
+                Ordering::Less => break,
+                Ordering::Equal => return None,
+                Ordering::Greater => {
+                    out.extend_from_slice(data.get(copied..pos)?);
+                    out.extend_from_slice(labels.v1_field(next_injected));
+                    copied = pos;
+                    next_injected += 1;
+                }
+            }
+        }
+        pos += 2 + len;
+    }
+    if !has_metric_name {
+        return None;
+    }
+    out.extend_from_slice(data.get(copied..pos)?);
+    for j in next_injected..labels.len() {
+        out.extend_from_slice(labels.v1_field(j));
+    }
+    // The other fields, copied as one run; a label field among them takes the general path.
+    let (mut samples, mut exemplars, mut histograms) = (0, 0, 0);
+    let mut r = Reader::at(data, pos);
+    while let Some(f) = r.next_field().ok()? {
+        match f.num {
+            TS_LABELS => return None,
+            TS_SAMPLES | TS_EXEMPLARS | TS_HISTOGRAMS if f.wire != WT_LEN => return None,
+            TS_SAMPLES => samples += 1,
+            TS_EXEMPLARS => exemplars += 1,
+            TS_HISTOGRAMS => histograms += 1,
+            _ => {}
+        }
+    }
+    out.extend_from_slice(data.get(pos..)?);
+    Some((samples, exemplars, histograms))
 }
 
 /// The fast path for the label fields every sender writes first: `0x0a len 0x0a len name 0x12

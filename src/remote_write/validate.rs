@@ -28,25 +28,26 @@ pub(crate) fn is_utf8(b: &[u8]) -> bool {
 /// for the short strings labels are.
 #[inline]
 pub(crate) fn cmp_bytes(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
-    let mut ac = a.chunks_exact(8);
-    let mut bc = b.chunks_exact(8);
-    while let (Some(x), Some(y)) = (ac.next(), bc.next()) {
-        let x = u64::from_be_bytes([x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7]]);
-        let y = u64::from_be_bytes([y[0], y[1], y[2], y[3], y[4], y[5], y[6], y[7]]);
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while i + 8 <= n {
+        let word = |s: &[u8]| {
+            s.get(i..)
+                .and_then(<[u8]>::first_chunk::<8>)
+                .map_or(0, |w| u64::from_be_bytes(*w))
+        };
+        let (x, y) = (word(a), word(b));
         if x != y {
             return x.cmp(&y);
         }
+        i += 8;
     }
-    // Fewer than 8 bytes left in at least one of them.
-    let done = a.len().min(b.len()) / 8 * 8;
-    let (a, b) = (
-        a.get(done..).unwrap_or_default(),
-        b.get(done..).unwrap_or_default(),
-    );
-    for (x, y) in a.iter().zip(b) {
+    while i < n {
+        let (x, y) = (a.get(i), b.get(i));
         if x != y {
-            return x.cmp(y);
+            return x.cmp(&y);
         }
+        i += 1;
     }
     a.len().cmp(&b.len())
 }
