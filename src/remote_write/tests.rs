@@ -1492,22 +1492,30 @@ fn check_v2(series: &[ModelSeries], inj: &BTreeMap<&'static str, String>) {
     assert_eq!(inject_ok(Format::V2, &out, &labels).0, out, "idempotent");
 }
 
+fn one_sample_series(labels: BTreeMap<String, String>) -> ModelSeries {
+    ModelSeries {
+        labels,
+        samples: 1,
+        histograms: 0,
+        exemplars: 0,
+        unknown: false,
+    }
+}
+
 #[test]
 fn series_sharing_label_names_are_each_injected() {
     let series: Vec<ModelSeries> = (0..4)
-        .map(|i| ModelSeries {
-            labels: [
-                ("__name__", format!("metric_{}", i % 2)),
-                ("job", "node".into()),
-                ("tenant_id", format!("spoofed-{i}")),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect(),
-            samples: 1,
-            histograms: 0,
-            exemplars: 0,
-            unknown: false,
+        .map(|i| {
+            one_sample_series(
+                [
+                    ("__name__", format!("metric_{}", i % 2)),
+                    ("job", "node".into()),
+                    ("tenant_id", format!("spoofed-{i}")),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            )
         })
         .collect();
     let inj = BTreeMap::from([("cluster", "c".to_string()), ("tenant_id", "t".to_string())]);
@@ -1592,15 +1600,13 @@ proptest! {
 fn throughput() {
     use std::time::Instant;
     let series: Vec<ModelSeries> = (0..2000)
-        .map(|i| ModelSeries {
-            labels: (0..9)
-                .map(|j| (format!("label_{j}"), format!("value_{i}_{j}")))
-                .chain([("__name__".to_string(), format!("metric_{}", i % 50))])
-                .collect(),
-            samples: 1,
-            histograms: 0,
-            exemplars: 0,
-            unknown: false,
+        .map(|i| {
+            one_sample_series(
+                (0..9)
+                    .map(|j| (format!("label_{j}"), format!("value_{i}_{j}")))
+                    .chain([("__name__".to_string(), format!("metric_{}", i % 50))])
+                    .collect(),
+            )
         })
         .collect();
     let labels = set(&[("tenant_id", "team-a"), ("cluster", "prod-eu-1")]);
