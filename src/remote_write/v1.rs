@@ -8,8 +8,8 @@
 //! ```
 
 use super::validate::{
-    cmp_bytes, copy_ranges, invalid_series, is_utf8, malformed, push_range, ranges_len, show,
-    wrong_wire, LabelChecker, METRIC_NAME,
+    cmp_bytes, copy_ranges, invalid_series, is_metric_name, is_utf8, malformed, push_range,
+    ranges_len, show, wrong_wire, LabelChecker,
 };
 use super::wire::{put_len_header, Field, Reader, WT_LEN};
 use super::{LabelSet, RemoteWriteError, WriteStats};
@@ -306,7 +306,7 @@ fn try_splice_plain_series(
                 return None;
             }
         }
-        has_metric_name |= name == METRIC_NAME;
+        has_metric_name |= is_metric_name(name);
         prev = Some(name);
         // Injected labels that sort before this one go in here.
         while let Some((injected, _)) = labels.labels.get(next_injected) {

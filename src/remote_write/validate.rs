@@ -9,6 +9,12 @@ use super::RemoteWriteError;
 
 pub(crate) const METRIC_NAME: &[u8] = b"__name__";
 
+/// `name == "__name__"`, as one 8-byte comparison instead of a `memcmp` call.
+#[inline]
+pub(crate) fn is_metric_name(name: &[u8]) -> bool {
+    name.len() == METRIC_NAME.len() && name.first_chunk::<8>() == Some(b"__name__")
+}
+
 /// UTF-8 check with an ASCII fast path: label names and values are short and almost always
 /// ASCII, where `str::from_utf8`'s setup dominates.
 #[inline]
@@ -28,6 +34,12 @@ pub(crate) fn is_utf8(b: &[u8]) -> bool {
 /// for the short strings labels are.
 #[inline]
 pub(crate) fn cmp_bytes(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    // Label names of one series mostly differ in their first byte.
+    if let (Some(x), Some(y)) = (a.first(), b.first()) {
+        if x != y {
+            return x.cmp(y);
+        }
+    }
     let n = a.len().min(b.len());
     let mut i = 0;
     while i + 8 <= n {
@@ -121,7 +133,7 @@ impl<'a> LabelChecker<'a> {
                 }
             }
         }
-        if name == METRIC_NAME {
+        if is_metric_name(name) {
             self.has_metric_name = true;
         }
         self.prev = Some(name);
