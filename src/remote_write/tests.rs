@@ -818,6 +818,12 @@ fn v1_label_errors() {
         400,
         "series 1: empty label name",
     );
+    // An explicitly empty name field: proto3 encoders leave it out, a hand-made body may not.
+    let mut ts = len_field(1, &[0x0a, 0x00, 0x12, 0x01, b'x']);
+    ts.extend(len_field(1, &[&[0x0a, 8][..], b"__name__", &[0x12, 1, b'a']].concat()));
+    let raw = len_field(1, &ts);
+    assert_err(err_v1(&raw), 400, "series 0: empty label name");
+    same_as_general_v1(&raw, &set(&[("tenant_id", "t1")]));
     assert_err(
         err_v1(&v1_series(&[("job", "x")])),
         400,
@@ -1327,6 +1333,28 @@ fn series_strategy() -> impl Strategy<Value = ModelSeries> {
         })
 }
 
+/// Like [`series_strategy`], with ASCII names and values only (longer names too), so the
+/// series have the shape of the one-pass v1 path.
+fn ascii_series_strategy() -> impl Strategy<Value = ModelSeries> {
+    (
+        "[a-z_:]{1,12}",
+        prop::collection::btree_map("[a-z_]{1,14}", "[ -~]{0,20}", 0..8),
+        0usize..3,
+        0usize..2,
+    )
+        .prop_map(|(name, labels, samples, exemplars)| {
+            let mut labels: BTreeMap<String, String> = labels;
+            labels.insert("__name__".into(), name);
+            ModelSeries {
+                labels,
+                samples,
+                histograms: 0,
+                exemplars,
+                unknown: false,
+            }
+        })
+}
+
 fn inject_strategy() -> impl Strategy<Value = BTreeMap<&'static str, String>> {
     prop::collection::btree_map(
         prop::sample::select(INJECT_NAMES),
@@ -1564,6 +1592,26 @@ proptest! {
         inj in inject_strategy(),
     ) {
         check_v2(&series, &inj);
+    }
+
+    /// ASCII series take the one-pass v1 path; edited ones probe where it must give up.
+    #[test]
+    fn prop_v1_one_pass_matches_general_path(
+        series in prop::collection::vec(ascii_series_strategy(), 1..5),
+        inj in inject_strategy(),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..4), 0..3),
+    ) {
+        let mut raw = build_v1(&series);
+        for (at, byte, op) in edits {
+            let i = at.index(raw.len());
+            match op {
+                0 => raw[i] = byte,
+                1 => raw.insert(i, byte),
+                2 => { raw.remove(i); }
+                _ => raw[i] ^= 0x80,
+            }
+        }
+        same_as_general_v1(&raw, &to_label_set(&inj));
     }
 
     #[test]

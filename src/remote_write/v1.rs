@@ -41,17 +41,7 @@ pub fn inject_v1(
     labels: &LabelSet,
     out: &mut Vec<u8>,
 ) -> Result<WriteStats, RemoteWriteError> {
-    out.clear();
-    if labels.is_empty() {
-        let stats = validate_v1(decoded)?;
-        out.extend_from_slice(decoded);
-        return Ok(stats);
-    }
-    let result = run(decoded, labels, Some(out), Path::Fast);
-    if result.is_err() {
-        out.clear();
-    }
-    result
+    inject_v1_on(decoded, labels, out, Path::Fast)
 }
 
 /// [`inject_v1`] without the one-pass fast path: the reference its output is tested against.
@@ -61,8 +51,22 @@ pub(super) fn inject_v1_general(
     labels: &LabelSet,
     out: &mut Vec<u8>,
 ) -> Result<WriteStats, RemoteWriteError> {
+    inject_v1_on(decoded, labels, out, Path::General)
+}
+
+fn inject_v1_on(
+    decoded: &[u8],
+    labels: &LabelSet,
+    out: &mut Vec<u8>,
+    path: Path,
+) -> Result<WriteStats, RemoteWriteError> {
     out.clear();
-    let result = run(decoded, labels, Some(out), Path::General);
+    if labels.is_empty() {
+        let stats = validate_v1(decoded)?;
+        out.extend_from_slice(decoded);
+        return Ok(stats);
+    }
+    let result = run(decoded, labels, Some(out), path);
     if result.is_err() {
         out.clear();
     }
@@ -284,21 +288,19 @@ fn try_splice_plain_series(
     let mut prev: Option<&[u8]> = None;
     let mut has_metric_name = false;
     let mut pos = 0;
-    while let Some([0x0a, len, rest @ ..]) = data.get(pos..) {
-        let len = usize::from(*len);
-        let field = rest.get(..len)?;
-        if len >= 0x80 || !field.is_ascii() {
-            return None;
-        }
-        let [0x0a, name_len, rest @ ..] = field else {
-            return None;
-        };
-        let (name, [0x12, value_len, value @ ..]) =
-            rest.split_at_checked(usize::from(*name_len))?
-        else {
+    // Offsets are taken from the length bytes as they are: if one of them is not a one-byte
+    // length, the bytes read are not ASCII, and the check after the loop sends the series to
+    // the general path (everything written is discarded then).
+    while let Some(&[0x0a, len, tag, name_len]) = data.get(pos..).and_then(<[u8]>::first_chunk) {
+        let end = pos + 2 + usize::from(len);
+        let name_end = pos + 4 + usize::from(name_len);
+        let (Some(name), Some(&[0x12, value_len])) = (
+            data.get(pos + 4..name_end),
+            data.get(name_end..).and_then(<[u8]>::first_chunk),
+        ) else {
             return None;
         };
-        if name.is_empty() || usize::from(*value_len) != value.len() {
+        if tag != 0x0a || name.is_empty() || name_end + 2 + usize::from(value_len) != end {
             return None;
         }
         if let Some(prev) = prev {
@@ -321,9 +323,10 @@ fn try_splice_plain_series(
                 }
             }
         }
-        pos += 2 + len;
+        pos = end;
     }
-    if !has_metric_name {
+    // One ASCII check for all label fields: tags, one-byte lengths, UTF-8 names and values.
+    if !has_metric_name || !data.get(..pos)?.is_ascii() {
         return None;
     }
     out.extend_from_slice(data.get(copied..pos)?);
