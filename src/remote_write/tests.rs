@@ -820,7 +820,10 @@ fn v1_label_errors() {
     );
     // An explicitly empty name field: proto3 encoders leave it out, a hand-made body may not.
     let mut ts = len_field(1, &[0x0a, 0x00, 0x12, 0x01, b'x']);
-    ts.extend(len_field(1, &[&[0x0a, 8][..], b"__name__", &[0x12, 1, b'a']].concat()));
+    ts.extend(len_field(
+        1,
+        &[&[0x0a, 8][..], b"__name__", &[0x12, 1, b'a']].concat(),
+    ));
     let raw = len_field(1, &ts);
     assert_err(err_v1(&raw), 400, "series 0: empty label name");
     same_as_general_v1(&raw, &set(&[("tenant_id", "t1")]));
