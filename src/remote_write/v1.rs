@@ -288,19 +288,9 @@ fn try_splice_plain_series(
     let mut prev: Option<&[u8]> = None;
     let mut has_metric_name = false;
     let mut pos = 0;
-    // Offsets are taken from the length bytes as they are: if one of them is not a one-byte
-    // length, the bytes read are not ASCII, and the check after the loop sends the series to
-    // the general path (everything written is discarded then).
-    while let Some(&[0x0a, len, tag, name_len]) = data.get(pos..).and_then(<[u8]>::first_chunk) {
-        let end = pos + 2 + usize::from(len);
-        let name_end = pos + 4 + usize::from(name_len);
-        let (Some(name), Some(&[0x12, value_len])) = (
-            data.get(pos + 4..name_end),
-            data.get(name_end..).and_then(<[u8]>::first_chunk),
-        ) else {
-            return None;
-        };
-        if tag != 0x0a || name.is_empty() || name_end + 2 + usize::from(value_len) != end {
+    // The labels' bytes are checked for ASCII once, after the loop (see [`plain_label`]).
+    while let Some((name, end)) = plain_label(data, pos) {
+        if name.is_empty() {
             return None;
         }
         if let Some(prev) = prev {
@@ -350,6 +340,24 @@ fn try_splice_plain_series(
     Some((samples, exemplars, histograms))
 }
 
+/// The label field at `pos` if it has the shape every sender writes, `0x0a len 0x0a len name
+/// 0x12 len value`: its name and where the field ends. The lengths are read as single bytes;
+/// that reading is right only if the field's bytes are ASCII, which the caller checks (a
+/// length byte of 0x80 or more is not ASCII) before trusting the result.
+#[inline(always)]
+fn plain_label(data: &[u8], pos: usize) -> Option<(&[u8], usize)> {
+    let &[0x0a, len, 0x0a, name_len] = data.get(pos..)?.first_chunk()? else {
+        return None;
+    };
+    let end = pos + 2 + usize::from(len);
+    let name_end = pos + 4 + usize::from(name_len);
+    let name = data.get(pos + 4..name_end)?;
+    let &[0x12, value_len] = data.get(name_end..)?.first_chunk()? else {
+        return None;
+    };
+    (name_end + 2 + usize::from(value_len) == end && end <= data.len()).then_some((name, end))
+}
+
 /// The fast path for the label fields every sender writes first: `0x0a len 0x0a len name 0x12
 /// len value` with one-byte lengths and ASCII text. One ASCII check covers the whole field
 /// (tags and short lengths are ASCII too), which is most of the per-label cost on series with
@@ -363,25 +371,11 @@ fn leading_ascii_labels<'a>(
     labels: &mut Vec<ClientLabel<'a>>,
 ) -> Result<usize, RemoteWriteError> {
     let mut pos = 0;
-    while let Some([0x0a, len, rest @ ..]) = data.get(pos..) {
-        let len = usize::from(*len);
-        let Some(field) = rest.get(..len) else { break };
-        if len >= 0x80 || !field.is_ascii() {
-            break;
-        }
-        let [0x0a, name_len, rest @ ..] = field else {
-            break;
-        };
-        let Some((name, [0x12, value_len, value @ ..])) =
-            rest.split_at_checked(usize::from(*name_len))
-        else {
-            break;
-        };
-        if usize::from(*value_len) != value.len() {
+    while let Some((name, end)) = plain_label(data, pos) {
+        if !data.get(pos..end).is_some_and(<[u8]>::is_ascii) {
             break;
         }
         checker.push(idx, name)?;
-        let end = pos + 2 + len;
         labels.push(ClientLabel {
             name,
             start: pos,
