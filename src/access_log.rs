@@ -18,7 +18,8 @@ pub struct Entry<'a> {
     pub bytes: usize,
     pub duration_seconds: f64,
     pub upstream: &'a str,
-    pub client: &'a str,
+    /// The client's address ("" in the line when unknown).
+    pub client: Option<std::net::SocketAddr>,
 }
 
 /// Lines waiting for the writer thread. Requests append under a short, uncontended lock and
@@ -129,7 +130,9 @@ fn render(out: &mut Vec<u8>, format: LogFormat, e: &Entry<'_>) {
             );
             let _ = serde_json::to_writer(&mut *out, e.upstream);
             out.extend_from_slice(b",\"client\":");
-            let _ = serde_json::to_writer(&mut *out, e.client);
+            out.push(b'"');
+            push_client(out, e.client);
+            out.push(b'"');
             out.push(b'}');
         }
         LogFormat::Logfmt => {
@@ -137,27 +140,72 @@ fn render(out: &mut Vec<u8>, format: LogFormat, e: &Entry<'_>) {
             timestamp(out);
             out.extend_from_slice(b" msg=request");
             for (k, v) in e.leading_strings() {
-                let _ = write!(out, " {k}=");
+                out.push(b' ');
+                out.extend_from_slice(k.as_bytes());
+                out.push(b'=');
                 logfmt_value(out, v);
             }
-            let _ = write!(
-                out,
-                " status={} bytes={} duration_seconds={:.6} upstream=",
-                e.status, e.bytes, e.duration_seconds,
-            );
+            // The line is written per request: integers by hand, not through `fmt`.
+            let mut n = itoa::Buffer::new();
+            out.extend_from_slice(b" status=");
+            out.extend_from_slice(n.format(e.status).as_bytes());
+            out.extend_from_slice(b" bytes=");
+            out.extend_from_slice(n.format(e.bytes).as_bytes());
+            out.extend_from_slice(b" duration_seconds=");
+            let micros = (e.duration_seconds * 1e6).round() as u64;
+            out.extend_from_slice(n.format(micros / 1_000_000).as_bytes());
+            out.push(b'.');
+            push_digits(out, micros % 1_000_000, 6);
+            out.extend_from_slice(b" upstream=");
             logfmt_value(out, e.upstream);
             out.extend_from_slice(b" client=");
-            logfmt_value(out, e.client);
+            match e.client {
+                Some(_) => push_client(out, e.client),
+                None => out.extend_from_slice(b"\"\""),
+            }
         }
     }
     out.push(b'\n');
 }
 
+/// A logfmt value that needs no quotes.
+fn is_plain(v: &[u8]) -> bool {
+    !v.is_empty()
+        && v.iter()
+            .all(|&b| b.is_ascii_graphic() && b != b'"' && b != b'=' && b != b'\\')
+}
+
+/// An IP address and port, which never needs quoting or escaping in either format. IPv4 by
+/// hand: `Display` through `fmt` costs more than the rest of the line's numbers.
+fn push_client(out: &mut Vec<u8>, client: Option<std::net::SocketAddr>) {
+    match client {
+        Some(std::net::SocketAddr::V4(a)) => {
+            let mut n = itoa::Buffer::new();
+            for (i, octet) in a.ip().octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                out.extend_from_slice(n.format(octet).as_bytes());
+            }
+            out.push(b':');
+            out.extend_from_slice(n.format(a.port()).as_bytes());
+        }
+        Some(a) => {
+            let _ = write!(out, "{a}");
+        }
+        None => {}
+    }
+}
+
+/// `value`'s last `width` decimal digits, zero-padded.
+fn push_digits(out: &mut Vec<u8>, value: u64, width: u32) {
+    for i in (0..width).rev() {
+        out.push(b'0' + (value / 10u64.pow(i) % 10) as u8);
+    }
+}
+
 fn logfmt_value(out: &mut Vec<u8>, v: &str) {
-    if !v.is_empty()
-        && v.bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'=' && b != b'\\')
-    {
+    if is_plain(v.as_bytes()) {
         out.extend_from_slice(v.as_bytes());
     } else {
         let _ = write!(out, "{v:?}");
@@ -181,33 +229,38 @@ fn timestamp(out: &mut Vec<u8>) {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    let _ = write!(
-        out,
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        now.subsec_millis()
-    );
+    // Digits by hand: this runs once per request.
+    let field = |out: &mut Vec<u8>, v: i64, width: u32, sep: u8| {
+        push_digits(out, v.unsigned_abs(), width);
+        out.push(sep);
+    };
+    field(out, y, 4, b'-');
+    field(out, m, 2, b'-');
+    field(out, d, 2, b'T');
+    field(out, rem / 3600, 2, b':');
+    field(out, rem % 3600 / 60, 2, b':');
+    field(out, rem % 60, 2, b'.');
+    field(out, i64::from(now.subsec_millis()), 3, b'Z');
 }
 
-/// A request id from the client when it is a sane token, else a new random one.
-pub fn request_id(from_client: Option<&[u8]>) -> String {
-    match from_client {
-        Some(v)
-            if !v.is_empty()
-                && v.len() <= 128
-                && v.iter().all(|b| {
-                    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':')
-                }) =>
-        {
-            String::from_utf8_lossy(v).into_owned()
-        }
-        _ => {
-            let r: u128 = rand::random();
-            format!("{r:032x}")
-        }
+/// Whether a client's request id is a sane token to keep, log and pass on.
+pub fn is_sane_request_id(v: &[u8]) -> bool {
+    !v.is_empty()
+        && v.len() <= 128
+        && v.iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+/// A new random request id: 32 lower-case hex digits.
+pub fn new_request_id() -> http::HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let r: u128 = rand::random();
+    let mut id = [0u8; 32];
+    for (i, d) in id.iter_mut().enumerate() {
+        *d = HEX[(r >> (124 - 4 * i) & 0xf) as usize];
     }
+    // Hex digits are always a valid header value.
+    http::HeaderValue::from_bytes(&id).unwrap_or_else(|_| http::HeaderValue::from_static("0"))
 }
 
 #[cfg(test)]
@@ -225,7 +278,7 @@ mod tests {
             bytes: 42,
             duration_seconds: 0.0012,
             upstream: "query",
-            client: "127.0.0.1:5555",
+            client: Some("127.0.0.1:5555".parse().unwrap()),
         }
     }
 
@@ -240,6 +293,36 @@ mod tests {
         let l = line(LogFormat::Logfmt);
         assert!(l.starts_with("ts=20"), "{l}");
         assert!(l.contains(" request_id=abc method=GET route=/api/v1/query tenant=team-a user=\"alice smith\" status=200 bytes=42 duration_seconds=0.001200 upstream=query client=127.0.0.1:5555\n"), "{l}");
+    }
+
+    #[test]
+    fn logfmt_numbers_and_quoted_clients() {
+        let mut e = entry();
+        e.duration_seconds = 12.345_678_9;
+        e.bytes = 0;
+        e.client = Some("[2001:db8::1]:443".parse().unwrap());
+        let mut out = Vec::new();
+        render(&mut out, LogFormat::Logfmt, &e);
+        let l = String::from_utf8(out).unwrap();
+        assert!(
+            l.ends_with(
+                " status=200 bytes=0 duration_seconds=12.345679 upstream=query client=[2001:db8::1]:443\n"
+            ),
+            "{l}"
+        );
+        for addr in ["0.0.0.0:0", "255.255.255.255:65535", "10.1.20.3:80"] {
+            let mut out = Vec::new();
+            push_client(&mut out, Some(addr.parse().unwrap()));
+            assert_eq!(out, addr.as_bytes());
+        }
+        e.client = None;
+        let mut out = Vec::new();
+        render(&mut out, LogFormat::Logfmt, &e);
+        assert!(
+            out.ends_with(b" client=\"\"\n"),
+            "{:?}",
+            String::from_utf8(out)
+        );
     }
 
     #[test]
@@ -266,11 +349,19 @@ mod tests {
 
     #[test]
     fn request_ids() {
-        assert_eq!(request_id(Some(b"my-id.1")), "my-id.1");
-        for bad in [&b""[..], b"has space", b"quote\"", &[b'a'; 200]] {
-            let id = request_id(Some(bad));
-            assert_eq!(id.len(), 32, "{id}");
+        assert!(is_sane_request_id(b"my-id.1"));
+        assert!(is_sane_request_id(&[b'a'; 128]));
+        for bad in [&b""[..], b"has space", b"quote\"", &[b'a'; 129]] {
+            assert!(!is_sane_request_id(bad), "{bad:?}");
         }
-        assert_ne!(request_id(None), request_id(None));
+        let (a, b) = (new_request_id(), new_request_id());
+        assert_ne!(a, b);
+        for id in [a, b] {
+            assert_eq!(id.len(), 32, "{id:?}");
+            assert!(id
+                .as_bytes()
+                .iter()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        }
     }
 }

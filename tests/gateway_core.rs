@@ -707,6 +707,37 @@ async fn check_config_and_hash_password_commands() {
     assert!(stderr.contains("users[0].password_hash"), "{stderr}");
 }
 
+#[tokio::test]
+async fn reads_carry_one_request_id_and_the_upstream_host() {
+    let (recorder, gw) = recorder_behind_gateway().await;
+    let sent: [&[&str]; 3] = [&["first-1", "second-2"], &["not a token"], &["trace-7"]];
+    for ids in sent {
+        let mut req = new_http_client()
+            .get(format!("{}/api/v1/query?query=up&time=1", gw.url()))
+            .basic_auth(ALICE.0, Some(ALICE.1));
+        for id in ids {
+            req = req.header("x-request-id", *id);
+        }
+        assert_eq!(req.send().await.unwrap().status(), 200, "{ids:?}");
+    }
+    let reqs = recorder.wait_for_requests(3, Duration::from_secs(10)).await;
+    assert_eq!(reqs[0].header_all("x-request-id"), ["first-1"]);
+    let generated = reqs[1].header_all("x-request-id");
+    assert!(
+        generated.len() == 1
+            && generated[0].len() == 32
+            && generated[0].bytes().all(|b| b.is_ascii_hexdigit()),
+        "{generated:?}"
+    );
+    assert_eq!(reqs[2].header_all("x-request-id"), ["trace-7"]);
+    // Host names the upstream (with its port, not the default one), not the gateway.
+    let upstream = recorder.url();
+    let host = upstream.trim_start_matches("http://").trim_end_matches('/');
+    for r in &reqs {
+        assert_eq!(r.header_all("host"), [host], "{:?}", r.headers);
+    }
+}
+
 /// A recording upstream answering every query with an empty vector, and the gateway in front.
 async fn recorder_behind_gateway() -> (RecordingUpstream, Gateway) {
     let recorder = RecordingUpstream::start_with(Reply::json(

@@ -200,15 +200,28 @@ async fn access_log_lines_carry_the_fields_and_no_secret() {
     );
     let gw = Gateway::start(&config).await;
     let base = gw.url();
-    let r = new_http_client()
-        .get(format!("{base}/api/v1/query?query=up"))
-        .basic_auth(ALICE.0, Some(ALICE.1))
-        .header("x-request-id", "trace-123")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(r.headers()["x-request-id"], "trace-123");
+    // A query as alice with these X-Request-Id headers; the ids of the answer.
+    let query_with_ids = |ids: &'static [&'static str]| {
+        let base = base.clone();
+        async move {
+            let mut req = new_http_client()
+                .get(format!("{base}/api/v1/query?query=up"))
+                .basic_auth(ALICE.0, Some(ALICE.1));
+            for id in ids {
+                req = req.header("x-request-id", *id);
+            }
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            let ids: Vec<String> = r
+                .headers()
+                .get_all("x-request-id")
+                .iter()
+                .map(|v| v.to_str().unwrap().to_string())
+                .collect();
+            ids
+        }
+    };
+    assert_eq!(query_with_ids(&["trace-123"]).await, ["trace-123"]);
     let r = new_http_client()
         .get(format!("{base}/api/v1/query?query=up"))
         .send()
@@ -217,6 +230,15 @@ async fn access_log_lines_carry_the_fields_and_no_secret() {
     assert_eq!(r.status(), 401);
     let generated = r.headers()["x-request-id"].to_str().unwrap().to_string();
     assert_eq!(generated.len(), 32);
+    // An id that is not a sane token is replaced; of two ids, the first is kept.
+    let replaced = query_with_ids(&["not a token"]).await;
+    assert!(
+        replaced.len() == 1
+            && replaced[0].len() == 32
+            && replaced[0].bytes().all(|b| b.is_ascii_hexdigit()),
+        "{replaced:?}"
+    );
+    assert_eq!(query_with_ids(&["first-1", "second-2"]).await, ["first-1"]);
     // Secrets in every place a client can put them.
     let _ = get_as(
         &base,
@@ -230,11 +252,11 @@ async fn access_log_lines_carry_the_fields_and_no_secret() {
         .header("cookie", "whizard_session=cookie-secret-value")
         .send()
         .await;
-    // The access log is written in batches: wait until the lines of all four requests above
+    // The access log is written in batches: wait until the lines of all six requests above
     // are out, so the secret checks below look at every one of them.
     let lines: Vec<serde_json::Value> = poll_until(
         Duration::from_secs(10),
-        "the access-log lines of the four requests",
+        "the access-log lines of the six requests",
         || {
             let lines: Vec<serde_json::Value> = gw
                 .logs()
@@ -242,7 +264,7 @@ async fn access_log_lines_carry_the_fields_and_no_secret() {
                 .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
                 .filter(|v| v["msg"] == "request" && v["route"] != "/-/ready")
                 .collect();
-            async move { (lines.len() >= 4).then_some(lines) }
+            async move { (lines.len() >= 6).then_some(lines) }
         },
     )
     .await;

@@ -5,12 +5,15 @@
 //! addresses is only slowed down — and refused only at addresses that have failed themselves —
 //! so the real user, logging in from an address with no failures, is never locked out.
 //! Counters are forgotten after [`FORGET_AFTER`] without failures.
+//!
+//! While no login has failed for [`FORGET_AFTER`], every counter is zero; checks then skip
+//! the counter lookups (two hash-map reads per request on the hot path).
 
 use moka::sync::Cache;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub const FORGET_AFTER: Duration = Duration::from_secs(300);
 const IP_DELAY_AFTER: u32 = 5;
@@ -31,6 +34,12 @@ pub enum Verdict {
 pub struct Throttle {
     by_ip: Cache<IpAddr, Arc<AtomicU32>>,
     by_user: Cache<String, Arc<AtomicU32>>,
+    /// Whole seconds from `epoch` to the last recorded failure, plus one (0: none yet).
+    last_failure: AtomicU64,
+    epoch: Instant,
+    /// Seconds added to the clock, so tests can pass the window without waiting.
+    #[cfg(test)]
+    skipped: AtomicU64,
 }
 
 impl Default for Throttle {
@@ -44,6 +53,10 @@ impl Default for Throttle {
                 .max_capacity(100_000)
                 .time_to_idle(FORGET_AFTER)
                 .build(),
+            last_failure: AtomicU64::new(0),
+            epoch: Instant::now(),
+            #[cfg(test)]
+            skipped: AtomicU64::new(0),
         }
     }
 }
@@ -54,8 +67,26 @@ fn delay(failures: u32, after: u32) -> Duration {
 }
 
 impl Throttle {
+    /// Seconds since `epoch`, plus one so that 0 can mean "never".
+    fn now(&self) -> u64 {
+        let now = self.epoch.elapsed().as_secs() + 1;
+        #[cfg(test)]
+        let now = now + self.skipped.load(Ordering::Relaxed);
+        now
+    }
+
+    /// True when no failure was recorded within the last [`FORGET_AFTER`] (rounded up to
+    /// whole seconds), so every counter is known to be zero.
+    fn quiet(&self) -> bool {
+        let last = self.last_failure.load(Ordering::Relaxed);
+        last == 0 || self.now() > last + FORGET_AFTER.as_secs()
+    }
+
     /// What to do with an attempt from `ip` for `user`, before verifying it.
     pub fn check(&self, ip: Option<IpAddr>, user: Option<&str>) -> Verdict {
+        if self.quiet() {
+            return Verdict::Allow;
+        }
         let ip_failures = ip
             .and_then(|ip| self.by_ip.get(&ip))
             .map(|c| c.load(Ordering::Relaxed))
@@ -79,6 +110,13 @@ impl Throttle {
     }
 
     pub fn failed(&self, ip: Option<IpAddr>, user: Option<&str>) {
+        if self.quiet() {
+            // Counters that were only kept alive by reads are older than the window: the
+            // first failure after a quiet spell starts from zero, as the fast path assumed.
+            self.by_ip.invalidate_all();
+            self.by_user.invalidate_all();
+        }
+        self.last_failure.store(self.now(), Ordering::Relaxed);
         if let Some(ip) = ip {
             self.by_ip
                 .get_with(ip, Default::default)
@@ -96,6 +134,9 @@ impl Throttle {
     /// A successful login clears its address's record (not the user's: an attack on the user
     /// from elsewhere is still going on).
     pub fn succeeded(&self, ip: Option<IpAddr>) {
+        if self.quiet() {
+            return;
+        }
         if let Some(ip) = ip {
             if self.by_ip.contains_key(&ip) {
                 self.by_ip.invalidate(&ip);
@@ -148,6 +189,36 @@ mod tests {
             "an attacking address is refused"
         );
         assert_eq!(t.check(ip(200), Some("bob")), Verdict::Allow);
+    }
+
+    #[test]
+    fn counters_are_forgotten_after_a_window_without_failures() {
+        let t = Throttle::default();
+        assert!(t.quiet(), "nothing failed yet");
+        for _ in 0..IP_REFUSE_AFTER {
+            t.failed(ip(1), Some("alice"));
+        }
+        assert_eq!(t.check(ip(1), Some("alice")), Verdict::Refuse);
+        // Checks inside the window see the counters, even a second before its end.
+        t.skipped
+            .store(FORGET_AFTER.as_secs() - 1, Ordering::Relaxed);
+        assert_eq!(t.check(ip(1), Some("alice")), Verdict::Refuse);
+        t.succeeded(ip(2));
+        assert_eq!(t.check(ip(1), Some("alice")), Verdict::Refuse);
+        // Past the window, everything is allowed without looking anything up...
+        t.skipped
+            .store(FORGET_AFTER.as_secs() + 1, Ordering::Relaxed);
+        assert_eq!(t.check(ip(1), Some("alice")), Verdict::Allow);
+        // ...and the next failure counts from zero, not from the old counters.
+        t.failed(ip(1), Some("alice"));
+        assert_eq!(t.check(ip(1), Some("alice")), Verdict::Allow);
+        for _ in 1..IP_DELAY_AFTER {
+            t.failed(ip(1), Some("alice"));
+        }
+        assert_eq!(
+            t.check(ip(1), Some("alice")),
+            Verdict::Delay(Duration::from_millis(200))
+        );
     }
 
     #[test]

@@ -79,6 +79,8 @@ pub struct Upstream {
     pub port: u16,
     /// `host:port`, what the proxy connects to.
     pub address: String,
+    /// The `Host` header of requests to it: the host, with the port unless it is the default.
+    pub host_header: http::HeaderValue,
     /// Path of the URL without a trailing slash ("" for a bare base URL).
     pub path: String,
     pub url: String,
@@ -555,16 +557,28 @@ impl Validator<'_> {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_string();
-        let address = if host.contains(':') {
-            format!("[{host}]:{port}")
+        let authority = if host.contains(':') {
+            format!("[{host}]")
         } else {
-            format!("{host}:{port}")
+            host.clone()
+        };
+        let address = format!("{authority}:{port}");
+        let default_port = if tls { 443 } else { 80 };
+        let host_header = if port == default_port {
+            authority
+        } else {
+            address.clone()
+        };
+        let Ok(host_header) = http::HeaderValue::try_from(host_header) else {
+            self.err(key, "the URL's host cannot be sent as a Host header");
+            return None;
         };
         Some(Upstream {
             tls,
             host,
             port,
             address,
+            host_header,
             path: parsed.path().trim_end_matches('/').to_string(),
             url: value.to_string(),
         })
@@ -1033,6 +1047,7 @@ impl Validator<'_> {
             host: String::new(),
             port: 0,
             address: String::new(),
+            host_header: http::HeaderValue::from_static(""),
             path: String::new(),
             url: String::new(),
         };

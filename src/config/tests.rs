@@ -279,3 +279,31 @@ fn errors_in_list_items_point_at_their_line() {
     let expected = yaml.lines().position(|l| l.contains("\"nope\"")).unwrap() + 1;
     assert_eq!(e.line, Some(expected), "{errs:?}");
 }
+
+#[test]
+fn upstream_host_headers_carry_the_port_only_when_it_is_not_the_default() {
+    for (url, host_header, address) in [
+        ("http://127.0.0.1:9090", "127.0.0.1:9090", "127.0.0.1:9090"),
+        ("http://thanos-query", "thanos-query", "thanos-query:80"),
+        (
+            "https://thanos.example:443/",
+            "thanos.example",
+            "thanos.example:443",
+        ),
+        (
+            "https://thanos.example:8443",
+            "thanos.example:8443",
+            "thanos.example:8443",
+        ),
+        ("http://[::1]:9090", "[::1]:9090", "[::1]:9090"),
+        ("http://[::1]", "[::1]", "[::1]:80"),
+    ] {
+        let yaml = minimal("").replace(
+            r#"query: "http://127.0.0.1:9090""#,
+            &format!("query: {url:?}"),
+        );
+        let c = load(&yaml).unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert_eq!(c.upstreams.query.host_header, host_header, "{url}");
+        assert_eq!(c.upstreams.query.address, address, "{url}");
+    }
+}

@@ -52,6 +52,8 @@ pub struct Runtime {
     /// the rewrite (two parses, regex compilation) costs tens of microseconds.
     /// Keyed by a BLAKE3 hash of (scope, query), so a lookup allocates nothing.
     rewrites: Cache<[u8; 32], Arc<str>>,
+    /// `tenancy.header` as pingora takes a header name without copying it per request.
+    pub tenant_header: bytes::Bytes,
 }
 
 impl Runtime {
@@ -120,6 +122,7 @@ impl Runtime {
             basic: BasicAuth::new(&config),
             client,
             write_labels,
+            tenant_header: bytes::Bytes::from(config.tenancy.header.clone()),
             config,
         })
     }

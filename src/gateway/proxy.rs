@@ -131,14 +131,17 @@ impl ProxyHttp for Gateway {
         ctx.rt = Some(rt.clone());
         // Keep the client's request id when it is sane, else make one; it travels upstream
         // with the request and comes back in the answer.
-        let id = crate::access_log::request_id(
-            session
-                .req_header()
-                .headers
-                .get(REQUEST_ID)
-                .map(|v| v.as_bytes()),
-        );
-        session.req_header_mut().insert_header(REQUEST_ID, id)?;
+        let mut ids = session.req_header().headers.get_all(REQUEST_ID).iter();
+        let replacement = match (ids.next(), ids.next()) {
+            (Some(id), None) if crate::access_log::is_sane_request_id(id.as_bytes()) => None,
+            (Some(id), Some(_)) if crate::access_log::is_sane_request_id(id.as_bytes()) => {
+                Some(id.clone())
+            }
+            _ => Some(crate::access_log::new_request_id()),
+        };
+        if let Some(id) = replacement {
+            session.req_header_mut().insert_header(REQUEST_ID, id)?;
+        }
         match self.handle(session, ctx, &rt).await {
             Ok(proxy) => Ok(proxy),
             Err(refusal) => {
@@ -197,9 +200,8 @@ impl ProxyHttp for Gateway {
             req.set_uri(uri);
         }
         strip_credentials(req, &rt.config.tenancy.header);
-        req.insert_header(rt.config.tenancy.header.clone(), ctx.tenant.as_str())?;
-        let up = kind.of(rt);
-        req.insert_header(http::header::HOST, host_header(up))?;
+        req.insert_header(rt.tenant_header.clone(), ctx.tenant.as_str())?;
+        req.insert_header(http::header::HOST, kind.of(rt).host_header.clone())?;
         Ok(())
     }
 
@@ -270,10 +272,7 @@ impl ProxyHttp for Gateway {
             return;
         }
         let req = session.req_header();
-        let client = session
-            .client_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
+        let client = session.client_addr().and_then(|a| a.as_inet()).copied();
         crate::access_log::log(
             rt.config.logging.format,
             &crate::access_log::Entry {
@@ -290,7 +289,7 @@ impl ProxyHttp for Gateway {
                 bytes: session.body_bytes_sent(),
                 duration_seconds: elapsed,
                 upstream: ctx.upstream_name,
-                client: &client,
+                client,
             },
         );
     }
@@ -317,17 +316,6 @@ fn strip_credentials(req: &mut RequestHeader, tenant_header: &str) {
     while req.remove_header(tenant_header).is_some() {}
     // Thanos falls back to this header when its configured one is absent.
     while req.remove_header("thanos-tenant").is_some() {}
-}
-
-fn host_header(up: &Upstream) -> String {
-    let default_port = if up.tls { 443 } else { 80 };
-    if up.port == default_port {
-        up.host.clone()
-    } else if up.host.contains(':') {
-        format!("[{}]:{}", up.host, up.port)
-    } else {
-        format!("{}:{}", up.host, up.port)
-    }
 }
 
 /// Reads a whole request body, refusing it past `cap` bytes.
@@ -635,9 +623,8 @@ impl Gateway {
             .get(http::header::AUTHORIZATION)
             .and_then(|v| crate::auth::basic::parse_basic(v.as_bytes(), &mut buf))
             .and_then(Result::ok)
-            .and_then(|(u, _)| std::str::from_utf8(u).ok())
-            .map(str::to_string);
-        match self.state.throttle.check(ip, basic_user.as_deref()) {
+            .and_then(|(u, _)| std::str::from_utf8(u).ok());
+        match self.state.throttle.check(ip, basic_user) {
             Verdict::Allow => {}
             Verdict::Delay(d) => {
                 m.auth_throttled
@@ -654,15 +641,13 @@ impl Gateway {
             }
         }
         let headers = &session.req_header().headers;
-        let mut chain: Vec<&dyn Authenticator> = vec![&rt.basic];
-        if let Some(o) = &rt.oidc {
-            chain.push(o.as_ref());
-        }
-        if let Some(s) = &rt.sessions {
-            chain.push(s.as_ref());
-        }
+        let chain: [Option<&dyn Authenticator>; 3] = [
+            Some(&rt.basic),
+            rt.oidc.as_deref().map(|o| o as &dyn Authenticator),
+            rt.sessions.as_deref().map(|s| s as &dyn Authenticator),
+        ];
         let mut failure = None;
-        for a in chain {
+        for a in chain.into_iter().flatten() {
             match a.authenticate(headers).await {
                 AuthOutcome::NotApplicable => continue,
                 AuthOutcome::Authenticated(identity) => {
@@ -696,7 +681,7 @@ impl Gateway {
                 Err(self.challenge(rt, Some(&e), &e.to_string()))
             }
             _ => {
-                self.state.throttle.failed(ip, basic_user.as_deref());
+                self.state.throttle.failed(ip, basic_user);
                 Err(self.challenge(rt, None, &e.to_string()))
             }
         }
