@@ -34,6 +34,9 @@ pub struct BasicAuth {
     permits: Arc<Semaphore>,
     /// Verified for unknown users too, so that timing does not tell which users exist.
     decoy: PasswordHash,
+    /// Hash verifications started (the tests count them).
+    #[cfg(test)]
+    verifications: std::sync::atomic::AtomicU64,
 }
 
 /// Longest `user:password` we accept, decoded. Keeps decoding on the stack.
@@ -73,6 +76,8 @@ impl BasicAuth {
                     .unwrap_or(2),
             )),
             decoy: decoy_hash(),
+            #[cfg(test)]
+            verifications: Default::default(),
         }
     }
 
@@ -106,13 +111,25 @@ impl BasicAuth {
             .acquire_owned()
             .await
             .map_err(|_| AuthError::Unavailable)?;
+        // A burst of first logins with one credential (agents restarting together) waits here:
+        // once one of them has verified it, the others are answered from the caches instead of
+        // each paying a slow hash in turn.
+        if let Some(identity) = self.verified.get(&key) {
+            return Ok(identity);
+        }
+        if self.refused.contains_key(&key) {
+            return Err(AuthError::InvalidCredentials);
+        }
+        #[cfg(test)]
+        self.verifications
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let pass = pass.to_vec();
-        let ok = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            password::verify(&hash, &pass)
-        })
-        .await
-        .map_err(|_| AuthError::Unavailable)?;
+        // The permit travels with the hash work (a cancelled request does not free it early)
+        // and comes back, to be released only once the result is cached.
+        let (ok, _permit) =
+            tokio::task::spawn_blocking(move || (password::verify(&hash, &pass), permit))
+                .await
+                .map_err(|_| AuthError::Unavailable)?;
         match (ok, identity) {
             (true, Some(identity)) => {
                 self.verified.insert(key, identity.clone());
@@ -248,6 +265,34 @@ users:
             ));
         }
         assert!(t.elapsed() < Duration::from_secs(2));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_burst_of_first_logins_verifies_the_hash_once() {
+        let phc = password::hash_argon2id(b"right").unwrap();
+        let mut auth = BasicAuth::new(&config(&phc));
+        // One permit: every check after the first waits for it, as on a busy gateway.
+        auth.permits = Arc::new(Semaphore::new(1));
+        let auth = Arc::new(auth);
+        for (pass, ok) in [("right", true), ("wrong", false)] {
+            auth.verifications
+                .store(0, std::sync::atomic::Ordering::Relaxed);
+            let checks: Vec<_> = (0..8)
+                .map(|_| {
+                    let auth = auth.clone();
+                    tokio::spawn(async move { auth.check(b"alice", pass.as_bytes()).await })
+                })
+                .collect();
+            for check in checks {
+                assert_eq!(check.await.unwrap().is_ok(), ok, "{pass}");
+            }
+            assert_eq!(
+                auth.verifications
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                1,
+                "{pass}: one hash verification for the whole burst"
+            );
+        }
     }
 
     #[tokio::test]
