@@ -6,9 +6,9 @@
 //! [`LeanKeepAlive`] runs the HTTP/1 connection loop itself and waits for the next request's
 //! first bytes with a future of a few hundred bytes and no read buffer, in a task of its own;
 //! only then does it hand the request to pingora. Behaviour is pingora's own loop (keep-alive
-//! 60 s, request limit, reuse of the persistent settings). HTTP/2 and h2c go to pingora unchanged. TLS streams cannot
-//! put bytes back, so an idle HTTP/1 connection over TLS still holds pingora's request state
-//! (but not its task).
+//! 60 s, request limit, reuse of the persistent settings). HTTP/2 and h2c go to pingora
+//! unchanged. TLS streams cannot put bytes back, so an idle HTTP/1 connection over TLS still
+//! holds pingora's request state (but not its task).
 
 use async_trait::async_trait;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};

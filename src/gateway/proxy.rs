@@ -132,10 +132,10 @@ impl ProxyHttp for Gateway {
         // Keep the client's request id when it is sane, else make one; it travels upstream
         // with the request and comes back in the answer.
         let mut ids = session.req_header().headers.get_all(REQUEST_ID).iter();
+        // A sane first id is kept; it is written again only to drop any further ones.
         let replacement = match (ids.next(), ids.next()) {
-            (Some(id), None) if crate::access_log::is_sane_request_id(id.as_bytes()) => None,
-            (Some(id), Some(_)) if crate::access_log::is_sane_request_id(id.as_bytes()) => {
-                Some(id.clone())
+            (Some(id), more) if crate::access_log::is_sane_request_id(id.as_bytes()) => {
+                more.map(|_| id.clone())
             }
             _ => Some(crate::access_log::new_request_id()),
         };
