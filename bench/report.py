@@ -86,8 +86,8 @@ if qw and qd:
 write = {}
 for shape, codec in (micro.get("remote_write") or {}).items():
     row = {"series": codec["series"], "samples": codec["samples"], "codec": {}, "e2e": {}}
-    for case in ("a_snappy_roundtrip", "b_passthrough", "c_inject_v1", "d_inject_v2", "splice_only_v1", "splice_only_v2",
-                 "c_inject_v1_reused_buffers", "d_inject_v2_reused_buffers"):
+    for case in ("a_snappy_roundtrip", "a_snappy_roundtrip_fresh_buffers", "b_passthrough", "c_inject_v1",
+                 "d_inject_v2", "splice_only_v1", "splice_only_v2"):
         if case in codec:
             row["codec"][case] = codec[case]
     for case in ("direct", "whizard-pass", "whizard-v1", "whizard-v2"):

@@ -318,6 +318,10 @@ fn strip_credentials(req: &mut RequestHeader, tenant_header: &str) {
     while req.remove_header("thanos-tenant").is_some() {}
 }
 
+/// Largest body buffer reserved from a Content-Length alone (a remote-write body is usually
+/// tens to hundreds of KiB).
+const PRESIZE_MAX: u64 = 1 << 20;
+
 /// Reads a whole request body, refusing it past `cap` bytes.
 pub async fn read_body(session: &mut Session, cap: u64) -> Result<Bytes, Refusal> {
     let too_large = || {
@@ -326,18 +330,20 @@ pub async fn read_body(session: &mut Session, cap: u64) -> Result<Bytes, Refusal
             format!("request body is larger than the limit of {cap} bytes"),
         )
     };
-    if let Some(len) = session
+    let declared = session
         .req_header()
         .headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        if len > cap {
-            return Err(too_large());
-        }
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > cap) {
+        return Err(too_large());
     }
-    let mut buf = bytes::BytesMut::new();
+    // One allocation of the declared size instead of doubling as chunks arrive. Only up to
+    // PRESIZE_MAX: a client that declares a large body and then stalls must not reserve
+    // memory it never sends.
+    let presize = declared.unwrap_or(0).min(PRESIZE_MAX) as usize;
+    let mut buf = bytes::BytesMut::with_capacity(presize);
     loop {
         match session.read_request_body().await {
             Ok(Some(chunk)) => {

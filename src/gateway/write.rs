@@ -10,7 +10,7 @@ use super::respond::Refusal;
 use super::Runtime;
 use crate::config::Upstream;
 use crate::metrics::metrics;
-use crate::remote_write::{self, Format};
+use crate::remote_write;
 use bytes::Bytes;
 use pingora::proxy::Session;
 use std::sync::Arc;
@@ -53,31 +53,19 @@ pub async fn remote_write(
         header(session, &version),
     )
     .map_err(|e| Refusal::new(e.status(), e.to_string()))?;
-    let body = read_body(session, cap).await?;
-    let raw = remote_write::decompress(&body, cap as usize)
-        .map_err(|e| Refusal::new(e.status(), e.to_string()))?;
     let labels = rt
         .write_labels
         .get(tenant)
         .ok_or_else(|| Refusal::new(403, format!("tenant {tenant:?} is not configured")))?;
-    let mut spliced = Vec::new();
-    let stats = match format {
-        Format::V1 => remote_write::inject_v1(&raw, labels, &mut spliced),
-        Format::V2 => remote_write::inject_v2(&raw, labels, &mut spliced),
-    }
-    .map_err(|e| Refusal::new(e.status(), e.to_string()))?;
+    let body = read_body(session, cap).await?;
+    let rewritten = remote_write::rewrite_body(format, &body, labels, cap as usize)
+        .map_err(|e| Refusal::new(e.status(), e.to_string()))?;
+    let stats = rewritten.stats;
     rt.limiters
         .admit_samples(tenant, stats.samples + stats.histograms)
         .map_err(|over| super::proxy::over_limit(tenant, &over))?;
     // Nothing to inject: the validated body goes upstream as the client sent it.
-    let outgoing = if labels.is_empty() {
-        body
-    } else {
-        Bytes::from(
-            remote_write::compress(&spliced)
-                .map_err(|e| Refusal::new(e.status(), e.to_string()))?,
-        )
-    };
+    let outgoing = rewritten.body.map_or(body, Bytes::from);
 
     let mut headers = forward::copy_request_headers(
         &session.req_header().headers,

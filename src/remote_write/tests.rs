@@ -1288,6 +1288,66 @@ fn rewrite_body_end_to_end() {
     );
 }
 
+#[test]
+fn rewrite_body_scratch_is_reused_and_large_buffers_are_released() {
+    // A long body, then a short one, then a v2 body, all on this thread: each result must be
+    // what a fresh decode produces, with nothing left over from the body before.
+    let labels = set(&[("tenant_id", "t1")]);
+    let mut long = Vec::new();
+    for i in 0..400 {
+        long.extend(v1_series(&[("__name__", "m"), ("i", &i.to_string())]));
+    }
+    let (short, expected_short) = golden_v1();
+    let (v2, _) = golden_v2();
+    for raw in [&long, &short, &long, &v2, &short] {
+        let format = if raw == &v2 { Format::V2 } else { Format::V1 };
+        let body = compress(raw).unwrap();
+        let r = rewrite_body(format, &body, &labels, 1 << 24).unwrap();
+        let (expected, stats) = inject_ok(format, raw, &labels);
+        assert_eq!(decompress(&r.body.unwrap(), 1 << 24).unwrap(), expected);
+        assert_eq!(r.stats, stats);
+    }
+    let r = rewrite_body(
+        Format::V1,
+        &compress(&short).unwrap(),
+        &set(&[("tenant_id", "t1"), ("cluster", "c1")]),
+        1 << 20,
+    )
+    .unwrap();
+    assert_eq!(
+        decompress(&r.body.unwrap(), 1 << 20).unwrap(),
+        expected_short
+    );
+    assert!(scratch_capacity() > 0, "a small body's buffers are kept");
+
+    // A body over the keep limit is rewritten, and its buffers do not stay with the thread.
+    // Each `v1_series` request holds two series.
+    let padded = v1_series(&[("__name__", "m"), ("pad", &"x".repeat(200))]);
+    let copies = KEEP_SCRATCH_BYTES / padded.len() + 1;
+    let huge = padded.repeat(copies);
+    let r = rewrite_body(Format::V1, &compress(&huge).unwrap(), &labels, 1 << 24).unwrap();
+    assert_eq!(r.stats.series as usize, 2 * copies);
+    assert_eq!(scratch_capacity(), 0);
+    // An error leaves the thread's scratch usable.
+    assert_eq!(
+        rewrite_body(Format::V1, b"\xff", &labels, 1 << 20)
+            .unwrap_err()
+            .status(),
+        400
+    );
+    let r = rewrite_body(
+        Format::V1,
+        &compress(&short).unwrap(),
+        &set(&[("tenant_id", "t1"), ("cluster", "c1")]),
+        1 << 20,
+    )
+    .unwrap();
+    assert_eq!(
+        decompress(&r.body.unwrap(), 1 << 20).unwrap(),
+        expected_short
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // property tests
 
