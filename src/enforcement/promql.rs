@@ -2,7 +2,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use promql_parser::label::Matchers;
+use promql_parser::label::{Matcher, Matchers};
 use promql_parser::parser::{self, Expr, LabelModifier, VectorSelector};
 
 use super::matchers::sort_matchers;
@@ -15,7 +15,7 @@ pub fn enforce_query(query: &str, tenant: &TenantMatcher) -> Result<String, Enfo
     let mut expr = parse_bounded(query)?;
     let selectors = enforce_expr(&mut expr, tenant, 0)?;
     let out = print(&expr)?;
-    verify(&out, &expr, selectors, tenant)?;
+    verify_enforced(&out, &expr, selectors, tenant)?;
     Ok(out)
 }
 
@@ -49,7 +49,7 @@ pub fn enforce_match_selector(input: &str, tenant: &TenantMatcher) -> Result<Str
     tenant.enforce(&mut vs.matchers)?;
     let expr = Expr::VectorSelector(vs);
     let out = print(&expr)?;
-    verify(&out, &expr, 1, tenant)?;
+    verify_enforced(&out, &expr, 1, tenant)?;
     Ok(out)
 }
 
@@ -167,6 +167,50 @@ fn unsupported_extension() -> EnforceError {
     }
 }
 
+/// [`verify`], for a regex tenant matcher first with its equality stand-in in both the printed
+/// text and the AST, which spares the re-parse compiling the regex once per selector.
+///
+/// Why this proves the same thing: the real and the stand-in matcher are both `label op
+/// "string"` to the lexer, so swapping one's printed text for the other's inside a selector
+/// swaps the matchers in the parsed tree and changes nothing else. A swap anywhere else (inside
+/// a string literal, say) changes a node the verifier compares, and the check fails. Text that
+/// already contains the stand-in is not swapped. Whenever the stand-in check does not pass, the
+/// query is verified again with the real matcher, which decides.
+pub(super) fn verify_enforced(
+    out: &str,
+    enforced: &Expr,
+    selectors: usize,
+    tenant: &TenantMatcher,
+) -> Result<(), EnforceError> {
+    if let Some(stand_in) = tenant.stand_in() {
+        if !out.contains(&stand_in.text) {
+            let swapped = out.replace(&stand_in.real_text, &stand_in.text);
+            let mut expected = enforced.clone();
+            let swap = &mut |m: &mut Matchers| {
+                for x in m.matchers.iter_mut().filter(|x| *x == tenant.matcher()) {
+                    *x = stand_in.matcher.clone();
+                }
+                sort_matchers(&mut m.matchers);
+                Ok(())
+            };
+            if visit_selectors(&mut expected, 0, swap).is_ok()
+                && verify(&swapped, &expected, selectors, &stand_in.matcher).is_ok()
+            {
+                return Ok(());
+            }
+        }
+        #[cfg(test)]
+        REGEX_VERIFICATIONS.with(|n| n.set(n.get() + 1));
+    }
+    verify(out, enforced, selectors, tenant.matcher())
+}
+
+#[cfg(test)]
+thread_local! {
+    /// How often a regex tenant matcher was verified the slow way, on this thread.
+    pub(crate) static REGEX_VERIFICATIONS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// Re-parses the printed query and proves it is the enforced AST: every selector carries the
 /// tenant matcher exactly, none has or-groups, the selector count is unchanged, and the whole
 /// tree equals `enforced` up to matcher order. Any difference means the printer changed the
@@ -175,14 +219,14 @@ fn verify(
     out: &str,
     enforced: &Expr,
     selectors: usize,
-    tenant: &TenantMatcher,
+    tenant: &Matcher,
 ) -> Result<(), EnforceError> {
     let fail = |detail: String| EnforceError::Verification { detail };
     if depth_bound(out) > MAX_DEPTH {
         return Err(fail("the output nests deeper than allowed".into()));
     }
     let mut reparsed = parse(out).map_err(|e| fail(format!("the output does not parse: {e}")))?;
-    let seen = check_enforced(&mut reparsed, tenant, 0)?;
+    let seen = visit_selectors(&mut reparsed, 0, &mut |m| check_selector(m, tenant))?;
     if seen != selectors {
         return Err(fail(format!(
             "the output has {seen} selectors instead of {selectors}"
@@ -196,11 +240,11 @@ fn verify(
     Ok(())
 }
 
-/// Checks every selector of a re-parsed tree (and sorts its matchers for the comparison).
-fn check_enforced(
+/// Calls `f` on the matchers of every selector of a tree; returns how many there are.
+fn visit_selectors(
     expr: &mut Expr,
-    tenant: &TenantMatcher,
     depth: usize,
+    f: &mut impl FnMut(&mut Matchers) -> Result<(), EnforceError>,
 ) -> Result<usize, EnforceError> {
     if depth > MAX_DEPTH {
         return Err(EnforceError::TooDeep { limit: MAX_DEPTH });
@@ -210,27 +254,27 @@ fn check_enforced(
         Expr::Aggregate(agg) => {
             let mut n = 0;
             if let Some(param) = agg.param.as_deref_mut() {
-                n += check_enforced(param, tenant, next)?;
+                n += visit_selectors(param, next, f)?;
             }
-            Ok(n + check_enforced(&mut agg.expr, tenant, next)?)
+            Ok(n + visit_selectors(&mut agg.expr, next, f)?)
         }
-        Expr::Unary(u) => check_enforced(&mut u.expr, tenant, next),
+        Expr::Unary(u) => visit_selectors(&mut u.expr, next, f),
         Expr::Binary(bin) => {
-            let n = check_enforced(&mut bin.lhs, tenant, next)?;
-            Ok(n + check_enforced(&mut bin.rhs, tenant, next)?)
+            let n = visit_selectors(&mut bin.lhs, next, f)?;
+            Ok(n + visit_selectors(&mut bin.rhs, next, f)?)
         }
-        Expr::Paren(p) => check_enforced(&mut p.expr, tenant, next),
-        Expr::Subquery(sq) => check_enforced(&mut sq.expr, tenant, next),
+        Expr::Paren(p) => visit_selectors(&mut p.expr, next, f),
+        Expr::Subquery(sq) => visit_selectors(&mut sq.expr, next, f),
         Expr::NumberLiteral(_) | Expr::StringLiteral(_) => Ok(0),
-        Expr::VectorSelector(vs) => check_selector(&mut vs.matchers, tenant),
-        Expr::MatrixSelector(ms) => check_selector(&mut ms.vs.matchers, tenant),
+        Expr::VectorSelector(vs) => f(&mut vs.matchers).map(|()| 1),
+        Expr::MatrixSelector(ms) => f(&mut ms.vs.matchers).map(|()| 1),
         Expr::Call(call) => {
             if call.func.name == "info" {
                 return Err(unsupported_info());
             }
             let mut n = 0;
             for arg in call.args.args.iter_mut() {
-                n += check_enforced(arg, tenant, next)?;
+                n += visit_selectors(arg, next, f)?;
             }
             Ok(n)
         }
@@ -238,19 +282,20 @@ fn check_enforced(
     }
 }
 
-fn check_selector(matchers: &mut Matchers, tenant: &TenantMatcher) -> Result<usize, EnforceError> {
+/// Checks one selector of a re-parsed tree (and sorts its matchers for the comparison).
+fn check_selector(matchers: &mut Matchers, tenant: &Matcher) -> Result<(), EnforceError> {
     if !matchers.or_matchers.is_empty() {
         return Err(EnforceError::Verification {
             detail: "a selector in the output has `or` matcher groups".into(),
         });
     }
-    if !matchers.matchers.contains(tenant.matcher()) {
+    if !matchers.matchers.contains(tenant) {
         return Err(EnforceError::Verification {
             detail: "a selector in the output lacks the tenant matcher".into(),
         });
     }
     sort_matchers(&mut matchers.matchers);
-    Ok(1)
+    Ok(())
 }
 
 /// An upper bound of the AST depth of `input`, from a linear scan of the text that follows
