@@ -20,26 +20,7 @@ pub struct TenantMatcher {
     /// their anchored source text).
     matcher: Matcher,
     selector: String,
-    /// For a regex matcher: how the verifier avoids compiling it once per selector.
-    stand_in: Option<StandIn>,
 }
-
-/// An equality matcher on the tenant label that takes the place of a regex tenant matcher
-/// while the printed query is verified. promql-parser compiles every regex matcher it parses,
-/// so re-parsing a query with a multi-tenant regex in each selector compiled it once per
-/// selector; the stand-in makes verification cost what it costs for one tenant.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct StandIn {
-    /// The real (regex) matcher as the printer writes it.
-    pub(crate) real_text: String,
-    pub(crate) matcher: Matcher,
-    /// `matcher` as the printer writes it.
-    pub(crate) text: String,
-}
-
-/// The stand-in's value: never sent anywhere, and not something a query contains (if one does,
-/// the verifier falls back to re-parsing with the real matcher).
-const STAND_IN_VALUE: &str = "whizard-verify-stand-in-for-the-tenant-regex";
 
 impl TenantMatcher {
     /// Builds the matcher for `label` and the allowed tenant `values`.
@@ -106,20 +87,11 @@ impl TenantMatcher {
         }
 
         let selector = format!("{{{matcher}}}");
-        let stand_in = matches!(matcher.op, MatchOp::Re(_)).then(|| {
-            let stand_in = Matcher::new(MatchOp::Equal, &label, STAND_IN_VALUE);
-            StandIn {
-                real_text: matcher.to_string(),
-                text: stand_in.to_string(),
-                matcher: stand_in,
-            }
-        });
         Ok(TenantMatcher {
             label,
             values,
             matcher,
             selector,
-            stand_in,
         })
     }
 
@@ -148,11 +120,6 @@ impl TenantMatcher {
     /// The matcher that is added to every selector.
     pub(crate) fn matcher(&self) -> &Matcher {
         &self.matcher
-    }
-
-    /// The verification stand-in, for a regex matcher.
-    pub(crate) fn stand_in(&self) -> Option<&StandIn> {
-        self.stand_in.as_ref()
     }
 
     /// Enforces the tenant on one selector's matchers: checks the user's same-label matchers,
@@ -186,7 +153,7 @@ fn invalid(reason: String) -> EnforceError {
     EnforceError::InvalidTenant { reason }
 }
 
-fn is_legacy_label_name(s: &str) -> bool {
+pub(crate) fn is_legacy_label_name(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
         && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())

@@ -2,10 +2,10 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use promql_parser::label::{Matcher, Matchers};
+use promql_parser::label::{MatchOp, Matcher, Matchers};
 use promql_parser::parser::{self, Expr, LabelModifier, VectorSelector};
 
-use super::matchers::sort_matchers;
+use super::matchers::{is_legacy_label_name, sort_matchers};
 use super::{EnforceError, TenantMatcher, MAX_DEPTH, MAX_OUTPUT_BYTES, MAX_QUERY_BYTES};
 
 /// Rewrites a PromQL expression so every vector/matrix selector (also inside subqueries,
@@ -167,48 +167,108 @@ fn unsupported_extension() -> EnforceError {
     }
 }
 
-/// [`verify`], for a regex tenant matcher first with its equality stand-in in both the printed
-/// text and the AST, which spares the re-parse compiling the regex once per selector.
+/// Label-name prefix of the verification stand-ins (`__` names are reserved in Prometheus).
+pub(super) const STAND_IN_NAME: &str = "__whizard_verify_";
+
+/// A regex matcher of the enforced tree and the equality matcher that takes its place while
+/// the printed query is verified: same value, `=`/`!=` for `=~`/`!~`, and a numbered name.
+struct StandIn {
+    real: Matcher,
+    /// `real` as the printer writes it.
+    real_text: String,
+    stand_in: Matcher,
+    text: String,
+}
+
+/// [`verify`], first with every regex matcher swapped for its equality stand-in, in the printed
+/// text and in the tree alike. promql-parser compiles each regex matcher it parses (15–50 µs
+/// for a typical pattern), so a plain re-parse compiled every regex of the query a second
+/// time, and the tenant regex of a multi-tenant read once per selector.
 ///
-/// Why this proves the same thing: the real and the stand-in matcher are both `label op
-/// "string"` to the lexer, so swapping one's printed text for the other's inside a selector
-/// swaps the matchers in the parsed tree and changes nothing else. A swap anywhere else (inside
-/// a string literal, say) changes a node the verifier compares, and the check fails. Text that
-/// already contains the stand-in is not swapped. Whenever the stand-in check does not pass, the
-/// query is verified again with the real matcher, which decides.
+/// Why this proves what [`verify`] proves: a stand-in keeps the matcher's value, so the
+/// re-parse still checks that each string prints and lexes back exactly; only `name=~` becomes
+/// `__whizard_verify_N=`, which the lexer reads as the same IDENT OP STRING shape. So swapping
+/// the texts inside a selector swaps exactly those matchers in the parsed tree. A swap anywhere
+/// else changes a node the comparison sees, and the check fails; output that already contains
+/// the stand-in prefix, or a matcher whose name would print quoted, skips the swap. Whenever the
+/// swapped check does not pass, the query is verified again as printed, and that decides.
 pub(super) fn verify_enforced(
     out: &str,
     enforced: &Expr,
     selectors: usize,
     tenant: &TenantMatcher,
 ) -> Result<(), EnforceError> {
-    if let Some(stand_in) = tenant.stand_in() {
-        if !out.contains(&stand_in.text) {
-            let swapped = out.replace(&stand_in.real_text, &stand_in.text);
-            let mut expected = enforced.clone();
-            let swap = &mut |m: &mut Matchers| {
-                for x in m.matchers.iter_mut().filter(|x| *x == tenant.matcher()) {
-                    *x = stand_in.matcher.clone();
-                }
-                sort_matchers(&mut m.matchers);
-                Ok(())
-            };
-            if visit_selectors(&mut expected, 0, swap).is_ok()
-                && verify(&swapped, &expected, selectors, &stand_in.matcher).is_ok()
-            {
+    // Every regex matcher prints as `=~` or `!~`: without them there is nothing to swap.
+    if !out.contains("=~") && !out.contains("!~") {
+        return verify(out, enforced, selectors, tenant.matcher());
+    }
+    let mut expected = enforced.clone();
+    match swap_regex_matchers(&mut expected) {
+        Some(table) if !table.is_empty() && !out.contains(STAND_IN_NAME) => {
+            let mut swapped = out.to_string();
+            for s in &table {
+                swapped = swapped.replace(&s.real_text, &s.text);
+            }
+            let tenant_check = table
+                .iter()
+                .find(|s| s.real == *tenant.matcher())
+                .map_or(tenant.matcher(), |s| &s.stand_in);
+            if verify(&swapped, &expected, selectors, tenant_check).is_ok() {
                 return Ok(());
             }
         }
-        #[cfg(test)]
-        REGEX_VERIFICATIONS.with(|n| n.set(n.get() + 1));
+        _ => {}
     }
+    #[cfg(test)]
+    SLOW_VERIFICATIONS.with(|n| n.set(n.get() + 1));
     verify(out, enforced, selectors, tenant.matcher())
+}
+
+/// Replaces every regex matcher of `expr` by its stand-in (and re-sorts each selector's
+/// matchers); returns the distinct ones, longest printed text first, so that no text is
+/// swapped inside a longer one. `None`: a regex matcher's name would be printed quoted.
+fn swap_regex_matchers(expr: &mut Expr) -> Option<Vec<StandIn>> {
+    let mut table: Vec<StandIn> = Vec::new();
+    visit_selectors(expr, 0, &mut |m: &mut Matchers| {
+        for x in m.matchers.iter_mut() {
+            let op = match x.op {
+                MatchOp::Re(_) => MatchOp::Equal,
+                MatchOp::NotRe(_) => MatchOp::NotEqual,
+                _ => continue,
+            };
+            if !is_legacy_label_name(&x.name) {
+                return Err(EnforceError::Unsupported {
+                    what: "a quoted label name in the stand-in check",
+                });
+            }
+            let s = match table.iter().position(|s| s.real == *x) {
+                Some(i) => &table[i],
+                None => {
+                    let name = format!("{STAND_IN_NAME}{}", table.len());
+                    let stand_in = Matcher::new(op, &name, &x.value);
+                    table.push(StandIn {
+                        real: x.clone(),
+                        real_text: x.to_string(),
+                        text: stand_in.to_string(),
+                        stand_in,
+                    });
+                    &table[table.len() - 1]
+                }
+            };
+            *x = s.stand_in.clone();
+        }
+        sort_matchers(&mut m.matchers);
+        Ok(())
+    })
+    .ok()?;
+    table.sort_by_key(|s| std::cmp::Reverse(s.real_text.len()));
+    Some(table)
 }
 
 #[cfg(test)]
 thread_local! {
-    /// How often a regex tenant matcher was verified the slow way, on this thread.
-    pub(crate) static REGEX_VERIFICATIONS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// How often a query with regex matchers was verified without stand-ins, on this thread.
+    pub(crate) static SLOW_VERIFICATIONS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// Re-parses the printed query and proves it is the enforced AST: every selector carries the
@@ -241,7 +301,7 @@ fn verify(
 }
 
 /// Calls `f` on the matchers of every selector of a tree; returns how many there are.
-fn visit_selectors(
+pub(super) fn visit_selectors(
     expr: &mut Expr,
     depth: usize,
     f: &mut impl FnMut(&mut Matchers) -> Result<(), EnforceError>,

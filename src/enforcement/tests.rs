@@ -517,37 +517,43 @@ fn golden_same_label_single_tenant() {
     );
 }
 
-/// Runs `f` and returns how many slow (regex) verifications it made on this thread.
-fn regex_verifications(f: impl FnOnce()) -> usize {
-    use super::promql::REGEX_VERIFICATIONS;
-    let before = REGEX_VERIFICATIONS.with(|n| n.get());
+/// Runs `f` and returns how many verifications of a query with regex matchers it made
+/// without the stand-ins, on this thread.
+fn slow_verifications(f: impl FnOnce()) -> usize {
+    use super::promql::SLOW_VERIFICATIONS;
+    let before = SLOW_VERIFICATIONS.with(|n| n.get());
     f();
-    REGEX_VERIFICATIONS.with(|n| n.get()) - before
+    SLOW_VERIFICATIONS.with(|n| n.get()) - before
+}
+
+fn stand_in(i: usize, op: &str, value: &str) -> String {
+    format!("{}{i}{op}\"{value}\"", super::promql::STAND_IN_NAME)
 }
 
 #[test]
-fn multi_tenant_queries_are_verified_with_the_stand_in() {
-    let tenants = [t12(), special()];
+fn regex_matchers_are_verified_through_stand_ins() {
     let queries = [
         "up",
-        r#"sum by (job) (rate(http_requests_total{code=~"5.."}[5m])) / on(job) group_left sum by (job) (rate(http_requests_total[5m]))"#,
+        r#"sum by (job) (rate(http_requests_total{code=~"5..",job!~"x|y"}[5m])) / on(job) group_left sum by (job) (rate(http_requests_total{code=~"5.."}[5m]))"#,
         r#"up{tenant_id!="zzz"} or absent(up{tenant_id!~"t3"})"#,
-        r#"max_over_time(deriv(x[5m:1m] offset 1h)[1h:5m] @ 100)"#,
+        r#"max_over_time(deriv(x{a=~"\\d+\"q"}[5m:1m] offset 1h)[1h:5m] @ 100)"#,
+        r#"{__name__=~"kube_pod_.+", namespace="default"}"#,
+        r#"label_replace(up{job=~"a.*"}, "dst", "$1", "src", "(.*)")"#,
     ];
-    for tenant in &tenants {
+    for tenant in [t1(), t12(), special()] {
         for q in queries {
             let mut out = Err(EnforceError::TooDeep { limit: 0 });
-            let slow = regex_verifications(|| out = enforce_query(q, tenant));
+            let slow = slow_verifications(|| out = enforce_query(q, &tenant));
             let out = out.unwrap_or_else(|e| panic!("{q}: {e}"));
             assert_eq!(slow, 0, "{q} for {:?} took the slow path", tenant.values());
-            assert!(!out.contains("whizard-verify"), "{out}");
-            // Every selector of the output carries the real matcher.
-            let (seen, all, or_groups) = survey(&parser::parse(&out).unwrap(), tenant);
+            assert!(!out.contains(super::promql::STAND_IN_NAME), "{out}");
+            // The output is the query a plain re-parse accepts, every selector enforced.
+            let (seen, all, or_groups) = survey(&parser::parse(&out).unwrap(), &tenant);
             assert!(seen > 0 && all && !or_groups, "{out}");
         }
         let mut out = Err(EnforceError::TooDeep { limit: 0 });
-        let slow = regex_verifications(|| {
-            out = enforce_match_selector(r#"up{job="a"}"#, tenant);
+        let slow = slow_verifications(|| {
+            out = enforce_match_selector(r#"{__name__=~"kube_.+",job="a"}"#, &tenant);
         });
         assert_eq!(slow, 0);
         assert!(out.unwrap().contains(&tenant.matcher().to_string()));
@@ -558,24 +564,26 @@ fn multi_tenant_queries_are_verified_with_the_stand_in() {
 fn stand_in_lookalikes_are_enforced_and_fall_back_when_unsafe() {
     let tenant = t12();
     let real = tenant.matcher().to_string();
-    let stand_in = tenant.stand_in().unwrap().text.clone();
+    let fake = stand_in(0, "=", "t1|t2");
     // The printer escapes the quotes of string literals, so matcher texts inside strings do
-    // not look like matchers and keep the fast path (0). Where the swap would change another
-    // matcher (a label whose name ends like the tenant label's) or the output holds the
-    // stand-in itself, the verifier falls back to the real matcher (1). Either way the query
-    // is enforced.
+    // not look like matchers and keep the fast path (0). A label whose name ends like the
+    // tenant label's is a regex matcher of its own, swapped first (longest text first). Where
+    // the output holds the stand-in prefix, or a regex matcher's name is quoted, the query is
+    // verified as printed (1). Either way it is enforced.
     let cases = [
         (
             format!("label_replace(up, \"a\", `{real}`, \"b\", \"c\")"),
             0,
         ),
-        (format!("count_values(`{stand_in}`, up)"), 0),
-        (format!("up{{x{real}}}"), 1),
-        (format!("up{{x{stand_in}}}"), 1),
+        (format!("up{{x{real}}}"), 0),
+        (format!("count_values(`{fake}`, up)"), 1),
+        (format!("up{{x{fake}}}"), 1),
+        (format!("up{{{fake}}}"), 1),
+        (r#"up{"a b"=~"c.*"}"#.to_string(), 1),
     ];
     for (q, want_slow) in &cases {
         let mut out = Err(EnforceError::TooDeep { limit: 0 });
-        let slow = regex_verifications(|| out = enforce_query(q, &tenant));
+        let slow = slow_verifications(|| out = enforce_query(q, &tenant));
         let out = out.unwrap_or_else(|e| panic!("{q}: {e}"));
         assert_eq!(slow, *want_slow, "{q} -> {out}");
         let (seen, all, _) = survey(&parser::parse(&out).unwrap(), &tenant);
@@ -587,27 +595,40 @@ fn stand_in_lookalikes_are_enforced_and_fall_back_when_unsafe() {
 fn stand_in_verification_refuses_output_that_differs_from_the_tree() {
     use super::promql::verify_enforced;
     let tenant = t12();
-    let right = r#"sum(rate(up{job="a",tenant_id=~"t1|t2"}[5m]))"#;
-    let enforced = parser::parse(right).unwrap();
-    assert_eq!(verify_enforced(right, &enforced, 1, &tenant), Ok(()));
-    let stand_in = &tenant.stand_in().unwrap().text;
+    let right = r#"sum(rate(up{code=~"5..",job="a",tenant_id=~"t1|t2"}[5m]))"#;
+    let mut enforced = parser::parse(right).unwrap();
+    let n = super::promql::visit_selectors(&mut enforced, 0, &mut |m| {
+        super::matchers::sort_matchers(&mut m.matchers);
+        Ok(())
+    });
+    assert_eq!(n, Ok(1));
+    let mut result = Err(EnforceError::TooDeep { limit: 0 });
+    let slow = slow_verifications(|| result = verify_enforced(right, &enforced, 1, &tenant));
+    assert_eq!((result, slow), (Ok(()), 0));
     for wrong in [
-        // Another tenant, a dropped matcher, a changed selector, an extra selector, the
-        // stand-in in place of the real matcher, a changed range.
-        r#"sum(rate(up{job="a",tenant_id=~"t1|t3"}[5m]))"#.to_string(),
-        r#"sum(rate(up{job="a"}[5m]))"#.to_string(),
-        r#"sum(rate(up{job="b",tenant_id=~"t1|t2"}[5m]))"#.to_string(),
-        r#"sum(rate(up{job="a",tenant_id=~"t1|t2"}[5m])) + up{tenant_id=~"t1|t2"}"#.to_string(),
-        format!(r#"sum(rate(up{{job="a",{stand_in}}}[5m]))"#),
-        r#"sum(rate(up{job="a",tenant_id=~"t1|t2"}[1m]))"#.to_string(),
+        // Another tenant, a dropped matcher, a changed regex value, a regex turned into an
+        // equality, a changed selector, an extra selector, a stand-in in place of the real
+        // matcher, a changed range.
+        r#"sum(rate(up{code=~"5..",job="a",tenant_id=~"t1|t3"}[5m]))"#.to_string(),
+        r#"sum(rate(up{code=~"5..",job="a"}[5m]))"#.to_string(),
+        r#"sum(rate(up{code=~"5.x",job="a",tenant_id=~"t1|t2"}[5m]))"#.to_string(),
+        r#"sum(rate(up{code="5..",job="a",tenant_id=~"t1|t2"}[5m]))"#.to_string(),
+        r#"sum(rate(up{code=~"5..",job="b",tenant_id=~"t1|t2"}[5m]))"#.to_string(),
+        r#"sum(rate(up{code=~"5..",job="a",tenant_id=~"t1|t2"}[5m])) + up{tenant_id=~"t1|t2"}"#
+            .to_string(),
+        format!(
+            r#"sum(rate(up{{code=~"5..",job="a",{}}}[5m]))"#,
+            stand_in(0, "=", "t1|t2")
+        ),
+        r#"sum(rate(up{code=~"5..",job="a",tenant_id=~"t1|t2"}[1m]))"#.to_string(),
     ] {
         let mut result = Ok(());
-        let slow = regex_verifications(|| result = verify_enforced(&wrong, &enforced, 1, &tenant));
+        let slow = slow_verifications(|| result = verify_enforced(&wrong, &enforced, 1, &tenant));
         assert!(
             matches!(result, Err(EnforceError::Verification { .. })),
             "{wrong}: {result:?}"
         );
-        // The fast check refused it, so the real verification had the last word.
+        // The swapped check refused it, so the check of the text as printed had the last word.
         assert_eq!(slow, 1, "{wrong}");
     }
 }
