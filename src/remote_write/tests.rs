@@ -1289,6 +1289,81 @@ fn rewrite_body_end_to_end() {
 }
 
 #[test]
+fn short_runs_stop_where_the_general_reader_takes_over() {
+    use wire::Reader;
+    // Three fields with one-byte lengths (0, 5, 127), then one with a two-byte length.
+    let mut buf = Vec::new();
+    for len in [0u8, 5, 0x7f] {
+        buf.extend([0x12, len]);
+        buf.extend(vec![7u8; len as usize]);
+    }
+    let run_end = buf.len();
+    buf.extend([0x12, 0x80, 0x01]);
+    buf.extend(vec![7u8; 128]);
+    let mut r = Reader::new(&buf);
+    assert_eq!(r.skip_short_run(0x12), (3, 0, run_end));
+    assert_eq!(r.skip_short_run(0x12), (0, run_end, run_end));
+    let f = r.next_field().unwrap().unwrap();
+    assert_eq!((f.num, f.start, f.data.len()), (2, run_end, 128));
+    assert_eq!(r.skip_short_run(0x12), (0, buf.len(), buf.len()));
+    // A length past the end is left to the general reader, which refuses it.
+    let buf = [0x12, 0x01, 0x00, 0x12, 0x05, 0x00];
+    let mut r = Reader::new(&buf);
+    assert_eq!(r.skip_short_run(0x12), (1, 0, 3));
+    assert!(r.next_field().is_err());
+    // Another tag, or a tag with no length byte after it, is not part of a run.
+    assert_eq!(Reader::new(&[0x1a, 0x00]).skip_short_run(0x12), (0, 0, 0));
+    assert_eq!(Reader::new(&[0x12]).skip_short_run(0x12), (0, 0, 0));
+}
+
+#[test]
+fn samples_with_long_encodings_are_counted_and_kept() {
+    // Samples with one-byte lengths around one whose length takes two bytes (an unknown field
+    // pads it), in v1 and in v2: all are counted and copied.
+    let short = pb::Sample {
+        value: 1.0,
+        timestamp: 5,
+    }
+    .encode_to_vec();
+    let mut long = short.clone();
+    long.extend(len_field(15, &[9u8; 200]));
+    let samples: Vec<u8> = [&short, &long, &short, &short]
+        .iter()
+        .flat_map(|s| len_field(2, s))
+        .collect();
+    let labels = set(&[("tenant_id", "t1")]);
+
+    let mut series = Vec::new();
+    for l in lbls(&[("__name__", "m"), ("job", "a")]) {
+        series.extend(len_field(1, &l.encode_to_vec()));
+    }
+    series.extend(&samples);
+    let raw = len_field(1, &series);
+    let (out, stats) = inject_ok(Format::V1, &raw, &labels);
+    assert_eq!(stats.samples, 4);
+    let decoded = pb::WriteRequest::decode(out.as_slice()).unwrap();
+    assert_eq!(decoded.timeseries[0].samples.len(), 4);
+    assert!(
+        contains(&out, &samples),
+        "the samples are copied byte for byte"
+    );
+    assert_eq!(validate_v1(&raw).unwrap().samples, 4);
+
+    let symbols: Vec<u8> = ["", "__name__", "m"]
+        .iter()
+        .flat_map(|s| len_field(4, s.as_bytes()))
+        .collect();
+    let mut series = len_field(1, &[1, 2]);
+    series.extend(&samples);
+    let mut raw = symbols;
+    raw.extend(len_field(5, &series));
+    let (out, stats) = inject_ok(Format::V2, &raw, &labels);
+    assert_eq!(stats.samples, 4);
+    assert!(contains(&out, &samples));
+    assert_eq!(validate_v2(&raw).unwrap().samples, 4);
+}
+
+#[test]
 fn rewrite_body_scratch_is_reused_and_large_buffers_are_released() {
     // A long body, then a short one, then a v2 body, all on this thread: each result must be
     // what a fresh decode produces, with nothing left over from the body before.

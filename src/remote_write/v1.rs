@@ -19,6 +19,8 @@ const WR_TIMESERIES: u32 = 1;
 const WR_METADATA: u32 = 3;
 const TS_LABELS: u32 = 1;
 const TS_SAMPLES: u32 = 2;
+/// The tag byte of `samples` (field 2, length-delimited).
+const SAMPLE_TAG: u8 = (TS_SAMPLES as u8) << 3 | WT_LEN;
 const TS_EXEMPLARS: u32 = 3;
 const TS_HISTOGRAMS: u32 = 4;
 const LABEL_NAME: u32 = 1;
@@ -186,7 +188,15 @@ fn series<'a>(
     let mut checker = LabelChecker::new();
     let fast_end = leading_ascii_labels(idx, data, &mut checker, &mut s.labels)?;
     let mut r = Reader::at(data, fast_end);
-    while let Some(f) = next_field(&mut r, || format!("series {idx}"))? {
+    loop {
+        let (samples, start, end) = r.skip_short_run(SAMPLE_TAG);
+        if samples > 0 {
+            stats.samples += samples;
+            push_range(&mut s.others, start, end);
+        }
+        let Some(f) = next_field(&mut r, || format!("series {idx}"))? else {
+            break;
+        };
         match f.num {
             TS_LABELS => {
                 if f.wire != WT_LEN {
@@ -326,7 +336,11 @@ fn try_splice_plain_series(
     // The other fields, copied as one run; a label field among them takes the general path.
     let (mut samples, mut exemplars, mut histograms) = (0, 0, 0);
     let mut r = Reader::at(data, pos);
-    while let Some(f) = r.next_field().ok()? {
+    loop {
+        samples += r.skip_short_run(SAMPLE_TAG).0;
+        let Some(f) = r.next_field().ok()? else {
+            break;
+        };
         match f.num {
             TS_LABELS => return None,
             TS_SAMPLES | TS_EXEMPLARS | TS_HISTOGRAMS if f.wire != WT_LEN => return None,

@@ -30,6 +30,8 @@ const TS_HISTOGRAMS: u32 = 3;
 const TS_EXEMPLARS: u32 = 4;
 const TS_METADATA: u32 = 5;
 const TS_CREATED_TIMESTAMP: u32 = 6;
+/// The tag byte of `samples` (field 2, length-delimited).
+const SAMPLE_TAG: u8 = (TS_SAMPLES as u8) << 3 | WT_LEN;
 
 /// Validates a decompressed `io.prometheus.write.v2.Request` and counts what it carries.
 pub fn validate_v2(decoded: &[u8]) -> Result<WriteStats, RemoteWriteError> {
@@ -325,7 +327,15 @@ fn series<'a>(
     s.others.clear();
     let ctx = || format!("series {idx}");
     let mut r = Reader::new(data);
-    while let Some(f) = next_field(&mut r, ctx)? {
+    loop {
+        let (samples, start, end) = r.skip_short_run(SAMPLE_TAG);
+        if samples > 0 {
+            stats.samples += samples;
+            push_range(&mut s.others, start, end);
+        }
+        let Some(f) = next_field(&mut r, ctx)? else {
+            break;
+        };
         let want = match f.num {
             TS_LABELS_REFS => {
                 match f.wire {
