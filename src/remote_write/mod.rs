@@ -439,9 +439,8 @@ const KEEP_SCRATCH_BYTES: usize = 4 << 20;
 
 std::thread_local! {
     /// The decompressed body and the spliced body of the request being rewritten on this
-    /// thread. Reusing them saves an allocation, page faults and a zero-fill per buffer per
-    /// request (a third of the codec's time for a 500-series body); only the compressed
-    /// output, which leaves with the request, is allocated fresh.
+    /// thread. Reusing them saves an allocation and fresh pages per buffer per request; only
+    /// the compressed output, which leaves with the request, is allocated fresh.
     static SCRATCH: std::cell::RefCell<(Vec<u8>, Vec<u8>)> =
         const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
