@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """bench/report.py RAW_DIR OUT_DIR META_JSON — turns bench/run.sh's raw results into
 OUT_DIR/latest.json, latest.md and latest.png, and prints the markdown table."""
+import bisect
 import json
 import os
 import sys
@@ -15,8 +16,80 @@ def load(name):
     return json.load(open(p)) if p.exists() else None
 
 
+def pooled_cdf(records):
+    """The rounds' latencies taken together, as (latency µs, share of requests at or below it)
+    at every latency some round's curve reports. Each round's distribution is known at its curve
+    points (1..99, 99.5, 99.9, 99.95, 99.99 %) and counts with its request count; at a given
+    latency it counts the highest of its points not above that latency."""
+    total = sum(r["wrk"]["requests"] for r in records) or 1
+    curves = [([v for _, v in r["wrk"]["curve"]], [p for p, _ in r["wrk"]["curve"]], r["wrk"]["requests"] / total)
+              for r in records]
+    cdf = []
+    for x in sorted({v for vs, _, _ in curves for v in vs}):
+        share = 0.0
+        for vs, ps, weight in curves:
+            i = bisect.bisect_right(vs, x)
+            share += (ps[i - 1] if i else 0.0) * weight
+        cdf.append((x, share))
+    return cdf
+
+
+def pooled_quantile(cdf, q):
+    """The smallest reported latency at which the pooled share reaches q percent."""
+    return next((x for x, share in cdf if share >= q - 1e-9), cdf[-1][0])
+
+
+def pool(records):
+    """One record for a target measured in several rounds: counts and CPU summed, latency
+    percentiles of the pooled distribution; `rounds` keeps each round's own figures."""
+    ws = [r["wrk"] for r in records]
+    points = [p for p, _ in ws[0]["curve"]]
+    requests = sum(w["requests"] for w in ws)
+    cdf = pooled_cdf(records)
+    wrk = {
+        "requests": requests,
+        "duration_us": sum(w["duration_us"] for w in ws),
+        "bytes": sum(w["bytes"] for w in ws),
+        "errors": {k: sum(w["errors"][k] for w in ws) for k in ws[0]["errors"]},
+        "latency_us": {
+            "min": min(w["latency_us"]["min"] for w in ws),
+            "max": max(w["latency_us"]["max"] for w in ws),
+            "mean": sum(w["latency_us"]["mean"] * w["requests"] for w in ws) / max(requests, 1),
+            "p": {k: pooled_quantile(cdf, float(k)) for k in ws[0]["latency_us"]["p"]},
+        },
+        "curve": [[p, pooled_quantile(cdf, p)] for p in points],
+    }
+    return {
+        "connections": records[0]["connections"],
+        "duration_s": sum(r["duration_s"] for r in records),
+        "cpu_ticks": sum(r["cpu_ticks"] for r in records),
+        "clk_tck": records[0]["clk_tck"],
+        "loadavg": " / ".join(r["loadavg"] for r in records),
+        "wrk": wrk,
+        "rounds": [summary(r) for r in records],
+    }
+
+
+def summary(r):
+    w = r["wrk"]
+    return {
+        "rps": w["requests"] / (w["duration_us"] / 1e6),
+        "p99_ms": w["latency_us"]["p"]["99"] / 1e3,
+        "cpu_us_per_req": r["cpu_ticks"] / r["clk_tck"] * 1e6 / max(w["requests"], 1),
+    }
+
+
+def rounds_of(name):
+    paths = sorted((raw / "rounds").glob(f"{name}.*.json"), key=lambda p: int(p.suffixes[-2][1:]))
+    records = [json.load(open(p)) for p in paths]
+    return [r for r in records if r.get("wrk")]
+
+
 def phase(name):
     r = load(name)
+    if r is None:
+        records = rounds_of(name)
+        r = pool(records) if records else None
     if not r or not r.get("wrk"):
         return None
     w = r["wrk"]
@@ -39,6 +112,7 @@ def phase(name):
         "non2xx": w["errors"]["status"],
         "loadavg": r["loadavg"],
         "curve": w["curve"],
+        "rounds": r.get("rounds", []),
     }
 
 
@@ -51,12 +125,11 @@ def f(v, fmt="{:.3f}"):
 
 
 phases = {}
-for p in sorted(raw.glob("*.json")):
-    if p.stem in ("micro", "memory"):
-        continue
-    ph = phase(p.stem)
+stems = {p.stem for p in raw.glob("*.json")} | {p.name.split(".")[0] for p in raw.glob("rounds/*.json")}
+for name in sorted(stems - {"micro", "memory"}):
+    ph = phase(name)
     if ph:
-        phases[p.stem] = ph
+        phases[name] = ph
 micro = load("micro") or {}
 memory = load("memory") or {}
 
@@ -77,6 +150,16 @@ if mw and md:
     ratios["moderate_added_p99_ms"] = mw["p99_ms"] - md["p99_ms"]
 if mw and mn:
     ratios["moderate_p99_whizard_over_nginx"] = mw["p99_ms"] / mn["p99_ms"]
+# Per round: whizard against nginx measured minutes apart at most.
+per_round = []
+if rw and rn and len(rw["rounds"]) == len(rn["rounds"]) > 1:
+    for i, (a, b) in enumerate(zip(rw["rounds"], rn["rounds"]), 1):
+        per_round.append({
+            "round": i,
+            "rps_whizard_over_nginx": a["rps"] / b["rps"],
+            "p99_whizard_over_nginx": a["p99_ms"] / b["p99_ms"],
+            "cpu_whizard_over_nginx": a["cpu_us_per_req"] / b["cpu_us_per_req"],
+        })
 if qw and qd:
     ratios["query_rps_whizard_over_direct"] = qw["rps"] / qd["rps"]
     ratios["query_added_p50_ms"] = qw["p50_ms"] - qd["p50_ms"]
@@ -143,6 +226,7 @@ result = {
     "meta": meta,
     "read": {k: {kk: vv for kk, vv in v.items() if kk != "curve"} for k, v in phases.items()},
     "ratios": ratios,
+    "read_rounds": per_round,
     "remote_write": write,
     "micro": micro,
     "memory": memory,
@@ -198,6 +282,16 @@ names = {
 for k, v in ratios.items():
     L.append(f"| {names.get(k, k)} | {v:.3f} |")
 L.append("")
+if per_round:
+    L.append(f"Saturated pass-through per round ({meta.get('rounds')} rounds of {meta.get('round_s')} s; each round runs "
+             "direct, whizard, nginx, nginx $apr1$ in turn; the rows above pool the rounds):")
+    L.append("")
+    L.append("| round | whizard req/s | nginx req/s | req/s whizard / nginx | p99 whizard / nginx | CPU per request whizard / nginx |")
+    L.append("|---:|---:|---:|---:|---:|---:|")
+    for pr, a, b in zip(per_round, rw["rounds"], rn["rounds"]):
+        L.append(f"| {pr['round']} | {a['rps']:.0f} | {b['rps']:.0f} | {pr['rps_whizard_over_nginx']:.3f} | "
+                 f"{pr['p99_whizard_over_nginx']:.3f} | {pr['cpu_whizard_over_nginx']:.3f} |")
+    L.append("")
 L.append("## 3. Remote write")
 L.append("")
 L.append("Codec, one core, per request (decompress → validate/splice → compress; from `whizard-benchtool micro`):")

@@ -16,7 +16,9 @@
 #   --quick      5 s per load phase instead of 12 (smoke run)
 #   --criterion  also run `cargo bench` (needs criterion in Cargo.toml [dev-dependencies])
 #   --profile    also record the gateway with perf during a pass-through phase (bench/results/profile.txt)
-# Environment: BENCH_DURATION (s per wrk phase), BENCH_CONNECTIONS (default 64),
+# Environment: BENCH_DURATION (s per wrk phase), BENCH_ROUNDS (default 3, --quick 1: the read
+#   phases of part 1 are split into this many rounds that alternate direct, whizard and nginx,
+#   so a machine that drifts during the run affects every target alike), BENCH_CONNECTIONS (default 64),
 #   BENCH_GATEWAY_THREADS (default 1), BENCH_PIN (1: proxy on CPU 0, load+upstream on CPU 1),
 #   CARGO_TARGET_DIR (default ./target), BENCH_NO_BUILD=1 (use the binaries already built),
 #   KEEP_WORK=1 (keep the temporary directory with raw wrk output and logs),
@@ -33,12 +35,14 @@ for a in "$@"; do
     --quick) QUICK=1 ;;
     --criterion) CRITERION=1 ;;
     --profile) PROFILE=1 ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "unknown argument $a" >&2; exit 2 ;;
   esac
 done
 DURATION="${BENCH_DURATION:-$([[ $QUICK == 1 ]] && echo 5 || echo 12)}"
 WRITE_DURATION="$(( DURATION * 2 / 3 > 4 ? DURATION * 2 / 3 : 4 ))"
+ROUNDS="${BENCH_ROUNDS:-$([[ $QUICK == 1 ]] && echo 1 || echo 3)}"
+ROUND_DURATION="$(( DURATION / ROUNDS > 2 ? DURATION / ROUNDS : 2 ))"
 CONNS="${BENCH_CONNECTIONS:-64}"
 GW_THREADS="${BENCH_GATEWAY_THREADS:-1}"
 MICRO_SECS="$([[ $QUICK == 1 ]] && echo 0.3 || echo 1.0)"
@@ -209,9 +213,24 @@ say "microbenchmarks and codec throughput (one core, ${MICRO_SECS}s per case)"
 
 # ---------------------------------------------------------------- 1. read pass-through
 PATH_RO="/api/v1/status/buildinfo"
-say "1. read pass-through $PATH_RO: wrk -t1 -c$CONNS -d${DURATION}s (saturated), then -c8 paced 4 ms/request"
-run_wrk read-direct   "http://127.0.0.1:$UP_PORT$PATH_RO"    "$CONNS" "$DURATION" "$UP_PID"
-run_wrk read-whizard  "http://127.0.0.1:$GW_PORT$PATH_RO"    "$CONNS" "$DURATION" "$GW_PID" -H "$AUTH"
+say "1. read pass-through $PATH_RO: wrk -t1 -c$CONNS (saturated), then -c8 paced 4 ms/request; $ROUNDS round(s) of ${ROUND_DURATION}s per target"
+# Each round runs every target once, in the same order; report.py pools the rounds of a target
+# (requests, CPU, latency distribution) and shows the per-round ratios.
+mkdir -p "$RAW/rounds"
+for r in $(seq 1 "$ROUNDS"); do
+  run_wrk "rounds/read-direct.$r"     "http://127.0.0.1:$UP_PORT$PATH_RO"          "$CONNS" "$ROUND_DURATION" "$UP_PID"
+  run_wrk "rounds/read-whizard.$r"    "http://127.0.0.1:$GW_PORT$PATH_RO"          "$CONNS" "$ROUND_DURATION" "$GW_PID" -H "$AUTH"
+  run_wrk "rounds/read-nginx.$r"      "http://127.0.0.1:$NGINX_PORT$PATH_RO"       "$CONNS" "$ROUND_DURATION" "$NGINX_PIDS" -H "$AUTH"
+  run_wrk "rounds/read-nginx-apr1.$r" "http://127.0.0.1:$NGINX_APR1_PORT$PATH_RO"  "$CONNS" "$ROUND_DURATION" "$NGINX_PIDS" -H "$AUTH"
+done
+# Moderate load: 8 connections, each waiting 4 ms between requests (at most ~2,000 req/s).
+export WRK_DELAY_MS=4
+for r in $(seq 1 "$ROUNDS"); do
+  run_wrk "rounds/moderate-direct.$r"  "http://127.0.0.1:$UP_PORT$PATH_RO"    8 "$ROUND_DURATION" "$UP_PID"
+  run_wrk "rounds/moderate-whizard.$r" "http://127.0.0.1:$GW_PORT$PATH_RO"    8 "$ROUND_DURATION" "$GW_PID" -H "$AUTH"
+  run_wrk "rounds/moderate-nginx.$r"   "http://127.0.0.1:$NGINX_PORT$PATH_RO" 8 "$ROUND_DURATION" "$NGINX_PIDS" -H "$AUTH"
+done
+unset WRK_DELAY_MS
 if ((PROFILE)) && command -v perf >/dev/null; then
   say "   profiling the gateway with perf during a pass-through phase"
   # Software clock sampling works where hardware counters are not exposed (VMs, containers).
@@ -227,14 +246,6 @@ if ((PROFILE)) && command -v perf >/dev/null; then
     perf report -i "$WORK/perf.data" --children --percent-limit 2 --stdio --sort symbol -g none 2>/dev/null | grep -v '^$' | grep -v '^#' | head -80
   } > "$BENCH/results/profile.txt" || true
 fi
-run_wrk read-nginx      "http://127.0.0.1:$NGINX_PORT$PATH_RO"      "$CONNS" "$DURATION" "$NGINX_PIDS" -H "$AUTH"
-run_wrk read-nginx-apr1 "http://127.0.0.1:$NGINX_APR1_PORT$PATH_RO" "$CONNS" "$DURATION" "$NGINX_PIDS" -H "$AUTH"
-# Moderate load: 8 connections, each waiting 4 ms between requests (at most ~2,000 req/s).
-export WRK_DELAY_MS=4
-run_wrk moderate-direct  "http://127.0.0.1:$UP_PORT$PATH_RO"    8 "$DURATION" "$UP_PID"
-run_wrk moderate-whizard "http://127.0.0.1:$GW_PORT$PATH_RO"    8 "$DURATION" "$GW_PID" -H "$AUTH"
-run_wrk moderate-nginx   "http://127.0.0.1:$NGINX_PORT$PATH_RO" 8 "$DURATION" "$NGINX_PIDS" -H "$AUTH"
-unset WRK_DELAY_MS
 
 # ---------------------------------------------------------------- 3. remote write end to end
 say "3. remote write end to end: POST snappy bodies, wrk -t1 -c8 -d${WRITE_DURATION}s"
@@ -323,8 +334,8 @@ fi
 
 # ---------------------------------------------------------------- report
 say "report"
-META=$(printf '{"date":"%s","host_cpus":%s,"cpu_model":"%s","gateway_threads":%s,"pinned":%s,"wrk":"-t1 -c%s -d%ss","git":"%s","loadavg_end":"%s"}' \
+META=$(printf '{"date":"%s","host_cpus":%s,"cpu_model":"%s","gateway_threads":%s,"pinned":%s,"wrk":"-t1 -c%s -d%ss","rounds":%s,"round_s":%s,"git":"%s","loadavg_end":"%s"}' \
   "$(date -u +%FT%TZ)" "$(nproc)" "$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)" "$GW_THREADS" \
-  "$([[ ${#SUT_CPU[@]} -gt 0 ]] && echo true || echo false)" "$CONNS" "$DURATION" \
+  "$([[ ${#SUT_CPU[@]} -gt 0 ]] && echo true || echo false)" "$CONNS" "$DURATION" "$ROUNDS" "$ROUND_DURATION" \
   "$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)" "$(cut -d' ' -f1-3 /proc/loadavg)")
 python3 "$BENCH/report.py" "$RAW" "$BENCH/results" "$META"
