@@ -1684,13 +1684,21 @@ fn series_sharing_label_names_are_each_injected() {
 }
 
 /// The one-pass v1 path must write exactly what the general path writes, or leave the series
-/// to it: same bytes, same counts, same error.
+/// to it: same bytes, same counts, same error; and validation alone must agree with both.
 fn same_as_general_v1(data: &[u8], labels: &LabelSet) {
     let (mut fast, mut general) = (Vec::new(), Vec::new());
     let a = inject_v1(data, labels, &mut fast);
     let b = v1::inject_v1_general(data, labels, &mut general);
     assert_eq!(a, b);
     assert_eq!(fast, general);
+    let v = validate_v1(data);
+    assert_eq!(v, v1::validate_v1_general(data));
+    // Injection accepts what validation accepts and counts the same items. (An error may be
+    // worded after another fault: injection first counts the series of the whole request.)
+    assert_eq!(v.is_ok(), a.is_ok(), "validation and injection disagree");
+    if let (Ok(v), Ok(a)) = (&v, &a) {
+        assert_eq!(v, a);
+    }
 }
 
 fn no_panic(data: &[u8]) {

@@ -31,6 +31,12 @@ pub fn validate_v1(decoded: &[u8]) -> Result<WriteStats, RemoteWriteError> {
     run(decoded, &LabelSet::empty(), None, Path::Fast)
 }
 
+/// [`validate_v1`] without the one-pass fast path: the reference it is tested against.
+#[cfg(test)]
+pub(super) fn validate_v1_general(decoded: &[u8]) -> Result<WriteStats, RemoteWriteError> {
+    run(decoded, &LabelSet::empty(), None, Path::General)
+}
+
 /// Writes `decoded` with `labels` merged into every series to `out` (cleared first; also left
 /// empty on error).
 ///
@@ -64,7 +70,7 @@ fn inject_v1_on(
 ) -> Result<WriteStats, RemoteWriteError> {
     out.clear();
     if labels.is_empty() {
-        let stats = validate_v1(decoded)?;
+        let stats = run(decoded, labels, None, path)?;
         out.extend_from_slice(decoded);
         return Ok(stats);
     }
@@ -134,12 +140,12 @@ fn run<'a>(
                     out.extend_from_slice(decoded.get(pending..f.start).unwrap_or_default());
                 }
                 pending = f.end;
-                let spliced = match out.as_deref_mut() {
-                    Some(out) if path == Path::Fast => {
-                        splice_plain_series(f.data, labels, out, &mut stats)
-                    }
-                    _ => false,
-                };
+                // Validation alone takes the same one-pass path, writing nothing.
+                let spliced = path == Path::Fast
+                    && match out.as_deref_mut() {
+                        Some(out) => splice_plain_series(f.data, labels, out, &mut stats),
+                        None => splice_plain_series(f.data, labels, &mut Discard, &mut stats),
+                    };
                 if !spliced {
                     series(
                         stats.series,
@@ -252,6 +258,51 @@ fn series<'a>(
     Ok(())
 }
 
+/// Where the one-pass path writes: the spliced request, or nowhere when only validating (the
+/// writes then compile away).
+trait Output {
+    fn put(&mut self, bytes: &[u8]);
+    fn put_len_header(&mut self, field: u32, len: usize);
+    /// Where the current series starts, to drop what was written for it.
+    fn mark(&self) -> usize;
+    fn rewind(&mut self, mark: usize);
+}
+
+impl Output for Vec<u8> {
+    #[inline(always)]
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+    #[inline(always)]
+    fn put_len_header(&mut self, field: u32, len: usize) {
+        put_len_header(self, field, len);
+    }
+    #[inline(always)]
+    fn mark(&self) -> usize {
+        self.len()
+    }
+    #[inline(always)]
+    fn rewind(&mut self, mark: usize) {
+        self.truncate(mark);
+    }
+}
+
+/// Validation only.
+struct Discard;
+
+impl Output for Discard {
+    #[inline(always)]
+    fn put(&mut self, _: &[u8]) {}
+    #[inline(always)]
+    fn put_len_header(&mut self, _: u32, _: usize) {}
+    #[inline(always)]
+    fn mark(&self) -> usize {
+        0
+    }
+    #[inline(always)]
+    fn rewind(&mut self, _: usize) {}
+}
+
 /// Injection in one pass for a series of the shape every sender writes: label fields first,
 /// each `0x0a len 0x0a len name 0x12 len value` with one-byte lengths and ASCII text, sorted
 /// and unique names including `__name__`, none of them an injected name; then samples,
@@ -259,15 +310,15 @@ fn series<'a>(
 /// the injected labels as the labels are checked, with no per-label bookkeeping. Writes
 /// exactly what [`series`] would and returns `true`; for any other shape (or anything
 /// [`series`] would refuse) it leaves `out` as it was and returns `false`, and [`series`]
-/// handles the series (and words the error).
+/// handles the series (and words the error). Validation runs it with [`Discard`].
 #[inline]
 fn splice_plain_series(
     data: &[u8],
     labels: &LabelSet,
-    out: &mut Vec<u8>,
+    out: &mut impl Output,
     stats: &mut WriteStats,
 ) -> bool {
-    let mark = out.len();
+    let mark = out.mark();
     let spliced = try_splice_plain_series(data, labels, out);
     match spliced {
         Some((samples, exemplars, histograms)) => {
@@ -277,7 +328,7 @@ fn splice_plain_series(
             true
         }
         None => {
-            out.truncate(mark);
+            out.rewind(mark);
             false
         }
     }
@@ -289,10 +340,10 @@ fn splice_plain_series(
 fn try_splice_plain_series(
     data: &[u8],
     labels: &LabelSet,
-    out: &mut Vec<u8>,
+    out: &mut impl Output,
 ) -> Option<(u64, u64, u64)> {
     // No client label is replaced (checked below), so the series grows by the injected fields.
-    put_len_header(out, WR_TIMESERIES, data.len() + labels.v1_encoded.len());
+    out.put_len_header(WR_TIMESERIES, data.len() + labels.v1_encoded.len());
     let mut next_injected = 0;
     let mut copied = 0;
     let mut prev: Option<&[u8]> = None;
@@ -316,8 +367,8 @@ fn try_splice_plain_series(
                 Ordering::Less => break,
                 Ordering::Equal => return None,
                 Ordering::Greater => {
-                    out.extend_from_slice(data.get(copied..pos)?);
-                    out.extend_from_slice(labels.v1_field(next_injected));
+                    out.put(data.get(copied..pos)?);
+                    out.put(labels.v1_field(next_injected));
                     copied = pos;
                     next_injected += 1;
                 }
@@ -329,9 +380,9 @@ fn try_splice_plain_series(
     if !has_metric_name || !data.get(..pos)?.is_ascii() {
         return None;
     }
-    out.extend_from_slice(data.get(copied..pos)?);
+    out.put(data.get(copied..pos)?);
     for j in next_injected..labels.len() {
-        out.extend_from_slice(labels.v1_field(j));
+        out.put(labels.v1_field(j));
     }
     // The other fields, copied as one run; a label field among them takes the general path.
     let (mut samples, mut exemplars, mut histograms) = (0, 0, 0);
@@ -350,7 +401,7 @@ fn try_splice_plain_series(
             _ => {}
         }
     }
-    out.extend_from_slice(data.get(pos..)?);
+    out.put(data.get(pos..)?);
     Some((samples, exemplars, histograms))
 }
 
