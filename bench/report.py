@@ -71,6 +71,7 @@ def pool(records):
 
 
 def summary(r):
+    """req/s, p99 and CPU per request of one wrk record."""
     w = r["wrk"]
     return {
         "rps": w["requests"] / (w["duration_us"] / 1e6),
@@ -94,19 +95,16 @@ def phase(name):
         return None
     w = r["wrk"]
     secs = w["duration_us"] / 1e6
-    reqs = max(w["requests"], 1)
     p = w["latency_us"]["p"]
     return {
         "name": name,
         "connections": r["connections"],
         "requests": w["requests"],
-        "rps": w["requests"] / secs,
+        **summary(r),
         "p50_ms": p["50"] / 1e3,
         "p90_ms": p["90"] / 1e3,
-        "p99_ms": p["99"] / 1e3,
         "p99_9_ms": p["99.9"] / 1e3,
         "max_ms": w["latency_us"]["max"] / 1e3,
-        "cpu_us_per_req": r["cpu_ticks"] / r["clk_tck"] * 1e6 / reqs,
         "cpu_cores": r["cpu_ticks"] / r["clk_tck"] / secs,
         "errors": sum(w["errors"].values()),
         "non2xx": w["errors"]["status"],
