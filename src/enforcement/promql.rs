@@ -6,17 +6,16 @@ use promql_parser::label::{MatchOp, Matcher, Matchers};
 use promql_parser::parser::{self, Expr, LabelModifier, VectorSelector};
 
 use super::matchers::{is_legacy_label_name, sort_matchers};
-use super::{EnforceError, TenantMatcher, MAX_DEPTH, MAX_OUTPUT_BYTES, MAX_QUERY_BYTES};
+use super::{deferred, EnforceError, TenantMatcher, MAX_DEPTH, MAX_OUTPUT_BYTES, MAX_QUERY_BYTES};
 
 /// Rewrites a PromQL expression so every vector/matrix selector (also inside subqueries,
 /// functions, aggregations, binary ops, @/offset) carries the tenant matcher. Returns the
 /// rewritten query text.
 pub fn enforce_query(query: &str, tenant: &TenantMatcher) -> Result<String, EnforceError> {
-    let mut expr = parse_bounded(query)?;
-    let selectors = enforce_expr(&mut expr, tenant, 0)?;
-    let out = print(&expr)?;
-    verify_enforced(&out, &expr, selectors, tenant)?;
-    Ok(out)
+    rewrite(query, tenant, |mut expr| {
+        let selectors = enforce_expr(&mut expr, tenant, 0)?;
+        Ok((expr, selectors))
+    })
 }
 
 /// For the match[] APIs (series, labels, label values, federate, status/tsdb): enforces each
@@ -36,26 +35,57 @@ pub fn enforce_match_selectors(
 
 /// Enforces one `match[]` series selector (a bare selector, no offset or @).
 pub fn enforce_match_selector(input: &str, tenant: &TenantMatcher) -> Result<String, EnforceError> {
-    let expr = parse_bounded(input)?;
-    // Like Prometheus' ParseMetricSelector: a bare selector, no offset or @.
-    let mut vs = match expr {
-        Expr::VectorSelector(vs) if vs.offset.is_none() && vs.at.is_none() => vs,
-        _ => {
-            return Err(EnforceError::NotASelector {
-                input: shorten(input),
-            })
-        }
-    };
-    tenant.enforce(&mut vs.matchers)?;
-    let expr = Expr::VectorSelector(vs);
+    rewrite(input, tenant, |expr| {
+        // Like Prometheus' ParseMetricSelector: a bare selector, no offset or @.
+        let mut vs = match expr {
+            Expr::VectorSelector(vs) if vs.offset.is_none() && vs.at.is_none() => vs,
+            _ => {
+                return Err(EnforceError::NotASelector {
+                    input: shorten(input),
+                })
+            }
+        };
+        tenant.enforce(&mut vs.matchers)?;
+        Ok((Expr::VectorSelector(vs), 1))
+    })
+}
+
+/// Bounds `input`, parses it, applies `enforce` (which returns the enforced tree and its
+/// selector count), prints and verifies. A query whose regex matchers off the tenant label can
+/// be left uncompiled ([`deferred`]) takes that path first; anything it does not accept, it
+/// leaves to the general path, which decides every outcome the same way.
+fn rewrite(
+    input: &str,
+    tenant: &TenantMatcher,
+    enforce: impl Fn(Expr) -> Result<(Expr, usize), EnforceError>,
+) -> Result<String, EnforceError> {
+    check_bounds(input)?;
+    let fast = deferred::parse(input, tenant).and_then(|expr| {
+        let (expr, selectors) = enforce(expr).ok()?;
+        let out = print(&expr).ok()?;
+        // Its placeholder regexes never equal compiled ones: the stand-in check alone decides.
+        verify_through_stand_ins(&out, &expr, selectors, tenant).then_some(out)
+    });
+    if let Some(out) = fast {
+        #[cfg(test)]
+        deferred::TAKEN.with(|n| n.set(n.get() + 1));
+        return Ok(out);
+    }
+    let expr = parse(input).map_err(|message| EnforceError::Parse { message })?;
+    let (expr, selectors) = enforce(expr)?;
     let out = print(&expr)?;
-    verify_enforced(&out, &expr, 1, tenant)?;
+    verify_enforced(&out, &expr, selectors, tenant)?;
     Ok(out)
 }
 
 /// Size and nesting checks, then parse. The nesting bound is established on the raw text
 /// because the parser's type checks, the printer and `Drop` all recurse over the AST.
 pub(crate) fn parse_bounded(input: &str) -> Result<Expr, EnforceError> {
+    check_bounds(input)?;
+    parse(input).map_err(|message| EnforceError::Parse { message })
+}
+
+fn check_bounds(input: &str) -> Result<(), EnforceError> {
     if input.len() > MAX_QUERY_BYTES {
         return Err(EnforceError::TooLarge {
             size: input.len(),
@@ -65,7 +95,7 @@ pub(crate) fn parse_bounded(input: &str) -> Result<Expr, EnforceError> {
     if depth_bound(input) > MAX_DEPTH {
         return Err(EnforceError::TooDeep { limit: MAX_DEPTH });
     }
-    parse(input).map_err(|message| EnforceError::Parse { message })
+    Ok(())
 }
 
 /// promql-parser on bounded input; a panic inside it is turned into a parse error so that a
@@ -202,26 +232,37 @@ pub(super) fn verify_enforced(
     if !out.contains("=~") && !out.contains("!~") {
         return verify(out, enforced, selectors, tenant.matcher());
     }
-    let mut expected = enforced.clone();
-    match swap_regex_matchers(&mut expected) {
-        Some(table) if !table.is_empty() && !out.contains(STAND_IN_NAME) => {
-            let mut swapped = out.to_string();
-            for s in &table {
-                swapped = swapped.replace(&s.real_text, &s.text);
-            }
-            let tenant_check = table
-                .iter()
-                .find(|s| s.real == *tenant.matcher())
-                .map_or(tenant.matcher(), |s| &s.stand_in);
-            if verify(&swapped, &expected, selectors, tenant_check).is_ok() {
-                return Ok(());
-            }
-        }
-        _ => {}
+    if verify_through_stand_ins(out, enforced, selectors, tenant) {
+        return Ok(());
     }
     #[cfg(test)]
     SLOW_VERIFICATIONS.with(|n| n.set(n.get() + 1));
     verify(out, enforced, selectors, tenant.matcher())
+}
+
+/// The stand-in half of [`verify_enforced`]: true when the swapped text verifies.
+fn verify_through_stand_ins(
+    out: &str,
+    enforced: &Expr,
+    selectors: usize,
+    tenant: &TenantMatcher,
+) -> bool {
+    if out.contains(STAND_IN_NAME) {
+        return false;
+    }
+    let mut expected = enforced.clone();
+    let Some(table) = swap_regex_matchers(&mut expected).filter(|t| !t.is_empty()) else {
+        return false;
+    };
+    let mut swapped = out.to_string();
+    for s in &table {
+        swapped = swapped.replace(&s.real_text, &s.text);
+    }
+    let tenant_check = table
+        .iter()
+        .find(|s| s.real == *tenant.matcher())
+        .map_or(tenant.matcher(), |s| &s.stand_in);
+    verify(&swapped, &expected, selectors, tenant_check).is_ok()
 }
 
 /// Replaces every regex matcher of `expr` by its stand-in (and re-sorts each selector's
@@ -229,7 +270,8 @@ pub(super) fn verify_enforced(
 /// swapped inside a longer one. `None`: a regex matcher's name would be printed quoted.
 fn swap_regex_matchers(expr: &mut Expr) -> Option<Vec<StandIn>> {
     let mut table: Vec<StandIn> = Vec::new();
-    visit_selectors(expr, 0, &mut |m: &mut Matchers| {
+    visit_selectors(expr, 0, &mut |vs: &mut VectorSelector| {
+        let m = &mut vs.matchers;
         for x in m.matchers.iter_mut() {
             let op = match x.op {
                 MatchOp::Re(_) => MatchOp::Equal,
@@ -286,7 +328,9 @@ fn verify(
         return Err(fail("the output nests deeper than allowed".into()));
     }
     let mut reparsed = parse(out).map_err(|e| fail(format!("the output does not parse: {e}")))?;
-    let seen = visit_selectors(&mut reparsed, 0, &mut |m| check_selector(m, tenant))?;
+    let seen = visit_selectors(&mut reparsed, 0, &mut |vs| {
+        check_selector(&mut vs.matchers, tenant)
+    })?;
     if seen != selectors {
         return Err(fail(format!(
             "the output has {seen} selectors instead of {selectors}"
@@ -300,11 +344,11 @@ fn verify(
     Ok(())
 }
 
-/// Calls `f` on the matchers of every selector of a tree; returns how many there are.
+/// Calls `f` on every selector of a tree; returns how many there are.
 pub(super) fn visit_selectors(
     expr: &mut Expr,
     depth: usize,
-    f: &mut impl FnMut(&mut Matchers) -> Result<(), EnforceError>,
+    f: &mut impl FnMut(&mut VectorSelector) -> Result<(), EnforceError>,
 ) -> Result<usize, EnforceError> {
     if depth > MAX_DEPTH {
         return Err(EnforceError::TooDeep { limit: MAX_DEPTH });
@@ -326,8 +370,8 @@ pub(super) fn visit_selectors(
         Expr::Paren(p) => visit_selectors(&mut p.expr, next, f),
         Expr::Subquery(sq) => visit_selectors(&mut sq.expr, next, f),
         Expr::NumberLiteral(_) | Expr::StringLiteral(_) => Ok(0),
-        Expr::VectorSelector(vs) => f(&mut vs.matchers).map(|()| 1),
-        Expr::MatrixSelector(ms) => f(&mut ms.vs.matchers).map(|()| 1),
+        Expr::VectorSelector(vs) => f(vs).map(|()| 1),
+        Expr::MatrixSelector(ms) => f(&mut ms.vs).map(|()| 1),
         Expr::Call(call) => {
             if call.func.name == "info" {
                 return Err(unsupported_info());

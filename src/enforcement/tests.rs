@@ -597,8 +597,8 @@ fn stand_in_verification_refuses_output_that_differs_from_the_tree() {
     let tenant = t12();
     let right = r#"sum(rate(up{code=~"5..",job="a",tenant_id=~"t1|t2"}[5m]))"#;
     let mut enforced = parser::parse(right).unwrap();
-    let n = super::promql::visit_selectors(&mut enforced, 0, &mut |m| {
-        super::matchers::sort_matchers(&mut m.matchers);
+    let n = super::promql::visit_selectors(&mut enforced, 0, &mut |vs| {
+        super::matchers::sort_matchers(&mut vs.matchers.matchers);
         Ok(())
     });
     assert_eq!(n, Ok(1));
@@ -1351,5 +1351,168 @@ proptest! {
             let (_, all, or) = survey(&output, &t1());
             prop_assert!(all && !or);
         }
+    }
+}
+
+// --- Deferred regexes: the fast path's outcome is the general path's, for every input. ---
+
+#[path = "../../benches/support/queries.rs"]
+mod bench_queries;
+
+/// Rewrites `q` both ways: (result with the deferred path, result of the general path alone,
+/// whether the deferred path produced the first).
+fn both_paths<T: PartialEq + std::fmt::Debug>(
+    f: impl Fn() -> Result<T, EnforceError>,
+) -> (Result<T, EnforceError>, Result<T, EnforceError>, bool) {
+    use super::deferred::{GENERAL_ONLY, TAKEN};
+    let before = TAKEN.with(|n| n.get());
+    let fast = f();
+    let taken = TAKEN.with(|n| n.get()) > before;
+    GENERAL_ONLY.with(|g| g.set(true));
+    let general = f();
+    GENERAL_ONLY.with(|g| g.set(false));
+    (fast, general, taken)
+}
+
+/// Asserts both paths agree on `q` for every test tenant; returns on how many tenants the
+/// deferred path decided.
+fn agree(q: &str) -> usize {
+    let mut taken = 0;
+    for t in [t1(), t12(), special()] {
+        let (fast, general, took) = both_paths(|| enforce_query(q, &t));
+        assert_eq!(fast, general, "query {q:?} for {:?}", t.values());
+        let (fast, general, took_sel) = both_paths(|| enforce_match_selector(q, &t));
+        assert_eq!(fast, general, "match[] {q:?} for {:?}", t.values());
+        taken += usize::from(took) + usize::from(took_sel);
+    }
+    taken
+}
+
+#[test]
+fn deferred_regexes_on_the_benchmark_queries() {
+    for q in bench_queries::DASHBOARD_QUERIES
+        .iter()
+        .chain(bench_queries::MATCH_SELECTORS)
+    {
+        let taken = agree(q);
+        // Every query with a regex matcher off the tenant label takes the fast path.
+        let has_regex = q.contains("=~") || q.contains("!~");
+        let selector = parser::parse(q).is_ok_and(|e| matches!(e, Expr::VectorSelector(_)));
+        let expected = if has_regex {
+            3 * (1 + usize::from(selector))
+        } else {
+            0
+        };
+        assert_eq!(taken, expected, "{q}");
+    }
+}
+
+#[test]
+fn deferred_regexes_fast_path_cases() {
+    // (query, whether the fast path decides it for every tenant)
+    let cases: &[(&str, bool)] = &[
+        (r#"up{job=~"a.+"}"#, true),
+        (r#"up{job!~"a.+", code=~'5..', x=~`b.+`}"#, true),
+        (r#"up{ job =~ "a" , code	!~	"5.." }"#, true),
+        (r#"{job=~"a.+"}"#, true),
+        (r#"{__name__=~"kube_.+"}"#, true),
+        (
+            r#"rate(x{a=~"\\.\"q"}[5m:1m] offset 1h) / on(a) y{b!~"c|d"}"#,
+            true,
+        ),
+        (r#"x{a=~"[^\\s\\S]"}"#, true),
+        (r#"{a=~"[^\\s\\S]"}"#, true),
+        (r#"sum by (a) (x{a=~"a", a=~"a"}) or x{a=~"a"}"#, true),
+        (
+            r#"label_replace(x{a=~"b"}, "a", "$1", "job=~\"x\"", "(.*)")"#,
+            true,
+        ),
+        // Left to the general path.
+        (r#"{job=~".*"}"#, false), // matches "": only the regex can tell
+        (r#"{job!~"a"}"#, false),  // likewise
+        (r#"{job=~"a*"}"#, false), // minimum length 0
+        (r#"up{__name__=~"x"}"#, false), // metric name set twice
+        (r#"up{job=~"("}"#, false), // invalid regex
+        (r#"up{job=~"a{2}"}"#, false), // counted repetition
+        (r#"up{job=~"a{b}c"}"#, false), // Go-style literal brace
+        (r#"up{a="1" or b=~"x"}"#, false), // or-groups are refused
+        (r#"up{tenant_id=~"t1|t3"}"#, false), // the tenant label is always compiled
+        (r#"up{"job"=~"a"}"#, false), // a quoted name
+        (
+            r#"up{job # c
+            =~"a"}"#,
+            false,
+        ),
+        (
+            r#"up # {job=~"a"}
+            "#,
+            false,
+        ),
+        (r#""{job=~\"a\"}""#, false),
+        (r#"up{or =~"a"}"#, false),
+        (r#"up{job=~~"a"}"#, false),
+        (r#"up{job=~"a"} =~ "b""#, false),
+        (r#"up{job="x"=~"a"}"#, false),
+    ];
+    for (q, fast) in cases {
+        let taken = agree(q);
+        if *fast {
+            assert!(taken >= 3, "{q} took the fast path {taken} times");
+        } else {
+            assert_eq!(taken, 0, "{q} took the fast path");
+        }
+    }
+    // A value longer than the deferral limit is compiled.
+    let long = format!("up{{job=~\"{}\"}}", "a".repeat(300));
+    assert_eq!(agree(&long), 0);
+}
+
+#[test]
+fn deferred_regexes_are_never_evaluated_nor_printed_as_placeholders() {
+    // Same-label checks still see the compiled tenant-label regexes; the placeholders of the
+    // others print as the user's regex.
+    let q = r#"up{job=~"a|b", tenant_id=~"t1|t3"} / up{job!~"c", tenant_id!~"t1"}"#;
+    agree(q);
+    let out = enforce_query(r#"up{job=~"a|b", tenant_id=~"t1|t3"}"#, &t12()).unwrap();
+    assert_eq!(
+        out,
+        r#"up{job=~"a|b",tenant_id=~"t1|t2",tenant_id=~"t1|t3"}"#
+    );
+    assert!(matches!(
+        enforce_query(r#"up{job=~"a|b", tenant_id=~"t3"}"#, &t12()),
+        Err(EnforceError::Disjoint { .. })
+    ));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1500, ..ProptestConfig::default() })]
+
+    #[test]
+    fn prop_deferred_path_agrees_on_queries(q in arb_query()) {
+        agree(&q);
+    }
+
+    /// Valid queries with a piece of PromQL syntax inserted anywhere: inside strings,
+    /// comments, braces and names, where the scan must not mistake anything for a matcher.
+    #[test]
+    fn prop_deferred_path_agrees_on_edited_queries(
+        q in arb_query(),
+        at in any::<prop::sample::Index>(),
+        piece in prop::sample::select(vec![
+            "{", "}", "\"", "'", "`", "\\", "#", "\n", " ", ",", " or ", "=~", "!~", "~", "=",
+            "job=~\"a.+\"", "x!~'b'", "__name__=~\"u.+\"", "tenant_id=~\"t.+\"", "{a=~\"b\"}",
+            "\"{a=~\\\"b\\\"}\"", "# a=~\"b\"\n", "or", "{\"a\"=~\"b\"}", "a{2}", "(", ")",
+        ]),
+    ) {
+        let mut at = at.index(q.len() + 1);
+        while !q.is_char_boundary(at) {
+            at -= 1;
+        }
+        agree(&format!("{}{piece}{}", &q[..at], &q[at..]));
+    }
+
+    #[test]
+    fn prop_deferred_path_agrees_on_text(q in "[a-z_{}()\\[\\]\"'`=~!<>+*/%^,:@.#\\\\ 0-9\n-]{0,60}") {
+        agree(&q);
     }
 }
