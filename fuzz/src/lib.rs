@@ -19,7 +19,10 @@ use promql_parser::label::Matcher;
 use promql_parser::parser::{self, Expr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
-use whizard::enforcement::{enforce_match_selectors, enforce_query, TenantMatcher};
+use whizard::enforcement::{
+    enforce_match_selector, enforce_match_selector_general, enforce_match_selectors, enforce_query,
+    enforce_query_general, TenantMatcher,
+};
 use whizard::remote_write::{
     decompress, inject_v1, inject_v2, rewrite_body, validate_v1, validate_v2, Format, LabelSet,
     WriteStats,
@@ -88,7 +91,19 @@ pub fn promql_enforce(data: &[u8]) {
         (&t.two, &t.two_expected)
     };
 
-    if let Ok(out) = enforce_query(&query, tenant) {
+    // The deferred-regex path decides every query exactly as the general path does.
+    let result = enforce_query(&query, tenant);
+    assert_eq!(
+        result,
+        enforce_query_general(&query, tenant),
+        "the deferred-regex path differs from the general path\nin: {query}"
+    );
+    assert_eq!(
+        enforce_match_selector(&query, tenant),
+        enforce_match_selector_general(&query, tenant),
+        "the deferred-regex path differs from the general path (match[])\nin: {query}"
+    );
+    if let Ok(out) = result {
         let expr = parser::parse(&out).unwrap_or_else(|e| {
             panic!("accepted output does not re-parse: {e}\nin:  {query}\nout: {out}")
         });

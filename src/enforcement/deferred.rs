@@ -68,10 +68,6 @@ fn placeholder() -> Option<&'static Regex> {
 /// has none, or the general path has to decide (see the module doc). The caller has bounded the
 /// input's size and depth.
 pub(super) fn parse(input: &str, tenant: &TenantMatcher) -> Option<Expr> {
-    #[cfg(test)]
-    if GENERAL_ONLY.with(|g| g.get()) {
-        return None;
-    }
     if !input.contains("=~") && !input.contains("!~") {
         return None;
     }
@@ -346,8 +342,6 @@ mod tests {
 
 #[cfg(test)]
 thread_local! {
-    /// Tests compare both paths: while set, this thread's rewrites take the general path only.
-    pub(crate) static GENERAL_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// How many rewrites on this thread were accepted by the deferred path.
     pub(crate) static TAKEN: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }

@@ -20,6 +20,8 @@ mod tests;
 
 pub use matchers::TenantMatcher;
 pub use promql::{enforce_match_selector, enforce_match_selectors, enforce_query};
+#[cfg(any(test, feature = "fuzzing"))]
+pub use promql::{enforce_match_selector_general, enforce_query_general};
 
 /// Longest query (or `match[]` selector) accepted, in bytes.
 pub const MAX_QUERY_BYTES: usize = 64 * 1024;

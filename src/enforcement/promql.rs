@@ -12,7 +12,22 @@ use super::{deferred, EnforceError, TenantMatcher, MAX_DEPTH, MAX_OUTPUT_BYTES, 
 /// functions, aggregations, binary ops, @/offset) carries the tenant matcher. Returns the
 /// rewritten query text.
 pub fn enforce_query(query: &str, tenant: &TenantMatcher) -> Result<String, EnforceError> {
-    rewrite(query, tenant, |mut expr| {
+    rewrite_query(query, tenant, true)
+}
+
+/// [`enforce_query`] on the general path alone (every regex compiled): the reference that tests
+/// and the fuzzer compare the deferred path with.
+#[cfg(any(test, feature = "fuzzing"))]
+pub fn enforce_query_general(query: &str, tenant: &TenantMatcher) -> Result<String, EnforceError> {
+    rewrite_query(query, tenant, false)
+}
+
+fn rewrite_query(
+    query: &str,
+    tenant: &TenantMatcher,
+    deferring: bool,
+) -> Result<String, EnforceError> {
+    rewrite(query, tenant, deferring, |mut expr| {
         let selectors = enforce_expr(&mut expr, tenant, 0)?;
         Ok((expr, selectors))
     })
@@ -35,7 +50,24 @@ pub fn enforce_match_selectors(
 
 /// Enforces one `match[]` series selector (a bare selector, no offset or @).
 pub fn enforce_match_selector(input: &str, tenant: &TenantMatcher) -> Result<String, EnforceError> {
-    rewrite(input, tenant, |expr| {
+    rewrite_match_selector(input, tenant, true)
+}
+
+/// [`enforce_match_selector`] on the general path alone, like [`enforce_query_general`].
+#[cfg(any(test, feature = "fuzzing"))]
+pub fn enforce_match_selector_general(
+    input: &str,
+    tenant: &TenantMatcher,
+) -> Result<String, EnforceError> {
+    rewrite_match_selector(input, tenant, false)
+}
+
+fn rewrite_match_selector(
+    input: &str,
+    tenant: &TenantMatcher,
+    deferring: bool,
+) -> Result<String, EnforceError> {
+    rewrite(input, tenant, deferring, |expr| {
         // Like Prometheus' ParseMetricSelector: a bare selector, no offset or @.
         let mut vs = match expr {
             Expr::VectorSelector(vs) if vs.offset.is_none() && vs.at.is_none() => vs,
@@ -51,16 +83,22 @@ pub fn enforce_match_selector(input: &str, tenant: &TenantMatcher) -> Result<Str
 }
 
 /// Bounds `input`, parses it, applies `enforce` (which returns the enforced tree and its
-/// selector count), prints and verifies. A query whose regex matchers off the tenant label can
-/// be left uncompiled ([`deferred`]) takes that path first; anything it does not accept, it
-/// leaves to the general path, which decides every outcome the same way.
+/// selector count), prints and verifies. When `deferring`, a query whose regex matchers off the
+/// tenant label can be left uncompiled ([`deferred`]) takes that path first; anything it does
+/// not accept, it leaves to the general path, which decides every outcome the same way.
 fn rewrite(
     input: &str,
     tenant: &TenantMatcher,
+    deferring: bool,
     enforce: impl Fn(Expr) -> Result<(Expr, usize), EnforceError>,
 ) -> Result<String, EnforceError> {
     check_bounds(input)?;
-    let fast = deferred::parse(input, tenant).and_then(|expr| {
+    let parsed = if deferring {
+        deferred::parse(input, tenant)
+    } else {
+        None
+    };
+    let fast = parsed.and_then(|expr| {
         let (expr, selectors) = enforce(expr).ok()?;
         let out = print(&expr).ok()?;
         // Its placeholder regexes never equal compiled ones: the stand-in check alone decides.
