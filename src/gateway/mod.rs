@@ -148,8 +148,7 @@ impl Runtime {
     }
 
     /// `enforce_match_selector` for `scope`, served from the same cache: dashboards ask for
-    /// the same label values over and over, and a selector with a regex costs a regex
-    /// compilation per parse.
+    /// the same label values over and over, and each rewrite costs two parses.
     pub fn enforce_match_cached(
         &self,
         scope: &str,
