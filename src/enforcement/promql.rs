@@ -12,25 +12,19 @@ use super::{deferred, EnforceError, TenantMatcher, MAX_DEPTH, MAX_OUTPUT_BYTES, 
 /// functions, aggregations, binary ops, @/offset) carries the tenant matcher. Returns the
 /// rewritten query text.
 pub fn enforce_query(query: &str, tenant: &TenantMatcher) -> Result<String, EnforceError> {
-    rewrite_query(query, tenant, true)
+    rewrite(query, tenant, true, |e| enforce_whole(e, tenant))
 }
 
 /// [`enforce_query`] on the general path alone (every regex compiled): the reference that tests
 /// and the fuzzer compare the deferred path with.
 #[cfg(any(test, feature = "fuzzing"))]
 pub fn enforce_query_general(query: &str, tenant: &TenantMatcher) -> Result<String, EnforceError> {
-    rewrite_query(query, tenant, false)
+    rewrite(query, tenant, false, |e| enforce_whole(e, tenant))
 }
 
-fn rewrite_query(
-    query: &str,
-    tenant: &TenantMatcher,
-    deferring: bool,
-) -> Result<String, EnforceError> {
-    rewrite(query, tenant, deferring, |mut expr| {
-        let selectors = enforce_expr(&mut expr, tenant, 0)?;
-        Ok((expr, selectors))
-    })
+fn enforce_whole(mut expr: Expr, tenant: &TenantMatcher) -> Result<(Expr, usize), EnforceError> {
+    let selectors = enforce_expr(&mut expr, tenant, 0)?;
+    Ok((expr, selectors))
 }
 
 /// For the match[] APIs (series, labels, label values, federate, status/tsdb): enforces each
@@ -50,7 +44,9 @@ pub fn enforce_match_selectors(
 
 /// Enforces one `match[]` series selector (a bare selector, no offset or @).
 pub fn enforce_match_selector(input: &str, tenant: &TenantMatcher) -> Result<String, EnforceError> {
-    rewrite_match_selector(input, tenant, true)
+    rewrite(input, tenant, true, |e| {
+        enforce_bare_selector(e, input, tenant)
+    })
 }
 
 /// [`enforce_match_selector`] on the general path alone, like [`enforce_query_general`].
@@ -59,27 +55,27 @@ pub fn enforce_match_selector_general(
     input: &str,
     tenant: &TenantMatcher,
 ) -> Result<String, EnforceError> {
-    rewrite_match_selector(input, tenant, false)
+    rewrite(input, tenant, false, |e| {
+        enforce_bare_selector(e, input, tenant)
+    })
 }
 
-fn rewrite_match_selector(
+fn enforce_bare_selector(
+    expr: Expr,
     input: &str,
     tenant: &TenantMatcher,
-    deferring: bool,
-) -> Result<String, EnforceError> {
-    rewrite(input, tenant, deferring, |expr| {
-        // Like Prometheus' ParseMetricSelector: a bare selector, no offset or @.
-        let mut vs = match expr {
-            Expr::VectorSelector(vs) if vs.offset.is_none() && vs.at.is_none() => vs,
-            _ => {
-                return Err(EnforceError::NotASelector {
-                    input: shorten(input),
-                })
-            }
-        };
-        tenant.enforce(&mut vs.matchers)?;
-        Ok((Expr::VectorSelector(vs), 1))
-    })
+) -> Result<(Expr, usize), EnforceError> {
+    // Like Prometheus' ParseMetricSelector: a bare selector, no offset or @.
+    let mut vs = match expr {
+        Expr::VectorSelector(vs) if vs.offset.is_none() && vs.at.is_none() => vs,
+        _ => {
+            return Err(EnforceError::NotASelector {
+                input: shorten(input),
+            })
+        }
+    };
+    tenant.enforce(&mut vs.matchers)?;
+    Ok((Expr::VectorSelector(vs), 1))
 }
 
 /// Bounds `input`, parses it, applies `enforce` (which returns the enforced tree and its
