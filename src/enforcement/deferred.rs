@@ -31,7 +31,7 @@ use promql_parser::label::{MatchOp, Matcher};
 use promql_parser::parser::{self, Expr, VectorSelector};
 use regex::Regex;
 
-use super::promql::visit_selectors;
+use super::promql::{comment_end, string_end, visit_selectors};
 use super::TenantMatcher;
 
 /// Regex values longer than this are compiled as usual (see the module doc).
@@ -111,12 +111,8 @@ fn swap<'a>(
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            q @ (b'"' | b'\'' | b'`') => i = skip_string(bytes, i, q),
-            b'#' => {
-                while i < bytes.len() && bytes[i] != b'\n' && bytes[i] != b'\r' {
-                    i += 1;
-                }
-            }
+            b'"' | b'\'' | b'`' => i = string_end(bytes, i) + 1,
+            b'#' => i = comment_end(bytes, i),
             b'{' if !in_braces => {
                 in_braces = true;
                 i += 1;
@@ -160,15 +156,6 @@ fn swap<'a>(
     }
     out.push_str(&input[copied..]);
     Some((out, deferred))
-}
-
-/// Past the string that opens at `start` (or the end of input when it is unterminated).
-fn skip_string(bytes: &[u8], start: usize, quote: u8) -> usize {
-    let mut i = start + 1;
-    while i < bytes.len() && bytes[i] != quote {
-        i += if bytes[i] == b'\\' { 2 } else { 1 };
-    }
-    i + 1
 }
 
 /// At `i` (after a label name): optional whitespace, `=~` or `!~`, optional whitespace and a

@@ -470,17 +470,8 @@ pub(crate) fn depth_bound(input: &str) -> usize {
     while i < bytes.len() {
         let c = bytes[i];
         match c {
-            b'"' | b'\'' | b'`' => {
-                i += 1;
-                while i < bytes.len() && bytes[i] != c {
-                    i += if bytes[i] == b'\\' { 2 } else { 1 };
-                }
-            }
-            b'#' => {
-                while i < bytes.len() && bytes[i] != b'\n' && bytes[i] != b'\r' {
-                    i += 1;
-                }
-            }
+            b'"' | b'\'' | b'`' => i = string_end(bytes, i),
+            b'#' => i = comment_end(bytes, i),
             b'}' if in_braces => in_braces = false,
             _ if in_braces => {}
             b'{' => in_braces = true,
@@ -534,6 +525,25 @@ pub(crate) fn depth_bound(input: &str) -> usize {
     levels
         .first()
         .map_or(0, |root| root.ops + root.deepest_child.max(1))
+}
+
+/// Where the string that opens at `start` closes, as promql-parser's lexer reads it (a
+/// backslash escapes the next byte in all three quote styles); `bytes.len()` when unterminated.
+pub(super) fn string_end(bytes: &[u8], start: usize) -> usize {
+    let quote = bytes[start];
+    let mut i = start + 1;
+    while i < bytes.len() && bytes[i] != quote {
+        i += if bytes[i] == b'\\' { 2 } else { 1 };
+    }
+    i.min(bytes.len())
+}
+
+/// Where the `#` comment that opens at `start` ends: its line break, or `bytes.len()`.
+pub(super) fn comment_end(bytes: &[u8], start: usize) -> usize {
+    bytes[start..]
+        .iter()
+        .position(|&b| b == b'\n' || b == b'\r')
+        .map_or(bytes.len(), |n| start + n)
 }
 
 /// Input echoed in an error message, cut to a readable length on a char boundary.
