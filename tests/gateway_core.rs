@@ -739,6 +739,59 @@ async fn reads_carry_one_request_id_and_the_upstream_host() {
 }
 
 /// A recording upstream answering every query with an empty vector, and the gateway in front.
+/// What the proxied read path (pingora's) removes before a request reaches the upstream: the
+/// caller's credentials, and every client-sent tenant header, including Thanos's default one
+/// when the gateway is configured with another.
+#[tokio::test]
+async fn proxied_reads_drop_client_credentials_and_tenant_headers() {
+    let recorder = RecordingUpstream::start_with(Reply::json(
+        200,
+        &serde_json::json!({"status":"success","data":{}}),
+    ));
+    let config = two_tenant_config(
+        &recorder.url(),
+        &format!("{}/api/v1/write", recorder.url()),
+        "",
+    )
+    .replace("header: THANOS-TENANT", "header: X-Scope-OrgID");
+    let gw = Gateway::start(&config).await;
+    for path in ["/api/v1/status/buildinfo", "/api/v1/query?query=up"] {
+        let resp = new_http_client()
+            .get(format!("{}{path}", gw.url()))
+            .basic_auth(ALICE.0, Some(ALICE.1))
+            .header("cookie", "session=secret")
+            .header("proxy-authorization", "Basic c2VjcmV0OnNlY3JldA==")
+            .header("X-Scope-OrgID", "team-a")
+            .header("THANOS-TENANT", "team-b")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+    }
+    let reqs = recorder.wait_for_requests(2, Duration::from_secs(10)).await;
+    assert_eq!(reqs.len(), 2);
+    for r in &reqs {
+        for name in [
+            "authorization",
+            "proxy-authorization",
+            "cookie",
+            "thanos-tenant",
+        ] {
+            assert!(
+                r.header(name).is_none(),
+                "{name} reached the upstream: {:?}",
+                r.headers
+            );
+        }
+        assert_eq!(
+            r.header_all("x-scope-orgid"),
+            vec!["team-a"],
+            "{:?}",
+            r.headers
+        );
+    }
+}
+
 async fn recorder_behind_gateway() -> (RecordingUpstream, Gateway) {
     let recorder = RecordingUpstream::start_with(Reply::json(
         200,

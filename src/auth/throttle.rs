@@ -83,10 +83,13 @@ impl Throttle {
     }
 
     /// What to do with an attempt from `ip` for `user`, before verifying it.
-    pub fn check(&self, ip: Option<IpAddr>, user: Option<&str>) -> Verdict {
+    /// `user` is asked for only while failures are being counted: decoding it is work that a
+    /// quiet gateway (the usual case) does not need.
+    pub fn check<'u>(&self, ip: Option<IpAddr>, user: impl FnOnce() -> Option<&'u str>) -> Verdict {
         if self.quiet() {
             return Verdict::Allow;
         }
+        let user = user();
         let ip_failures = ip
             .and_then(|ip| self.by_ip.get(&ip))
             .map(|c| c.load(Ordering::Relaxed))
@@ -159,21 +162,21 @@ mod tests {
         for _ in 0..4 {
             t.failed(ip(1), Some("alice"));
         }
-        assert_eq!(t.check(ip(1), Some("alice")), Verdict::Allow);
+        assert_eq!(t.check(ip(1), || Some("alice")), Verdict::Allow);
         t.failed(ip(1), Some("alice"));
         assert_eq!(
-            t.check(ip(1), Some("alice")),
+            t.check(ip(1), || Some("alice")),
             Verdict::Delay(Duration::from_millis(200))
         );
         for _ in 0..15 {
             t.failed(ip(1), Some("bob"));
         }
-        assert_eq!(t.check(ip(1), Some("carol")), Verdict::Refuse);
+        assert_eq!(t.check(ip(1), || Some("carol")), Verdict::Refuse);
         // Other addresses are unaffected by this address's failures.
-        assert_eq!(t.check(ip(2), Some("carol")), Verdict::Allow);
+        assert_eq!(t.check(ip(2), || Some("carol")), Verdict::Allow);
         // A success clears the address.
         t.succeeded(ip(1));
-        assert_eq!(t.check(ip(1), Some("carol")), Verdict::Allow);
+        assert_eq!(t.check(ip(1), || Some("carol")), Verdict::Allow);
     }
 
     #[test]
@@ -182,13 +185,16 @@ mod tests {
         for n in 0..60 {
             t.failed(ip(n), Some("alice"));
         }
-        assert_eq!(t.check(ip(200), Some("alice")), Verdict::Delay(MAX_DELAY));
         assert_eq!(
-            t.check(ip(3), Some("alice")),
+            t.check(ip(200), || Some("alice")),
+            Verdict::Delay(MAX_DELAY)
+        );
+        assert_eq!(
+            t.check(ip(3), || Some("alice")),
             Verdict::Refuse,
             "an attacking address is refused"
         );
-        assert_eq!(t.check(ip(200), Some("bob")), Verdict::Allow);
+        assert_eq!(t.check(ip(200), || Some("bob")), Verdict::Allow);
     }
 
     #[test]
@@ -198,25 +204,25 @@ mod tests {
         for _ in 0..IP_REFUSE_AFTER {
             t.failed(ip(1), Some("alice"));
         }
-        assert_eq!(t.check(ip(1), Some("alice")), Verdict::Refuse);
+        assert_eq!(t.check(ip(1), || Some("alice")), Verdict::Refuse);
         // Checks inside the window see the counters, even a second before its end.
         t.skipped
             .store(FORGET_AFTER.as_secs() - 1, Ordering::Relaxed);
-        assert_eq!(t.check(ip(1), Some("alice")), Verdict::Refuse);
+        assert_eq!(t.check(ip(1), || Some("alice")), Verdict::Refuse);
         t.succeeded(ip(2));
-        assert_eq!(t.check(ip(1), Some("alice")), Verdict::Refuse);
+        assert_eq!(t.check(ip(1), || Some("alice")), Verdict::Refuse);
         // Past the window, everything is allowed without looking anything up...
         t.skipped
             .store(FORGET_AFTER.as_secs() + 1, Ordering::Relaxed);
-        assert_eq!(t.check(ip(1), Some("alice")), Verdict::Allow);
+        assert_eq!(t.check(ip(1), || Some("alice")), Verdict::Allow);
         // ...and the next failure counts from zero, not from the old counters.
         t.failed(ip(1), Some("alice"));
-        assert_eq!(t.check(ip(1), Some("alice")), Verdict::Allow);
+        assert_eq!(t.check(ip(1), || Some("alice")), Verdict::Allow);
         for _ in 1..IP_DELAY_AFTER {
             t.failed(ip(1), Some("alice"));
         }
         assert_eq!(
-            t.check(ip(1), Some("alice")),
+            t.check(ip(1), || Some("alice")),
             Verdict::Delay(Duration::from_millis(200))
         );
     }

@@ -96,7 +96,7 @@ fn rewrite(
     };
     let fast = parsed.and_then(|expr| {
         let (expr, selectors) = enforce(expr).ok()?;
-        let out = print(&expr).ok()?;
+        let out = print(&expr, input.len()).ok()?;
         // Its placeholder regexes never equal compiled ones: the stand-in check alone decides.
         verify_through_stand_ins(&out, &expr, selectors, tenant).then_some(out)
     });
@@ -107,7 +107,7 @@ fn rewrite(
     }
     let expr = parse(input).map_err(|message| EnforceError::Parse { message })?;
     let (expr, selectors) = enforce(expr)?;
-    let out = print(&expr)?;
+    let out = print(&expr, input.len())?;
     verify_enforced(&out, &expr, selectors, tenant)?;
     Ok(out)
 }
@@ -139,12 +139,17 @@ fn parse(input: &str) -> Result<Expr, String> {
         .unwrap_or_else(|_| Err("the parser failed on this input".to_string()))
 }
 
-fn print(expr: &Expr) -> Result<String, EnforceError> {
-    let out = catch_unwind(AssertUnwindSafe(|| expr.to_string())).map_err(|_| {
-        EnforceError::Verification {
+/// Prints the enforced tree into a buffer sized from the input, so the text is not copied again
+/// and again as it grows (the printer writes it in many small pieces).
+fn print(expr: &Expr, input_len: usize) -> Result<String, EnforceError> {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(input_len + PRINT_HEADROOM);
+    catch_unwind(AssertUnwindSafe(|| write!(out, "{expr}")))
+        .ok()
+        .and_then(Result::ok)
+        .ok_or_else(|| EnforceError::Verification {
             detail: "printing the rewritten query failed".into(),
-        }
-    })?;
+        })?;
     if out.len() > MAX_OUTPUT_BYTES {
         return Err(EnforceError::TooLarge {
             size: out.len(),
@@ -153,6 +158,10 @@ fn print(expr: &Expr) -> Result<String, EnforceError> {
     }
     Ok(out)
 }
+
+/// Room for what enforcement adds: a typical query gains one tenant matcher per selector, and
+/// the printer's normalisation (spaces, sorted matchers) changes the length a little.
+const PRINT_HEADROOM: usize = 128;
 
 /// Adds the tenant matcher to every selector below `expr`; returns how many selectors it saw.
 fn enforce_expr(

@@ -54,6 +54,8 @@ pub struct Runtime {
     rewrites: Cache<[u8; 32], Arc<str>>,
     /// `tenancy.header` as pingora takes a header name without copying it per request.
     pub tenant_header: bytes::Bytes,
+    /// `tenancy.header` parsed once, for finding and removing client-sent copies.
+    pub tenant_header_name: http::HeaderName,
 }
 
 impl Runtime {
@@ -109,6 +111,8 @@ impl Runtime {
             _ => None,
         }
         .transpose()?;
+        let tenant_header_name = http::HeaderName::from_bytes(config.tenancy.header.as_bytes())
+            .map_err(|e| format!("tenancy.header: {e}"))?;
         Ok(Runtime {
             matchers: Cache::builder().max_capacity(10_000).build(),
             rewrites: Cache::builder()
@@ -123,6 +127,7 @@ impl Runtime {
             client,
             write_labels,
             tenant_header: bytes::Bytes::from(config.tenancy.header.clone()),
+            tenant_header_name,
             config,
         })
     }

@@ -12,7 +12,7 @@ use super::{filtered, login, write, Runtime, State};
 use crate::auth::throttle::Verdict;
 use crate::auth::{AuthError, AuthMethod, AuthOutcome, Authenticator, Identity};
 use crate::config::{QueryKind, Upstream};
-use crate::enforcement::{EnforceError, TenantMatcher};
+use crate::enforcement::EnforceError;
 use crate::metrics::metrics;
 use crate::tenancy::{self, Operation};
 use async_trait::async_trait;
@@ -199,7 +199,7 @@ impl ProxyHttp for Gateway {
         if let Some(uri) = ctx.uri.take() {
             req.set_uri(uri);
         }
-        strip_credentials(req, &rt.config.tenancy.header);
+        strip_credentials(req, &rt.tenant_header_name);
         req.insert_header(rt.tenant_header.clone(), ctx.tenant.as_str())?;
         req.insert_header(http::header::HOST, kind.of(rt).host_header.clone())?;
         Ok(())
@@ -308,14 +308,40 @@ impl ProxyHttp for Gateway {
 }
 
 /// Removes what must never reach an upstream: the caller's credentials and any tenant header
-/// the client sent (the gateway sets its own).
-fn strip_credentials(req: &mut RequestHeader, tenant_header: &str) {
-    req.remove_header(&http::header::AUTHORIZATION);
-    req.remove_header(&http::header::PROXY_AUTHORIZATION);
-    req.remove_header(&http::header::COOKIE);
-    while req.remove_header(tenant_header).is_some() {}
+/// the client sent (the gateway sets its own). One pass over the header names finds them, so a
+/// request pays a lookup only for those it has.
+fn strip_credentials(req: &mut RequestHeader, tenant_header: &http::HeaderName) {
     // Thanos falls back to this header when its configured one is absent.
-    while req.remove_header("thanos-tenant").is_some() {}
+    const THANOS_TENANT: http::HeaderName = http::HeaderName::from_static("thanos-tenant");
+    let names = [
+        &http::header::AUTHORIZATION,
+        &http::header::PROXY_AUTHORIZATION,
+        &http::header::COOKIE,
+        tenant_header,
+        &THANOS_TENANT,
+    ];
+    let mut present = [false; 5];
+    for key in req.headers.keys() {
+        if let Some(i) = names.iter().position(|n| *n == key) {
+            present[i] = true;
+        }
+    }
+    for (name, _) in names.iter().zip(present).filter(|(_, p)| *p) {
+        // Removes every value of the name.
+        req.remove_header(*name);
+    }
+}
+
+/// The user name of a Basic `Authorization` header, decoded into `buf`.
+fn basic_user<'b>(
+    headers: &http::HeaderMap,
+    buf: &'b mut [u8; crate::auth::basic::MAX_CREDENTIALS],
+) -> Option<&'b str> {
+    headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| crate::auth::basic::parse_basic(v.as_bytes(), buf))
+        .and_then(Result::ok)
+        .and_then(|(u, _)| std::str::from_utf8(u).ok())
 }
 
 /// Largest body buffer reserved from a Content-Length alone (a remote-write body is usually
@@ -510,8 +536,7 @@ impl Gateway {
                 Ok(true)
             }
             Class::Promql | Class::MatchSelectors | Class::Passthrough => {
-                let matcher = rt.matcher(&ctx.tenant, scope.tenants())?;
-                self.read(session, ctx, rt, matched.class, &api_path, &matcher)
+                self.read(session, ctx, rt, matched.class, &api_path, scope.tenants())
                     .await
             }
             Class::Rules
@@ -623,14 +648,12 @@ impl Gateway {
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
         let mut buf = [0u8; crate::auth::basic::MAX_CREDENTIALS];
-        let basic_user = session
-            .req_header()
-            .headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| crate::auth::basic::parse_basic(v.as_bytes(), &mut buf))
-            .and_then(Result::ok)
-            .and_then(|(u, _)| std::str::from_utf8(u).ok());
-        match self.state.throttle.check(ip, basic_user) {
+        let (headers, user_buf) = (&session.req_header().headers, &mut buf);
+        let user = move || {
+            let buf = user_buf;
+            basic_user(headers, buf)
+        };
+        match self.state.throttle.check(ip, user) {
             Verdict::Allow => {}
             Verdict::Delay(d) => {
                 m.auth_throttled
@@ -687,7 +710,9 @@ impl Gateway {
                 Err(self.challenge(rt, Some(&e), &e.to_string()))
             }
             _ => {
-                self.state.throttle.failed(ip, basic_user);
+                let mut buf = [0u8; crate::auth::basic::MAX_CREDENTIALS];
+                let user = basic_user(&session.req_header().headers, &mut buf);
+                self.state.throttle.failed(ip, user);
                 Err(self.challenge(rt, None, &e.to_string()))
             }
         }
@@ -714,7 +739,7 @@ impl Gateway {
         rt: &Arc<Runtime>,
         class: Class,
         api_path: &str,
-        matcher: &TenantMatcher,
+        tenants: &[String],
     ) -> Result<bool, Refusal> {
         let method = session.req_header().method.clone();
         let is_post = match method {
@@ -753,14 +778,19 @@ impl Gateway {
         };
         let mut params = Params::parse(session.req_header().uri.query(), body.as_deref())
             .map_err(|e| Refusal::new(400, e.to_string()))?;
-        check_read_limits(rt, matcher.values(), &params)?;
+        check_read_limits(rt, tenants, &params)?;
+        // Pass-through routes carry no series data: only the enforcing ones need the matcher.
         let enforced = match class {
             Class::Promql => {
-                params.rewrite_query(|q| rt.enforce_query_cached(&ctx.tenant, q, matcher))
+                let matcher = rt.matcher(&ctx.tenant, tenants)?;
+                params.rewrite_query(|q| rt.enforce_query_cached(&ctx.tenant, q, &matcher))
             }
-            Class::MatchSelectors => params.enforce_match_with(matcher, |s| {
-                rt.enforce_match_cached(&ctx.tenant, s, matcher)
-            }),
+            Class::MatchSelectors => {
+                let matcher = rt.matcher(&ctx.tenant, tenants)?;
+                params.enforce_match_with(&matcher, |s| {
+                    rt.enforce_match_cached(&ctx.tenant, s, &matcher)
+                })
+            }
             _ => Ok(()),
         };
         if let Err(e) = enforced {
