@@ -18,6 +18,7 @@ use crate::tenancy::{self, Operation};
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::modules::http::HttpModules;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType};
@@ -110,6 +111,10 @@ const CLIENT_CLOSED: http::StatusCode = match http::StatusCode::from_u16(499) {
 #[async_trait]
 impl ProxyHttp for Gateway {
     type CTX = Ctx;
+
+    /// No downstream modules: pingora's default is a response-compression module that is
+    /// disabled yet still built and consulted on every request.
+    fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
 
     fn new_ctx(&self) -> Ctx {
         Ctx {
