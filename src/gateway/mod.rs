@@ -54,7 +54,9 @@ pub struct Runtime {
     rewrites: Cache<[u8; 32], Arc<str>>,
     /// `tenancy.header` as pingora takes a header name without copying it per request.
     pub tenant_header: bytes::Bytes,
-    /// `tenancy.header` parsed once, for finding and removing client-sent copies.
+    /// `tenancy.header` parsed once: for reading and removing client-sent copies and for the
+    /// requests the gateway builds itself (pingora copies a non-standard `HeaderName` per
+    /// insert, hence `tenant_header` beside it).
     pub tenant_header_name: http::HeaderName,
 }
 

@@ -465,7 +465,7 @@ impl Gateway {
             let mut values = session
                 .req_header()
                 .headers
-                .get_all(header_name.as_str())
+                .get_all(&rt.tenant_header_name)
                 .iter();
             let first = values.next();
             if values.next().is_some() {
@@ -655,6 +655,7 @@ impl Gateway {
         let mut buf = [0u8; crate::auth::basic::MAX_CREDENTIALS];
         let (headers, user_buf) = (&session.req_header().headers, &mut buf);
         let user = move || {
+            // Moving the buffer borrow in makes the closure FnOnce, so the name can borrow it.
             let buf = user_buf;
             basic_user(headers, buf)
         };
@@ -964,10 +965,8 @@ pub fn insert_tenant_header(
     rt: &Runtime,
     value: &str,
 ) -> Result<(), Refusal> {
-    let name = http::HeaderName::from_bytes(rt.config.tenancy.header.as_bytes())
-        .map_err(|_| Refusal::new(400, "invalid tenant header name"))?;
     let value =
         http::HeaderValue::from_str(value).map_err(|_| Refusal::new(400, "invalid tenant id"))?;
-    headers.insert(name, value);
+    headers.insert(rt.tenant_header_name.clone(), value);
     Ok(())
 }
