@@ -193,6 +193,8 @@ pub struct Ui {
 pub struct Server {
     /// Worker threads for the proxy service (default: number of CPUs).
     pub threads: Option<usize>,
+    /// Let idle worker threads take tasks from busy ones (default: false, one runtime per thread).
+    pub work_stealing: Option<bool>,
     /// Seconds to finish in-flight requests after SIGTERM.
     pub grace_period_seconds: Option<u64>,
     /// Seconds a verified Basic Auth credential stays cached.

@@ -256,6 +256,9 @@ pub struct Ui {
 #[derive(Debug, Clone)]
 pub struct Server {
     pub threads: usize,
+    /// One tokio runtime shared by all worker threads, which steal each other's tasks, instead
+    /// of one single-threaded runtime per thread (see the README's "Threads").
+    pub work_stealing: bool,
     pub upgrade_socket: PathBuf,
     pub grace_period: Duration,
     pub auth_cache_ttl: Duration,
@@ -1010,6 +1013,7 @@ impl Validator<'_> {
                         .unwrap_or(2)
                 })
                 .max(1),
+            work_stealing: raw.server.work_stealing.unwrap_or(false),
             grace_period: Duration::from_secs(raw.server.grace_period_seconds.unwrap_or(30)),
             auth_cache_ttl: Duration::from_secs(raw.server.auth_cache_ttl_seconds.unwrap_or(300)),
             upgrade_socket: PathBuf::from(

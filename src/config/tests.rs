@@ -86,6 +86,23 @@ fn defaults_are_inherited_and_overridden() {
 }
 
 #[test]
+fn server_settings_default_and_override() {
+    let c = load(&minimal("")).unwrap();
+    assert!(c.server.threads >= 1);
+    assert!(!c.server.work_stealing, "one runtime per thread by default");
+    assert_eq!(c.server.grace_period, Duration::from_secs(30));
+    let c = load(&minimal(
+        "server: {threads: 3, work_stealing: true, grace_period_seconds: 4}",
+    ))
+    .unwrap();
+    assert_eq!(c.server.threads, 3);
+    assert!(c.server.work_stealing);
+    assert_eq!(c.server.grace_period, Duration::from_secs(4));
+    let errs = errors(&minimal("server: {work_stealing: sometimes}"));
+    assert!(errs.iter().any(|e| e.key.starts_with("server")), "{errs:?}");
+}
+
+#[test]
 fn unknown_keys_are_all_reported_with_paths_and_lines() {
     let yaml = minimal("").replace(
         "  http: \"127.0.0.1:8080\"",
