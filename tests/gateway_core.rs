@@ -581,6 +581,63 @@ async fn upstream_status_is_passed_back_on_writes() {
     assert_eq!(last.path(), "/api/v1/receive");
 }
 
+/// Both runtime flavours (`server.work_stealing`) on two threads: concurrent reads over separate
+/// connections each arrive once, enforced, and an argon2id-authenticated write (verified on the
+/// blocking pool) is acknowledged only after the upstream accepted it.
+#[tokio::test]
+async fn both_runtime_flavours_serve_concurrent_reads_and_writes() {
+    for work_stealing in [false, true] {
+        let (recorder, gw) = recorder_behind_gateway_with(&format!(
+            "server:\n  threads: 2\n  work_stealing: {work_stealing}\n"
+        ))
+        .await;
+        let mut reads = tokio::task::JoinSet::new();
+        for i in 0..24 {
+            let url = gw.url();
+            let path = format!("/api/v1/query?query=up%7Bn%3D%22{i}%22%7D");
+            reads.spawn(async move { get_as(&url, ALICE, &path).await });
+        }
+        while let Some(read) = reads.join_next().await {
+            let (status, body) = read.unwrap();
+            assert_eq!(status, 200, "work_stealing {work_stealing}: {body}");
+        }
+        let resp = new_http_client()
+            .post(format!("{}/api/v1/write", gw.url()))
+            .basic_auth(AGENT_A.0, Some(AGENT_A.1))
+            .header("content-type", "application/x-protobuf")
+            .header("content-encoding", "snappy")
+            .header("x-prometheus-remote-write-version", "0.1.0")
+            .body(valid_write_body())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "work_stealing {work_stealing}");
+        let reqs = recorder
+            .wait_for_requests(25, Duration::from_secs(10))
+            .await;
+        let mut queries: Vec<String> = reqs
+            .iter()
+            .filter(|r| r.path() == "/api/v1/query")
+            .flat_map(|r| r.param("query"))
+            .collect();
+        queries.sort();
+        let mut expected: Vec<String> = (0..24)
+            .map(|i| format!(r#"up{{n="{i}",tenant_id="team-a"}}"#))
+            .collect();
+        expected.sort();
+        assert_eq!(queries, expected, "work_stealing {work_stealing}");
+        let write = reqs
+            .iter()
+            .find(|r| r.path() == "/api/v1/write")
+            .expect("the write reached the upstream");
+        assert_eq!(
+            write.header_all("thanos-tenant"),
+            vec!["team-a"],
+            "work_stealing {work_stealing}"
+        );
+    }
+}
+
 /// A one-series remote-write v1 body (snappy), built with the crate's own codec.
 fn valid_write_body() -> Vec<u8> {
     // WriteRequest{timeseries: [TimeSeries{labels: [__name__=up, job=x], samples: [1@1000]}]}
@@ -793,6 +850,12 @@ async fn proxied_reads_drop_client_credentials_and_tenant_headers() {
 }
 
 async fn recorder_behind_gateway() -> (RecordingUpstream, Gateway) {
+    recorder_behind_gateway_with("").await
+}
+
+/// A recording upstream (answering an empty query result) behind the two-tenant gateway, with
+/// `extra` appended to its config.
+async fn recorder_behind_gateway_with(extra: &str) -> (RecordingUpstream, Gateway) {
     let recorder = RecordingUpstream::start_with(Reply::json(
         200,
         &serde_json::json!({"status":"success","data":{"resultType":"vector","result":[]}}),
@@ -800,7 +863,7 @@ async fn recorder_behind_gateway() -> (RecordingUpstream, Gateway) {
     let gw = Gateway::start(&two_tenant_config(
         &recorder.url(),
         &format!("{}/api/v1/write", recorder.url()),
-        "",
+        extra,
     ))
     .await;
     (recorder, gw)
