@@ -132,8 +132,8 @@ micro = load("micro") or {}
 memory = load("memory") or {}
 
 P = phases.get
-rd, rw, rn, rn2 = P("read-direct"), P("read-whizard"), P("read-nginx"), P("read-nginx-apr1")
-md, mw, mn = P("moderate-direct"), P("moderate-whizard"), P("moderate-nginx")
+rd, rw, rn, rn2, rv = P("read-direct"), P("read-whizard"), P("read-nginx"), P("read-nginx-apr1"), P("read-vmauth")
+md, mw, mn, mv = P("moderate-direct"), P("moderate-whizard"), P("moderate-nginx"), P("moderate-vmauth")
 qd, qw = P("query-direct"), P("query-whizard")
 
 ratios = {}
@@ -141,6 +141,10 @@ if rw and rn:
     ratios["read_rps_whizard_over_nginx"] = rw["rps"] / rn["rps"]
     ratios["read_p99_whizard_over_nginx"] = rw["p99_ms"] / rn["p99_ms"]
     ratios["read_cpu_whizard_over_nginx"] = rw["cpu_us_per_req"] / rn["cpu_us_per_req"]
+if rw and rv:
+    ratios["read_rps_whizard_over_vmauth"] = rw["rps"] / rv["rps"]
+    ratios["read_p99_whizard_over_vmauth"] = rw["p99_ms"] / rv["p99_ms"]
+    ratios["read_cpu_whizard_over_vmauth"] = rw["cpu_us_per_req"] / rv["cpu_us_per_req"]
 if rw and rd:
     ratios["read_rps_whizard_over_direct"] = rw["rps"] / rd["rps"]
 if mw and md:
@@ -148,15 +152,22 @@ if mw and md:
     ratios["moderate_added_p99_ms"] = mw["p99_ms"] - md["p99_ms"]
 if mw and mn:
     ratios["moderate_p99_whizard_over_nginx"] = mw["p99_ms"] / mn["p99_ms"]
-# Per round: whizard against nginx measured minutes apart at most.
+if mv and md:
+    ratios["moderate_added_p99_ms_vmauth"] = mv["p99_ms"] - md["p99_ms"]
+if mw and mv:
+    ratios["moderate_p99_whizard_over_vmauth"] = mw["p99_ms"] / mv["p99_ms"]
+# Per round: whizard against nginx (and vmauth) measured minutes apart at most.
 per_round = []
 if rw and rn and len(rw["rounds"]) == len(rn["rounds"]) > 1:
-    for i, (a, b) in enumerate(zip(rw["rounds"], rn["rounds"]), 1):
+    vm_rounds = rv["rounds"] if rv and len(rv["rounds"]) == len(rw["rounds"]) else [None] * len(rw["rounds"])
+    for i, (a, b, v) in enumerate(zip(rw["rounds"], rn["rounds"], vm_rounds), 1):
         per_round.append({
             "round": i,
             "rps_whizard_over_nginx": a["rps"] / b["rps"],
             "p99_whizard_over_nginx": a["p99_ms"] / b["p99_ms"],
             "cpu_whizard_over_nginx": a["cpu_us_per_req"] / b["cpu_us_per_req"],
+            "rps_whizard_over_vmauth": a["rps"] / v["rps"] if v else None,
+            "p99_whizard_over_vmauth": a["p99_ms"] / v["p99_ms"] if v else None,
         })
 if qw and qd:
     ratios["query_rps_whizard_over_direct"] = qw["rps"] / qd["rps"]
@@ -189,6 +200,7 @@ pq = micro.get("promql_rewrite") or {}
 mib = lambda k: None if k is None else k / 1024
 gw_mem = memory.get("gateway_rss_kib", {})
 ng_mem = memory.get("nginx_rss_kib", {})
+vm_mem = memory.get("vmauth_rss_kib", {})
 
 targets = []
 
@@ -237,7 +249,7 @@ L = []
 L.append(f"# whizard benchmark — {meta.get('date', '')}")
 L.append("")
 L.append(f"Machine: {meta.get('host_cpus')} CPUs ({meta.get('cpu_model')}); gateway threads {meta.get('gateway_threads')}, "
-         f"nginx 1 worker; pinned: {meta.get('pinned')} (proxy on CPU 0, wrk + upstream on CPU 1); "
+         f"nginx 1 worker, vmauth GOMAXPROCS=1; pinned: {meta.get('pinned')} (proxy on CPU 0, wrk + upstream on CPU 1); "
          f"wrk {meta.get('wrk')}; git {meta.get('git')}; load average at end {meta.get('loadavg_end')}.")
 L.append("")
 L.append("## 1–2. Reads (latency in ms; CPU = µs of the process under test per request)")
@@ -250,9 +262,11 @@ labels = [
     ("read-whizard-profiled", "pass-through: whizard under perf"),
     ("read-nginx", "pass-through: nginx ({SHA} htpasswd)"),
     ("read-nginx-apr1", "pass-through: nginx ($apr1$ htpasswd, default)"),
+    ("read-vmauth", "pass-through: vmauth (plain-text password)"),
     ("moderate-direct", "moderate (8 conns × 1 req per 4 ms): direct"),
     ("moderate-whizard", "moderate: whizard"),
     ("moderate-nginx", "moderate: nginx ({SHA})"),
+    ("moderate-vmauth", "moderate: vmauth"),
     ("query-direct", "/api/v1/query: direct to Prometheus"),
     ("query-whizard", "/api/v1/query: whizard (enforced)"),
 ]
@@ -269,10 +283,15 @@ names = {
     "read_rps_whizard_over_nginx": "req/s whizard / nginx",
     "read_p99_whizard_over_nginx": "p99 whizard / nginx (saturated)",
     "read_cpu_whizard_over_nginx": "CPU per request whizard / nginx",
+    "read_rps_whizard_over_vmauth": "req/s whizard / vmauth",
+    "read_p99_whizard_over_vmauth": "p99 whizard / vmauth (saturated)",
+    "read_cpu_whizard_over_vmauth": "CPU per request whizard / vmauth",
     "read_rps_whizard_over_direct": "req/s whizard / direct",
     "moderate_added_p50_ms": "added p50 vs direct, moderate load (ms)",
     "moderate_added_p99_ms": "added p99 vs direct, moderate load (ms)",
     "moderate_p99_whizard_over_nginx": "p99 whizard / nginx (moderate)",
+    "moderate_added_p99_ms_vmauth": "vmauth's added p99 vs direct, moderate load (ms)",
+    "moderate_p99_whizard_over_vmauth": "p99 whizard / vmauth (moderate)",
     "query_rps_whizard_over_direct": "query req/s whizard / direct",
     "query_added_p50_ms": "query added p50 (ms)",
     "query_added_p99_ms": "query added p99 (ms)",
@@ -282,13 +301,16 @@ for k, v in ratios.items():
 L.append("")
 if per_round:
     L.append(f"Saturated pass-through per round ({meta.get('rounds')} rounds of {meta.get('round_s')} s; each round runs "
-             "direct, whizard, nginx, nginx $apr1$ in turn; the rows above pool the rounds):")
+             "direct, whizard, nginx, nginx $apr1$, vmauth in turn; the rows above pool the rounds):")
     L.append("")
-    L.append("| round | whizard req/s | nginx req/s | req/s whizard / nginx | p99 whizard / nginx | CPU per request whizard / nginx |")
-    L.append("|---:|---:|---:|---:|---:|---:|")
-    for pr, a, b in zip(per_round, rw["rounds"], rn["rounds"]):
+    L.append("| round | whizard req/s | nginx req/s | req/s whizard / nginx | p99 whizard / nginx | CPU per request whizard / nginx "
+             "| vmauth req/s | req/s whizard / vmauth | p99 whizard / vmauth |")
+    L.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    vm_rounds = rv["rounds"] if rv and len(rv["rounds"]) == len(rw["rounds"]) else [None] * len(rw["rounds"])
+    for pr, a, b, v in zip(per_round, rw["rounds"], rn["rounds"], vm_rounds):
         L.append(f"| {pr['round']} | {a['rps']:.0f} | {b['rps']:.0f} | {pr['rps_whizard_over_nginx']:.3f} | "
-                 f"{pr['p99_whizard_over_nginx']:.3f} | {pr['cpu_whizard_over_nginx']:.3f} |")
+                 f"{pr['p99_whizard_over_nginx']:.3f} | {pr['cpu_whizard_over_nginx']:.3f} | "
+                 f"{f(v and v['rps'], '{:.0f}')} | {f(pr['rps_whizard_over_vmauth'])} | {f(pr['p99_whizard_over_vmauth'])} |")
     L.append("")
 L.append("## 3. Remote write")
 L.append("")
@@ -335,13 +357,16 @@ if micro:
 L.append("")
 L.append("## 5. Memory (RSS)")
 L.append("")
-L.append("| state | whizard | nginx (master + worker) |")
-L.append("|---|---:|---:|")
+L.append("| state | whizard | nginx (master + worker) | vmauth |")
+L.append("|---|---:|---:|---:|")
 op = memory.get("opened", {})
-L.append(f"| fresh start | {f(mib(gw_mem.get('fresh')), '{:.1f}')} MiB | — |")
-L.append(f"| idle after the load phases | {f(mib(gw_mem.get('idle_after_load')), '{:.1f}')} MiB | {f(mib(ng_mem.get('idle_after_load')), '{:.1f}')} MiB |")
-L.append(f"| 1,000 idle keep-alive conns (opened {op.get('gateway_1000')}/{op.get('nginx_1000')}) | {f(mib(gw_mem.get('conns_1000')), '{:.1f}')} MiB | {f(mib(ng_mem.get('conns_1000')), '{:.1f}')} MiB |")
-L.append(f"| 10,000 idle keep-alive conns (opened {op.get('gateway_10000')}/{op.get('nginx_10000')}) | {f(mib(gw_mem.get('conns_10000')), '{:.1f}')} MiB | {f(mib(ng_mem.get('conns_10000')), '{:.1f}')} MiB |")
+mem_cell = lambda m, k: f"{f(mib(m.get(k)), '{:.1f}')} MiB"
+L.append(f"| fresh start | {mem_cell(gw_mem, 'fresh')} | — | — |")
+L.append(f"| idle after the load phases | {mem_cell(gw_mem, 'idle_after_load')} | {mem_cell(ng_mem, 'idle_after_load')} | {mem_cell(vm_mem, 'idle_after_load')} |")
+for n, shown in ((1000, "1,000"), (10000, "10,000")):
+    opened = "/".join(str(op.get(f"{who}_{n}", "—")) for who in ("gateway", "nginx", "vmauth"))
+    L.append(f"| {shown} idle keep-alive conns (opened {opened}) | {mem_cell(gw_mem, f'conns_{n}')} | "
+             f"{mem_cell(ng_mem, f'conns_{n}')} | {mem_cell(vm_mem, f'conns_{n}')} |")
 L.append("")
 L.append("## Targets (issues 4 and 8)")
 L.append("")
@@ -361,8 +386,10 @@ try:
     import matplotlib.pyplot as plt
 
     groups = [
-        ("Read pass-through, saturated (64 conns)", ["read-direct", "read-whizard", "read-nginx", "read-nginx-apr1"]),
-        ("Read pass-through, moderate (8 conns, 4 ms pacing)", ["moderate-direct", "moderate-whizard", "moderate-nginx"]),
+        ("Read pass-through, saturated (64 conns)",
+         ["read-direct", "read-whizard", "read-nginx", "read-nginx-apr1", "read-vmauth"]),
+        ("Read pass-through, moderate (8 conns, 4 ms pacing)",
+         ["moderate-direct", "moderate-whizard", "moderate-nginx", "moderate-vmauth"]),
         ("/api/v1/query (16 conns)", ["query-direct", "query-whizard"]),
     ]
     fig, axes = plt.subplots(1, 3, figsize=(17, 5.2))

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # bench/run.sh — the gateway benchmark, in one run, on loopback:
 #   1. read pass-through of a small JSON answer: direct to the upstream stub, through whizard
-#      (Basic Auth + tenant header), through nginx doing the same job — saturated and paced
-#      ("moderate") load: requests/s, p50/p99/p99.9, CPU per request of the process under test;
+#      (Basic Auth + tenant header), through nginx and through vmauth doing the same job —
+#      saturated and paced ("moderate") load: requests/s, p50/p99/p99.9, CPU per request of the
+#      process under test;
 #   2. /api/v1/query with enforcement through whizard vs direct to a real Prometheus;
 #   3. remote write: codec throughput per core (snappy round trip, pass-through, v1 and v2
 #      injection) and end-to-end write rate through whizard to the stub;
 #   4. microbenchmarks (cached Basic Auth, cached and uncached JWT check, PromQL rewrite of
 #      dashboard queries, match[]);
 #      `--criterion` also runs the criterion benches in benches/;
-#   5. gateway (and nginx) RSS at idle and with 1,000 and 10,000 idle keep-alive connections.
+#   5. gateway (and nginx, vmauth) RSS at idle and with 1,000 and 10,000 idle keep-alive connections.
 # Prints a table and writes bench/results/latest.{json,md,png}.
 #
 # Usage: bench/run.sh [--quick] [--criterion] [--profile]
@@ -61,10 +62,11 @@ command -v cmake >/dev/null || need_apt+=(cmake)
 command -v make >/dev/null || need_apt+=(make)
 command -v curl >/dev/null || need_apt+=(curl)
 command -v taskset >/dev/null || need_apt+=(util-linux)
+command -v vmauth >/dev/null || need_apt+=(victoria-metrics)
 if ((${#need_apt[@]})); then
   say "installing Debian packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  # Keep the packages' own services (nginx, prometheus) from starting.
+  # Keep the packages' own services (nginx, prometheus, victoria-metrics) from starting.
   printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d
   apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
   rm -f /usr/sbin/policy-rc.d
@@ -111,7 +113,7 @@ if [[ "$NICE" != 0 ]]; then SUT_CPU=(nice -n "$NICE" "${SUT_CPU[@]}") LOAD_CPU=(
 BASE=$(( 20000 + ($$ % 200) * 50 ))
 UP_PORT=$((BASE + 1)) GW_PORT=$((BASE + 2)) GW_METRICS=$((BASE + 3))
 GWQ_PORT=$((BASE + 4)) GWQ_METRICS=$((BASE + 5)) GWP_PORT=$((BASE + 6)) GWP_METRICS=$((BASE + 7))
-NGINX_PORT=$((BASE + 8)) NGINX_APR1_PORT=$((BASE + 9)) PROM_PORT=$((BASE + 10))
+NGINX_PORT=$((BASE + 8)) NGINX_APR1_PORT=$((BASE + 9)) PROM_PORT=$((BASE + 10)) VMAUTH_PORT=$((BASE + 11))
 
 wait_http() { # url what
   for _ in $(seq 1 150); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.2; done
@@ -200,9 +202,21 @@ for _ in $(seq 1 50); do
 done
 NGINX_PIDS="$NGINX_MASTER $(pgrep -P "$NGINX_MASTER" | tr '\n' ' ')"
 
+# vmauth on the same pinned core; one P (GOMAXPROCS) like the gateway's one thread and nginx's
+# one worker (Go would take it from the affinity mask anyway when pinned).
+sed -e "s|@UPSTREAM_PORT@|$UP_PORT|" "$BENCH/vmauth.yml.in" > "$WORK/vmauth.yml"
+GOMAXPROCS=1 "${SUT_CPU[@]}" vmauth -auth.config="$WORK/vmauth.yml" -httpListenAddr="127.0.0.1:$VMAUTH_PORT" \
+  -loggerLevel=WARN > "$WORK/vmauth.log" 2>&1 &
+VMAUTH_PID=$!; pids+=("$VMAUTH_PID")
+for _ in $(seq 1 50); do
+  code=$(curl -s -o /dev/null -w '%{http_code}' -u "$USER_PASS" "http://127.0.0.1:$VMAUTH_PORT/api/v1/status/buildinfo") || true
+  [[ "$code" == 200 ]] && break; sleep 0.2
+done
+
 # Sanity: every path answers 200 before measuring.
 for url in "http://127.0.0.1:$UP_PORT/api/v1/status/buildinfo" "http://127.0.0.1:$GW_PORT/api/v1/status/buildinfo" \
-           "http://127.0.0.1:$NGINX_PORT/api/v1/status/buildinfo" "http://127.0.0.1:$NGINX_APR1_PORT/api/v1/status/buildinfo"; do
+           "http://127.0.0.1:$NGINX_PORT/api/v1/status/buildinfo" "http://127.0.0.1:$NGINX_APR1_PORT/api/v1/status/buildinfo" \
+           "http://127.0.0.1:$VMAUTH_PORT/api/v1/status/buildinfo"; do
   code=$(curl -s -o /dev/null -w '%{http_code}' -u "$USER_PASS" "$url")
   [[ "$code" == 200 ]] || { echo "sanity check failed: $url → $code" >&2; exit 1; }
 done
@@ -222,6 +236,7 @@ for r in $(seq 1 "$ROUNDS"); do
   run_wrk "rounds/read-whizard.$r"    "http://127.0.0.1:$GW_PORT$PATH_RO"          "$CONNS" "$ROUND_DURATION" "$GW_PID" -H "$AUTH"
   run_wrk "rounds/read-nginx.$r"      "http://127.0.0.1:$NGINX_PORT$PATH_RO"       "$CONNS" "$ROUND_DURATION" "$NGINX_PIDS" -H "$AUTH"
   run_wrk "rounds/read-nginx-apr1.$r" "http://127.0.0.1:$NGINX_APR1_PORT$PATH_RO"  "$CONNS" "$ROUND_DURATION" "$NGINX_PIDS" -H "$AUTH"
+  run_wrk "rounds/read-vmauth.$r"     "http://127.0.0.1:$VMAUTH_PORT$PATH_RO"      "$CONNS" "$ROUND_DURATION" "$VMAUTH_PID" -H "$AUTH"
 done
 # Moderate load: 8 connections, each waiting 4 ms between requests (at most ~2,000 req/s).
 export WRK_DELAY_MS=4
@@ -229,6 +244,7 @@ for r in $(seq 1 "$ROUNDS"); do
   run_wrk "rounds/moderate-direct.$r"  "http://127.0.0.1:$UP_PORT$PATH_RO"    8 "$ROUND_DURATION" "$UP_PID"
   run_wrk "rounds/moderate-whizard.$r" "http://127.0.0.1:$GW_PORT$PATH_RO"    8 "$ROUND_DURATION" "$GW_PID" -H "$AUTH"
   run_wrk "rounds/moderate-nginx.$r"   "http://127.0.0.1:$NGINX_PORT$PATH_RO" 8 "$ROUND_DURATION" "$NGINX_PIDS" -H "$AUTH"
+  run_wrk "rounds/moderate-vmauth.$r"  "http://127.0.0.1:$VMAUTH_PORT$PATH_RO" 8 "$ROUND_DURATION" "$VMAUTH_PID" -H "$AUTH"
 done
 unset WRK_DELAY_MS
 if ((PROFILE)) && command -v perf >/dev/null; then
@@ -292,33 +308,30 @@ run_wrk query-whizard "http://127.0.0.1:$GWQ_PORT/api/v1/query?query=$(enc "$Q_U
 say "5. memory: RSS with idle keep-alive connections"
 settle() { sleep 2; }
 settle
-RSS_IDLE=$(rss_kib "$GW_PID"); NGINX_RSS_IDLE=$(rss_kib $NGINX_PIDS)
-mem_with() { # n → "gateway_kib nginx_kib opened_gateway opened_nginx"
-  local n="$1"
-  local hold=$(( n > 2000 ? 40 : 15 ))
-  rm -f "$WORK/conns-gw.out" "$WORK/conns-ng.out"
-  "$TOOL" conns "127.0.0.1:$GW_PORT" "$n" "$hold" "$USER_PASS" > "$WORK/conns-gw.out" &
-  local t1=$!
-  for _ in $(seq 1 $((hold * 10))); do [[ -s "$WORK/conns-gw.out" ]] && break; sleep 0.1; done
+RSS_IDLE=$(rss_kib "$GW_PID"); NGINX_RSS_IDLE=$(rss_kib $NGINX_PIDS); VMAUTH_RSS_IDLE=$(rss_kib "$VMAUTH_PID")
+rss_with() { # port "pids" n → "kib opened": RSS of pids while n keep-alive connections to port sit idle
+  local port="$1" pidlist="$2" n="$3"
+  local hold=$(( n > 2000 ? 40 : 15 )) out="$WORK/conns-$port-$n.out"
+  "$TOOL" conns "127.0.0.1:$port" "$n" "$hold" "$USER_PASS" > "$out" &
+  local t=$!
+  for _ in $(seq 1 $((hold * 10))); do [[ -s "$out" ]] && break; sleep 0.1; done
   settle
-  local g; g=$(rss_kib "$GW_PID")
-  kill "$t1" 2>/dev/null; wait "$t1" 2>/dev/null || true
-  "$TOOL" conns "127.0.0.1:$NGINX_PORT" "$n" "$hold" "$USER_PASS" > "$WORK/conns-ng.out" &
-  local t2=$!
-  for _ in $(seq 1 $((hold * 10))); do [[ -s "$WORK/conns-ng.out" ]] && break; sleep 0.1; done
-  settle
-  local x; x=$(rss_kib $NGINX_PIDS)
-  kill "$t2" 2>/dev/null; wait "$t2" 2>/dev/null || true
-  echo "$g $x $(awk '{print $2}' "$WORK/conns-gw.out") $(awk '{print $2}' "$WORK/conns-ng.out")"
+  local kib; kib=$(rss_kib $pidlist)
+  kill "$t" 2>/dev/null; wait "$t" 2>/dev/null || true
+  echo "$kib $(awk '{print $2}' "$out")"
 }
-read -r RSS_1K NGINX_RSS_1K OPEN_1K NOPEN_1K < <(mem_with 1000)
-echo "   1,000 conns: gateway $((RSS_1K / 1024)) MiB ($OPEN_1K open), nginx $((NGINX_RSS_1K / 1024)) MiB" >&2
-read -r RSS_10K NGINX_RSS_10K OPEN_10K NOPEN_10K < <(mem_with 10000)
-echo "   10,000 conns: gateway $((RSS_10K / 1024)) MiB ($OPEN_10K open), nginx $((NGINX_RSS_10K / 1024)) MiB" >&2
+for n in 1000 10000; do
+  read -r kib opened < <(rss_with "$GW_PORT" "$GW_PID" "$n");        printf -v "RSS_$n" %s "$kib"; printf -v "OPEN_$n" %s "${opened:-0}"
+  read -r kib opened < <(rss_with "$NGINX_PORT" "$NGINX_PIDS" "$n"); printf -v "NGINX_RSS_$n" %s "$kib"; printf -v "NOPEN_$n" %s "${opened:-0}"
+  read -r kib opened < <(rss_with "$VMAUTH_PORT" "$VMAUTH_PID" "$n"); printf -v "VMAUTH_RSS_$n" %s "$kib"; printf -v "VOPEN_$n" %s "${opened:-0}"
+  g="RSS_$n" x="NGINX_RSS_$n" v="VMAUTH_RSS_$n"
+  echo "   $n conns: gateway $((${!g} / 1024)) MiB, nginx $((${!x} / 1024)) MiB, vmauth $((${!v} / 1024)) MiB" >&2
+done
 cat > "$RAW/memory.json" <<JSON
-{"gateway_rss_kib":{"fresh":$RSS_FRESH,"idle_after_load":$RSS_IDLE,"conns_1000":$RSS_1K,"conns_10000":$RSS_10K},
- "nginx_rss_kib":{"idle_after_load":$NGINX_RSS_IDLE,"conns_1000":$NGINX_RSS_1K,"conns_10000":$NGINX_RSS_10K},
- "opened":{"gateway_1000":${OPEN_1K:-0},"gateway_10000":${OPEN_10K:-0},"nginx_1000":${NOPEN_1K:-0},"nginx_10000":${NOPEN_10K:-0}}}
+{"gateway_rss_kib":{"fresh":$RSS_FRESH,"idle_after_load":$RSS_IDLE,"conns_1000":$RSS_1000,"conns_10000":$RSS_10000},
+ "nginx_rss_kib":{"idle_after_load":$NGINX_RSS_IDLE,"conns_1000":$NGINX_RSS_1000,"conns_10000":$NGINX_RSS_10000},
+ "vmauth_rss_kib":{"idle_after_load":$VMAUTH_RSS_IDLE,"conns_1000":$VMAUTH_RSS_1000,"conns_10000":$VMAUTH_RSS_10000},
+ "opened":{"gateway_1000":$OPEN_1000,"gateway_10000":$OPEN_10000,"nginx_1000":$NOPEN_1000,"nginx_10000":$NOPEN_10000,"vmauth_1000":$VOPEN_1000,"vmauth_10000":$VOPEN_10000}}
 JSON
 
 # ---------------------------------------------------------------- criterion (optional)
