@@ -18,7 +18,7 @@
 #   --criterion  also run `cargo bench` (needs criterion in Cargo.toml [dev-dependencies])
 #   --profile    also record the gateway with perf during a pass-through phase (bench/results/profile.txt)
 # Environment: BENCH_DURATION (s per wrk phase), BENCH_ROUNDS (default 3, --quick 1: the read
-#   phases of part 1 are split into this many rounds that alternate direct, whizard and nginx,
+#   phases of part 1 are split into this many rounds that alternate direct, whizard, nginx and vmauth,
 #   so a machine that drifts during the run affects every target alike), BENCH_CONNECTIONS (default 64),
 #   BENCH_GATEWAY_THREADS (default 1), BENCH_PIN (1: proxy on CPU 0, load+upstream on CPU 1),
 #   CARGO_TARGET_DIR (default ./target), BENCH_NO_BUILD=1 (use the binaries already built),
@@ -36,7 +36,7 @@ for a in "$@"; do
     --quick) QUICK=1 ;;
     --criterion) CRITERION=1 ;;
     --profile) PROFILE=1 ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && !/^#/ {exit} NR > 1' "$0"; exit 0 ;;
     *) echo "unknown argument $a" >&2; exit 2 ;;
   esac
 done
