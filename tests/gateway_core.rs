@@ -558,16 +558,7 @@ async fn upstream_status_is_passed_back_on_writes() {
             reply = reply.header("retry-after", r);
         }
         recorder.set_reply(reply.header("x-prometheus-remote-write-samples-written", "1"));
-        let resp = new_http_client()
-            .post(format!("{}/api/v1/push", gw.url()))
-            .basic_auth(AGENT_A.0, Some(AGENT_A.1))
-            .header("content-type", "application/x-protobuf")
-            .header("content-encoding", "snappy")
-            .header("x-prometheus-remote-write-version", "0.1.0")
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap();
+        let resp = post_write(&gw.url(), AGENT_A, "/api/v1/push", body.clone()).await;
         assert_eq!(resp.status().as_u16(), status);
         if let Some(r) = retry_after {
             assert_eq!(resp.headers()["retry-after"], r);
@@ -601,16 +592,7 @@ async fn both_runtime_flavours_serve_concurrent_reads_and_writes() {
             let (status, body) = read.unwrap();
             assert_eq!(status, 200, "work_stealing {work_stealing}: {body}");
         }
-        let resp = new_http_client()
-            .post(format!("{}/api/v1/write", gw.url()))
-            .basic_auth(AGENT_A.0, Some(AGENT_A.1))
-            .header("content-type", "application/x-protobuf")
-            .header("content-encoding", "snappy")
-            .header("x-prometheus-remote-write-version", "0.1.0")
-            .body(valid_write_body())
-            .send()
-            .await
-            .unwrap();
+        let resp = post_write(&gw.url(), AGENT_A, "/api/v1/write", valid_write_body()).await;
         assert_eq!(resp.status(), 200, "work_stealing {work_stealing}");
         let reqs = recorder
             .wait_for_requests(25, Duration::from_secs(10))

@@ -65,24 +65,6 @@ fn v1_body(series: usize, job: &str) -> Vec<u8> {
     whizard::remote_write::compress(&req).unwrap()
 }
 
-async fn post_write(
-    base: &str,
-    user: (&str, &str),
-    path: &str,
-    body: Vec<u8>,
-) -> reqwest::Response {
-    new_http_client()
-        .post(format!("{base}{path}"))
-        .basic_auth(user.0, Some(user.1))
-        .header("content-type", "application/x-protobuf")
-        .header("content-encoding", "snappy")
-        .header("x-prometheus-remote-write-version", "0.1.0")
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn accepted_writes_are_copied_to_the_tenants_targets() {
     let backend = Backend::start().await;

@@ -2791,3 +2791,23 @@ impl Default for TestPki {
         Self::new()
     }
 }
+
+/// POSTs a snappy remote-write v1 `body` to `base` + `path` as `user`, with the headers
+/// Prometheus sends.
+pub async fn post_write(
+    base: &str,
+    user: (&str, &str),
+    path: &str,
+    body: Vec<u8>,
+) -> reqwest::Response {
+    new_http_client()
+        .post(format!("{base}{path}"))
+        .basic_auth(user.0, Some(user.1))
+        .header("content-type", "application/x-protobuf")
+        .header("content-encoding", "snappy")
+        .header("x-prometheus-remote-write-version", "0.1.0")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
