@@ -11,6 +11,7 @@
 //! ([`EnforceError::Disjoint`]); otherwise it is kept next to the enforced matcher, so a user can
 //! narrow within their tenants but never widen.
 
+mod canonical;
 mod deferred;
 mod matchers;
 mod promql;

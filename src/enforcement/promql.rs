@@ -5,6 +5,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use promql_parser::label::{MatchOp, Matcher, Matchers};
 use promql_parser::parser::{self, Expr, LabelModifier, VectorSelector};
 
+use super::canonical;
 use super::matchers::{is_legacy_label_name, sort_matchers};
 use super::{deferred, EnforceError, TenantMatcher, MAX_DEPTH, MAX_OUTPUT_BYTES, MAX_QUERY_BYTES};
 
@@ -352,24 +353,55 @@ fn swap_regex_matchers(expr: &mut Expr) -> Option<Vec<StandIn>> {
 
 #[cfg(test)]
 thread_local! {
+    /// How often [`canonical`] proved a printed query, on this thread.
+    pub(crate) static CANONICAL_PROOFS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+#[cfg(test)]
+thread_local! {
     /// How often a query with regex matchers was verified without stand-ins, on this thread.
     pub(crate) static SLOW_VERIFICATIONS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
-/// Re-parses the printed query and proves it is the enforced AST: every selector carries the
+/// Reads the printed query back and proves it is the enforced AST: every selector carries the
 /// tenant matcher exactly, none has or-groups, the selector count is unchanged, and the whole
 /// tree equals `enforced` up to matcher order. Any difference means the printer changed the
-/// query, and we refuse rather than forward it.
+/// query, and we refuse rather than forward it. The [`canonical`] reading is tried first; what
+/// it does not prove, promql-parser's parse decides.
 fn verify(
     out: &str,
     enforced: &Expr,
     selectors: usize,
     tenant: &Matcher,
 ) -> Result<(), EnforceError> {
-    let fail = |detail: String| EnforceError::Verification { detail };
     if depth_bound(out) > MAX_DEPTH {
-        return Err(fail("the output nests deeper than allowed".into()));
+        return Err(EnforceError::Verification {
+            detail: "the output nests deeper than allowed".into(),
+        });
     }
+    if canonical::proves(out, enforced, selectors, tenant) {
+        #[cfg(test)]
+        CANONICAL_PROOFS.with(|n| n.set(n.get() + 1));
+        // Every proof is checked against promql-parser's reading wherever that is cheap to
+        // afford: tests, fuzzing and debug builds.
+        if cfg!(any(debug_assertions, feature = "fuzzing")) {
+            if let Err(e) = verify_by_parsing(out, enforced, selectors, tenant) {
+                panic!("the canonical reading proved what promql-parser refuses: {e}\n{out}");
+            }
+        }
+        return Ok(());
+    }
+    verify_by_parsing(out, enforced, selectors, tenant)
+}
+
+/// [`verify`] through promql-parser: parse, check every selector, compare the trees.
+fn verify_by_parsing(
+    out: &str,
+    enforced: &Expr,
+    selectors: usize,
+    tenant: &Matcher,
+) -> Result<(), EnforceError> {
+    let fail = |detail: String| EnforceError::Verification { detail };
     let mut reparsed = parse(out).map_err(|e| fail(format!("the output does not parse: {e}")))?;
     let seen = visit_selectors(&mut reparsed, 0, &mut |vs| {
         check_selector(&mut vs.matchers, tenant)

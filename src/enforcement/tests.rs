@@ -1397,6 +1397,26 @@ fn deferred_regexes_on_the_benchmark_queries() {
 }
 
 #[test]
+fn canonical_reading_verifies_the_benchmark_queries() {
+    use super::promql::CANONICAL_PROOFS;
+    let proofs = || CANONICAL_PROOFS.with(|n| n.get());
+    for t in [t1(), t12()] {
+        for q in bench_queries::DASHBOARD_QUERIES {
+            let before = proofs();
+            enforce_query(q, &t).unwrap_or_else(|e| panic!("{q}: {e}"));
+            assert_eq!(
+                proofs() - before,
+                1,
+                "not proven without promql-parser: {q}"
+            );
+        }
+        let before = proofs();
+        enforce_match_selectors(bench_queries::MATCH_SELECTORS, &t).expect("match[]");
+        assert_eq!(proofs() - before, bench_queries::MATCH_SELECTORS.len());
+    }
+}
+
+#[test]
 fn deferred_regexes_fast_path_cases() {
     // (query, whether the fast path decides it for every tenant)
     let cases: &[(&str, bool)] = &[
