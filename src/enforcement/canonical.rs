@@ -110,12 +110,7 @@ enum Node<'a> {
     },
 }
 
-/// Every PromQL keyword (promql-parser's and Prometheus' lexers match them case-insensitively).
-const KEYWORDS: &[&str] = &[
-    "and",
-    "or",
-    "unless",
-    "atan2",
+const AGGREGATORS: &[&str] = &[
     "sum",
     "avg",
     "count",
@@ -130,6 +125,15 @@ const KEYWORDS: &[&str] = &[
     "quantile",
     "limitk",
     "limit_ratio",
+];
+
+/// The PromQL keywords besides [`AGGREGATORS`] (promql-parser's and Prometheus' lexers match
+/// both case-insensitively).
+const OTHER_KEYWORDS: &[&str] = &[
+    "and",
+    "or",
+    "unless",
+    "atan2",
     "offset",
     "by",
     "without",
@@ -150,25 +154,11 @@ const KEYWORDS: &[&str] = &[
     "nan",
 ];
 
-const AGGREGATORS: &[&str] = &[
-    "sum",
-    "avg",
-    "count",
-    "min",
-    "max",
-    "group",
-    "stddev",
-    "stdvar",
-    "topk",
-    "bottomk",
-    "count_values",
-    "quantile",
-    "limitk",
-    "limit_ratio",
-];
-
 fn is_keyword(s: &str) -> bool {
-    KEYWORDS.iter().any(|k| k.eq_ignore_ascii_case(s))
+    AGGREGATORS
+        .iter()
+        .chain(OTHER_KEYWORDS)
+        .any(|k| k.eq_ignore_ascii_case(s))
 }
 
 /// A label name the printer writes unquoted, and that is no keyword.
@@ -202,7 +192,7 @@ fn lex(s: &str) -> Option<Vec<Tok<'_>>> {
                 Tok::Str(&s[start + 1..i - 1])
             }
             b'0'..=b'9' => {
-                let (tok, end) = number_or_duration(b, start)?;
+                let (tok, end) = number_or_duration(s, start)?;
                 i = end;
                 tok
             }
@@ -243,7 +233,8 @@ fn lex(s: &str) -> Option<Vec<Tok<'_>>> {
 }
 
 /// A plain decimal number (`12`, `0.25`) or a duration (`5m`, `1h30m`, `250ms`) at `start`.
-fn number_or_duration(b: &[u8], start: usize) -> Option<(Tok<'static>, usize)> {
+fn number_or_duration(s: &str, start: usize) -> Option<(Tok<'static>, usize)> {
+    let b = s.as_bytes();
     let digits_end =
         |from: usize| from + b[from..].iter().take_while(|x| x.is_ascii_digit()).count();
     let mut i = digits_end(start);
@@ -258,7 +249,7 @@ fn number_or_duration(b: &[u8], start: usize) -> Option<(Tok<'static>, usize)> {
                 return None;
             }
             i = frac;
-            Tok::Number(std::str::from_utf8(&b[start..i]).ok()?.parse().ok()?)
+            Tok::Number(s[start..i].parse().ok()?)
         }
         Some(b'y' | b'w' | b'd' | b'h' | b'm' | b's') => {
             // Units in descending order, each at most once, as the printer writes them.
@@ -280,7 +271,7 @@ fn number_or_duration(b: &[u8], start: usize) -> Option<(Tok<'static>, usize)> {
                 if end == from {
                     break;
                 }
-                let value: u64 = std::str::from_utf8(&b[from..end]).ok()?.parse().ok()?;
+                let value: u64 = s[from..end].parse().ok()?;
                 let unit = UNITS.iter().position(|(u, _)| b[end..].starts_with(u))?;
                 let rank = ORDER[unit];
                 if last_rank.is_some_and(|r| r >= rank) {
@@ -296,7 +287,7 @@ fn number_or_duration(b: &[u8], start: usize) -> Option<(Tok<'static>, usize)> {
             }
             Tok::Duration(total)
         }
-        _ => Tok::Number(std::str::from_utf8(&b[start..i]).ok()?.parse().ok()?),
+        _ => Tok::Number(s[start..i].parse().ok()?),
     };
     // `1e3`, `0x1f`, `1.5m`, `5m.`: forms this reader leaves to promql-parser.
     if b.get(i)
