@@ -63,6 +63,7 @@ def pool(records):
         "connections": records[0]["connections"],
         "duration_s": sum(r["duration_s"] for r in records),
         "cpu_ticks": sum(r["cpu_ticks"] for r in records),
+        "cpu_user_ticks": sum(r.get("cpu_user_ticks", 0) for r in records),
         "clk_tck": records[0]["clk_tck"],
         "loadavg": " / ".join(r["loadavg"] for r in records),
         "wrk": wrk,
@@ -71,12 +72,14 @@ def pool(records):
 
 
 def summary(r):
-    """req/s, p99 and CPU per request of one wrk record."""
+    """req/s, p99 and CPU per request (all, and the user-space part) of one wrk record."""
     w = r["wrk"]
+    per_req = lambda ticks: ticks / r["clk_tck"] * 1e6 / max(w["requests"], 1)
     return {
         "rps": w["requests"] / (w["duration_us"] / 1e6),
         "p99_ms": w["latency_us"]["p"]["99"] / 1e3,
-        "cpu_us_per_req": r["cpu_ticks"] / r["clk_tck"] * 1e6 / max(w["requests"], 1),
+        "cpu_us_per_req": per_req(r["cpu_ticks"]),
+        "user_us_per_req": per_req(r.get("cpu_user_ticks", 0)),
     }
 
 
@@ -133,6 +136,7 @@ memory = load("memory") or {}
 
 P = phases.get
 rd, rw, rn, rn2, rv = P("read-direct"), P("read-whizard"), P("read-nginx"), P("read-nginx-apr1"), P("read-vmauth")
+rr = P("read-relay")
 md, mw, mn, mv = P("moderate-direct"), P("moderate-whizard"), P("moderate-nginx"), P("moderate-vmauth")
 qd, qw = P("query-direct"), P("query-whizard")
 
@@ -141,6 +145,11 @@ if rw and rn:
     ratios["read_rps_whizard_over_nginx"] = rw["rps"] / rn["rps"]
     ratios["read_p99_whizard_over_nginx"] = rw["p99_ms"] / rn["p99_ms"]
     ratios["read_cpu_whizard_over_nginx"] = rw["cpu_us_per_req"] / rn["cpu_us_per_req"]
+    ratios["read_user_cpu_whizard_over_nginx"] = ratio(rw["user_us_per_req"], rn["user_us_per_req"])
+    ratios["read_kernel_cpu_whizard_over_nginx"] = ratio(rw["cpu_us_per_req"] - rw["user_us_per_req"],
+                                                         rn["cpu_us_per_req"] - rn["user_us_per_req"])
+if rw and rr:
+    ratios["read_rps_whizard_over_relay"] = rw["rps"] / rr["rps"]
 if rw and rv:
     ratios["read_rps_whizard_over_vmauth"] = rw["rps"] / rv["rps"]
     ratios["read_p99_whizard_over_vmauth"] = rw["p99_ms"] / rv["p99_ms"]
@@ -252,10 +261,10 @@ L.append(f"Machine: {meta.get('host_cpus')} CPUs ({meta.get('cpu_model')}); gate
          f"nginx 1 worker, vmauth GOMAXPROCS=1; pinned: {meta.get('pinned')} (proxy on CPU 0, wrk + upstream on CPU 1); "
          f"wrk {meta.get('wrk')}; git {meta.get('git')}; load average at end {meta.get('loadavg_end')}.")
 L.append("")
-L.append("## 1–2. Reads (latency in ms; CPU = µs of the process under test per request)")
+L.append("## 1–2. Reads (latency in ms; CPU = µs of the process under test per request, user = its user-space part)")
 L.append("")
-L.append("| phase | conns | req/s | p50 | p99 | p99.9 | CPU µs/req | errors |")
-L.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+L.append("| phase | conns | req/s | p50 | p99 | p99.9 | CPU µs/req | user µs/req | errors |")
+L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 labels = [
     ("read-direct", "pass-through: direct to stub"),
     ("read-whizard", "pass-through: whizard (Basic Auth, tenant header)"),
@@ -263,10 +272,12 @@ labels = [
     ("read-nginx", "pass-through: nginx ({SHA} htpasswd)"),
     ("read-nginx-apr1", "pass-through: nginx ($apr1$ htpasswd, default)"),
     ("read-vmauth", "pass-through: vmauth (plain-text password)"),
+    ("read-relay", "pass-through: floor — 1:1 tokio relay, same job, no HTTP machinery"),
     ("moderate-direct", "moderate (8 conns × 1 req per 4 ms): direct"),
     ("moderate-whizard", "moderate: whizard"),
     ("moderate-nginx", "moderate: nginx ({SHA})"),
     ("moderate-vmauth", "moderate: vmauth"),
+    ("moderate-relay", "moderate: floor (1:1 tokio relay)"),
     ("query-direct", "/api/v1/query: direct to Prometheus"),
     ("query-whizard", "/api/v1/query: whizard (enforced)"),
 ]
@@ -275,7 +286,7 @@ for key, label in labels:
     if not ph:
         continue
     L.append(f"| {label} | {ph['connections']} | {ph['rps']:.0f} | {ph['p50_ms']:.3f} | {ph['p99_ms']:.3f} | "
-             f"{ph['p99_9_ms']:.3f} | {ph['cpu_us_per_req']:.1f} | {ph['errors']} |")
+             f"{ph['p99_9_ms']:.3f} | {ph['cpu_us_per_req']:.1f} | {ph['user_us_per_req']:.1f} | {ph['errors']} |")
 L.append("")
 L.append("| ratio | value |")
 L.append("|---|---:|")
@@ -283,6 +294,9 @@ names = {
     "read_rps_whizard_over_nginx": "req/s whizard / nginx",
     "read_p99_whizard_over_nginx": "p99 whizard / nginx (saturated)",
     "read_cpu_whizard_over_nginx": "CPU per request whizard / nginx",
+    "read_user_cpu_whizard_over_nginx": "user-space CPU per request whizard / nginx",
+    "read_kernel_cpu_whizard_over_nginx": "kernel CPU per request whizard / nginx",
+    "read_rps_whizard_over_relay": "req/s whizard / floor (1:1 relay)",
     "read_rps_whizard_over_vmauth": "req/s whizard / vmauth",
     "read_p99_whizard_over_vmauth": "p99 whizard / vmauth (saturated)",
     "read_cpu_whizard_over_vmauth": "CPU per request whizard / vmauth",
@@ -297,7 +311,8 @@ names = {
     "query_added_p99_ms": "query added p99 (ms)",
 }
 for k, v in ratios.items():
-    L.append(f"| {names.get(k, k)} | {v:.3f} |")
+    if v is not None:
+        L.append(f"| {names.get(k, k)} | {v:.3f} |")
 L.append("")
 if per_round:
     L.append(f"Saturated pass-through per round ({meta.get('rounds')} rounds of {meta.get('round_s')} s; each round runs "
@@ -387,9 +402,9 @@ try:
 
     groups = [
         ("Read pass-through, saturated (64 conns)",
-         ["read-direct", "read-whizard", "read-nginx", "read-nginx-apr1", "read-vmauth"]),
+         ["read-direct", "read-whizard", "read-nginx", "read-nginx-apr1", "read-vmauth", "read-relay"]),
         ("Read pass-through, moderate (8 conns, 4 ms pacing)",
-         ["moderate-direct", "moderate-whizard", "moderate-nginx", "moderate-vmauth"]),
+         ["moderate-direct", "moderate-whizard", "moderate-nginx", "moderate-vmauth", "moderate-relay"]),
         ("/api/v1/query (16 conns)", ["query-direct", "query-whizard"]),
     ]
     fig, axes = plt.subplots(1, 3, figsize=(17, 5.2))

@@ -114,18 +114,20 @@ BASE=$(( 20000 + ($$ % 200) * 50 ))
 UP_PORT=$((BASE + 1)) GW_PORT=$((BASE + 2)) GW_METRICS=$((BASE + 3))
 GWQ_PORT=$((BASE + 4)) GWQ_METRICS=$((BASE + 5)) GWP_PORT=$((BASE + 6)) GWP_METRICS=$((BASE + 7))
 NGINX_PORT=$((BASE + 8)) NGINX_APR1_PORT=$((BASE + 9)) PROM_PORT=$((BASE + 10)) VMAUTH_PORT=$((BASE + 11))
+RELAY_PORT=$((BASE + 12))
 
 wait_http() { # url what
   for _ in $(seq 1 150); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.2; done
   echo "timed out waiting for $2 ($1)" >&2; exit 1
 }
-cpu_ticks() { # pid... → utime+stime of each process (all threads), summed
-  local t=0 p
+cpu_ticks() { # pid... → "utime stime" of the processes (all threads), each summed
+  local u=0 s=0 p pu ps
   for p in "$@"; do
     [[ -r /proc/$p/stat ]] || continue
-    t=$(( t + $(awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$p/stat") ))
+    read -r pu ps < <(awk '{sub(/^.*\) /, ""); print $12, $13}' "/proc/$p/stat")
+    u=$((u + pu)) s=$((s + ps))
   done
-  echo "$t"
+  echo "$u $s"
 }
 rss_kib() { # pid... → VmRSS summed
   local t=0 p
@@ -138,17 +140,17 @@ PHASE_INDEX=()
 # run_wrk NAME URL CONNS DURATION "PIDS" [extra wrk args...]; env WRK_BODY/WRK_DELAY_MS pass through
 run_wrk() {
   local name="$1" url="$2" c="$3" d="$4" pidlist="$5"; shift 5
-  local before after
+  local user0 sys0 user1 sys1
   printf '   %-28s ' "$name" >&2
-  before=$(cpu_ticks $pidlist)
+  read -r user0 sys0 < <(cpu_ticks $pidlist)
   "${LOAD_CPU[@]}" wrk -t1 -c"$c" -d"${d}s" --timeout 10s -s "$BENCH/wrk/report.lua" "$@" "$url" \
     > "$RAW/$name.wrk.txt" 2>&1 || true
-  after=$(cpu_ticks $pidlist)
+  read -r user1 sys1 < <(cpu_ticks $pidlist)
   local json
   json=$(sed -n 's/^WRKJSON //p' "$RAW/$name.wrk.txt")
   if [[ -z "$json" ]]; then echo "wrk failed: $(tail -3 "$RAW/$name.wrk.txt")" >&2; json='null'; fi
-  printf '{"name":"%s","url":"%s","connections":%s,"duration_s":%s,"cpu_ticks":%s,"clk_tck":%s,"loadavg":"%s","wrk":%s}\n' \
-    "$name" "$url" "$c" "$d" "$((after - before))" "$CLK_TCK" "$(cut -d' ' -f1-3 /proc/loadavg)" "$json" \
+  printf '{"name":"%s","url":"%s","connections":%s,"duration_s":%s,"cpu_ticks":%s,"cpu_user_ticks":%s,"cpu_sys_ticks":%s,"clk_tck":%s,"loadavg":"%s","wrk":%s}\n' \
+    "$name" "$url" "$c" "$d" "$((user1 + sys1 - user0 - sys0))" "$((user1 - user0))" "$((sys1 - sys0))" "$CLK_TCK" "$(cut -d' ' -f1-3 /proc/loadavg)" "$json" \
     > "$RAW/$name.json"
   python3 - "$RAW/$name.json" >&2 <<'PY'
 import json, sys
@@ -157,8 +159,9 @@ if not w: print("no result"); sys.exit()
 rps = w["requests"] / (w["duration_us"] / 1e6); p = w["latency_us"]["p"]
 errs = sum(w["errors"].values())
 cpu = r["cpu_ticks"] / r["clk_tck"] * 1e6 / max(w["requests"], 1)
+user = r["cpu_user_ticks"] / r["clk_tck"] * 1e6 / max(w["requests"], 1)
 print(f'{rps:9.0f} req/s  p50 {p["50"]/1000:.3f} ms  p99 {p["99"]/1000:.3f} ms  p99.9 {p["99.9"]/1000:.3f} ms  '
-      f'cpu {cpu:.1f} µs/req' + (f'  ERRORS {errs}' if errs else ''))
+      f'cpu {cpu:.1f} µs/req (user {user:.1f})' + (f'  ERRORS {errs}' if errs else ''))
 PY
 }
 
@@ -213,10 +216,16 @@ for _ in $(seq 1 50); do
   [[ "$code" == 200 ]] && break; sleep 0.2
 done
 
+# The floor: a 1:1 relay that does the same job with no HTTP machinery (bench/tools/src/relay.rs).
+"${SUT_CPU[@]}" "$TOOL" relay "127.0.0.1:$RELAY_PORT" "127.0.0.1:$UP_PORT" "$USER_PASS" THANOS-TENANT team-a \
+  > "$WORK/relay.log" 2>&1 &
+RELAY_PID=$!; pids+=("$RELAY_PID")
+wait_http "http://$USER_PASS@127.0.0.1:$RELAY_PORT/api/v1/status/buildinfo" "relay"
+
 # Sanity: every path answers 200 before measuring.
 for url in "http://127.0.0.1:$UP_PORT/api/v1/status/buildinfo" "http://127.0.0.1:$GW_PORT/api/v1/status/buildinfo" \
            "http://127.0.0.1:$NGINX_PORT/api/v1/status/buildinfo" "http://127.0.0.1:$NGINX_APR1_PORT/api/v1/status/buildinfo" \
-           "http://127.0.0.1:$VMAUTH_PORT/api/v1/status/buildinfo"; do
+           "http://127.0.0.1:$VMAUTH_PORT/api/v1/status/buildinfo" "http://127.0.0.1:$RELAY_PORT/api/v1/status/buildinfo"; do
   code=$(curl -s -o /dev/null -w '%{http_code}' -u "$USER_PASS" "$url")
   [[ "$code" == 200 ]] || { echo "sanity check failed: $url → $code" >&2; exit 1; }
 done
@@ -237,6 +246,7 @@ for r in $(seq 1 "$ROUNDS"); do
   run_wrk "rounds/read-nginx.$r"      "http://127.0.0.1:$NGINX_PORT$PATH_RO"       "$CONNS" "$ROUND_DURATION" "$NGINX_PIDS" -H "$AUTH"
   run_wrk "rounds/read-nginx-apr1.$r" "http://127.0.0.1:$NGINX_APR1_PORT$PATH_RO"  "$CONNS" "$ROUND_DURATION" "$NGINX_PIDS" -H "$AUTH"
   run_wrk "rounds/read-vmauth.$r"     "http://127.0.0.1:$VMAUTH_PORT$PATH_RO"      "$CONNS" "$ROUND_DURATION" "$VMAUTH_PID" -H "$AUTH"
+  run_wrk "rounds/read-relay.$r"      "http://127.0.0.1:$RELAY_PORT$PATH_RO"       "$CONNS" "$ROUND_DURATION" "$RELAY_PID" -H "$AUTH"
 done
 # Moderate load: 8 connections, each waiting 4 ms between requests (at most ~2,000 req/s).
 export WRK_DELAY_MS=4
@@ -245,6 +255,7 @@ for r in $(seq 1 "$ROUNDS"); do
   run_wrk "rounds/moderate-whizard.$r" "http://127.0.0.1:$GW_PORT$PATH_RO"    8 "$ROUND_DURATION" "$GW_PID" -H "$AUTH"
   run_wrk "rounds/moderate-nginx.$r"   "http://127.0.0.1:$NGINX_PORT$PATH_RO" 8 "$ROUND_DURATION" "$NGINX_PIDS" -H "$AUTH"
   run_wrk "rounds/moderate-vmauth.$r"  "http://127.0.0.1:$VMAUTH_PORT$PATH_RO" 8 "$ROUND_DURATION" "$VMAUTH_PID" -H "$AUTH"
+  run_wrk "rounds/moderate-relay.$r"   "http://127.0.0.1:$RELAY_PORT$PATH_RO"  8 "$ROUND_DURATION" "$RELAY_PID" -H "$AUTH"
 done
 unset WRK_DELAY_MS
 if ((PROFILE)) && command -v perf >/dev/null; then

@@ -4,6 +4,7 @@
 //! whizard-benchtool micro OUT.json [SECONDS_PER_CASE]   # microbenchmarks, one core, JSON out
 //! whizard-benchtool payloads DIR                        # snappy v1/v2 bodies for wrk (write phase)
 //! whizard-benchtool conns ADDR N HOLD_SECS [AUTH]       # open N keep-alive conns, 1 request each, hold
+//! whizard-benchtool relay LISTEN UPSTREAM USER:PASS TENANT_HEADER TENANT  # the read floor (relay.rs)
 //! ```
 use base64::Engine;
 use std::future::Future;
@@ -21,6 +22,7 @@ mod payloads;
 mod queries;
 
 mod jwt;
+mod relay;
 
 use whizard::enforcement::{enforce_match_selectors, enforce_query, TenantMatcher};
 use whizard::remote_write::{
@@ -403,8 +405,11 @@ fn main() {
             Duration::from_secs(args[4].parse().expect("HOLD_SECS")),
             args.get(5).map(String::as_str),
         ),
+        Some("relay") if args.len() == 7 => {
+            relay::run(&args[2], &args[3], &args[4], &args[5], &args[6])
+        }
         _ => {
-            eprintln!("usage: whizard-benchtool micro OUT.json [SECS] | payloads DIR | conns ADDR N HOLD_SECS [USER:PASS]");
+            eprintln!("usage: whizard-benchtool micro OUT.json [SECS] | payloads DIR | conns ADDR N HOLD_SECS [USER:PASS] | relay LISTEN UPSTREAM USER:PASS TENANT_HEADER TENANT");
             std::process::exit(2);
         }
     }
