@@ -997,3 +997,102 @@ async fn keep_alive_connections_serve_requests_however_they_arrive() {
     );
     drop(silent);
 }
+
+/// Plain GETs go upstream the gateway's short way (gateway/fast.rs); it must cope with what
+/// real upstreams do to a keep-alive pool: close an idle connection without a word, and answer
+/// without a length (HTTP/1.0 style, the end marked by closing). Every GET still gets its whole
+/// answer on the client's one keep-alive connection, each reaches the upstream exactly once
+/// with the tenant header and without the client's credentials.
+#[tokio::test]
+async fn plain_gets_survive_upstreams_that_close_idle_connections_or_send_no_length() {
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = format!("http://{}", listener.local_addr().unwrap());
+    // Every request head the upstream read, in order.
+    let heads = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = heads.clone();
+    tokio::spawn(async move {
+        // One request per connection, then the connection is closed; answers alternate between
+        // a keep-alive answer with a length (the gateway pools the connection, which is then
+        // dead) and one without a length (the end marked by the close).
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                return;
+            };
+            let mut head = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match conn.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            if head.is_empty() {
+                continue;
+            }
+            let n = {
+                let mut heads = seen.lock().unwrap();
+                heads.push(String::from_utf8_lossy(&head).to_ascii_lowercase());
+                heads.len()
+            };
+            let body = format!("{{\"status\":\"success\",\"data\":{{\"answer\":{n}}}}}");
+            let answer = if n % 2 == 1 {
+                format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+            } else {
+                format!("HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{body}")
+            };
+            let _ = conn.write_all(answer.as_bytes()).await;
+            let _ = conn.shutdown().await;
+        }
+    });
+    let gw = Gateway::start(&two_tenant_config(
+        &upstream,
+        &format!("{upstream}/api/v1/write"),
+        "",
+    ))
+    .await;
+    let auth = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", ALICE.0, ALICE.1))
+    };
+    let mut client = tokio::net::TcpStream::connect(gw.url().trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let mut pending = Vec::new();
+    for n in 1..=4 {
+        client
+            .write_all(
+                format!("GET /api/v1/status/buildinfo HTTP/1.1\r\nHost: gw\r\nAuthorization: Basic {auth}\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await
+            .unwrap();
+        let (status, head, body) = read_raw_response(&mut client, &mut pending)
+            .await
+            .unwrap_or_else(|| panic!("request {n}: the gateway closed the client's connection"));
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(status, 200, "request {n}: {head}{body}");
+        assert!(
+            body.contains(&format!("\"answer\":{n}}}")),
+            "request {n} got another answer: {body}"
+        );
+        assert!(!head.contains("connection: close"), "request {n}: {head}");
+        if n % 2 == 0 {
+            assert!(
+                head.contains("transfer-encoding: chunked"),
+                "request {n}: {head}"
+            );
+        }
+    }
+    let heads = heads.lock().unwrap().clone();
+    assert_eq!(
+        heads.len(),
+        4,
+        "each GET reaches the upstream once: {heads:?}"
+    );
+    for head in &heads {
+        assert!(head.contains("\r\nthanos-tenant: team-a\r\n"), "{head}");
+        assert!(!head.contains("authorization"), "{head}");
+    }
+}

@@ -11,7 +11,7 @@
 //! holds pingora's request state (but not its task).
 
 use async_trait::async_trait;
-use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream, ServerApp};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::{Stream, ALPN};
@@ -30,12 +30,28 @@ const KEEPALIVE: Duration = Duration::from_secs(60);
 
 pub struct LeanKeepAlive<A> {
     app: Arc<A>,
+    shortcut: Option<Box<dyn Shortcut>>,
 }
 
 impl<A> LeanKeepAlive<A> {
-    pub fn new(app: A) -> Self {
-        LeanKeepAlive { app: Arc::new(app) }
+    /// `shortcut` serves the plain-TCP requests it recognises from their first bytes.
+    pub fn new(app: A, shortcut: Option<Box<dyn Shortcut>>) -> Self {
+        LeanKeepAlive {
+            app: Arc::new(app),
+            shortcut,
+        }
     }
+}
+
+/// A cheaper way to serve some HTTP/1 requests than `app`'s (see `fast.rs`).
+#[async_trait]
+pub trait Shortcut: Send + Sync + 'static {
+    /// Whether the request whose first read is `head` is one [`Shortcut::serve`] serves.
+    fn takes(&self, head: &[u8]) -> bool;
+    /// The session of the connection's next request.
+    fn session(&self, stream: Stream) -> pingora::proxy::Session;
+    /// Serves the request; the connection comes back unless it must close.
+    async fn serve(&self, session: pingora::proxy::Session) -> Option<ReusedHttpStream>;
 }
 
 /// The first read of each request on a plain TCP connection: at most pingora's initial
@@ -45,33 +61,35 @@ const FIRST_READ: usize = 4096;
 /// Reads the next request's first bytes and puts them back for pingora to read (its l4
 /// stream's rewind buffer). The read buffer exists only while `poll` runs, so a connection
 /// waiting here holds no buffer at all: it is the only read buffer a plain connection has
-/// (the listener's l4 read buffer is off). Ready with 0 when the client closed the connection.
-struct FirstBytes<'a>(&'a mut L4Stream);
+/// (the listener's l4 read buffer is off). Ready with the byte count (0: the client closed the
+/// connection) and whether the shortcut takes the request.
+struct FirstBytes<'a>(&'a mut L4Stream, Option<&'a dyn Shortcut>);
 
 impl Future for FirstBytes<'_> {
-    type Output = io::Result<usize>;
+    type Output = io::Result<(usize, bool)>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut head = [MaybeUninit::<u8>::uninit(); FIRST_READ];
         let mut buf = ReadBuf::uninit(&mut head);
         ready!(Pin::new(&mut *self.0).poll_read(cx, &mut buf))?;
         let n = buf.filled().len();
+        let short = self.1.is_some_and(|s| s.takes(buf.filled()));
         self.0.rewind(buf.filled());
-        Poll::Ready(Ok(n))
+        Poll::Ready(Ok((n, short)))
     }
 }
 
 /// Waits until the client sends the next request's first bytes; `None`: the client closed the
 /// connection, the read failed, or it stayed idle past the keep-alive timeout. Idle connections
 /// left at shutdown are closed with the server, as pingora's own would be. A TLS stream is
-/// handed on at once (pingora waits for its request).
-async fn next_request(stream: Stream) -> Option<Stream> {
+/// handed on at once (pingora waits for its request). `true`: the shortcut takes the request.
+async fn next_request(stream: Stream, shortcut: Option<&dyn Shortcut>) -> Option<(Stream, bool)> {
     if !stream.as_any().is::<L4Stream>() {
-        return Some(stream);
+        return Some((stream, false));
     }
     let mut plain = stream.into_any().downcast::<L4Stream>().ok()?;
-    match tokio::time::timeout(KEEPALIVE, FirstBytes(&mut plain)).await {
-        Ok(Ok(n)) if n > 0 => Some(plain),
+    match tokio::time::timeout(KEEPALIVE, FirstBytes(&mut plain, shortcut)).await {
+        Ok(Ok((n, short))) if n > 0 => Some((plain, short)),
         _ => None,
     }
 }
@@ -80,29 +98,55 @@ impl<A> LeanKeepAlive<A>
 where
     A: HttpServerApp + Send + Sync + 'static,
 {
+    /// The connection's keep-alive state and remaining request budget for its next request.
+    fn prepare(
+        &self,
+        session: &mut ServerSession,
+        persistent: Option<HttpPersistentSettings>,
+        shutdown: &ShutdownWatch,
+    ) {
+        match persistent {
+            Some(settings) => HttpPersistentSettings::apply_to_session(settings, session),
+            None => {
+                session.set_keepalive(Some(KEEPALIVE.as_secs()));
+                let limit = self
+                    .app
+                    .server_options()
+                    .and_then(|o| o.keepalive_request_limit);
+                session.set_keepalive_reuses_remaining(limit);
+            }
+        }
+        // Finish this request, then close, when the server is going away.
+        if *shutdown.borrow() {
+            session.set_keepalive(None);
+        }
+    }
+
     /// pingora's HTTP/1 connection loop, waiting for each request outside pingora's state.
     async fn serve_http1(self: Arc<Self>, mut stream: Stream, shutdown: ShutdownWatch) {
         let mut persistent = None;
         loop {
-            let Some(arrived) = next_request(stream).await else {
+            let Some((arrived, short)) = next_request(stream, self.shortcut.as_deref()).await
+            else {
                 return;
             };
-            let mut session = ServerSession::new_http1(arrived);
-            match persistent.take() {
-                // Carries the keep-alive state and remaining request budget of the connection.
-                Some(settings) => HttpPersistentSettings::apply_to_session(settings, &mut session),
-                None => {
-                    // Finish the first request, then close, when the server is going away.
-                    let down = *shutdown.borrow();
-                    session.set_keepalive((!down).then_some(KEEPALIVE.as_secs()));
-                    let limit = self
-                        .app
-                        .server_options()
-                        .and_then(|o| o.keepalive_request_limit);
-                    session.set_keepalive_reuses_remaining(limit);
+            let served = match self.shortcut.as_deref().filter(|_| short) {
+                Some(shortcut) => {
+                    let mut session = shortcut.session(arrived);
+                    self.prepare(
+                        &mut session.downstream_session,
+                        persistent.take(),
+                        &shutdown,
+                    );
+                    shortcut.serve(session).await
                 }
-            }
-            let Some(reused) = self.app.process_new_http(session, &shutdown).await else {
+                None => {
+                    let mut session = ServerSession::new_http1(arrived);
+                    self.prepare(&mut session, persistent.take(), &shutdown);
+                    self.app.process_new_http(session, &shutdown).await
+                }
+            };
+            let Some(reused) = served else {
                 return;
             };
             let (next, settings) = reused.consume();

@@ -1,5 +1,6 @@
 //! The pingora glue: listeners, the per-config runtime, and the routing table → handlers.
 
+mod fast;
 mod filtered;
 mod forward;
 mod keepalive;
@@ -336,10 +337,18 @@ pub fn run(config_path: &Path, upgrade: bool) -> Result<(), String> {
     let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
     server.bootstrap();
 
-    let main = proxy::Gateway::new(state.clone(), config.listen.metrics.is_none());
+    let serve_metrics = config.listen.metrics.is_none();
+    let main = proxy::Gateway::new(state.clone(), serve_metrics);
+    let fast = fast::FastGet::new(
+        proxy::Gateway::new(state.clone(), serve_metrics),
+        &server.configuration,
+    );
     let mut service = pingora::services::listening::Service::new(
         "whizard gateway".to_string(),
-        keepalive::LeanKeepAlive::new(pingora::proxy::http_proxy(&server.configuration, main)),
+        keepalive::LeanKeepAlive::new(
+            pingora::proxy::http_proxy(&server.configuration, main),
+            Some(Box::new(fast)),
+        ),
     );
     if let Some(addr) = config.listen.http {
         // No l4 read buffer: it would stay allocated for the life of the connection, idle or
