@@ -999,10 +999,11 @@ async fn keep_alive_connections_serve_requests_however_they_arrive() {
 }
 
 /// Plain GETs go upstream the gateway's short way (gateway/fast.rs); it must cope with what
-/// real upstreams do to a keep-alive pool: close an idle connection without a word, and answer
-/// without a length (HTTP/1.0 style, the end marked by closing). Every GET still gets its whole
-/// answer on the client's one keep-alive connection, each reaches the upstream exactly once
-/// with the tenant header and without the client's credentials.
+/// real upstreams do to a keep-alive pool: close an idle connection without a word, send an
+/// unasked answer (a 408) on an idle connection, and answer without a length (HTTP/1.0 style,
+/// the end marked by closing). Every GET still gets its own whole answer on the client's one
+/// keep-alive connection, each reaches the upstream exactly once with the tenant header and
+/// without the client's credentials.
 #[tokio::test]
 async fn plain_gets_survive_upstreams_that_close_idle_connections_or_send_no_length() {
     use std::sync::{Arc, Mutex};
@@ -1011,39 +1012,62 @@ async fn plain_gets_survive_upstreams_that_close_idle_connections_or_send_no_len
     let upstream = format!("http://{}", listener.local_addr().unwrap());
     // Every request head the upstream read, in order.
     let heads = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (strays_sent, mut strays) = tokio::sync::mpsc::unbounded_channel::<usize>();
     let seen = heads.clone();
     tokio::spawn(async move {
-        // One request per connection, then the connection is closed; answers alternate between
-        // a keep-alive answer with a length (the gateway pools the connection, which is then
-        // dead) and one without a length (the end marked by the close).
+        // One request per connection. Answers cycle through: a keep-alive answer with a
+        // length, then the connection closed (the gateway pools a dead connection); the same
+        // followed a moment later by an unasked 408 on the open connection; an answer without
+        // a length, ended by the close.
         loop {
             let Ok((mut conn, _)) = listener.accept().await else {
                 return;
             };
-            let mut head = Vec::new();
-            let mut buf = [0u8; 4096];
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                match conn.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => head.extend_from_slice(&buf[..n]),
+            let (seen, strays_sent) = (seen.clone(), strays_sent.clone());
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
                 }
-            }
-            if head.is_empty() {
-                continue;
-            }
-            let n = {
-                let mut heads = seen.lock().unwrap();
-                heads.push(String::from_utf8_lossy(&head).to_ascii_lowercase());
-                heads.len()
-            };
-            let body = format!("{{\"status\":\"success\",\"data\":{{\"answer\":{n}}}}}");
-            let answer = if n % 2 == 1 {
-                format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len())
-            } else {
-                format!("HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{body}")
-            };
-            let _ = conn.write_all(answer.as_bytes()).await;
-            let _ = conn.shutdown().await;
+                let n = {
+                    let mut heads = seen.lock().unwrap();
+                    heads.push(String::from_utf8_lossy(&head).to_ascii_lowercase());
+                    heads.len()
+                };
+                let body = format!("{{\"status\":\"success\",\"data\":{{\"answer\":{n}}}}}");
+                let with_length = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                match n % 3 {
+                    1 => {
+                        let _ = conn.write_all(with_length.as_bytes()).await;
+                    }
+                    2 => {
+                        let _ = conn.write_all(with_length.as_bytes()).await;
+                        // Once the gateway has read the answer and pooled the connection (it
+                        // reads whatever arrived with the answer, and keeps no connection that
+                        // had more): the connection stays open, so only a look at it can tell.
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        let stray = "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n";
+                        let _ = conn.write_all(stray.as_bytes()).await;
+                        let _ = strays_sent.send(n);
+                        // Open until the gateway lets go of it.
+                        let _ = conn.read(&mut buf).await;
+                    }
+                    _ => {
+                        let answer = format!(
+                            "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{body}"
+                        );
+                        let _ = conn.write_all(answer.as_bytes()).await;
+                    }
+                }
+                let _ = conn.shutdown().await;
+            });
         }
     });
     let gw = Gateway::start(&two_tenant_config(
@@ -1060,14 +1084,11 @@ async fn plain_gets_survive_upstreams_that_close_idle_connections_or_send_no_len
         .await
         .unwrap();
     let mut pending = Vec::new();
-    for n in 1..=4 {
-        client
-            .write_all(
-                format!("GET /api/v1/status/buildinfo HTTP/1.1\r\nHost: gw\r\nAuthorization: Basic {auth}\r\n\r\n")
-                    .as_bytes(),
-            )
-            .await
-            .unwrap();
+    for n in 1..=6 {
+        let request = format!(
+            "GET /api/v1/status/buildinfo HTTP/1.1\r\nHost: gw\r\nAuthorization: Basic {auth}\r\n\r\n"
+        );
+        client.write_all(request.as_bytes()).await.unwrap();
         let (status, head, body) = read_raw_response(&mut client, &mut pending)
             .await
             .unwrap_or_else(|| panic!("request {n}: the gateway closed the client's connection"));
@@ -1078,17 +1099,26 @@ async fn plain_gets_survive_upstreams_that_close_idle_connections_or_send_no_len
             "request {n} got another answer: {body}"
         );
         assert!(!head.contains("connection: close"), "request {n}: {head}");
-        if n % 2 == 0 {
+        if n % 3 == 0 {
             assert!(
                 head.contains("transfer-encoding: chunked"),
                 "request {n}: {head}"
+            );
+        }
+        if n % 3 == 2 {
+            // The next request goes out once the pooled connection is spoilt.
+            let spoilt = tokio::time::timeout(Duration::from_secs(10), strays.recv()).await;
+            assert_eq!(
+                spoilt.ok().flatten(),
+                Some(n),
+                "the upstream's stray answer"
             );
         }
     }
     let heads = heads.lock().unwrap().clone();
     assert_eq!(
         heads.len(),
-        4,
+        6,
         "each GET reaches the upstream once: {heads:?}"
     );
     for head in &heads {

@@ -67,13 +67,27 @@ fn take_idle(key: u64, max_idle: Duration) -> Option<Stream> {
     IDLE.with(|pool| {
         let mut pool = pool.borrow_mut();
         let idle = pool.get_mut(&key)?;
-        while let Some((stream, since)) = idle.pop() {
-            if since.elapsed() < max_idle {
+        while let Some((mut stream, since)) = idle.pop() {
+            if since.elapsed() < max_idle && quiet(&mut stream) {
                 return Some(stream);
             }
         }
         None
     })
+}
+
+/// Whether an idle upstream connection has nothing to read: no close and no bytes the upstream
+/// sent unasked (say a 408 before closing), which would otherwise be read as the answer to
+/// the next request. One poll, no waiting; the runtime knows the socket's readiness, so a
+/// quiet connection costs no system call.
+fn quiet(stream: &mut Stream) -> bool {
+    use tokio::io::AsyncRead;
+    let mut byte = [0u8; 1];
+    let mut buf = tokio::io::ReadBuf::new(&mut byte);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    std::pin::Pin::new(stream)
+        .poll_read(&mut cx, &mut buf)
+        .is_pending()
 }
 
 fn put_idle(key: u64, stream: Stream) {
