@@ -287,6 +287,11 @@ async fn exchange_head(
             .await
             .map_err(|e| e.into_up())?
         {
+            // A GET asks for no upgrade: a 101 is refused, as pingora's engine refuses it.
+            HttpTask::Header(h, _) if h.status == http::StatusCode::SWITCHING_PROTOCOLS => {
+                return Error::e_explain(ErrorType::InvalidHTTPHeader, "unasked 101 upstream")
+                    .map_err(|e| e.into_up())
+            }
             HttpTask::Header(h, _) if h.status.is_informational() => continue,
             HttpTask::Header(h, _) => return Ok(h),
             _ => {
