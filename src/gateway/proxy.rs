@@ -108,6 +108,8 @@ const CLIENT_CLOSED: http::StatusCode = match http::StatusCode::from_u16(499) {
     Err(_) => http::StatusCode::BAD_REQUEST,
 };
 
+/// The hooks pingora's engine runs. `fast.rs` runs the same ones, in the same order, for plain
+/// GETs: a hook added here must be called there too.
 #[async_trait]
 impl ProxyHttp for Gateway {
     type CTX = Ctx;
