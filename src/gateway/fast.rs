@@ -117,57 +117,6 @@ impl FastGet {
         }
     }
 
-    /// The session for a connection's next request, as pingora's engine would make it.
-    pub fn session(&self, stream: Stream) -> Session {
-        Session::new_h1_with_modules(stream, &self.modules)
-    }
-
-    /// Serves one request of `session`, as pingora's `process_new_http` would; the connection
-    /// comes back for the next request unless it must close.
-    pub async fn serve(&self, mut session: Session) -> Option<ReusedHttpStream> {
-        let gw = &self.gateway;
-        match session.downstream_session.read_request().await {
-            Ok(true) => {}
-            Ok(false) => return None,
-            Err(e) => {
-                if matches!(e.etype(), ErrorType::InvalidHTTPHeader) {
-                    let _ = session.downstream_session.respond_error(400).await;
-                }
-                session.downstream_session.shutdown().await;
-                return None;
-            }
-        }
-        let mut ctx = gw.new_ctx();
-        let outcome = match gw.request_filter(&mut session, &mut ctx).await {
-            Ok(true) => Ok(()),
-            Ok(false) => self.proxy(&mut session, &mut ctx).await,
-            Err(e) => Err(e),
-        };
-        let reuse = match outcome {
-            Ok(()) => {
-                gw.logging(&mut session, None, &mut ctx).await;
-                true
-            }
-            Err(e) => {
-                let failed = gw.fail_to_proxy(&mut session, &e, &mut ctx).await;
-                gw.logging(&mut session, Some(&e), &mut ctx).await;
-                session.downstream_session.on_proxy_failure(e);
-                failed.can_reuse_downstream
-            }
-        };
-        // Ends the request (and its limits and in-flight count) before the connection waits.
-        drop(ctx);
-        if !reuse {
-            return None;
-        }
-        let settings = HttpPersistentSettings::for_session(&session.downstream_session);
-        // Boxed: finishing is a ~4 KB future that would otherwise be copied with every
-        // request's future; one small allocation is cheaper.
-        let finish = Box::pin(session.downstream_session.finish());
-        let reusable = finish.await.ok().flatten()?;
-        Some(ReusedHttpStream::from_reusable_stream(reusable, settings))
-    }
-
     /// Sends the filtered request upstream and the answer back, like pingora's engine does for
     /// a request without a body.
     async fn proxy(&self, session: &mut Session, ctx: &mut Ctx) -> pingora::Result<()> {
@@ -347,12 +296,55 @@ impl super::keepalive::Shortcut for FastGet {
         takes(head)
     }
 
+    /// The session for a connection's next request, as pingora's engine would make it.
     fn session(&self, stream: Stream) -> Session {
-        FastGet::session(self, stream)
+        Session::new_h1_with_modules(stream, &self.modules)
     }
 
-    async fn serve(&self, session: Session) -> Option<ReusedHttpStream> {
-        FastGet::serve(self, session).await
+    /// Serves one request of `session`, as pingora's `process_new_http` would; the connection
+    /// comes back for the next request unless it must close.
+    async fn serve(&self, mut session: Session) -> Option<ReusedHttpStream> {
+        let gw = &self.gateway;
+        match session.downstream_session.read_request().await {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => {
+                if matches!(e.etype(), ErrorType::InvalidHTTPHeader) {
+                    let _ = session.downstream_session.respond_error(400).await;
+                }
+                session.downstream_session.shutdown().await;
+                return None;
+            }
+        }
+        let mut ctx = gw.new_ctx();
+        let outcome = match gw.request_filter(&mut session, &mut ctx).await {
+            Ok(true) => Ok(()),
+            Ok(false) => self.proxy(&mut session, &mut ctx).await,
+            Err(e) => Err(e),
+        };
+        let reuse = match outcome {
+            Ok(()) => {
+                gw.logging(&mut session, None, &mut ctx).await;
+                true
+            }
+            Err(e) => {
+                let failed = gw.fail_to_proxy(&mut session, &e, &mut ctx).await;
+                gw.logging(&mut session, Some(&e), &mut ctx).await;
+                session.downstream_session.on_proxy_failure(e);
+                failed.can_reuse_downstream
+            }
+        };
+        // Ends the request (and its limits and in-flight count) before the connection waits.
+        drop(ctx);
+        if !reuse {
+            return None;
+        }
+        let settings = HttpPersistentSettings::for_session(&session.downstream_session);
+        // Boxed: finishing is a ~4 KB future that would otherwise be copied with every
+        // request's future; one small allocation is cheaper.
+        let finish = Box::pin(session.downstream_session.finish());
+        let reusable = finish.await.ok().flatten()?;
+        Some(ReusedHttpStream::from_reusable_stream(reusable, settings))
     }
 }
 

@@ -30,12 +30,12 @@ const KEEPALIVE: Duration = Duration::from_secs(60);
 
 pub struct LeanKeepAlive<A> {
     app: Arc<A>,
-    shortcut: Option<Box<dyn Shortcut>>,
+    shortcut: Box<dyn Shortcut>,
 }
 
 impl<A> LeanKeepAlive<A> {
     /// `shortcut` serves the plain-TCP requests it recognises from their first bytes.
-    pub fn new(app: A, shortcut: Option<Box<dyn Shortcut>>) -> Self {
+    pub fn new(app: A, shortcut: Box<dyn Shortcut>) -> Self {
         LeanKeepAlive {
             app: Arc::new(app),
             shortcut,
@@ -63,7 +63,7 @@ const FIRST_READ: usize = 4096;
 /// waiting here holds no buffer at all: it is the only read buffer a plain connection has
 /// (the listener's l4 read buffer is off). Ready with the byte count (0: the client closed the
 /// connection) and whether the shortcut takes the request.
-struct FirstBytes<'a>(&'a mut L4Stream, Option<&'a dyn Shortcut>);
+struct FirstBytes<'a>(&'a mut L4Stream, &'a dyn Shortcut);
 
 impl Future for FirstBytes<'_> {
     type Output = io::Result<(usize, bool)>;
@@ -73,7 +73,7 @@ impl Future for FirstBytes<'_> {
         let mut buf = ReadBuf::uninit(&mut head);
         ready!(Pin::new(&mut *self.0).poll_read(cx, &mut buf))?;
         let n = buf.filled().len();
-        let short = self.1.is_some_and(|s| s.takes(buf.filled()));
+        let short = self.1.takes(buf.filled());
         self.0.rewind(buf.filled());
         Poll::Ready(Ok((n, short)))
     }
@@ -83,7 +83,7 @@ impl Future for FirstBytes<'_> {
 /// connection, the read failed, or it stayed idle past the keep-alive timeout. Idle connections
 /// left at shutdown are closed with the server, as pingora's own would be. A TLS stream is
 /// handed on at once (pingora waits for its request). `true`: the shortcut takes the request.
-async fn next_request(stream: Stream, shortcut: Option<&dyn Shortcut>) -> Option<(Stream, bool)> {
+async fn next_request(stream: Stream, shortcut: &dyn Shortcut) -> Option<(Stream, bool)> {
     if !stream.as_any().is::<L4Stream>() {
         return Some((stream, false));
     }
@@ -126,25 +126,21 @@ where
     async fn serve_http1(self: Arc<Self>, mut stream: Stream, shutdown: ShutdownWatch) {
         let mut persistent = None;
         loop {
-            let Some((arrived, short)) = next_request(stream, self.shortcut.as_deref()).await
-            else {
+            let Some((arrived, short)) = next_request(stream, &*self.shortcut).await else {
                 return;
             };
-            let served = match self.shortcut.as_deref().filter(|_| short) {
-                Some(shortcut) => {
-                    let mut session = shortcut.session(arrived);
-                    self.prepare(
-                        &mut session.downstream_session,
-                        persistent.take(),
-                        &shutdown,
-                    );
-                    shortcut.serve(session).await
-                }
-                None => {
-                    let mut session = ServerSession::new_http1(arrived);
-                    self.prepare(&mut session, persistent.take(), &shutdown);
-                    self.app.process_new_http(session, &shutdown).await
-                }
+            let served = if short {
+                let mut session = self.shortcut.session(arrived);
+                self.prepare(
+                    &mut session.downstream_session,
+                    persistent.take(),
+                    &shutdown,
+                );
+                self.shortcut.serve(session).await
+            } else {
+                let mut session = ServerSession::new_http1(arrived);
+                self.prepare(&mut session, persistent.take(), &shutdown);
+                self.app.process_new_http(session, &shutdown).await
             };
             let Some(reused) = served else {
                 return;

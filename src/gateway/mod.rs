@@ -347,7 +347,7 @@ pub fn run(config_path: &Path, upgrade: bool) -> Result<(), String> {
         "whizard gateway".to_string(),
         keepalive::LeanKeepAlive::new(
             pingora::proxy::http_proxy(&server.configuration, main),
-            Some(Box::new(fast)),
+            Box::new(fast),
         ),
     );
     if let Some(addr) = config.listen.http {
