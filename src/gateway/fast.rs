@@ -17,6 +17,7 @@ use super::proxy::{Ctx, Gateway};
 use async_trait::async_trait;
 use pingora::apps::{HttpPersistentSettings, ReusedHttpStream};
 use pingora::connectors::{ConnectorOptions, TransportConnector};
+use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::modules::http::HttpModules;
 use pingora::protocols::http::v1::client::HttpSession as UpstreamSession;
 use pingora::protocols::http::HttpTask;
@@ -122,32 +123,41 @@ impl FastGet {
     async fn proxy(&self, session: &mut Session, ctx: &mut Ctx) -> pingora::Result<()> {
         let gw = &self.gateway;
         let peer = gw.upstream_peer(session, ctx).await?;
-        let mut req = session.req_header().clone();
-        strip_hop_by_hop(&mut req);
+        // The filter takes the enforced target out of `ctx`; a second attempt needs it again.
+        let target = ctx.uri.clone();
+        let mut req = upstream_request(session.req_header())?;
         gw.upstream_request_filter(session, &mut req, ctx).await?;
 
         let (mut upstream, reused) = self.connect(&peer).await?;
-        // Kept for a second attempt only when the connection came from the pool.
-        let again = reused.then(|| req.clone());
         let client = &mut session.downstream_session;
         let first = unless_client_leaves(client, exchange_head(&mut upstream, req)).await;
-        let (mut upstream, mut header) = match (first, again) {
-            (Ok(header), _) => (upstream, header),
+        let (mut upstream, mut header) = match first {
+            Ok(header) => (upstream, header),
             // A pooled connection the upstream closed while it was idle: the GET is sent again
             // on a new connection, as pingora retries a failed reused connection. Not after a
-            // timeout: the upstream may be working on it.
-            (Err(e), Some(req))
-                if !matches!(
-                    e.etype(),
-                    ErrorType::ReadTimedout | ErrorType::WriteTimedout
-                ) =>
+            // timeout: the upstream may be working on it. The request is made again by the
+            // same filter from the same target (cheaper than keeping a copy of every request
+            // for this rare case).
+            Err(e)
+                if reused
+                    && !matches!(
+                        e.etype(),
+                        ErrorType::ReadTimedout | ErrorType::WriteTimedout
+                    ) =>
             {
+                ctx.uri = target;
+                let mut req = upstream_request(session.req_header())?;
+                gw.upstream_request_filter(session, &mut req, ctx).await?;
                 let mut fresh = self.new_session(&peer).await?;
+                let client = &mut session.downstream_session;
                 let header = unless_client_leaves(client, exchange_head(&mut fresh, req)).await?;
                 (fresh, header)
             }
-            (Err(e), _) => return Err(e),
+            Err(e) => return Err(e),
         };
+        // Room for what the response filter and the server session add (request id, date,
+        // connection, maybe transfer-encoding), so that none of them grows the map.
+        with_room(&mut header, 4);
         let mut end = upstream.is_body_done();
         // An answer without a length would end the client's connection: chunked instead, as
         // pingora's engine does.
@@ -224,8 +234,8 @@ async fn unless_client_leaves<T>(
 /// Writes the request head and reads the response head (skipping informational answers).
 async fn exchange_head(
     upstream: &mut UpstreamSession,
-    req: pingora::http::RequestHeader,
-) -> pingora::Result<Box<pingora::http::ResponseHeader>> {
+    req: RequestHeader,
+) -> pingora::Result<Box<ResponseHeader>> {
     upstream
         .write_request_header(Box::new(req))
         .await
@@ -254,40 +264,79 @@ async fn exchange_head(
 /// The hop-by-hop fields a request must not carry upstream (RFC 9110 §7.6.1), as pingora's
 /// engine strips them. `takes` already refused `Upgrade`, `Transfer-Encoding` and
 /// `HTTP2-Settings`.
-fn strip_hop_by_hop(req: &mut pingora::http::RequestHeader) {
-    const HOP_BY_HOP: [&str; 7] = [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-    ];
-    // One pass over the names finds them; a request pays a removal only for those it has.
-    let mut present = [false; HOP_BY_HOP.len()];
-    for name in req.headers.keys() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|h| name == h) {
-            present[i] = true;
+const HOP_BY_HOP: [http::HeaderName; 7] = [
+    http::header::CONNECTION,
+    http::HeaderName::from_static("keep-alive"),
+    http::HeaderName::from_static("proxy-connection"),
+    http::header::PROXY_AUTHENTICATE,
+    http::header::PROXY_AUTHORIZATION,
+    http::header::TE,
+    http::header::TRAILER,
+];
+
+/// Fields the upstream request filter may add (tenant header, host), besides the client's.
+const ADDED_UPSTREAM: usize = 2;
+
+/// The request sent upstream, before the upstream request filter: the client's method, target
+/// and end-to-end fields (hop-by-hop ones and those the client nominated in `Connection` stay
+/// behind). Built at once in a map with room for what the filter adds: pingora sizes a parsed
+/// map exactly, so a copy of it would grow (rehash and copy) on the first added field, and
+/// keeps a second map of the client's spelling of every name, which the upstream does not
+/// need (names go in their canonical spelling).
+fn upstream_request(client: &RequestHeader) -> pingora::Result<RequestHeader> {
+    let nominated: Vec<http::HeaderName> = client
+        .headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| http::HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    let mut headers = http::HeaderMap::with_capacity(client.headers.len() + ADDED_UPSTREAM);
+    for (name, value) in &client.headers {
+        if !HOP_BY_HOP.contains(name) && !nominated.contains(name) {
+            headers.append(name.clone(), value.clone());
         }
     }
-    if present[0] {
-        // Fields the client nominated in `Connection` are hop-by-hop too.
-        let nominated: Vec<http::HeaderName> = req
-            .headers
-            .get_all(http::header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|name| http::HeaderName::from_bytes(name.trim().as_bytes()).ok())
-            .collect();
-        for name in nominated {
-            req.remove_header(&name);
-        }
+    let (mut parts, ()) = http::Request::new(()).into_parts();
+    parts.method = client.method.clone();
+    parts.uri = client.uri.clone();
+    parts.version = client.version;
+    parts.headers = headers;
+    let mut req = RequestHeader::from(parts);
+    // A target the URI does not reproduce (not origin-form, not UTF-8) goes as it came.
+    let raw = client.raw_path();
+    if client.uri.path_and_query().map(|p| p.as_str().as_bytes()) != Some(raw) {
+        req.set_raw_path(raw)?;
     }
-    for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, p)| *p) {
-        req.remove_header(*name);
+    Ok(req)
+}
+
+/// Gives a parsed response head room for `extra` more fields without growing, in one step,
+/// and drops pingora's second map of the upstream's spelling of each name (the client gets
+/// canonical names). Without it, each field added to pingora's exactly-sized maps grows both.
+fn with_room(header: &mut ResponseHeader, extra: usize) {
+    let placeholder = ResponseHeader::from(http::Response::new(()).into_parts().0);
+    let mut parts = http::response::Parts::from(std::mem::replace(header, placeholder));
+    // Fails only past http's limit of 32,768 fields; then the map just grows as it would have.
+    let _ = parts.headers.try_reserve(extra);
+    *header = ResponseHeader::from(parts);
+}
+
+/// The same for the client's request head, which the request filter may add a request id to.
+fn with_room_request(header: &mut RequestHeader, extra: usize) -> pingora::Result<()> {
+    let placeholder = RequestHeader::from(http::Request::new(()).into_parts().0);
+    let old = std::mem::replace(header, placeholder);
+    let raw_target = (old.uri.path_and_query().map(|p| p.as_str().as_bytes())
+        != Some(old.raw_path()))
+    .then(|| old.raw_path().to_vec());
+    let mut parts = http::request::Parts::from(old);
+    let _ = parts.headers.try_reserve(extra);
+    *header = RequestHeader::from(parts);
+    if let Some(raw) = raw_target {
+        header.set_raw_path(&raw)?;
     }
+    Ok(())
 }
 
 #[async_trait]
@@ -305,16 +354,18 @@ impl super::keepalive::Shortcut for FastGet {
     /// comes back for the next request unless it must close.
     async fn serve(&self, mut session: Session) -> Option<ReusedHttpStream> {
         let gw = &self.gateway;
-        match session.downstream_session.read_request().await {
-            Ok(true) => {}
+        let read = match session.downstream_session.read_request().await {
             Ok(false) => return None,
-            Err(e) => {
-                if matches!(e.etype(), ErrorType::InvalidHTTPHeader) {
-                    let _ = session.downstream_session.respond_error(400).await;
-                }
-                session.downstream_session.shutdown().await;
-                return None;
+            // Room for the request id the request filter may add.
+            Ok(true) => with_room_request(session.req_header_mut(), 1),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = read {
+            if matches!(e.etype(), ErrorType::InvalidHTTPHeader) {
+                let _ = session.downstream_session.respond_error(400).await;
             }
+            session.downstream_session.shutdown().await;
+            return None;
         }
         let mut ctx = gw.new_ctx();
         let outcome = match gw.request_filter(&mut session, &mut ctx).await {
@@ -350,11 +401,14 @@ impl super::keepalive::Shortcut for FastGet {
 
 #[cfg(test)]
 mod tests {
-    use super::{strip_hop_by_hop, takes};
+    use super::{
+        takes, upstream_request, with_room, with_room_request, RequestHeader, ResponseHeader,
+        ADDED_UPSTREAM,
+    };
 
     #[test]
     fn hop_by_hop_fields_and_the_ones_connection_names_stay_behind() {
-        let mut req = pingora::http::RequestHeader::build("GET", b"/api/v1/query", None).unwrap();
+        let mut req = RequestHeader::build("GET", b"/api/v1/query", None).unwrap();
         for (name, value) in [
             ("Connection", "keep-alive, X-Private"),
             ("Keep-Alive", "timeout=5"),
@@ -363,18 +417,69 @@ mod tests {
             ("Proxy-Authorization", "Basic Zm9vOmJhcg=="),
             ("Accept", "application/json"),
             ("X-Request-Id", "abc"),
+            ("Accept", "text/plain"),
         ] {
             req.append_header(name, value).unwrap();
         }
-        strip_hop_by_hop(&mut req);
-        let mut left: Vec<&str> = req.headers.keys().map(|k| k.as_str()).collect();
+        let up = upstream_request(&req).unwrap();
+        let mut left: Vec<(&str, &str)> = up
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.to_str().unwrap()))
+            .collect();
         left.sort();
-        assert_eq!(left, ["accept", "x-request-id"]);
+        assert_eq!(
+            left,
+            [
+                ("accept", "application/json"),
+                ("accept", "text/plain"),
+                ("x-request-id", "abc")
+            ]
+        );
+        assert_eq!((&up.method, up.version), (&req.method, req.version));
+        assert_eq!(up.raw_path(), b"/api/v1/query");
 
-        let mut plain = pingora::http::RequestHeader::build("GET", b"/x", None).unwrap();
+        let mut plain = RequestHeader::build("GET", b"/x?a=1", None).unwrap();
         plain.append_header("Accept", "*/*").unwrap();
-        strip_hop_by_hop(&mut plain);
-        assert_eq!(plain.headers.len(), 1);
+        let up = upstream_request(&plain).unwrap();
+        assert_eq!(up.headers.len(), 1);
+        assert_eq!(up.raw_path(), b"/x?a=1");
+    }
+
+    #[test]
+    fn the_upstream_request_has_room_for_the_filter_and_keeps_odd_targets() {
+        let mut req = RequestHeader::build("GET", b"/q", Some(2)).unwrap();
+        req.append_header("Host", "gw").unwrap();
+        req.append_header("Authorization", "Basic YTpi").unwrap();
+        let up = upstream_request(&req).unwrap();
+        assert!(up.headers.capacity() >= req.headers.len() + ADDED_UPSTREAM);
+
+        // An absolute-form target is not reproduced by the URI: its bytes go as they came.
+        let absolute = RequestHeader::build("GET", b"http://gw/api/v1/labels", None).unwrap();
+        let up = upstream_request(&absolute).unwrap();
+        assert_eq!(up.raw_path(), b"http://gw/api/v1/labels");
+    }
+
+    #[test]
+    fn room_is_made_without_losing_fields_status_or_target() {
+        let mut resp = ResponseHeader::build(203, Some(2)).unwrap();
+        resp.append_header("Content-Type", "application/json")
+            .unwrap();
+        resp.append_header("Vary", "a").unwrap();
+        resp.append_header("Vary", "b").unwrap();
+        with_room(&mut resp, 4);
+        assert!(resp.headers.capacity() >= resp.headers.keys_len() + 4);
+        assert_eq!(resp.status, 203);
+        let vary: Vec<_> = resp.headers.get_all("vary").iter().collect();
+        assert_eq!(vary, ["a", "b"]);
+        assert_eq!(resp.headers["content-type"], "application/json");
+
+        let mut req = RequestHeader::build("GET", b"http://gw/x?y=1", Some(1)).unwrap();
+        req.append_header("Host", "gw").unwrap();
+        with_room_request(&mut req, 1).unwrap();
+        assert!(req.headers.capacity() >= 2);
+        assert_eq!(req.raw_path(), b"http://gw/x?y=1");
+        assert_eq!(req.headers["host"], "gw");
     }
 
     #[test]

@@ -77,7 +77,8 @@ pub struct Ctx {
     /// `tenant` label of the request metrics ("" before the tenant is known).
     tenant: String,
     upstream: Option<UpstreamKind>,
-    uri: Option<http::Uri>,
+    /// The enforced target, taken by the upstream request filter.
+    pub(super) uri: Option<http::Uri>,
     /// Concurrent-request slots held until the request ends.
     _inflight: Vec<crate::limits::InflightGuard>,
     /// Counts the request as in flight for graceful shutdown.
