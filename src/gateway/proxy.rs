@@ -453,8 +453,12 @@ impl Gateway {
 
         let identity = self.authenticate(session, rt).await?;
         ctx.identity = Some(identity.clone());
-        // Until the scope is known, refusals are counted under the identity's tenants.
-        ctx.tenant = identity.tenants.join("|");
+        // Until the scope is known, refusals are counted under the identity's tenants (joined
+        // only for a refusal: it is a string per request).
+        let unscoped = |refusal: Refusal, ctx: &mut Ctx| {
+            ctx.tenant = identity.tenants.join("|");
+            refusal
+        };
         let method = session.req_header().method.clone();
         let op = match matched.class {
             Class::RemoteWrite | Class::Otlp => Operation::Write,
@@ -472,18 +476,21 @@ impl Gateway {
                 .iter();
             let first = values.next();
             if values.next().is_some() {
-                return Err(Refusal::new(
-                    400,
-                    format!("the {header_name} header is given more than once"),
+                return Err(unscoped(
+                    Refusal::new(
+                        400,
+                        format!("the {header_name} header is given more than once"),
+                    ),
+                    ctx,
                 ));
             }
             match first.map(|v| v.to_str()) {
                 None => None,
                 Some(Ok(v)) => Some(v.trim().to_string()),
                 Some(Err(_)) => {
-                    return Err(Refusal::new(
-                        400,
-                        format!("the {header_name} header is not valid text"),
+                    return Err(unscoped(
+                        Refusal::new(400, format!("the {header_name} header is not valid text")),
+                        ctx,
                     ))
                 }
             }
@@ -497,7 +504,7 @@ impl Gateway {
             header_name,
             op,
         )
-        .map_err(|e| Refusal::new(e.status(), e.to_string()))?;
+        .map_err(|e| unscoped(Refusal::new(e.status(), e.to_string()), ctx))?;
         ctx.tenant = scope.header_value();
         for tenant in scope.tenants() {
             match rt.limiters.admit_request(tenant) {
