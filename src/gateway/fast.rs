@@ -304,12 +304,17 @@ fn upstream_request(client: &RequestHeader) -> pingora::Result<RequestHeader> {
     parts.version = client.version;
     parts.headers = headers;
     let mut req = RequestHeader::from(parts);
-    // A target the URI does not reproduce (not origin-form, not UTF-8) goes as it came.
-    let raw = client.raw_path();
-    if client.uri.path_and_query().map(|p| p.as_str().as_bytes()) != Some(raw) {
+    if let Some(raw) = verbatim_target(client) {
         req.set_raw_path(raw)?;
     }
     Ok(req)
+}
+
+/// The request target as it came, when the URI does not reproduce it (not origin-form, not
+/// UTF-8): a header rebuilt from the URI would otherwise lose it.
+fn verbatim_target(header: &RequestHeader) -> Option<&[u8]> {
+    let raw = header.raw_path();
+    (header.uri.path_and_query().map(|p| p.as_str().as_bytes()) != Some(raw)).then_some(raw)
 }
 
 /// Gives a parsed response head room for `extra` more fields without growing, in one step,
@@ -327,9 +332,7 @@ fn with_room(header: &mut ResponseHeader, extra: usize) {
 fn with_room_request(header: &mut RequestHeader, extra: usize) -> pingora::Result<()> {
     let placeholder = RequestHeader::from(http::Request::new(()).into_parts().0);
     let old = std::mem::replace(header, placeholder);
-    let raw_target = (old.uri.path_and_query().map(|p| p.as_str().as_bytes())
-        != Some(old.raw_path()))
-    .then(|| old.raw_path().to_vec());
+    let raw_target = verbatim_target(&old).map(<[u8]>::to_vec);
     let mut parts = http::request::Parts::from(old);
     let _ = parts.headers.try_reserve(extra);
     *header = RequestHeader::from(parts);
