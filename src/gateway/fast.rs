@@ -8,19 +8,18 @@
 //! keep-alive loop recognises from its first bytes ([`takes`]) is served here instead, by the
 //! very same [`ProxyHttp`] hooks of [`Gateway`] — request filter (authentication, tenancy,
 //! enforcement, limits), upstream peer, upstream request filter, response filter, failure
-//! answer, logging — in one straight sequence, over pingora's own HTTP/1 server and client
-//! sessions (which parse and frame both sides), with a per-thread pool of idle upstream
-//! connections. Anything else — a body, an upgrade, `Expect`, HTTP/1.0, HEAD, a head not
+//! answer, logging — in one straight sequence, over pingora's own HTTP/1 server session (which
+//! parses and frames the client's side), a lean HTTP/1.1 client for the upstream's side
+//! ([`super::h1_client`]) and a per-thread pool of idle upstream connections. Anything else — a body, an upgrade, `Expect`, HTTP/1.0, HEAD, a head not
 //! complete in the first read, pipelined bytes — goes to pingora's engine as before.
 
+use super::h1_client::Exchange;
 use super::proxy::{Ctx, Gateway};
 use async_trait::async_trait;
 use pingora::apps::{HttpPersistentSettings, ReusedHttpStream};
 use pingora::connectors::{ConnectorOptions, TransportConnector};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::modules::http::HttpModules;
-use pingora::protocols::http::v1::client::HttpSession as UpstreamSession;
-use pingora::protocols::http::HttpTask;
 use pingora::protocols::Stream;
 use pingora::proxy::{ProxyHttp, Session};
 use pingora::server::configuration::ServerConf;
@@ -130,7 +129,7 @@ impl FastGet {
 
         let (mut upstream, reused) = self.connect(&peer).await?;
         let client = &mut session.downstream_session;
-        let first = unless_client_leaves(client, exchange_head(&mut upstream, req)).await;
+        let first = unless_client_leaves(client, exchange_head(&mut upstream, &req)).await;
         let (mut upstream, mut header) = match first {
             Ok(header) => (upstream, header),
             // A pooled connection the upstream closed while it was idle: the GET is sent again
@@ -148,16 +147,13 @@ impl FastGet {
                 ctx.uri = target;
                 let mut req = upstream_request(session.req_header())?;
                 gw.upstream_request_filter(session, &mut req, ctx).await?;
-                let mut fresh = self.new_session(&peer).await?;
+                let mut fresh = self.new_exchange(&peer).await?;
                 let client = &mut session.downstream_session;
-                let header = unless_client_leaves(client, exchange_head(&mut fresh, req)).await?;
+                let header = unless_client_leaves(client, exchange_head(&mut fresh, &req)).await?;
                 (fresh, header)
             }
             Err(e) => return Err(e),
         };
-        // Room for what the response filter and the server session add (request id, date,
-        // connection, maybe transfer-encoding), so that none of them grows the map.
-        with_room(&mut header, 4);
         let mut end = upstream.is_body_done();
         // An answer without a length would end the client's connection: chunked instead, as
         // pingora's engine does.
@@ -174,11 +170,11 @@ impl FastGet {
         }
         gw.response_filter(session, &mut header, ctx).await?;
         session
-            .write_response_header(header, end)
+            .write_response_header(Box::new(header), end)
             .await
             .map_err(|e| e.into_down())?;
         while !end {
-            let next = async { upstream.read_body_bytes().await.map_err(|e| e.into_up()) };
+            let next = async { upstream.read_body().await.map_err(|e| e.into_up()) };
             let body = unless_client_leaves(&mut session.downstream_session, next).await?;
             end = upstream.is_body_done() || body.is_none();
             session
@@ -186,30 +182,38 @@ impl FastGet {
                 .await
                 .map_err(|e| e.into_down())?;
         }
-        upstream.respect_keepalive();
-        if let Some(stream) = upstream.reuse().await {
+        if let Some(stream) = upstream.into_reusable() {
             put_idle(peer.reuse_hash(), stream);
         }
         Ok(())
     }
 
-    /// An idle pooled connection to `peer` (`true`) or a new one.
-    async fn connect(&self, peer: &HttpPeer) -> pingora::Result<(UpstreamSession, bool)> {
+    /// An exchange over an idle pooled connection to `peer` (`true`) or a new one.
+    async fn connect(&self, peer: &HttpPeer) -> pingora::Result<(Exchange, bool)> {
         let max_idle = peer.options.idle_timeout.unwrap_or(Duration::from_secs(60));
         match take_idle(peer.reuse_hash(), max_idle) {
-            Some(stream) => Ok((UpstreamSession::new_with_options(stream, peer), true)),
-            None => Ok((self.new_session(peer).await?, false)),
+            Some(stream) => Ok((exchange(stream, peer), true)),
+            None => Ok((self.new_exchange(peer).await?, false)),
         }
     }
 
-    async fn new_session(&self, peer: &HttpPeer) -> pingora::Result<UpstreamSession> {
+    async fn new_exchange(&self, peer: &HttpPeer) -> pingora::Result<Exchange> {
         // Boxed: a connect (with its TLS handshake) is an ~8 KB future, and rare once the pool
         // is warm; inline it would be copied with every request's future.
         let stream = Box::pin(self.connector.new_stream(peer))
             .await
             .map_err(|e| e.into_up())?;
-        Ok(UpstreamSession::new_with_options(stream, peer))
+        Ok(exchange(stream, peer))
     }
+}
+
+/// An exchange on `stream` with the peer's read and write timeouts.
+fn exchange(stream: Stream, peer: &HttpPeer) -> Exchange {
+    Exchange::new(
+        stream,
+        peer.options.read_timeout,
+        peer.options.write_timeout,
+    )
 }
 
 /// Runs `work` (an upstream step) unless the client hangs up first: then the upstream request
@@ -231,34 +235,15 @@ async fn unless_client_leaves<T>(
     }
 }
 
-/// Writes the request head and reads the response head (skipping informational answers).
+/// Writes the request head and reads the answer's head, with room for what the response
+/// filter and the server session add (request id, date, connection, maybe transfer-encoding),
+/// so that none of them grows the map.
 async fn exchange_head(
-    upstream: &mut UpstreamSession,
-    req: RequestHeader,
-) -> pingora::Result<Box<ResponseHeader>> {
-    upstream
-        .write_request_header(Box::new(req))
-        .await
-        .map_err(|e| e.into_up())?;
-    loop {
-        match upstream
-            .read_response_task()
-            .await
-            .map_err(|e| e.into_up())?
-        {
-            // A GET asks for no upgrade: a 101 is refused, as pingora's engine refuses it.
-            HttpTask::Header(h, _) if h.status == http::StatusCode::SWITCHING_PROTOCOLS => {
-                return Error::e_explain(ErrorType::InvalidHTTPHeader, "unasked 101 upstream")
-                    .map_err(|e| e.into_up())
-            }
-            HttpTask::Header(h, _) if h.status.is_informational() => continue,
-            HttpTask::Header(h, _) => return Ok(h),
-            _ => {
-                return Error::e_explain(ErrorType::InvalidHTTPHeader, "no upstream response")
-                    .map_err(|e| e.into_up())
-            }
-        }
-    }
+    upstream: &mut Exchange,
+    req: &RequestHeader,
+) -> pingora::Result<ResponseHeader> {
+    upstream.send(req).await.map_err(|e| e.into_up())?;
+    upstream.receive(4).await.map_err(|e| e.into_up())
 }
 
 /// The hop-by-hop fields a request must not carry upstream (RFC 9110 §7.6.1), as pingora's
@@ -317,18 +302,9 @@ fn verbatim_target(header: &RequestHeader) -> Option<&[u8]> {
     (header.uri.path_and_query().map(|p| p.as_str().as_bytes()) != Some(raw)).then_some(raw)
 }
 
-/// Gives a parsed response head room for `extra` more fields without growing, in one step,
-/// and drops pingora's second map of the upstream's spelling of each name (the client gets
-/// canonical names). Without it, each field added to pingora's exactly-sized maps grows both.
-fn with_room(header: &mut ResponseHeader, extra: usize) {
-    let placeholder = ResponseHeader::from(http::Response::new(()).into_parts().0);
-    let mut parts = http::response::Parts::from(std::mem::replace(header, placeholder));
-    // Fails only past http's limit of 32,768 fields; then the map just grows as it would have.
-    let _ = parts.headers.try_reserve(extra);
-    *header = ResponseHeader::from(parts);
-}
-
-/// The same for the client's request head, which the request filter may add a request id to.
+/// Gives the client's request head room for the request id the request filter may add, in
+/// one step, and drops pingora's second map of the client's spelling of each name: pingora
+/// sizes a parsed map exactly, so the first added field would grow (rehash and copy) both.
 fn with_room_request(header: &mut RequestHeader, extra: usize) -> pingora::Result<()> {
     let placeholder = RequestHeader::from(http::Request::new(()).into_parts().0);
     let old = std::mem::replace(header, placeholder);
@@ -404,10 +380,7 @@ impl super::keepalive::Shortcut for FastGet {
 
 #[cfg(test)]
 mod tests {
-    use super::{
-        takes, upstream_request, with_room, with_room_request, RequestHeader, ResponseHeader,
-        ADDED_UPSTREAM,
-    };
+    use super::{takes, upstream_request, with_room_request, RequestHeader, ADDED_UPSTREAM};
 
     #[test]
     fn hop_by_hop_fields_and_the_ones_connection_names_stay_behind() {
@@ -464,19 +437,7 @@ mod tests {
     }
 
     #[test]
-    fn room_is_made_without_losing_fields_status_or_target() {
-        let mut resp = ResponseHeader::build(203, Some(2)).unwrap();
-        resp.append_header("Content-Type", "application/json")
-            .unwrap();
-        resp.append_header("Vary", "a").unwrap();
-        resp.append_header("Vary", "b").unwrap();
-        with_room(&mut resp, 4);
-        assert!(resp.headers.capacity() >= resp.headers.keys_len() + 4);
-        assert_eq!(resp.status, 203);
-        let vary: Vec<_> = resp.headers.get_all("vary").iter().collect();
-        assert_eq!(vary, ["a", "b"]);
-        assert_eq!(resp.headers["content-type"], "application/json");
-
+    fn room_is_made_without_losing_fields_or_target() {
         let mut req = RequestHeader::build("GET", b"http://gw/x?y=1", Some(1)).unwrap();
         req.append_header("Host", "gw").unwrap();
         with_room_request(&mut req, 1).unwrap();

@@ -3,6 +3,7 @@
 mod fast;
 mod filtered;
 mod forward;
+mod h1_client;
 mod keepalive;
 mod login;
 mod params;
