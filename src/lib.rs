@@ -24,9 +24,11 @@ pub mod tenancy;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// jemalloc's options, read when it starts: its thread caches keep freed blocks of up to
-/// 128 KiB (the default stops at 32 KiB). pingora's HTTP/1 client allocates a 64 KiB body buffer
-/// for every upstream answer, which otherwise takes jemalloc's slow path every time (~5% of a
-/// pass-through request's instructions). `_RJEM_MALLOC_CONF` in the environment still overrides.
+/// 128 KiB (the default stops at 32 KiB). pingora's HTTP/1 client, which carries requests with a
+/// body (writes, POSTed queries), allocates a 64 KiB body buffer for every upstream answer, which
+/// otherwise takes jemalloc's slow path every time (~5% of such a request's instructions); the
+/// short way's own client reads bodies in up to 64 KiB too. `_RJEM_MALLOC_CONF` in the
+/// environment still overrides.
 #[cfg(not(target_env = "msvc"))]
 #[allow(non_upper_case_globals)]
 #[no_mangle]
