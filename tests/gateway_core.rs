@@ -1126,3 +1126,158 @@ async fn plain_gets_survive_upstreams_that_close_idle_connections_or_send_no_len
         assert!(!head.contains("authorization"), "{head}");
     }
 }
+
+/// The short way's upstream client passes large bodies whole, however the upstream frames and
+/// splits them: a chunked answer in uneven chunks (with a chunk extension and a trailer) and a
+/// sized one written in pieces, all on one pooled upstream connection; an empty chunked body;
+/// and an answer that ends before its length reaches the client as a failure, never as a
+/// complete 200.
+#[tokio::test]
+async fn plain_gets_pass_large_bodies_whole_however_the_upstream_frames_them() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A body no two places of which look alike, so a lost or doubled piece shows.
+    fn body(len: usize, seed: u32) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(2_654_435_761).max(1);
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                b'a' + (x % 26) as u8
+            })
+            .collect()
+    }
+    const CHUNKED_LEN: usize = 1_000_003;
+    const SIZED_LEN: usize = 2 * 1024 * 1024 + 11;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = format!("http://{}", listener.local_addr().unwrap());
+    let connections = Arc::new(AtomicUsize::new(0));
+    let requests = Arc::new(AtomicUsize::new(0));
+    let (conns, reqs) = (connections.clone(), requests.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                return;
+            };
+            conns.fetch_add(1, Ordering::SeqCst);
+            let reqs = reqs.clone();
+            tokio::spawn(async move {
+                let mut pending = Vec::new();
+                let mut buf = vec![0u8; 16 * 1024];
+                loop {
+                    // One request head per turn (GETs: no body).
+                    let end = loop {
+                        if let Some(i) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        match conn.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => pending.extend_from_slice(&buf[..n]),
+                        }
+                    };
+                    pending.drain(..end);
+                    let n = reqs.fetch_add(1, Ordering::SeqCst) + 1;
+                    match n {
+                        1 => {
+                            let data = body(CHUNKED_LEN, 1);
+                            let mut wire = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+                            let (mut at, mut size) = (0, 1);
+                            while at < data.len() {
+                                let take = size.min(data.len() - at);
+                                wire.extend_from_slice(
+                                    format!("{take:x};piece={at}\r\n").as_bytes(),
+                                );
+                                wire.extend_from_slice(&data[at..at + take]);
+                                wire.extend_from_slice(b"\r\n");
+                                at += take;
+                                size = size * 7 % 65_521 + 1;
+                            }
+                            wire.extend_from_slice(b"0\r\nX-Checksum: none\r\n\r\n");
+                            for piece in wire.chunks(40_000) {
+                                if conn.write_all(piece).await.is_err() {
+                                    return;
+                                }
+                                tokio::task::yield_now().await;
+                            }
+                        }
+                        2 => {
+                            let data = body(SIZED_LEN, 2);
+                            let head = format!(
+                                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {SIZED_LEN}\r\n\r\n"
+                            );
+                            let _ = conn.write_all(head.as_bytes()).await;
+                            for piece in data.chunks(300_007) {
+                                if conn.write_all(piece).await.is_err() {
+                                    return;
+                                }
+                                tokio::task::yield_now().await;
+                            }
+                        }
+                        3 => {
+                            let answer =
+                                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+                            let _ = conn.write_all(answer.as_bytes()).await;
+                        }
+                        _ => {
+                            let answer =
+                                "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\nonly this";
+                            let _ = conn.write_all(answer.as_bytes()).await;
+                            return; // closed long before the length
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let gw = Gateway::start(&two_tenant_config(
+        &upstream,
+        &format!("{upstream}/api/v1/write"),
+        "",
+    ))
+    .await;
+    let client = reqwest::Client::new();
+    let get = || {
+        client
+            .get(format!("{}/api/v1/status/buildinfo", gw.url()))
+            .basic_auth(ALICE.0, Some(ALICE.1))
+            .send()
+    };
+
+    let resp = get().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.bytes().await.unwrap().as_ref(),
+        &body(CHUNKED_LEN, 1)[..]
+    );
+    let resp = get().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["content-length"],
+        SIZED_LEN.to_string().as_str()
+    );
+    assert_eq!(
+        resp.bytes().await.unwrap().as_ref(),
+        &body(SIZED_LEN, 2)[..]
+    );
+    let resp = get().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.bytes().await.unwrap().is_empty());
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        1,
+        "the three answers came over one pooled upstream connection"
+    );
+
+    // Cut short: the client gets the head and what came, then a broken body, never a whole 200.
+    // (A refusal before any head would also not be a complete answer.)
+    if let Ok(resp) = get().await {
+        let body = resp.bytes().await;
+        assert!(
+            body.is_err(),
+            "a truncated answer was passed on as complete: {body:?}"
+        );
+    }
+    assert_eq!(requests.load(Ordering::SeqCst), 4);
+}
