@@ -1281,3 +1281,55 @@ async fn plain_gets_pass_large_bodies_whole_however_the_upstream_frames_them() {
     }
     assert_eq!(requests.load(Ordering::SeqCst), 4);
 }
+
+/// An upstream that takes a GET and never answers: the short way gives up after
+/// `upstreams.timeout_seconds` with a 504 naming the upstream, and does not send the GET again
+/// (the upstream may still be working on it).
+#[tokio::test]
+async fn a_silent_upstream_is_a_504_after_the_timeout_and_is_not_asked_twice() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = format!("http://{}", listener.local_addr().unwrap());
+    let heads = Arc::new(AtomicUsize::new(0));
+    let seen = heads.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut head = Vec::new();
+                loop {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return, // the gateway let go
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                    if head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        seen.fetch_add(1, Ordering::SeqCst);
+                        head.clear();
+                    }
+                }
+            });
+        }
+    });
+    let config = two_tenant_config(&upstream, &format!("{upstream}/api/v1/write"), "")
+        .replace("timeout_seconds: 20", "timeout_seconds: 1");
+    assert!(config.contains("timeout_seconds: 1\n"), "{config}");
+    let gw = Gateway::start(&config).await;
+    let resp = reqwest::Client::new()
+        .get(format!("{}/api/v1/status/buildinfo", gw.url()))
+        .basic_auth(ALICE.0, Some(ALICE.1))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .expect("the gateway answers before the client gives up");
+    assert_eq!(resp.status(), 504);
+    let body = resp.text().await.unwrap();
+    assert!(body.contains("timed out"), "{body}");
+    assert_eq!(
+        heads.load(Ordering::SeqCst),
+        1,
+        "the GET went upstream once"
+    );
+}

@@ -94,7 +94,7 @@ impl Exchange {
             self.stream.flush().await
         };
         let written = match self.write_timeout {
-            Some(t) => pingora::time::timeout(t, write)
+            Some(t) => tokio::time::timeout(t, write)
                 .await
                 .map_err(|_| Error::explain(ErrorType::WriteTimedout, "writing request head"))?,
             None => write.await,
@@ -221,7 +221,7 @@ impl Exchange {
         }
         let read = self.stream.read_buf(&mut self.buf);
         let read = match self.read_timeout {
-            Some(t) => pingora::time::timeout(t, read)
+            Some(t) => tokio::time::timeout(t, read)
                 .await
                 .map_err(|_| Error::explain(ErrorType::ReadTimedout, "reading the answer"))?,
             None => read.await,
