@@ -10,8 +10,9 @@
 //! enforcement, limits), upstream peer, upstream request filter, response filter, failure
 //! answer, logging — in one straight sequence, over pingora's own HTTP/1 server session (which
 //! parses and frames the client's side), a lean HTTP/1.1 client for the upstream's side
-//! ([`super::h1_client`]) and a per-thread pool of idle upstream connections. Anything else — a body, an upgrade, `Expect`, HTTP/1.0, HEAD, a head not
-//! complete in the first read, pipelined bytes — goes to pingora's engine as before.
+//! ([`super::h1_client`]) and a per-thread pool of idle upstream connections. Anything else —
+//! a body, an upgrade, `Expect`, HTTP/1.0, HEAD, a head not complete in the first read,
+//! pipelined bytes — goes to pingora's engine as before.
 
 use super::h1_client::Exchange;
 use super::proxy::{Ctx, Gateway};
@@ -236,14 +237,16 @@ async fn unless_client_leaves<T>(
 }
 
 /// Writes the request head and reads the answer's head, with room for what the response
-/// filter and the server session add (request id, date, connection, maybe transfer-encoding),
-/// so that none of them grows the map.
+/// filter and the server session add ([`ADDED_ANSWER`]), so that none of them grows the map.
 async fn exchange_head(
     upstream: &mut Exchange,
     req: &RequestHeader,
 ) -> pingora::Result<ResponseHeader> {
     upstream.send(req).await.map_err(|e| e.into_up())?;
-    upstream.receive(4).await.map_err(|e| e.into_up())
+    upstream
+        .receive(ADDED_ANSWER)
+        .await
+        .map_err(|e| e.into_up())
 }
 
 /// The hop-by-hop fields a request must not carry upstream (RFC 9110 §7.6.1), as pingora's
@@ -261,6 +264,10 @@ const HOP_BY_HOP: [http::HeaderName; 7] = [
 
 /// Fields the upstream request filter may add (tenant header, host), besides the client's.
 const ADDED_UPSTREAM: usize = 2;
+
+/// Fields the response filter and the server session may add to an answer (request id, date,
+/// connection, maybe transfer-encoding).
+const ADDED_ANSWER: usize = 4;
 
 /// The request sent upstream, before the upstream request filter: the client's method, target
 /// and end-to-end fields (hop-by-hop ones and those the client nominated in `Connection` stay

@@ -35,7 +35,7 @@ const BODY_READ: usize = 64 * 1024;
 pub(super) enum Framing {
     /// No body (204, 304) or all of it read.
     Done,
-    /// This many bytes still to come.
+    /// This many bytes still to come (never 0: an empty body is `Done`).
     Length(u64),
     /// Chunked, at this point of the coding.
     Chunked(Chunk),
@@ -51,7 +51,8 @@ pub(super) enum Chunk {
     Trailers,
 }
 
-/// A parsed answer head: the header (with room for `extra` fields), its body's framing and whether the connection may carry another request afterwards.
+/// A parsed answer head: the header (with room for `extra` fields), its body's framing and
+/// whether the connection may carry another request afterwards.
 #[derive(Debug)]
 pub(super) struct Head {
     pub header: ResponseHeader,
@@ -152,10 +153,6 @@ impl Exchange {
         loop {
             match self.framing {
                 Framing::Done => return Ok(None),
-                Framing::Length(0) => {
-                    self.framing = Framing::Done;
-                    return Ok(None);
-                }
                 Framing::Length(left) => {
                     if !self.buf.is_empty() {
                         let n = self
@@ -237,23 +234,12 @@ impl Exchange {
     }
 }
 
-/// The request head on the wire: request line, fields (pingora's serialisation, canonical
-/// spelling), blank line. Always HTTP/1.1: the short way takes only HTTP/1.1 requests.
-fn request_head(req: &RequestHeader) -> Result<Vec<u8>> {
-    let target = req.raw_path();
-    // Bytes that would end or split the request line (RFC 9112 §3.2).
-    if target.is_empty() || target.iter().any(|b| matches!(b, 0 | b'\n' | b'\r' | b' ')) {
-        return Error::e_explain(ErrorType::InvalidHTTPHeader, "request target not sendable");
-    }
-    let method = req.method.as_str().as_bytes();
-    let mut head = Vec::with_capacity(method.len() + target.len() + 16 + 64 * req.headers.len());
-    head.extend_from_slice(method);
-    head.push(b' ');
-    head.extend_from_slice(target);
-    head.extend_from_slice(b" HTTP/1.1\r\n");
-    req.header_to_h1_wire(&mut head);
-    head.extend_from_slice(b"\r\n");
-    Ok(head)
+/// The request head on the wire, by pingora's own serialiser (request line, fields in their
+/// canonical spelling, blank line), which refuses a target with bytes that would end or split
+/// the request line (RFC 9112 §3.2).
+fn request_head(req: &RequestHeader) -> Result<BytesMut> {
+    pingora::protocols::http::v1::client::http_req_header_to_wire(req)
+        .or_err(ErrorType::InvalidHTTPHeader, "request head not sendable")
 }
 
 /// Parses an answer head at the start of `buf`. On success the head's bytes are taken out of
@@ -290,8 +276,8 @@ pub(super) fn parse_head(buf: &mut BytesMut, extra: usize) -> Result<Option<Head
     };
     let reason = resp
         .reason
-        .filter(|r| Some(*r) != status.canonical_reason());
-    let reason = reason.map(str::to_owned);
+        .filter(|r| Some(*r) != status.canonical_reason())
+        .map(str::to_owned);
     // Names now, values once the head's bytes are split off and shared.
     let base = buf.as_ptr() as usize;
     let mut fields = Vec::with_capacity(resp.headers.len());
@@ -413,7 +399,7 @@ fn keeps_alive(version: Version, headers: &HeaderMap) -> bool {
 
 /// Decodes chunked bytes from `buf` from state `at`: the next state (`None` after the last
 /// chunk and its trailer section, whose fields are dropped as pingora drops them) and the data
-/// decoded, if any. Both unchanged means more bytes are needed.
+/// decoded, if any. A next state without data means more bytes are needed.
 pub(super) fn decode_chunked(
     mut at: Chunk,
     buf: &mut BytesMut,
@@ -670,7 +656,7 @@ mod tests {
         let mut req = RequestHeader::build_no_case("GET", b"/api/v1/query?query=up", None).unwrap();
         req.insert_header("host", "up").unwrap();
         req.insert_header("thanos-tenant", "team-a").unwrap();
-        let wire = String::from_utf8(request_head(&req).unwrap()).unwrap();
+        let wire = String::from_utf8(request_head(&req).unwrap().to_vec()).unwrap();
         assert!(
             wire.starts_with("GET /api/v1/query?query=up HTTP/1.1\r\n"),
             "{wire}"
