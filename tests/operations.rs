@@ -292,6 +292,9 @@ async fn access_log_lines_carry_the_fields_and_no_secret() {
     assert_eq!(line["route"], "/api/v1/query");
     assert_eq!(line["status"], 200);
     assert_eq!(line["upstream"], "query");
+    // The client's address as the gateway's socket saw it (plain GETs take the short way).
+    let client = line["client"].as_str().unwrap_or_default();
+    assert!(client.starts_with("127.0.0.1:"), "{line}");
     assert!(lines
         .iter()
         .any(|v| v["request_id"] == generated.as_str() && v["status"] == 401));

@@ -5,22 +5,24 @@
 //! joined by channels, and an upstream pool whose idle connections each hold a watching task.
 //! For a GET without a body none of that is needed, and it is most of the gateway's CPU per
 //! read (the bench's floor row shows how little the job itself costs). A GET that the
-//! keep-alive loop recognises from its first bytes ([`takes`]) is served here instead, by the
-//! very same [`ProxyHttp`] hooks of [`Gateway`] — request filter (authentication, tenancy,
+//! keep-alive loop recognises from its first bytes ([`parse_get`]) is served here instead, by
+//! the very same [`ProxyHttp`] hooks of [`Gateway`] — request filter (authentication, tenancy,
 //! enforcement, limits), upstream peer, upstream request filter, response filter, failure
-//! answer, logging — in one straight sequence, over pingora's own HTTP/1 server session (which
-//! parses and frames the client's side), a lean HTTP/1.1 client for the upstream's side
+//! answer, logging — in one straight sequence, over a lean HTTP/1.1 server session for the
+//! client's side ([`super::h1_server`]), a lean HTTP/1.1 client for the upstream's side
 //! ([`super::h1_client`]) and a per-thread pool of idle upstream connections. Anything else —
 //! a body, an upgrade, `Expect`, HTTP/1.0, HEAD, a head not complete in the first read,
-//! pipelined bytes — goes to pingora's engine as before.
+//! pipelined bytes, a target not in origin form — goes to pingora's engine as before.
 
 use super::h1_client::Exchange;
+use super::h1_server::{parse_get, Handback, LeanSession};
 use super::proxy::{Ctx, Gateway};
 use async_trait::async_trait;
-use pingora::apps::{HttpPersistentSettings, ReusedHttpStream};
+use bytes::Bytes;
 use pingora::connectors::{ConnectorOptions, TransportConnector};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::modules::http::HttpModules;
+use pingora::protocols::http::ServerSession;
 use pingora::protocols::Stream;
 use pingora::proxy::{ProxyHttp, Session};
 use pingora::server::configuration::ServerConf;
@@ -29,29 +31,6 @@ use pingora::{Error, ErrorType};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-
-/// Whether a request whose first read is `head` is a GET the short way serves: a complete
-/// HTTP/1.1 head and nothing after it, no body, no upgrade, no `Expect`. Pure; the keep-alive
-/// loop asks before pingora sees the request, since a request pingora has started cannot be
-/// handed over.
-pub fn takes(head: &[u8]) -> bool {
-    let mut headers = [httparse::EMPTY_HEADER; 64];
-    let mut req = httparse::Request::new(&mut headers);
-    let Ok(httparse::Status::Complete(len)) = req.parse(head) else {
-        return false;
-    };
-    if len != head.len() || req.method != Some("GET") || req.version != Some(1) {
-        return false;
-    }
-    req.headers.iter().all(|h| {
-        let name = h.name.as_bytes();
-        !(name.eq_ignore_ascii_case(b"content-length")
-            || name.eq_ignore_ascii_case(b"transfer-encoding")
-            || name.eq_ignore_ascii_case(b"upgrade")
-            || name.eq_ignore_ascii_case(b"expect")
-            || name.eq_ignore_ascii_case(b"http2-settings"))
-    })
-}
 
 /// Idle upstream connections kept per thread and upstream.
 const POOL_PER_UPSTREAM: usize = 64;
@@ -236,8 +215,8 @@ async fn unless_client_leaves<T>(
     }
 }
 
-/// Writes the request head and reads the answer's head, with room for what the response
-/// filter and the server session add ([`ADDED_ANSWER`]), so that none of them grows the map.
+/// Writes the request head and reads the answer's head, with room for what the short way and
+/// the response filter add ([`ADDED_ANSWER`]), so that neither grows the map.
 async fn exchange_head(
     upstream: &mut Exchange,
     req: &RequestHeader,
@@ -265,9 +244,9 @@ const HOP_BY_HOP: [http::HeaderName; 7] = [
 /// Fields the upstream request filter may add (tenant header, host), besides the client's.
 const ADDED_UPSTREAM: usize = 2;
 
-/// Fields the response filter and the server session may add to an answer (request id, date,
-/// connection, maybe transfer-encoding).
-const ADDED_ANSWER: usize = 4;
+/// Fields the short way and the response filter may add to an answer (transfer-encoding,
+/// request id); the server session writes its `Date` and `Connection` outside the map.
+const ADDED_ANSWER: usize = 2;
 
 /// The request sent upstream, before the upstream request filter: the client's method, target
 /// and end-to-end fields (hop-by-hop ones and those the client nominated in `Connection` stay
@@ -309,50 +288,28 @@ fn verbatim_target(header: &RequestHeader) -> Option<&[u8]> {
     (header.uri.path_and_query().map(|p| p.as_str().as_bytes()) != Some(raw)).then_some(raw)
 }
 
-/// Gives the client's request head room for the request id the request filter may add, in
-/// one step, and drops pingora's second map of the client's spelling of each name: pingora
-/// sizes a parsed map exactly, so the first added field would grow (rehash and copy) both.
-fn with_room_request(header: &mut RequestHeader, extra: usize) -> pingora::Result<()> {
-    let placeholder = RequestHeader::from(http::Request::new(()).into_parts().0);
-    let old = std::mem::replace(header, placeholder);
-    let raw_target = verbatim_target(&old).map(<[u8]>::to_vec);
-    let mut parts = http::request::Parts::from(old);
-    let _ = parts.headers.try_reserve(extra);
-    *header = RequestHeader::from(parts);
-    if let Some(raw) = raw_target {
-        header.set_raw_path(&raw)?;
-    }
-    Ok(())
-}
-
 #[async_trait]
 impl super::keepalive::Shortcut for FastGet {
-    fn takes(&self, head: &[u8]) -> bool {
-        takes(head)
+    fn request(&self, head: &Bytes) -> Option<RequestHeader> {
+        parse_get(head)
     }
 
-    /// The session for a connection's next request, as pingora's engine would make it.
-    fn session(&self, stream: Stream) -> Session {
-        Session::new_h1_with_modules(stream, &self.modules)
-    }
-
-    /// Serves one request of `session`, as pingora's `process_new_http` would; the connection
-    /// comes back for the next request unless it must close.
-    async fn serve(&self, mut session: Session) -> Option<ReusedHttpStream> {
+    /// Serves `req` (parsed from `head`), as pingora's `process_new_http` would; the
+    /// connection comes back for the next request unless it must close.
+    async fn serve(
+        &self,
+        stream: Stream,
+        head: Bytes,
+        req: RequestHeader,
+        keep_alive: bool,
+    ) -> Option<Stream> {
         let gw = &self.gateway;
-        let read = match session.downstream_session.read_request().await {
-            Ok(false) => return None,
-            // Room for the request id the request filter may add.
-            Ok(true) => with_room_request(session.req_header_mut(), 1),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = read {
-            if matches!(e.etype(), ErrorType::InvalidHTTPHeader) {
-                let _ = session.downstream_session.respond_error(400).await;
-            }
-            session.downstream_session.shutdown().await;
-            return None;
-        }
+        let handback = Handback::default();
+        let lean = LeanSession::new(stream, head, req, keep_alive, handback.clone());
+        // pingora makes its `Session` only around an HTTP/1 session of a stream; the lean one
+        // takes that session's place before anything reads it.
+        let mut session = Session::new_h1_with_modules(placeholder(), &self.modules);
+        *session.downstream_session = ServerSession::new_custom(Box::new(lean));
         let mut ctx = gw.new_ctx();
         let outcome = match gw.request_filter(&mut session, &mut ctx).await {
             Ok(true) => Ok(()),
@@ -373,21 +330,26 @@ impl super::keepalive::Shortcut for FastGet {
         };
         // Ends the request (and its limits and in-flight count) before the connection waits.
         drop(ctx);
+        let lean = session.downstream_session.as_custom_mut()?;
         if !reuse {
+            // Sends what is pending (an answer cut short shows as such) and closes.
+            lean.abandon("the request failed").await;
             return None;
         }
-        let settings = HttpPersistentSettings::for_session(&session.downstream_session);
-        // Boxed: finishing is a ~4 KB future that would otherwise be copied with every
-        // request's future; one small allocation is cheaper.
-        let finish = Box::pin(session.downstream_session.finish());
-        let reusable = finish.await.ok().flatten()?;
-        Some(ReusedHttpStream::from_reusable_stream(reusable, settings))
+        lean.finish().await.ok()?;
+        handback.take()
     }
+}
+
+/// A stream that is never read or written: pingora's `Session` is made around one, then
+/// given the lean session instead.
+fn placeholder() -> Stream {
+    Box::new(std::io::Cursor::new(Vec::new()))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{takes, upstream_request, with_room_request, RequestHeader, ADDED_UPSTREAM};
+    use super::{upstream_request, RequestHeader, ADDED_UPSTREAM};
 
     #[test]
     fn hop_by_hop_fields_and_the_ones_connection_names_stay_behind() {
@@ -441,39 +403,5 @@ mod tests {
         let absolute = RequestHeader::build("GET", b"http://gw/api/v1/labels", None).unwrap();
         let up = upstream_request(&absolute).unwrap();
         assert_eq!(up.raw_path(), b"http://gw/api/v1/labels");
-    }
-
-    #[test]
-    fn room_is_made_without_losing_fields_or_target() {
-        let mut req = RequestHeader::build("GET", b"http://gw/x?y=1", Some(1)).unwrap();
-        req.append_header("Host", "gw").unwrap();
-        with_room_request(&mut req, 1).unwrap();
-        assert!(req.headers.capacity() >= 2);
-        assert_eq!(req.raw_path(), b"http://gw/x?y=1");
-        assert_eq!(req.headers["host"], "gw");
-    }
-
-    #[test]
-    fn takes_only_complete_bodiless_http11_gets() {
-        let get =
-            b"GET /api/v1/query?query=up HTTP/1.1\r\nHost: x\r\nAuthorization: Basic YTpi\r\n\r\n";
-        assert!(takes(get));
-        let refused: &[&[u8]] = &[
-            b"GET /x HTTP/1.1\r\nHost: x\r\n",      // head not complete yet
-            b"GET /x HTTP/1.0\r\nHost: x\r\n\r\n",  // HTTP/1.0
-            b"HEAD /x HTTP/1.1\r\nHost: x\r\n\r\n", // not GET
-            b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx",
-            b"GET /x HTTP/1.1\r\nContent-Length: 0\r\n\r\n", // a body length, even 0
-            b"GET /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
-            b"GET /x HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
-            b"GET /x HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
-            b"GET /x HTTP/1.1\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n",
-            b"GET /x HTTP/1.1\r\nHost: x\r\n\r\nGET /y HTTP/1.1\r\n\r\n", // pipelined
-            b"GET /x HTTP/1.1\r\nBad Header\r\n\r\n", // malformed: pingora answers
-            b"",
-        ];
-        for head in refused {
-            assert!(!takes(head), "{}", String::from_utf8_lossy(head));
-        }
     }
 }

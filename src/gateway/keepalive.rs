@@ -11,7 +11,9 @@
 //! holds pingora's request state (but not its task).
 
 use async_trait::async_trait;
-use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream, ServerApp};
+use bytes::Bytes;
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
+use pingora::http::RequestHeader;
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::{Stream, ALPN};
@@ -46,50 +48,70 @@ impl<A> LeanKeepAlive<A> {
 /// A cheaper way to serve some HTTP/1 requests than `app`'s (see `fast.rs`).
 #[async_trait]
 pub trait Shortcut: Send + Sync + 'static {
-    /// Whether the request whose first read is `head` is one [`Shortcut::serve`] serves.
-    fn takes(&self, head: &[u8]) -> bool;
-    /// The session of the connection's next request.
-    fn session(&self, stream: Stream) -> pingora::proxy::Session;
-    /// Serves the request; the connection comes back unless it must close.
-    async fn serve(&self, session: pingora::proxy::Session) -> Option<ReusedHttpStream>;
+    /// The request that `head` (the first read of a request) holds, if [`Shortcut::serve`]
+    /// serves it.
+    fn request(&self, head: &Bytes) -> Option<RequestHeader>;
+    /// Serves `req`, parsed from `head`; `keep_alive`: whether the server lets the connection
+    /// carry another request. The connection comes back unless it must close.
+    async fn serve(
+        &self,
+        stream: Stream,
+        head: Bytes,
+        req: RequestHeader,
+        keep_alive: bool,
+    ) -> Option<Stream>;
 }
 
 /// The first read of each request on a plain TCP connection: at most pingora's initial
 /// request-head buffer, so pingora gets the whole head from one `recv`.
 const FIRST_READ: usize = 4096;
 
-/// Reads the next request's first bytes and puts them back for pingora to read (its l4
-/// stream's rewind buffer). The read buffer exists only while `poll` runs, so a connection
-/// waiting here holds no buffer at all: it is the only read buffer a plain connection has
-/// (the listener's l4 read buffer is off). Ready with the byte count (0: the client closed the
-/// connection) and whether the shortcut takes the request.
-struct FirstBytes<'a>(&'a mut L4Stream, &'a dyn Shortcut);
+/// Reads the next request's first bytes: the shortcut's request, or else put back for pingora
+/// to read (its l4 stream's rewind buffer). The read buffer exists only while `poll` runs, so
+/// a connection waiting here holds no buffer at all: it is the only read buffer a plain
+/// connection has (the listener's l4 read buffer is off). Ready with the byte count (0: the
+/// client closed the connection) and the shortcut's request, if it takes it.
+struct FirstBytes<'a>(&'a mut L4Stream, Option<&'a dyn Shortcut>);
+
+/// A request the shortcut takes: its head's bytes and the header parsed from them.
+type Taken = (Bytes, RequestHeader);
 
 impl Future for FirstBytes<'_> {
-    type Output = io::Result<(usize, bool)>;
+    type Output = io::Result<(usize, Option<Taken>)>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut head = [MaybeUninit::<u8>::uninit(); FIRST_READ];
         let mut buf = ReadBuf::uninit(&mut head);
         ready!(Pin::new(&mut *self.0).poll_read(cx, &mut buf))?;
         let n = buf.filled().len();
-        let short = self.1.takes(buf.filled());
+        if n > 0 {
+            if let Some(shortcut) = self.1 {
+                let head = Bytes::copy_from_slice(buf.filled());
+                if let Some(req) = shortcut.request(&head) {
+                    return Poll::Ready(Ok((n, Some((head, req)))));
+                }
+            }
+        }
         self.0.rewind(buf.filled());
-        Poll::Ready(Ok((n, short)))
+        Poll::Ready(Ok((n, None)))
     }
 }
 
 /// Waits until the client sends the next request's first bytes; `None`: the client closed the
 /// connection, the read failed, or it stayed idle past the keep-alive timeout. Idle connections
 /// left at shutdown are closed with the server, as pingora's own would be. A TLS stream is
-/// handed on at once (pingora waits for its request). `true`: the shortcut takes the request.
-async fn next_request(stream: Stream, shortcut: &dyn Shortcut) -> Option<(Stream, bool)> {
+/// handed on at once (pingora waits for its request). With the request, if the shortcut (when
+/// there is one) takes it.
+async fn next_request(
+    stream: Stream,
+    shortcut: Option<&dyn Shortcut>,
+) -> Option<(Stream, Option<Taken>)> {
     if !stream.as_any().is::<L4Stream>() {
-        return Some((stream, false));
+        return Some((stream, None));
     }
     let mut plain = stream.into_any().downcast::<L4Stream>().ok()?;
     match tokio::time::timeout(KEEPALIVE, FirstBytes(&mut plain, shortcut)).await {
-        Ok(Ok((n, short))) if n > 0 => Some((plain, short)),
+        Ok(Ok((n, taken))) if n > 0 => Some((plain, taken)),
         _ => None,
     }
 }
@@ -124,30 +146,40 @@ where
 
     /// pingora's HTTP/1 connection loop, waiting for each request outside pingora's state.
     async fn serve_http1(self: Arc<Self>, mut stream: Stream, shutdown: ShutdownWatch) {
+        // The shortcut keeps no per-connection request count: with a request limit set, every
+        // request goes to pingora, which counts them.
+        let shortcut = self
+            .app
+            .server_options()
+            .is_none_or(|o| o.keepalive_request_limit.is_none())
+            .then_some(&*self.shortcut);
         let mut persistent = None;
         loop {
-            let Some((arrived, short)) = next_request(stream, &*self.shortcut).await else {
+            let Some((arrived, taken)) = next_request(stream, shortcut).await else {
                 return;
             };
-            let served = if short {
-                let mut session = self.shortcut.session(arrived);
-                self.prepare(
-                    &mut session.downstream_session,
-                    persistent.take(),
-                    &shutdown,
-                );
-                self.shortcut.serve(session).await
-            } else {
-                let mut session = ServerSession::new_http1(arrived);
-                self.prepare(&mut session, persistent.take(), &shutdown);
-                self.app.process_new_http(session, &shutdown).await
-            };
-            let Some(reused) = served else {
-                return;
-            };
-            let (next, settings) = reused.consume();
-            stream = next;
-            persistent = settings;
+            match (taken, shortcut) {
+                (Some((head, req)), Some(shortcut)) => {
+                    // Finish this request, then close, when the server is going away. Between
+                    // requests the keep-alive timeout is the loop's own (`KEEPALIVE`).
+                    let keep_alive = !*shutdown.borrow();
+                    persistent = None;
+                    match shortcut.serve(arrived, head, req, keep_alive).await {
+                        Some(next) => stream = next,
+                        None => return,
+                    }
+                }
+                _ => {
+                    let mut session = ServerSession::new_http1(arrived);
+                    self.prepare(&mut session, persistent.take(), &shutdown);
+                    let Some(reused) = self.app.process_new_http(session, &shutdown).await else {
+                        return;
+                    };
+                    let (next, settings) = reused.consume();
+                    stream = next;
+                    persistent = settings;
+                }
+            }
         }
     }
 }
