@@ -906,6 +906,66 @@ async fn read_raw_response(
     Some((status, head, body))
 }
 
+/// GETs the short way leaves to pingora's engine are still served or refused as before: an
+/// ambiguous authority is a 400 and never reaches the upstream; an absolute-form target and a
+/// head with more fields than the short way takes are answered normally, with the tenant's
+/// enforced query.
+#[tokio::test]
+async fn gets_the_short_way_leaves_to_pingora_are_served_or_refused_as_before() {
+    use tokio::io::AsyncWriteExt;
+    let (recorder, gw) = recorder_behind_gateway().await;
+    let addr = gw.url().trim_start_matches("http://").to_string();
+    let auth = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", ALICE.0, ALICE.1))
+    };
+    let many: String = (0..70).map(|i| format!("X-Extra-{i}: {i}\r\n")).collect();
+    let cases = [
+        (
+            "/api/v1/query?query=a",
+            "Host: gw\r\nHost: other\r\n".to_string(),
+            400,
+        ),
+        (
+            "/api/v1/query?query=b",
+            "Host: user@gw\r\n".to_string(),
+            400,
+        ),
+        (
+            "http://gw/api/v1/query?query=c",
+            "Host: gw\r\n".to_string(),
+            200,
+        ),
+        ("/api/v1/query?query=d", format!("Host: gw\r\n{many}"), 200),
+    ];
+    for (target, fields, want) in &cases {
+        let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = format!("GET {target} HTTP/1.1\r\n{fields}Authorization: Basic {auth}\r\n\r\n");
+        conn.write_all(head.as_bytes()).await.unwrap();
+        let (status, _, body) = read_raw_response(&mut conn, &mut Vec::new())
+            .await
+            .unwrap_or_else(|| panic!("an answer to {target}"));
+        assert_eq!(
+            status,
+            *want,
+            "{target}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    // Only the two served requests reached the upstream, each with its enforced query.
+    let reqs = recorder.wait_for_requests(2, Duration::from_secs(10)).await;
+    let queries: Vec<String> = reqs.iter().map(|r| r.param("query")[0].clone()).collect();
+    assert_eq!(
+        queries,
+        [r#"c{tenant_id="team-a"}"#, r#"d{tenant_id="team-a"}"#]
+    );
+    assert_eq!(
+        recorder.requests().len(),
+        2,
+        "nothing refused was forwarded"
+    );
+}
+
 /// Keep-alive connections are served by whizard's own HTTP/1 loop (it waits for each request
 /// outside pingora's state): idle waits, requests arriving byte by byte, heads longer than the
 /// 1 KiB read buffer, several requests on one connection, and `Connection: close`.

@@ -159,7 +159,11 @@ pub async fn relay(session: &mut Session, answer: Answer) -> pingora::Result<()>
 }
 
 fn with_request_id(session: &Session, header: &mut ResponseHeader) -> pingora::Result<()> {
-    if let Some(id) = session.req_header().headers.get(super::proxy::REQUEST_ID) {
+    if let Some(id) = session
+        .req_header()
+        .headers
+        .get(&super::proxy::REQUEST_ID_FIELD)
+    {
         header.insert_header(super::proxy::REQUEST_ID, id.clone())?;
     }
     Ok(())

@@ -103,6 +103,10 @@ fn offsets(path: &str, part: &str) -> Range<usize> {
 
 const FORM: &str = "application/x-www-form-urlencoded";
 pub const REQUEST_ID: &str = "x-request-id";
+/// The same, for lookups: a `&str` key is parsed into a name on every lookup. (pingora's
+/// `insert_header` parses any name it is given, and copies a `HeaderName` that is not a
+/// standard one, so insertions keep the `&str`.)
+pub const REQUEST_ID_FIELD: http::HeaderName = http::HeaderName::from_static(REQUEST_ID);
 /// Logged (never sent) when the client closed the connection before any answer.
 const CLIENT_CLOSED: http::StatusCode = match http::StatusCode::from_u16(499) {
     Ok(s) => s,
@@ -139,7 +143,11 @@ impl ProxyHttp for Gateway {
         ctx.rt = Some(rt.clone());
         // Keep the client's request id when it is sane, else make one; it travels upstream
         // with the request and comes back in the answer.
-        let mut ids = session.req_header().headers.get_all(REQUEST_ID).iter();
+        let mut ids = session
+            .req_header()
+            .headers
+            .get_all(REQUEST_ID_FIELD)
+            .iter();
         // A sane first id is kept; it is written again only to drop any further ones.
         let replacement = match (ids.next(), ids.next()) {
             (Some(id), more) if crate::access_log::is_sane_request_id(id.as_bytes()) => {
@@ -286,7 +294,7 @@ impl ProxyHttp for Gateway {
             &crate::access_log::Entry {
                 request_id: req
                     .headers
-                    .get(REQUEST_ID)
+                    .get(&REQUEST_ID_FIELD)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or(""),
                 method: req.method.as_str(),
@@ -308,7 +316,7 @@ impl ProxyHttp for Gateway {
         resp: &mut ResponseHeader,
         _ctx: &mut Ctx,
     ) -> pingora::Result<()> {
-        if let Some(id) = session.req_header().headers.get(REQUEST_ID) {
+        if let Some(id) = session.req_header().headers.get(&REQUEST_ID_FIELD) {
             resp.insert_header(REQUEST_ID, id.clone())?;
         }
         Ok(())
@@ -567,7 +575,7 @@ impl Gateway {
                     method,
                     matcher: &matcher,
                     tenant_header: &ctx.tenant,
-                    request_id: session.req_header().headers.get(REQUEST_ID).cloned(),
+                    request_id: session.req_header().headers.get(&REQUEST_ID_FIELD).cloned(),
                 };
                 filtered::handle(session, rt, req).await?;
                 Ok(true)

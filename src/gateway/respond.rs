@@ -66,7 +66,11 @@ pub async fn send(
     for (name, value) in headers {
         resp.append_header(*name, value.as_str())?;
     }
-    if let Some(id) = session.req_header().headers.get(super::proxy::REQUEST_ID) {
+    if let Some(id) = session
+        .req_header()
+        .headers
+        .get(&super::proxy::REQUEST_ID_FIELD)
+    {
         resp.insert_header(super::proxy::REQUEST_ID, id.clone())?;
     }
     let head_only = session.req_header().method == http::Method::HEAD;
