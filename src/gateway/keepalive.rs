@@ -158,18 +158,26 @@ where
             let Some((arrived, taken)) = next_request(stream, shortcut).await else {
                 return;
             };
-            match (taken, shortcut) {
-                (Some((head, req)), Some(shortcut)) => {
-                    // Finish this request, then close, when the server is going away. Between
-                    // requests the keep-alive timeout is the loop's own (`KEEPALIVE`).
-                    let keep_alive = !*shutdown.borrow();
+            // The shortcut's (boxed) future is made in this statement, so the parsed head moves
+            // into it at once rather than keeping room in this future, which every idle
+            // connection holds (~350 bytes each).
+            let short = match (shortcut, taken) {
+                // Finish this request, then close, when the server is going away. Between
+                // requests the keep-alive timeout is the loop's own (`KEEPALIVE`).
+                (Some(shortcut), Some((head, req))) => {
+                    Ok(shortcut.serve(arrived, head, req, !*shutdown.borrow()))
+                }
+                _ => Err(arrived),
+            };
+            match short {
+                Ok(serving) => {
                     persistent = None;
-                    match shortcut.serve(arrived, head, req, keep_alive).await {
+                    match serving.await {
                         Some(next) => stream = next,
                         None => return,
                     }
                 }
-                _ => {
+                Err(arrived) => {
                     let mut session = ServerSession::new_http1(arrived);
                     self.prepare(&mut session, persistent.take(), &shutdown);
                     let Some(reused) = self.app.process_new_http(session, &shutdown).await else {
