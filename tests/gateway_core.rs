@@ -915,10 +915,7 @@ async fn gets_the_short_way_leaves_to_pingora_are_served_or_refused_as_before() 
     use tokio::io::AsyncWriteExt;
     let (recorder, gw) = recorder_behind_gateway().await;
     let addr = gw.url().trim_start_matches("http://").to_string();
-    let auth = {
-        use base64::Engine;
-        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", ALICE.0, ALICE.1))
-    };
+    let auth = basic(ALICE);
     let many: String = (0..70).map(|i| format!("X-Extra-{i}: {i}\r\n")).collect();
     let cases = [
         (
@@ -940,7 +937,7 @@ async fn gets_the_short_way_leaves_to_pingora_are_served_or_refused_as_before() 
     ];
     for (target, fields, want) in &cases {
         let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
-        let head = format!("GET {target} HTTP/1.1\r\n{fields}Authorization: Basic {auth}\r\n\r\n");
+        let head = format!("GET {target} HTTP/1.1\r\n{fields}Authorization: {auth}\r\n\r\n");
         conn.write_all(head.as_bytes()).await.unwrap();
         let (status, _, body) = read_raw_response(&mut conn, &mut Vec::new())
             .await
@@ -974,13 +971,10 @@ async fn keep_alive_connections_serve_requests_however_they_arrive() {
     use tokio::io::AsyncWriteExt;
     let (recorder, gw) = recorder_behind_gateway().await;
     let addr = gw.url().trim_start_matches("http://").to_string();
-    let auth = {
-        use base64::Engine;
-        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", ALICE.0, ALICE.1))
-    };
+    let auth = basic(ALICE);
     let request = |query: &str, extra: &str| {
         format!(
-            "GET /api/v1/query?query={query} HTTP/1.1\r\nHost: gw\r\nAuthorization: Basic {auth}\r\n{extra}\r\n"
+            "GET /api/v1/query?query={query} HTTP/1.1\r\nHost: gw\r\nAuthorization: {auth}\r\n{extra}\r\n"
         )
     };
 
@@ -1136,17 +1130,14 @@ async fn plain_gets_survive_upstreams_that_close_idle_connections_or_send_no_len
         "",
     ))
     .await;
-    let auth = {
-        use base64::Engine;
-        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", ALICE.0, ALICE.1))
-    };
+    let auth = basic(ALICE);
     let mut client = tokio::net::TcpStream::connect(gw.url().trim_start_matches("http://"))
         .await
         .unwrap();
     let mut pending = Vec::new();
     for n in 1..=6 {
         let request = format!(
-            "GET /api/v1/status/buildinfo HTTP/1.1\r\nHost: gw\r\nAuthorization: Basic {auth}\r\n\r\n"
+            "GET /api/v1/status/buildinfo HTTP/1.1\r\nHost: gw\r\nAuthorization: {auth}\r\n\r\n"
         );
         client.write_all(request.as_bytes()).await.unwrap();
         let (status, head, body) = read_raw_response(&mut client, &mut pending)

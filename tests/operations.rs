@@ -319,16 +319,13 @@ async fn a_client_that_leaves_before_the_answer_is_logged_499() {
     use tokio::io::AsyncWriteExt;
     let (slow, config) = slow_upstream_config("logging: {format: json}\n");
     let gw = Gateway::start(&config).await;
-    let auth = {
-        use base64::Engine;
-        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", ALICE.0, ALICE.1))
-    };
+    let auth = basic(ALICE);
     let mut conn = tokio::net::TcpStream::connect(gw.url().trim_start_matches("http://"))
         .await
         .unwrap();
     conn.write_all(
         format!(
-            "GET /api/v1/query?query=up HTTP/1.1\r\nHost: gw\r\nAuthorization: Basic {auth}\r\nX-Request-Id: leaves-early\r\n\r\n"
+            "GET /api/v1/query?query=up HTTP/1.1\r\nHost: gw\r\nAuthorization: {auth}\r\nX-Request-Id: leaves-early\r\n\r\n"
         )
         .as_bytes(),
     )

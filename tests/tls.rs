@@ -192,14 +192,6 @@ fn tls_client(cas: &[&Path], client_cert: Option<&CertPair>) -> TlsClient {
     TlsClient { client, seen }
 }
 
-fn basic(user: (&str, &str)) -> String {
-    use base64::Engine;
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", user.0, user.1))
-    )
-}
-
 /// `curl` over HTTPS; returns (exit code, "HTTP_VERSION STATUS", body, stderr).
 fn curl(args: &[&str], url: &str) -> (i32, String, String, String) {
     let dir = tempfile::tempdir().unwrap();

@@ -12,8 +12,9 @@
 //! gateway's failure answers (502, 504) and the retry of a reused connection stay as they
 //! were.
 
+use super::h1_fields::{chunked_last, connection_options, length_token};
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::Stream;
@@ -335,17 +336,10 @@ fn framing(status: StatusCode, headers: &mut HeaderMap) -> Result<Framing> {
     }
     if headers.contains_key(TRANSFER_ENCODING) {
         headers.remove(CONTENT_LENGTH);
-        let last = headers
-            .get_all(TRANSFER_ENCODING)
-            .iter()
-            .next_back()
-            .and_then(|v| v.as_bytes().rsplit(|&b| b == b',').next())
-            .map(<[u8]>::trim_ascii);
-        return Ok(match last {
-            Some(coding) if coding.eq_ignore_ascii_case(b"chunked") => {
-                Framing::Chunked(Chunk::Size)
-            }
-            _ => Framing::Close,
+        return Ok(if chunked_last(headers) {
+            Framing::Chunked(Chunk::Size)
+        } else {
+            Framing::Close
         });
     }
     let mut length = None;
@@ -354,10 +348,7 @@ fn framing(status: StatusCode, headers: &mut HeaderMap) -> Result<Framing> {
         for token in value.as_bytes().split(|&b| b == b',') {
             let token = token.trim_ascii();
             tokens += 1;
-            let n = std::str::from_utf8(token)
-                .ok()
-                .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|t| t.parse::<u64>().ok())
+            let n = length_token(token)
                 .or_err(ErrorType::InvalidHTTPHeader, "answer Content-Length")?;
             if length.is_some_and(|l| l != n) {
                 return Error::e_explain(
@@ -385,15 +376,7 @@ fn framing(status: StatusCode, headers: &mut HeaderMap) -> Result<Framing> {
 
 /// Whether the upstream keeps the connection open after this answer.
 fn keeps_alive(version: Version, headers: &HeaderMap) -> bool {
-    let mut close = false;
-    let mut keep_alive = false;
-    for value in headers.get_all(CONNECTION) {
-        for token in value.as_bytes().split(|&b| b == b',') {
-            let token = token.trim_ascii();
-            close |= token.eq_ignore_ascii_case(b"close");
-            keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
-        }
-    }
+    let (close, keep_alive) = connection_options(headers);
     !close && (version == Version::HTTP_11 || keep_alive)
 }
 

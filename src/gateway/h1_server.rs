@@ -12,6 +12,7 @@
 //! close) and the connection handed back when the answer allowed it ([`Handback`]). Being a
 //! pingora custom session, it gives the gateway's hooks the same `Session` as before.
 
+use super::h1_fields::{chunked_last, connection_options, length_token};
 use bytes::Bytes;
 use futures_util::stream::Stream as BytesStream;
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, EXPECT, TRANSFER_ENCODING, UPGRADE};
@@ -79,12 +80,8 @@ pub fn parse_get(head: &Bytes) -> Option<RequestHeader> {
 /// Whether the client lets the connection stay open after this request: HTTP/1.1 keeps it
 /// unless a `Connection` field says `close` (RFC 9112 §9.3; `close` wins over `keep-alive`).
 pub fn client_keeps_alive(req: &RequestHeader) -> bool {
-    !req.headers.get_all(CONNECTION).iter().any(|value| {
-        value
-            .as_bytes()
-            .split(|b| *b == b',')
-            .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
-    })
+    let (close, _) = connection_options(&req.headers);
+    !close
 }
 
 /// Where a finished session leaves its connection for the keep-alive loop: the session is
@@ -122,19 +119,17 @@ fn framing(answer: &ResponseHeader) -> Body {
     if matches!(answer.status.as_u16(), 204 | 304) {
         return Body::Done;
     }
-    if let Some(te) = answer.headers.get_all(TRANSFER_ENCODING).iter().next_back() {
-        let last = te.as_bytes().rsplit(|b| *b == b',').next().unwrap_or(b"");
-        if last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
-            return Body::Chunked;
-        }
-        return Body::UntilClose;
+    if answer.headers.contains_key(TRANSFER_ENCODING) {
+        return if chunked_last(&answer.headers) {
+            Body::Chunked
+        } else {
+            Body::UntilClose
+        };
     }
+    // One length: the upstream client collapses repeated ones, and the gateway writes one.
     let mut lengths = answer.headers.get_all(CONTENT_LENGTH).iter();
     let length = match (lengths.next(), lengths.next()) {
-        (Some(one), None) => std::str::from_utf8(one.as_bytes())
-            .ok()
-            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|s| s.parse::<usize>().ok()),
+        (Some(one), None) => length_token(one.as_bytes()).and_then(|n| usize::try_from(n).ok()),
         _ => None,
     };
     match length {

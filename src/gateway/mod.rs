@@ -4,6 +4,7 @@ mod fast;
 mod filtered;
 mod forward;
 mod h1_client;
+mod h1_fields;
 mod h1_server;
 mod keepalive;
 mod login;

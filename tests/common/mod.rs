@@ -296,6 +296,15 @@ pub fn new_http_client() -> reqwest::Client {
     http_client()
 }
 
+/// `Authorization` header value for Basic Auth.
+pub fn basic(user: (&str, &str)) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", user.0, user.1))
+    )
+}
+
 /// Percent-encodes a query-string component (RFC 3986 unreserved characters kept).
 pub fn url_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len() * 3);
