@@ -255,33 +255,8 @@ async fn seed(backend: &Backend) {
 
 /// A snappy-compressed remote-write v1 request with one series and one sample.
 fn remote_write_body(labels: &[(&str, &str)], ts_ms: i64, value: f64) -> Vec<u8> {
+    use common::prompb::{Label, Sample, TimeSeries, WriteRequest};
     use prost::Message;
-    #[derive(Clone, PartialEq, Message)]
-    struct Label {
-        #[prost(string, tag = "1")]
-        name: String,
-        #[prost(string, tag = "2")]
-        value: String,
-    }
-    #[derive(Clone, PartialEq, Message)]
-    struct Sample {
-        #[prost(double, tag = "1")]
-        value: f64,
-        #[prost(int64, tag = "2")]
-        timestamp: i64,
-    }
-    #[derive(Clone, PartialEq, Message)]
-    struct TimeSeries {
-        #[prost(message, repeated, tag = "1")]
-        labels: Vec<Label>,
-        #[prost(message, repeated, tag = "2")]
-        samples: Vec<Sample>,
-    }
-    #[derive(Clone, PartialEq, Message)]
-    struct WriteRequest {
-        #[prost(message, repeated, tag = "1")]
-        timeseries: Vec<TimeSeries>,
-    }
     let req = WriteRequest {
         timeseries: vec![TimeSeries {
             labels: labels

@@ -14,11 +14,18 @@
 //!   nothing.
 //! - `remote_write_body`: the whole body path (snappy + splice + snappy): no panic; accepted
 //!   output decompresses and passes the same checks.
+//! - `silence_json`: no panic; a silence body the gateway accepts is read by the Go-semantics
+//!   reference (`whizard::enforcement::silence::go_reference`, case-insensitive keys with
+//!   Unicode folding, last one wins) as the same model, and so is the body the gateway
+//!   forwards; enforced, the forwarded silence has exactly one matcher on the tenant label,
+//!   `tenant_id="team-a"`, and the client's other matchers unchanged.
 
 use promql_parser::label::Matcher;
 use promql_parser::parser::{self, Expr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
+use whizard::enforcement::response::enforce_silence;
+use whizard::enforcement::silence::{go_reference, Matcher as SilenceMatcher, PostableSilence};
 use whizard::enforcement::{
     enforce_match_selector, enforce_match_selector_general, enforce_match_selectors, enforce_query,
     enforce_query_general, TenantMatcher,
@@ -269,6 +276,72 @@ pub fn remote_write_body(data: &[u8]) {
             .unwrap_or_else(|e| panic!("the produced body does not decompress: {e}"));
         check_output(format, &decoded, labels, r.stats);
     }
+}
+
+// ---------------------------------------------------------------------------------- silences
+
+/// Input: the body of a `POST /api/v2/silences`, as the client sends it.
+pub fn silence_json(data: &[u8]) {
+    let Ok(model) = PostableSilence::decode(data) else {
+        return;
+    };
+    // What the gateway accepted means to Alertmanager what the gateway's model says.
+    let show = || String::from_utf8_lossy(data).into_owned();
+    assert_eq!(
+        go_reference::decode(data).as_ref(),
+        Ok(&model),
+        "Alertmanager reads the accepted body differently\nin: {}",
+        show()
+    );
+    // ... and so does what the gateway forwards.
+    let forwarded = serde_json::to_vec(&model).expect("the model serialises");
+    assert_eq!(
+        PostableSilence::decode(&forwarded).as_ref(),
+        Ok(&model),
+        "the forwarded body decodes to another model\nin: {}",
+        show()
+    );
+    assert_eq!(
+        go_reference::decode(&forwarded).as_ref(),
+        Ok(&model),
+        "Alertmanager reads the forwarded body differently\nin: {}",
+        show()
+    );
+    // Enforced, Alertmanager reads exactly one matcher on the tenant label, the tenant's
+    // equality matcher, and the client's other matchers as they were.
+    let mut enforced = model.clone();
+    if enforce_silence(&mut enforced, "tenant_id", "team-a").is_err() {
+        return;
+    }
+    let body = serde_json::to_vec(&enforced).expect("the model serialises");
+    let read = go_reference::decode(&body)
+        .unwrap_or_else(|e| panic!("the enforced silence is refused: {e}\nin: {}", show()));
+    let (tenant, others): (Vec<SilenceMatcher>, Vec<SilenceMatcher>) = read
+        .matchers
+        .into_iter()
+        .partition(|m| m.name == "tenant_id");
+    assert_eq!(
+        tenant,
+        [SilenceMatcher {
+            name: "tenant_id".into(),
+            value: "team-a".into(),
+            is_regex: false,
+            is_equal: true,
+        }],
+        "the enforced silence is not team-a's alone\nin: {}",
+        show()
+    );
+    let expected: Vec<&SilenceMatcher> = model
+        .matchers
+        .iter()
+        .filter(|m| m.name != "tenant_id")
+        .collect();
+    assert_eq!(
+        others.iter().collect::<Vec<_>>(),
+        expected,
+        "enforcement changed other matchers\nin: {}",
+        show()
+    );
 }
 
 fn check_output(format: Format, out: &[u8], labels: &LabelSet, stats: WriteStats) {

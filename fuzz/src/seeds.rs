@@ -1,5 +1,6 @@
 //! Seed inputs from realistic requests: the benchmark's dashboard queries and remote-write
-//! payloads, plus the attack shapes of issue 3. `fuzz-stable seed` writes them to `corpus/`.
+//! payloads, plus the attack shapes of issue 3 and the silence bodies of issue 26.
+//! `fuzz-stable seed` writes them to `corpus/`.
 
 #[path = "../../benches/support/payloads.rs"]
 mod payloads;
@@ -36,7 +37,22 @@ const ATTACK_QUERIES: &[&str] = &[
     "`up`",
 ];
 
-/// (file name, bytes) for each target: `promql_enforce`, `remote_write_splice`, `remote_write_body`.
+/// Silence bodies: valid ones (with and without id, escapes, every matcher form) and the shapes
+/// of issue 26 (keys Alertmanager folds to a field, duplicates, trailing data).
+const SILENCES: &[&str] = &[
+    r#"{"matchers":[{"name":"alertname","value":"x","isRegex":false}],"startsAt":"2026-01-01T00:00:00Z","endsAt":"2026-01-02T00:00:00Z","createdBy":"me","comment":"c"}"#,
+    r#"{"id":"5bd5c7ec-93e6-4f2a-a1b8-3b9a2f0c5d11","matchers":[{"name":"tenant_id","value":"team-.*","isRegex":true,"isEqual":true},{"name":"job","value":"x","isRegex":false,"isEqual":false}],"startsAt":"s","endsAt":"e","createdBy":"me","comment":"c"}"#,
+    r#"{"id":null,"matchers":[],"startsAt":"s","endsAt":"e","createdBy":"ü","comment":"ſ"}"#,
+    r#"{"matchers":[{"name":"a","value":"b","isRegex":false,"isEqual":null}],"startsAt":"s","endsAt":"e","createdBy":"me","comment":"c"}"#,
+    r#"{"matchers":[{"name":"tenant_id","value":"team-a","isRegex":false}],"matcherſ":[{"name":"alertname","value":".+","isRegex":true}],"startsAt":"s","endsAt":"e","createdBy":"me","comment":"c"}"#,
+    r#"{"Id":"5bd5c7ec-93e6-4f2a-a1b8-3b9a2f0c5d11","matchers":[{"name":"a","value":"b","isRegex":false}],"startsAt":"s","endsAt":"e","createdBy":"me","comment":"c"}"#,
+    r#"{"matchers":[{"name":"a","value":"b","isRegex":false}],"matcherſ":[],"MATCHERS":[],"startsAt":"s","endsAt":"e","createdBy":"me","comment":"c","comment":"d"}"#,
+    r#"{"matchers":[{"name":"job","value":"x","isRegex":false,"iſRegex":true,"nAme":"tenant_id"}],"startsAt":"s","endsAt":"e","createdBy":"me","comment":"c"}"#,
+    r#"{"matchers":[{"name":"a","value":"b","isRegex":false}],"startsAt":"s","endsAt":"e","createdBy":"me","comment":"c"}{"matchers":[]}"#,
+];
+
+/// (file name, bytes) for each target: `promql_enforce`, `remote_write_splice`,
+/// `remote_write_body`, `silence_json`.
 pub fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     match target {
@@ -72,6 +88,11 @@ pub fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
                     out.push((format!("seed-v{}-{series}x{samples}", version + 1), b));
                     i += 1;
                 }
+            }
+        }
+        "silence_json" => {
+            for (i, body) in SILENCES.iter().enumerate() {
+                out.push((format!("seed-{i:03}"), body.as_bytes().to_vec()));
             }
         }
         _ => {}

@@ -10,12 +10,17 @@
 //! a user matcher on the tenant label that selects none of the allowed tenants is an error
 //! ([`EnforceError::Disjoint`]); otherwise it is kept next to the enforced matcher, so a user can
 //! narrow within their tenants but never widen.
+//!
+//! A silence a tenant posts is decoded into an exact model of Alertmanager's body
+//! ([`silence::PostableSilence`], refusing any key Alertmanager could read differently) and made
+//! the tenant's by [`response::enforce_silence`].
 
 mod canonical;
 mod deferred;
 mod matchers;
 mod promql;
 pub mod response;
+pub mod silence;
 #[cfg(test)]
 mod tests;
 

@@ -1,5 +1,6 @@
 //! Enforcement on answers and bodies that carry no query: the rules and alerts APIs, and
-//! Alertmanager alerts, groups and silences. Pure functions over JSON values.
+//! Alertmanager alerts, groups and silences. Pure functions over the upstreams' JSON answers,
+//! and over the typed model of a posted silence ([`super::silence::PostableSilence`]).
 //!
 //! Rules and alerts are evaluated by the backend for everyone, so the gateway filters what
 //! comes back: a rule is a tenant's when its labels carry the tenant label with one of the
@@ -7,6 +8,7 @@
 //! (`tenant_id="a"`); anything else is dropped. Alerts are the tenant's when their labels say so.
 
 use super::promql::parse_bounded;
+use super::silence::{Matcher, PostableSilence};
 use super::{EnforceError, TenantMatcher};
 use promql_parser::label::MatchOp;
 use promql_parser::parser::Expr;
@@ -174,26 +176,16 @@ pub fn filter_silences(answer: &mut Value, tenant: &TenantMatcher) {
 /// `tenant_value` (else [`EnforceError::Disjoint`]); those matchers are replaced by exactly one
 /// `label="tenant_value"`.
 pub fn enforce_silence(
-    silence: &mut Value,
+    silence: &mut PostableSilence,
     label: &str,
     tenant_value: &str,
 ) -> Result<(), EnforceError> {
-    let Some(matchers) = silence.get_mut("matchers").and_then(Value::as_array_mut) else {
-        return Err(EnforceError::Unsupported {
-            what: "a silence without a matchers list",
-        });
-    };
-    for m in matchers.iter() {
-        if m.get("name").and_then(Value::as_str) != Some(label) {
-            continue;
-        }
-        let value = m.get("value").and_then(Value::as_str).unwrap_or("");
-        let is_regex = m.get("isRegex").and_then(Value::as_bool).unwrap_or(false);
-        let is_equal = m.get("isEqual").and_then(Value::as_bool).unwrap_or(true);
-        let selects = match (is_regex, is_equal) {
-            (false, true) => value == tenant_value,
-            (false, false) => value != tenant_value,
-            (true, eq) => match regex::Regex::new(&format!("^(?:{value})$")) {
+    for m in silence.matchers.iter().filter(|m| m.name == label) {
+        let selects = match (m.is_regex, m.is_equal) {
+            (false, true) => m.value == tenant_value,
+            (false, false) => m.value != tenant_value,
+            // Alertmanager anchors matcher regexes the same way.
+            (true, eq) => match regex::Regex::new(&format!("^(?:{})$", m.value)) {
                 Ok(re) => re.is_match(tenant_value) == eq,
                 Err(_) => false,
             },
@@ -205,10 +197,13 @@ pub fn enforce_silence(
             });
         }
     }
-    matchers.retain(|m| m.get("name").and_then(Value::as_str) != Some(label));
-    matchers.push(serde_json::json!({
-        "name": label, "value": tenant_value, "isRegex": false, "isEqual": true
-    }));
+    silence.matchers.retain(|m| m.name != label);
+    silence.matchers.push(Matcher {
+        name: label.to_string(),
+        value: tenant_value.to_string(),
+        is_regex: false,
+        is_equal: true,
+    });
     Ok(())
 }
 
@@ -308,33 +303,83 @@ mod tests {
         assert_eq!(list.as_array().unwrap().len(), 1);
     }
 
+    fn posted(matchers: &[(&str, &str, bool, bool)]) -> PostableSilence {
+        PostableSilence {
+            id: None,
+            matchers: matchers
+                .iter()
+                .map(|&(name, value, is_regex, is_equal)| Matcher {
+                    name: name.into(),
+                    value: value.into(),
+                    is_regex,
+                    is_equal,
+                })
+                .collect(),
+            starts_at: "2026-01-01T00:00:00Z".into(),
+            ends_at: "2026-01-02T00:00:00Z".into(),
+            created_by: "me".into(),
+            comment: "c".into(),
+        }
+    }
+
+    /// The silence as Alertmanager would list it, for `silence_owned`.
+    fn listed(s: &PostableSilence) -> Value {
+        serde_json::to_value(s).expect("a silence serialises")
+    }
+
     #[test]
     fn new_silences_get_the_tenant_matcher() {
-        let mut s = json!({"matchers":[{"name":"job","value":"x","isRegex":false}],"comment":"c"});
+        let mut s = posted(&[("job", "x", false, true)]);
         enforce_silence(&mut s, "tenant_id", "a").unwrap();
-        assert!(silence_owned(&s, &t(&["a"])));
-        assert_eq!(s["matchers"].as_array().unwrap().len(), 2);
-        let mut s = json!({"matchers":[{"name":"tenant_id","value":"a|b","isRegex":true}]});
+        assert!(silence_owned(&listed(&s), &t(&["a"])));
+        assert_eq!(s.matchers.len(), 2);
+        assert_eq!(s.comment, "c", "only the matchers change");
+
+        let mut s = posted(&[
+            ("tenant_id", "a|b", true, true),
+            ("tenant_id", "c", false, false),
+        ]);
         enforce_silence(&mut s, "tenant_id", "a").unwrap();
         assert_eq!(
-            s["matchers"],
+            s.matchers,
+            posted(&[("tenant_id", "a", false, true)]).matchers
+        );
+        assert_eq!(
+            listed(&s)["matchers"],
             json!([{"name":"tenant_id","value":"a","isRegex":false,"isEqual":true}])
         );
+
+        // No matchers at all: the silence becomes one of all the tenant's alerts.
+        let mut s = posted(&[]);
+        enforce_silence(&mut s, "tenant_id", "a").unwrap();
+        assert_eq!(
+            s.matchers,
+            posted(&[("tenant_id", "a", false, true)]).matchers
+        );
+
         for bad in [
-            json!({"matchers":[{"name":"tenant_id","value":"b","isRegex":false}]}),
-            json!({"matchers":[{"name":"tenant_id","value":"a","isRegex":false,"isEqual":false}]}),
-            json!({"matchers":[{"name":"tenant_id","value":"b.*","isRegex":true}]}),
+            posted(&[("tenant_id", "b", false, true)]),
+            posted(&[("tenant_id", "a", false, false)]),
+            posted(&[("tenant_id", "b.*", true, true)]),
+            posted(&[("tenant_id", "a.*", true, false)]),
+            posted(&[("tenant_id", "(", true, true)]),
+            posted(&[("job", "x", false, true), ("tenant_id", "b", false, true)]),
         ] {
             let mut s = bad.clone();
-            assert!(
-                matches!(
-                    enforce_silence(&mut s, "tenant_id", "a"),
-                    Err(EnforceError::Disjoint { .. })
-                ),
-                "{bad}"
-            );
+            match enforce_silence(&mut s, "tenant_id", "a") {
+                Err(EnforceError::Disjoint { matcher, .. }) => {
+                    assert!(matcher.starts_with("tenant_id"), "{matcher}")
+                }
+                other => panic!("{bad:?}: {other:?}"),
+            }
+            assert_eq!(s, bad, "a refused silence is left as it was");
         }
-        let mut s = json!({"comment":"no matchers"});
-        assert!(enforce_silence(&mut s, "tenant_id", "a").is_err());
+        let mut s = posted(&[("tenant_id", "b", false, true)]);
+        assert_eq!(
+            enforce_silence(&mut s, "tenant_id", "a")
+                .unwrap_err()
+                .to_string(),
+            "label matcher tenant_id=\"b\" selects no series of the tenants this request may read (label \"tenant_id\")"
+        );
     }
 }

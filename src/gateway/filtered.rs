@@ -1,5 +1,6 @@
 //! Routes whose answers the gateway filters (rules, alerts) and the Alertmanager API, where
-//! silences are owned by the tenant whose equality matcher they carry.
+//! silences are owned by the tenant whose equality matcher they carry. A posted silence goes
+//! upstream as the gateway's exact model of it (`enforcement::silence`), never as sent.
 
 use super::forward::{self, Answer};
 use super::proxy::{insert_tenant_header, read_body};
@@ -8,6 +9,7 @@ use super::routes::Class;
 use super::Runtime;
 use crate::config::Upstream;
 use crate::enforcement::response as filter;
+use crate::enforcement::silence::PostableSilence;
 use crate::enforcement::TenantMatcher;
 use crate::metrics::metrics;
 use bytes::Bytes;
@@ -230,23 +232,38 @@ async fn alertmanager(
                 return Err(Refusal::new(400, "a silence belongs to one tenant: name it with the path prefix or the tenant header"));
             };
             let body = read_body(session, MAX_SILENCE_BYTES).await?;
-            let mut silence: Value = serde_json::from_slice(&body)
-                .map_err(|e| Refusal::new(400, format!("the silence is not valid JSON: {e}")))?;
-            if let Some(id) = silence
-                .get("id")
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-            {
+            let reject = |reason: &str| {
+                metrics()
+                    .enforcement_rejections
+                    .with_label_values(&[req.tenant_header, reason])
+                    .inc();
+            };
+            // The exact model: a key Alertmanager could read as another field is refused here,
+            // and what goes upstream is the model serialised, never the client's bytes.
+            let mut silence = PostableSilence::decode(&body).map_err(|e| {
+                reject(e.reason());
+                Refusal::new(400, e.to_string())
+            })?;
+            if let Some(id) = silence.id.as_deref() {
                 // Updating a silence: it must already be this tenant's.
+                if !plain_silence_id(id) {
+                    reject("silence_id");
+                    return Err(Refusal::new(
+                        400,
+                        format!(
+                            "silence id {:?} is not an Alertmanager silence id (letters, digits, '-' and '_')",
+                            id.chars().take(64).collect::<String>()
+                        ),
+                    ));
+                }
                 owned_silence(req, rt, &am, id, m, req.tenant_header).await?;
             }
             filter::enforce_silence(&mut silence, m.label(), tenant).map_err(|e| {
-                metrics()
-                    .enforcement_rejections
-                    .with_label_values(&[req.tenant_header, e.reason()])
-                    .inc();
+                reject(e.reason());
                 Refusal::new(403, e.to_string())
             })?;
+            let body = serde_json::to_vec(&silence)
+                .map_err(|e| Refusal::new(400, format!("cannot serialise the silence: {e}")))?;
             let answer = call(
                 req,
                 rt,
@@ -254,7 +271,7 @@ async fn alertmanager(
                 http::Method::POST,
                 &format!("{am}{}", req.api_path),
                 req.tenant_header,
-                Some(Bytes::from(silence.to_string())),
+                Some(Bytes::from(body)),
             )
             .await?;
             relay_error(session, answer).await
@@ -279,6 +296,16 @@ async fn alertmanager(
         }
         _ => Err(Refusal::new(405, "method not allowed on this route")),
     }
+}
+
+/// True for an id Alertmanager could have given a silence (it makes UUIDs). The id of a posted
+/// silence goes into the URL of the ownership lookup: `/`, `?`, `%` or a dot segment there
+/// would look up a different silence than the one the body names.
+fn plain_silence_id(id: &str) -> bool {
+    id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// The silence `id` when it is the tenant's; 404 otherwise (not revealing other tenants' ids).

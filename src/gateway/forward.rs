@@ -179,17 +179,3 @@ fn response_header(status: u16, headers: &http::HeaderMap) -> pingora::Result<Re
     }
     Ok(out)
 }
-
-/// Copies the client headers that matter to an upstream for a rewritten request.
-pub fn copy_request_headers(
-    from: &http::HeaderMap,
-    names: &[http::header::HeaderName],
-) -> http::HeaderMap {
-    let mut out = http::HeaderMap::with_capacity(names.len() + 2);
-    for name in names {
-        for v in from.get_all(name) {
-            out.append(name.clone(), v.clone());
-        }
-    }
-    out
-}

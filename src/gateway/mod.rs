@@ -1,5 +1,6 @@
 //! The pingora glue: listeners, the per-config runtime, and the routing table → handlers.
 
+mod contract;
 mod fast;
 mod filtered;
 mod forward;
@@ -340,12 +341,8 @@ pub fn run(config_path: &Path, upgrade: bool) -> Result<(), String> {
     let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
     server.bootstrap();
 
-    let serve_metrics = config.listen.metrics.is_none();
-    let main = proxy::Gateway::new(state.clone(), serve_metrics);
-    let fast = fast::FastGet::new(
-        proxy::Gateway::new(state.clone(), serve_metrics),
-        &server.configuration,
-    );
+    let main = proxy::Gateway::new(state.clone());
+    let fast = fast::FastGet::new(proxy::Gateway::new(state.clone()), &server.configuration);
     let mut service = pingora::services::listening::Service::new(
         "whizard gateway".to_string(),
         keepalive::LeanKeepAlive::new(
@@ -405,6 +402,11 @@ fn init_logging(logging: &crate::config::Logging) {
         crate::config::LogFormat::Json => builder.json().try_init(),
         crate::config::LogFormat::Logfmt => builder.try_init(),
     };
+    // pingora logs through the `log` crate, and its debug and trace lines carry whole request
+    // heads (`Authorization`, cookies). Whatever WHIZARD_LOG asks for, `log` records stop at
+    // info, so credentials reach no log at any level. (The gateway's own `tracing` events never
+    // carry header values.)
+    log::set_max_level(log::LevelFilter::Info);
 }
 
 /// On SIGTERM pingora stops accepting connections and then sleeps for the whole grace period.

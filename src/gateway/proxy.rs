@@ -8,7 +8,7 @@ use super::forward::{self, StreamError, UpstreamFailure};
 use super::params::{ParamError, Params, RewriteError};
 use super::respond::{self, Refusal};
 use super::routes::{self, Class};
-use super::{filtered, login, write, Runtime, State};
+use super::{contract, filtered, login, write, Runtime, State};
 use crate::auth::throttle::Verdict;
 use crate::auth::{AuthError, AuthMethod, AuthOutcome, Authenticator, Identity};
 use crate::config::{QueryKind, Upstream};
@@ -28,26 +28,22 @@ use std::time::Instant;
 
 pub struct Gateway {
     state: Arc<State>,
-    /// `/metrics` answered on this listener.
-    serve_metrics: bool,
-    /// The metrics listener: only local routes, `/-/reload` allowed.
+    /// The metrics listener (`listen.metrics`): `/metrics`, `/-/reload` and the health
+    /// routes, nothing else. The tenant listeners never answer those two.
     admin: bool,
 }
 
 impl Gateway {
-    pub fn new(state: Arc<State>, serve_metrics: bool) -> Self {
+    /// The gateway of a tenant-facing listener.
+    pub fn new(state: Arc<State>) -> Self {
         Gateway {
             state,
-            serve_metrics,
             admin: false,
         }
     }
+    /// The gateway of the metrics listener.
     pub fn admin(state: Arc<State>) -> Self {
-        Gateway {
-            state,
-            serve_metrics: true,
-            admin: true,
-        }
+        Gateway { state, admin: true }
     }
 }
 
@@ -86,6 +82,8 @@ pub struct Ctx {
     identity: Option<Arc<Identity>>,
     /// The upstream the request went to, for the access log.
     upstream_name: &'static str,
+    /// The client fields the proxied request keeps (the forwarding contract of its class).
+    forwarded_fields: &'static [http::HeaderName],
 }
 
 /// Route fields as offsets into the path, so the session can be borrowed mutably afterwards.
@@ -135,6 +133,7 @@ impl ProxyHttp for Gateway {
             _active: Some(self.state.active_request()),
             identity: None,
             upstream_name: "",
+            forwarded_fields: &contract::READ,
         }
     }
 
@@ -215,7 +214,9 @@ impl ProxyHttp for Gateway {
         if let Some(uri) = ctx.uri.take() {
             req.set_uri(uri);
         }
-        strip_credentials(req, &rt.tenant_header_name);
+        // Credentials, cookies, the client's tenant headers and anything else not in the
+        // contract stay behind; the gateway's own tenant header and Host are set below.
+        contract::retain(req, ctx.forwarded_fields);
         req.insert_header(rt.tenant_header.clone(), ctx.tenant.as_str())?;
         req.insert_header(http::header::HOST, kind.of(rt).host_header.clone())?;
         Ok(())
@@ -223,7 +224,11 @@ impl ProxyHttp for Gateway {
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let upstream = ctx.upstream.map(|k| k.name()).unwrap_or("upstream");
+        // The client's doing comes first, whatever the error's type: pingora reports a client
+        // that sends data while its request is answered (pipelining) as a `ConnectError`. It is
+        // no upstream failure, and is logged 499.
         let failure = match e.etype() {
+            _ if matches!(e.esource(), pingora::ErrorSource::Downstream) => None,
             ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
                 Some(UpstreamFailure::Timeout)
             }
@@ -323,31 +328,6 @@ impl ProxyHttp for Gateway {
     }
 }
 
-/// Removes what must never reach an upstream: the caller's credentials and any tenant header
-/// the client sent (the gateway sets its own). One pass over the header names finds them, so a
-/// request pays a lookup only for those it has.
-fn strip_credentials(req: &mut RequestHeader, tenant_header: &http::HeaderName) {
-    // Thanos falls back to this header when its configured one is absent.
-    const THANOS_TENANT: http::HeaderName = http::HeaderName::from_static("thanos-tenant");
-    let names = [
-        &http::header::AUTHORIZATION,
-        &http::header::PROXY_AUTHORIZATION,
-        &http::header::COOKIE,
-        tenant_header,
-        &THANOS_TENANT,
-    ];
-    let mut present = [false; 5];
-    for key in req.headers.keys() {
-        if let Some(i) = names.iter().position(|n| *n == key) {
-            present[i] = true;
-        }
-    }
-    for (name, _) in names.iter().zip(present).filter(|(_, p)| *p) {
-        // Removes every value of the name.
-        req.remove_header(*name);
-    }
-}
-
 /// The user name of a Basic `Authorization` header, decoded into `buf`.
 fn basic_user<'b>(
     headers: &http::HeaderMap,
@@ -437,7 +417,7 @@ impl Gateway {
                     .local(session, 200, "text/plain", Bytes::from_static(b"OK\n"))
                     .await
             }
-            Class::Metrics if self.serve_metrics => {
+            Class::Metrics if self.admin => {
                 let body = Bytes::from(crate::metrics::render());
                 return self
                     .local(
@@ -448,9 +428,17 @@ impl Gateway {
                     )
                     .await;
             }
-            Class::Reload => return self.reload(session).await,
+            Class::Reload if self.admin => return self.reload(session).await,
             _ if self.admin => return Err(Refusal::new(404, "not found")),
-            Class::Metrics => return Err(Refusal::new(404, "not found")),
+            // Every tenant's id and traffic, and a config reload: never on a listener that
+            // tenants reach, whoever the client seems to be (behind a local proxy or a sidecar
+            // every client is loopback).
+            Class::Metrics | Class::Reload => {
+                return Err(Refusal::new(
+                    404,
+                    "not found: /metrics and /-/reload are served only on the metrics listener (listen.metrics)",
+                ))
+            }
             Class::Login | Class::Callback | Class::Logout => {
                 login::handle(session, rt, matched.class).await?;
                 return Ok(true);
@@ -582,21 +570,17 @@ impl Gateway {
             }
             Class::Ui => {
                 // The UI's pages and assets carry no tenant data; its API calls are enforced
-                // like any other read. Passed unchanged to the query upstream.
+                // like any other read. The path goes to the query upstream; the query string
+                // does not (the pages read theirs in the browser).
                 let up = &rt.config.upstreams.query;
-                let pq = session
-                    .req_header()
-                    .uri
-                    .path_and_query()
-                    .map(|p| p.as_str())
-                    .unwrap_or("/");
-                let uri = format!("{}{}", up.path, pq);
+                let uri = format!("{}{}", up.path, session.req_header().uri.path());
                 ctx.uri = Some(
                     uri.parse()
                         .map_err(|_| Refusal::new(400, "invalid request URI"))?,
                 );
                 ctx.upstream = Some(UpstreamKind::Query);
                 ctx.upstream_name = "query";
+                ctx.forwarded_fields = &contract::UI;
                 Ok(false)
             }
             Class::Healthy
@@ -623,17 +607,6 @@ impl Gateway {
     }
 
     async fn reload(&self, session: &mut Session) -> Result<bool, Refusal> {
-        let loopback = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip().is_loopback())
-            .unwrap_or(false);
-        if !(self.admin || self.serve_metrics && loopback) {
-            return Err(Refusal::new(
-                403,
-                "/-/reload is only served on the metrics listener or to loopback clients",
-            ));
-        }
         if session.req_header().method != http::Method::POST {
             return Err(Refusal::new(405, "use POST /-/reload").with_header("allow", "POST"));
         }
@@ -772,20 +745,6 @@ impl Gateway {
             _ => return Err(Refusal::new(405, "use GET or POST").with_header("allow", "GET, POST")),
         };
         let body = if is_post {
-            let no_body = session.is_body_empty();
-            let ct = session
-                .req_header()
-                .headers
-                .get(http::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            let mime = ct.split(';').next().unwrap_or("").trim();
-            if !(mime.eq_ignore_ascii_case(FORM) || mime.is_empty() && no_body) {
-                return Err(Refusal::new(
-                    415,
-                    format!("read requests take {FORM} bodies, not {ct:?}"),
-                ));
-            }
             let cap = rt
                 .config
                 .tenants
@@ -793,7 +752,30 @@ impl Gateway {
                 .map(|t| t.limits.max_body_bytes)
                 .max()
                 .unwrap_or(1 << 20);
-            Some(read_body(session, cap.max(1 << 20)).await?)
+            let body = read_body(session, cap.max(1 << 20)).await?;
+            // A POST whose body is empty is a request without a body, whatever its
+            // Content-Type says (vmalert sends `application/json` with its URL-only queries).
+            if body.is_empty() {
+                None
+            } else {
+                let ct = session
+                    .req_header()
+                    .headers
+                    .get(http::header::CONTENT_TYPE)
+                    .map(|v| v.as_bytes())
+                    .unwrap_or_default();
+                let mime = ct.split(|b| *b == b';').next().unwrap_or_default();
+                if !mime.trim_ascii().eq_ignore_ascii_case(FORM.as_bytes()) {
+                    return Err(Refusal::new(
+                        415,
+                        format!(
+                            "read requests take {FORM} bodies, not {:?}",
+                            String::from_utf8_lossy(ct)
+                        ),
+                    ));
+                }
+                Some(body)
+            }
         } else {
             if !session.is_body_empty() {
                 return Err(Refusal::new(400, "GET requests must not carry a body"));
@@ -840,15 +822,7 @@ impl Gateway {
                 up.path,
                 api_path
             );
-            let mut headers = forward::copy_request_headers(
-                &session.req_header().headers,
-                &[
-                    http::header::ACCEPT,
-                    http::header::ACCEPT_ENCODING,
-                    http::header::USER_AGENT,
-                    http::HeaderName::from_static(REQUEST_ID),
-                ],
-            );
+            let mut headers = contract::copy(&session.req_header().headers, &contract::READ, 2);
             headers.insert(
                 http::header::CONTENT_TYPE,
                 http::HeaderValue::from_static(FORM),

@@ -4,6 +4,7 @@
 //! the receive upstream's own: 2xx only when it accepted the data; 5xx and 429 are passed back
 //! so the agent retries.
 
+use super::contract;
 use super::forward::{self, UpstreamFailure};
 use super::proxy::{insert_tenant_header, read_body};
 use super::respond::Refusal;
@@ -24,15 +25,39 @@ fn url_of(up: &Upstream) -> String {
     )
 }
 
-fn header<'a>(session: &'a Session, name: &http::header::HeaderName) -> Option<&'a str> {
-    session
-        .req_header()
-        .headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
+/// The one value of a field that decides how a body is read: absent, or given once in
+/// visible ASCII. A field given twice, or with bytes a Go server may read differently (or as
+/// absent), is refused: the gateway and the upstream must decide the same format.
+fn format_field<'a>(
+    session: &'a Session,
+    name: &http::header::HeaderName,
+) -> Result<Option<&'a str>, Refusal> {
+    let mut values = session.req_header().headers.get_all(name).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(Refusal::new(415, format!("{name} is given more than once")));
+    }
+    match value.to_str() {
+        Ok(v)
+            if v.bytes()
+                .all(|b| b == b' ' || b == b'\t' || b.is_ascii_graphic()) =>
+        {
+            Ok(Some(v))
+        }
+        _ => Err(Refusal::new(
+            415,
+            format!(
+                "{name} {:?} is not plain ASCII text",
+                String::from_utf8_lossy(value.as_bytes())
+            ),
+        )),
+    }
 }
 
-const RW_VERSION: &str = "x-prometheus-remote-write-version";
+const RW_VERSION: http::header::HeaderName =
+    http::header::HeaderName::from_static("x-prometheus-remote-write-version");
 
 pub async fn remote_write(
     session: &mut Session,
@@ -46,11 +71,10 @@ pub async fn remote_write(
         ));
     };
     let cap = t.limits.max_body_bytes;
-    let version = http::header::HeaderName::from_static(RW_VERSION);
     let format = remote_write::detect_format(
-        header(session, &http::header::CONTENT_TYPE),
-        header(session, &http::header::CONTENT_ENCODING),
-        header(session, &version),
+        format_field(session, &http::header::CONTENT_TYPE)?,
+        format_field(session, &http::header::CONTENT_ENCODING)?,
+        format_field(session, &RW_VERSION)?,
     )
     .map_err(|e| Refusal::new(e.status(), e.to_string()))?;
     let labels = rt
@@ -67,15 +91,14 @@ pub async fn remote_write(
     // Nothing to inject: the validated body goes upstream as the client sent it.
     let outgoing = rewritten.body.map_or(body, Bytes::from);
 
-    let mut headers = forward::copy_request_headers(
-        &session.req_header().headers,
-        &[
-            http::header::CONTENT_TYPE,
-            version.clone(),
-            http::header::USER_AGENT,
-            http::HeaderName::from_static(super::proxy::REQUEST_ID),
-        ],
+    // The body goes in the format the gateway decided and rewrote, said in that format's own
+    // words: never the client's Content-Type or version bytes.
+    let mut headers = contract::copy(&session.req_header().headers, &contract::WRITE, 4);
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(format.content_type()),
     );
+    headers.insert(RW_VERSION, http::HeaderValue::from_static(format.version()));
     headers.insert(
         http::header::CONTENT_ENCODING,
         http::HeaderValue::from_static("snappy"),
@@ -131,16 +154,22 @@ pub async fn otlp(session: &mut Session, rt: &Arc<Runtime>, tenant: &str) -> Res
         .get(tenant)
         .map(|t| t.limits.max_body_bytes)
         .unwrap_or(10 << 20);
+    let (content_type, encoding) = otlp_format(
+        format_field(session, &http::header::CONTENT_TYPE)?,
+        format_field(session, &http::header::CONTENT_ENCODING)?,
+    )?;
     let body = read_body(session, cap).await?;
-    let mut headers = forward::copy_request_headers(
-        &session.req_header().headers,
-        &[
-            http::header::CONTENT_TYPE,
-            http::header::CONTENT_ENCODING,
-            http::header::USER_AGENT,
-            http::HeaderName::from_static(super::proxy::REQUEST_ID),
-        ],
+    let mut headers = contract::copy(&session.req_header().headers, &contract::WRITE, 3);
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
     );
+    if let Some(encoding) = encoding {
+        headers.insert(
+            http::header::CONTENT_ENCODING,
+            http::HeaderValue::from_static(encoding),
+        );
+    }
     insert_tenant_header(&mut headers, rt, tenant)?;
     let answer = forward::exchange(&rt.client, http::Method::POST, &url_of(up), headers, body)
         .await
@@ -148,6 +177,43 @@ pub async fn otlp(session: &mut Session, rt: &Arc<Runtime>, tenant: &str) -> Res
     forward::relay(session, answer)
         .await
         .map_err(|e| Refusal::new(400, e.to_string()))
+}
+
+/// The canonical Content-Type and Content-Encoding of an OTLP/HTTP body: protobuf or JSON,
+/// plain or gzip (the OTLP specification's choices). The body itself is passed as sent: the
+/// tenant travels in the header the gateway sets, never in the body.
+fn otlp_format(
+    content_type: Option<&str>,
+    encoding: Option<&str>,
+) -> Result<(&'static str, Option<&'static str>), Refusal> {
+    const PROTOBUF: &str = "application/x-protobuf";
+    const JSON: &str = "application/json";
+    let media = content_type
+        .and_then(|ct| ct.split(';').next())
+        .map(str::trim)
+        .unwrap_or_default();
+    let content_type = if media.eq_ignore_ascii_case(PROTOBUF) {
+        PROTOBUF
+    } else if media.eq_ignore_ascii_case(JSON) {
+        JSON
+    } else {
+        return Err(Refusal::new(
+            415,
+            format!("OTLP takes Content-Type {PROTOBUF} or {JSON}, not {content_type:?}"),
+        ));
+    };
+    let encoding = match encoding.map(str::trim) {
+        None | Some("") => None,
+        Some(e) if e.eq_ignore_ascii_case("identity") => None,
+        Some(e) if e.eq_ignore_ascii_case("gzip") => Some("gzip"),
+        Some(e) => {
+            return Err(Refusal::new(
+                415,
+                format!("OTLP takes Content-Encoding gzip or none, not {e:?}"),
+            ))
+        }
+    };
+    Ok((content_type, encoding))
 }
 
 /// Sends a copy of an accepted write to every `upstreams.remote_writes` target of the tenant,

@@ -17,6 +17,9 @@ use std::cmp::Ordering;
 
 const WR_TIMESERIES: u32 = 1;
 const WR_METADATA: u32 = 3;
+/// `io.prometheus.write.v2.Request`'s `symbols` and `timeseries`: never in a 1.0 body.
+const V2_SYMBOLS: u32 = 4;
+const V2_TIMESERIES: u32 = 5;
 const TS_LABELS: u32 = 1;
 const TS_SAMPLES: u32 = 2;
 /// The tag byte of `samples` (field 2, length-delimited).
@@ -157,6 +160,17 @@ fn run<'a>(
                     )?;
                 }
                 stats.series += 1;
+            }
+            // Remote write 2.0's symbols and timeseries: a 2.0 body sent as 1.0 would pass
+            // with no series found to label, and a receiver that reads the format differently
+            // would store it as sent.
+            V2_SYMBOLS | V2_TIMESERIES => {
+                return Err(RemoteWriteError::Invalid(format!(
+                    "field {} is not defined in prometheus.WriteRequest (a remote write 2.0 body \
+                     sent as 1.0? 2.0 takes Content-Type \"{}\")",
+                    f.num,
+                    super::Format::V2.content_type()
+                )))
             }
             _ => {
                 if f.num == WR_METADATA && f.wire != WT_LEN {

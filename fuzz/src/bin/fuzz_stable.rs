@@ -4,8 +4,8 @@
 //! feedback, so it finds less than `cargo fuzz`, but it runs anywhere `cargo` does.
 //!
 //! ```text
-//! fuzz-stable [all|promql_enforce|remote_write_splice|remote_write_body] [--seconds N]
-//!             [--iterations N] [--seed N]     # mutate and check (default: all, 20 s each)
+//! fuzz-stable [all|promql_enforce|remote_write_splice|remote_write_body|silence_json]
+//!             [--seconds N] [--iterations N] [--seed N]  # mutate and check (default: all, 20 s each)
 //! fuzz-stable seed                            # (re)write corpus/<target>/seed-* files
 //! fuzz-stable run TARGET FILE...              # replay inputs (e.g. a crash file)
 //! ```
@@ -16,16 +16,23 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use whizard_fuzz::{
-    promql_enforce, remote_write_body, remote_write_splice, seeds::seeds, CAUGHT_PANICS,
+    promql_enforce, remote_write_body, remote_write_splice, seeds::seeds, silence_json,
+    CAUGHT_PANICS,
 };
 
-const TARGETS: &[&str] = &["promql_enforce", "remote_write_splice", "remote_write_body"];
+const TARGETS: &[&str] = &[
+    "promql_enforce",
+    "remote_write_splice",
+    "remote_write_body",
+    "silence_json",
+];
 
 fn target_fn(name: &str) -> fn(&[u8]) {
     match name {
         "promql_enforce" => promql_enforce,
         "remote_write_splice" => remote_write_splice,
         "remote_write_body" => remote_write_body,
+        "silence_json" => silence_json,
         _ => {
             eprintln!("unknown target {name}; one of {TARGETS:?}");
             std::process::exit(2)
@@ -99,6 +106,59 @@ const PROMQL_TOKENS: &[&str] = &[
     "==",
 ];
 
+/// Pieces of silence bodies: field names and the spellings Alertmanager folds to them (`ſ` is
+/// an `s`, the Kelvin sign a `k`, `İ`/`ı` an `i`), escapes, and JSON punctuation.
+const SILENCE_TOKENS: &[&str] = &[
+    "\"id\":",
+    "\"Id\":",
+    "\"\\u0130d\":",
+    "\"matchers\":",
+    "\"matcherſ\":",
+    "\"matcher\\u017f\":",
+    "\"MATCHERS\":",
+    "\"startsAt\":",
+    "\"endsAt\":",
+    "\"createdBy\":",
+    "\"comment\":",
+    "\"name\":",
+    "\"value\":",
+    "\"isRegex\":",
+    "\"iſRegex\":",
+    "\"isEqual\":",
+    "\"\\u212Aey\":",
+    "\"tenant_id\"",
+    "\".+\"",
+    "\"\"",
+    "\\u0073",
+    "\\u017F",
+    "\\ud800",
+    "ſ",
+    "\u{212A}",
+    "\u{130}",
+    "\u{131}",
+    "{",
+    "}",
+    "[",
+    "]",
+    ",",
+    ":",
+    "\"",
+    "null",
+    "true",
+    "false",
+    "0",
+    "[{\"name\":\"a\",\"value\":\"b\",\"isRegex\":false}]",
+];
+
+/// The dictionary the mutator inserts from, per target.
+fn tokens(name: &str) -> &'static [&'static str] {
+    match name {
+        "promql_enforce" => PROMQL_TOKENS,
+        "silence_json" => SILENCE_TOKENS,
+        _ => &[],
+    }
+}
+
 struct Rng(u64);
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -117,11 +177,11 @@ impl Rng {
     }
 }
 
-fn mutate(rng: &mut Rng, input: &mut Vec<u8>, corpus: &[Vec<u8>], promql: bool) {
+fn mutate(rng: &mut Rng, input: &mut Vec<u8>, corpus: &[Vec<u8>], tokens: &[&str]) {
     let rounds = 1 + rng.below(6);
     for _ in 0..rounds {
         let len = input.len();
-        match rng.below(if promql { 9 } else { 8 }) {
+        match rng.below(if tokens.is_empty() { 8 } else { 9 }) {
             0 if len > 0 => {
                 let i = rng.below(len);
                 input[i] ^= 1 << rng.below(8);
@@ -174,7 +234,7 @@ fn mutate(rng: &mut Rng, input: &mut Vec<u8>, corpus: &[Vec<u8>], promql: bool) 
                 input.truncate(a);
             }
             8 => {
-                let tok = PROMQL_TOKENS[rng.below(PROMQL_TOKENS.len())].as_bytes();
+                let tok = tokens[rng.below(tokens.len())].as_bytes();
                 let at = 1 + rng.below(len.max(1));
                 let at = at.min(input.len());
                 input.splice(at..at, tok.iter().copied());
@@ -272,10 +332,10 @@ fn fuzz(name: &str, budget: Duration, max_iter: u64, seed: u64) -> bool {
     let start = Instant::now();
     let caught_before = CAUGHT_PANICS.load(std::sync::atomic::Ordering::Relaxed);
     let mut n = 0u64;
-    let promql = name == "promql_enforce";
+    let tokens = tokens(name);
     while start.elapsed() < budget && n < max_iter {
         let mut input = corpus[rng.below(corpus.len())].clone();
-        mutate(&mut rng, &mut input, &corpus, promql);
+        mutate(&mut rng, &mut input, &corpus, tokens);
         n += 1;
         if !check(name, f, &input) {
             ok = false;
