@@ -11,8 +11,10 @@
 //! Run: `cargo test --test oidc_e2e` (screenshot: tests/out/ui_query.png).
 
 mod common;
+mod fixture;
 
 use common::*;
+use fixture::raw_request;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;
@@ -792,6 +794,240 @@ async fn provider_down_unknown_kid_is_503_known_keys_keep_working() {
         },
     )
     .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2c. Tenants from tokens are admitted against the current config (issue 27)
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_reaches_only_the_tenants_the_current_config_has() {
+    init();
+    // A recording upstream in front of the real backend shows the tenant header each read
+    // was sent with.
+    let backend = Backend::start().await;
+    let recorder = RecordingUpstream::forwarding_to(&backend.url());
+    let mut idp = Idp::new(&[]);
+    idp.spawn().await;
+    let config = |tenants: &str| {
+        gateway_config(&backend, &idp.issuer(), false)
+            .replace(&backend.url(), &recorder.url())
+            .replace("tenants:\n  - id: team-a\n  - id: team-b\n", tenants)
+    };
+    let both = "tenants:\n  - id: team-a\n  - id: team-b\n";
+    let gw = Gateway::start(&config(both)).await;
+
+    // A token naming only a tenant the gateway does not have: refused, nothing forwarded.
+    let unknown = idp
+        .sign(json!({"payload": {"tenant": "team-c", "scope": "read"}}))
+        .await;
+    let a = query_with_token(&gw, &unknown, "up").await;
+    assert_eq!(a.status, 403, "{a:?}");
+    assert!(
+        a.body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("team-c"),
+        "{a:?}"
+    );
+    assert_eq!(recorder.count(), 0);
+    // A token naming a known and an unknown tenant reads the known one only.
+    let mixed = idp
+        .sign(json!({"payload": {"tenant": ["team-a", "team-c"], "scope": "read"}}))
+        .await;
+    let a = query_with_token(&gw, &mixed, "up").await;
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(
+        recorder.last().unwrap().header_all("thanos-tenant"),
+        vec!["team-a"]
+    );
+
+    // A live token of both tenants; then a reload removes team-b.
+    let ab = idp.token("agent-ab", &[]).await;
+    let a = query_with_token(&gw, &ab, "up").await;
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(
+        recorder.last().unwrap().header_all("thanos-tenant"),
+        vec!["team-a|team-b"]
+    );
+    gw.write_config(&config("tenants:\n  - id: team-a\n"));
+    let (status, body) = gw.reload().await;
+    assert_eq!(status, 200, "{body}");
+    let a = query_with_token(&gw, &ab, "up").await;
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(
+        recorder.last().unwrap().header_all("thanos-tenant"),
+        vec!["team-a"]
+    );
+    let named = send(
+        no_redirect_client()
+            .get(format!("{}/team-b/api/v1/query?query=up", gw.url()))
+            .bearer_auth(&ab),
+    )
+    .await;
+    assert_eq!(named.status, 403, "the removed tenant: {named:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2d. A session cookie alone does not authorise a cross-origin change (issue 27)
+// ---------------------------------------------------------------------------------------------
+
+/// (name, method, path, headers, body (content type, bytes), expected status)
+type CsrfCase<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    Vec<(&'a str, &'a str)>,
+    Option<(&'a str, &'a [u8])>,
+    u16,
+);
+
+#[tokio::test]
+async fn a_session_cookie_changes_nothing_from_another_origin() {
+    init();
+    let recorder = RecordingUpstream::start();
+    let backend = Backend::start().await;
+    // The provider need not run: the session is made with the cookie secret, as the callback
+    // would make it, with write access (a provider can grant it in the ID token).
+    let idp = Idp::new(&[]);
+    let config = gateway_config(&backend, &idp.issuer(), true)
+        .replace(&backend.url(), &recorder.url())
+        .replace(
+            "upstreams:\n",
+            &format!("upstreams:\n  alertmanager: \"{}\"\n", recorder.url()),
+        );
+    let gw = Gateway::start(&config).await;
+    let sessions =
+        whizard::auth::session::Sessions::from_secret(COOKIE_SECRET.as_bytes(), Default::default());
+    let cookie = sessions
+        .seal(&whizard::auth::Identity {
+            name: "alice".into(),
+            tenants: vec!["team-a".into()],
+            access: whizard::config::Access {
+                read: true,
+                write: true,
+            },
+            method: whizard::auth::AuthMethod::Session,
+        })
+        .unwrap();
+    let cookie = format!("whizard_session={cookie}");
+    let addr = format!("127.0.0.1:{}", gw.http_port());
+    // The gateway's own origin as a browser states it (raw_request sends `Host: ADDR`).
+    let own = format!("http://{addr}");
+    let other = format!("http://127.0.0.1:{}", gw.http_port() ^ 1);
+    let form = Some(("application/x-www-form-urlencoded", b"query=up".as_slice()));
+    let write_body = whizard::remote_write::compress(b"").unwrap();
+    let cases: Vec<CsrfCase> = vec![
+        (
+            "write, same origin",
+            "POST",
+            "/api/v1/write",
+            vec![("Origin", &own)],
+            Some(("application/x-protobuf", &write_body)),
+            403,
+        ),
+        (
+            "write, no content type",
+            "POST",
+            "/api/v1/write",
+            vec![("Origin", &other)],
+            Some(("", &write_body)),
+            403,
+        ),
+        (
+            "otlp",
+            "POST",
+            "/api/v1/otlp/v1/metrics",
+            vec![("Sec-Fetch-Site", "same-origin")],
+            Some(("application/x-protobuf", b"x")),
+            403,
+        ),
+        (
+            "form from another port",
+            "POST",
+            "/api/v1/query",
+            vec![("Origin", &other)],
+            form,
+            403,
+        ),
+        (
+            "form, same-site fetch",
+            "POST",
+            "/api/v1/query",
+            vec![("Origin", &own), ("Sec-Fetch-Site", "same-site")],
+            form,
+            403,
+        ),
+        (
+            "form, no origin",
+            "POST",
+            "/api/v1/query",
+            vec![],
+            form,
+            403,
+        ),
+        (
+            "form, null origin",
+            "POST",
+            "/api/v1/query",
+            vec![("Origin", "null")],
+            form,
+            403,
+        ),
+        (
+            "silence as text/plain, another port",
+            "POST",
+            "/api/v2/silences",
+            vec![("Origin", &other)],
+            Some(("text/plain", b"{}")),
+            403,
+        ),
+        (
+            "silence as text/plain, same origin",
+            "POST",
+            "/api/v2/silences",
+            vec![("Origin", &own)],
+            Some(("text/plain", b"{}")),
+            415,
+        ),
+        (
+            "form, same origin",
+            "POST",
+            "/api/v1/query",
+            vec![("Origin", &own)],
+            form,
+            200,
+        ),
+        (
+            "form, same-origin fetch",
+            "POST",
+            "/api/v1/query",
+            vec![("Sec-Fetch-Site", "same-origin")],
+            form,
+            200,
+        ),
+        (
+            "read from another port",
+            "GET",
+            "/api/v1/query?query=up",
+            vec![("Origin", &other)],
+            None,
+            200,
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (name, method, path, mut headers, body, want) in cases {
+        headers.push(("Cookie", &cookie));
+        let before = recorder.count();
+        let (status, text) = raw_request(&addr, method, path, &headers, body).await;
+        if status != want {
+            wrong.push(format!("{name}: {status} (want {want}) {text}"));
+        }
+        if want >= 400 && recorder.count() != before {
+            wrong.push(format!("{name}: refused yet forwarded"));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -354,6 +354,47 @@ async fn a_client_that_leaves_before_the_answer_is_logged_499() {
 }
 
 #[tokio::test]
+async fn credentials_verified_before_are_never_throttled_and_a_success_resets_nothing() {
+    let backend = Backend::start().await;
+    let gw = Gateway::start(&two_tenant_config(&backend.url(), &backend.write_url(), "")).await;
+    let url = format!("http://127.0.0.1:{}/api/v1/query?query=1", gw.http_port());
+    let client = http_client();
+    let status = |user: &'static str, pass: String| {
+        let req = client.get(&url).basic_auth(user, Some(pass));
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    // alice and bob sign in from one address (think of a NAT) before anything fails.
+    assert_eq!(status(ALICE.0, ALICE.1.into()).await, 200);
+    // A sprayer behind the same address guesses many names and passwords, and also signs in
+    // with an account of its own in between (bob).
+    let mut last = 0;
+    for i in 0..30 {
+        last = status("alice", format!("guess-{i}")).await;
+        if i == 10 {
+            assert_eq!(status(BOB.0, BOB.1.into()).await, 200);
+        }
+    }
+    assert_eq!(last, 429, "the address is refused for new attempts");
+    // bob's success reset nothing: a new name from that address is still refused.
+    assert_eq!(status("carol", "x".into()).await, 429);
+    // The credentials verified before still work at once from the same address.
+    assert_eq!(status(ALICE.0, ALICE.1.into()).await, 200);
+    assert_eq!(status(BOB.0, BOB.1.into()).await, 200);
+    let t = gw.metrics_text().await;
+    let delayed_before =
+        metric_value(&t, "whizard_auth_throttled_total", &[("action", "delayed")]).unwrap_or(0.0);
+    for _ in 0..5 {
+        assert_eq!(status(ALICE.0, ALICE.1.into()).await, 200);
+    }
+    let t = gw.metrics_text().await;
+    assert_eq!(
+        metric_value(&t, "whizard_auth_throttled_total", &[("action", "delayed")]).unwrap_or(0.0),
+        delayed_before,
+        "a cached login is never delayed"
+    );
+}
+
+#[tokio::test]
 async fn repeated_failed_logins_are_throttled_per_address() {
     let backend = Backend::start().await;
     let gw = Gateway::start(&two_tenant_config(&backend.url(), &backend.write_url(), "")).await;

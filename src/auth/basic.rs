@@ -32,8 +32,11 @@ pub struct BasicAuth {
     /// Bounds concurrent hash verifications so a flood of bad passwords cannot take every
     /// blocking thread.
     permits: Arc<Semaphore>,
-    /// Verified for unknown users too, so that timing does not tell which users exist.
-    decoy: PasswordHash,
+    /// Verified for unknown users, so that the work done does not tell which users exist: one
+    /// hash of a random secret per shape (algorithm and cost) of the configured hashes; an
+    /// unknown name always gets the same one (chosen by the keyed hash of the name), so it
+    /// costs what some real user costs.
+    decoys: Vec<PasswordHash>,
     /// Hash verifications started (the tests count them).
     #[cfg(test)]
     verifications: std::sync::atomic::AtomicU64,
@@ -75,7 +78,7 @@ impl BasicAuth {
                     .map(|n| n.get())
                     .unwrap_or(2),
             )),
-            decoy: decoy_hash(),
+            decoys: decoys(config),
             #[cfg(test)]
             verifications: Default::default(),
         }
@@ -87,6 +90,23 @@ impl BasicAuth {
         h.update(user);
         h.update(pass);
         *h.finalize().as_bytes()
+    }
+
+    fn decoy_for(&self, user: &[u8]) -> PasswordHash {
+        let pick = self.cache_key(user, b"")[0] as usize % self.decoys.len().max(1);
+        self.decoys
+            .get(pick)
+            .cloned()
+            .unwrap_or_else(|| PasswordHash::Bcrypt(String::new()))
+    }
+
+    /// The identity of the request's Basic credentials when they were verified before (the
+    /// cache), without any hashing: such requests skip the brute-force throttle.
+    pub fn cached(&self, headers: &http::HeaderMap) -> Option<Arc<Identity>> {
+        let value = headers.get(http::header::AUTHORIZATION)?;
+        let mut buf = [0u8; MAX_CREDENTIALS];
+        let (user, pass) = parse_basic(value.as_bytes(), &mut buf)?.ok()?;
+        self.verified.get(&self.cache_key(user, pass))
     }
 
     /// Checks one `user`/`pass` pair (already decoded).
@@ -103,7 +123,7 @@ impl BasicAuth {
             .and_then(|u| self.accounts.get(u));
         let (hash, identity) = match account {
             Some(a) => (a.hash.clone(), Some(a.identity.clone())),
-            None => (self.decoy.clone(), None),
+            None => (self.decoy_for(user), None),
         };
         let permit = self
             .permits
@@ -156,10 +176,23 @@ pub fn identity_of(u: &crate::config::User) -> Identity {
     }
 }
 
-fn decoy_hash() -> PasswordHash {
-    // Same cost as the crate default used by `whizard hash-password`.
-    let phc = password::hash_argon2id(b"decoy").unwrap_or_default();
-    PasswordHash::parse(&phc).unwrap_or(PasswordHash::Bcrypt(String::new()))
+/// One decoy per shape of the configured password hashes (argon2id at the default cost when
+/// there are none).
+fn decoys(config: &Config) -> Vec<PasswordHash> {
+    let mut shapes = std::collections::BTreeMap::new();
+    for hash in config.users.iter().filter_map(|u| u.password_hash.as_ref()) {
+        shapes.entry(password::shape(hash)).or_insert(hash);
+    }
+    let mut decoys: Vec<PasswordHash> = shapes
+        .values()
+        .filter_map(|h| password::decoy_like(h))
+        .collect();
+    if decoys.is_empty() {
+        // Same cost as the crate default used by `whizard hash-password`.
+        let phc = password::hash_argon2id(b"decoy").unwrap_or_default();
+        decoys.extend(PasswordHash::parse(&phc).ok());
+    }
+    decoys
 }
 
 /// A decoded (user, password) pair.
@@ -239,6 +272,26 @@ users:
         let v = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
         h.insert("authorization", format!("Basic {v}").parse().unwrap());
         h
+    }
+
+    #[test]
+    fn an_unknown_user_costs_what_a_configured_one_of_the_same_shape_costs() {
+        let bcrypt = bcrypt::hash("pw", 5).unwrap();
+        let auth = BasicAuth::new(&config(&bcrypt));
+        // Not the default argon2id decoy: a bcrypt of the configured cost, for every unknown
+        // name, always the same one for one name.
+        assert_eq!(auth.decoys.len(), 1);
+        for name in ["mallory", "root", "alice2", ""] {
+            let decoy = auth.decoy_for(name.as_bytes());
+            assert_eq!(password::shape(&decoy), "$2b$05", "{name}");
+            assert_eq!(decoy, auth.decoy_for(name.as_bytes()));
+        }
+        let argon = password::hash_argon2id(b"pw").unwrap();
+        let auth = BasicAuth::new(&config(&argon));
+        assert_eq!(
+            password::shape(&auth.decoy_for(b"mallory")),
+            "$argon2id$v=19$m=19456,t=2,p=1"
+        );
     }
 
     #[tokio::test]

@@ -17,7 +17,15 @@
 //!   strips it), `aud` must contain `audience`, `exp` is required, `exp`/`nbf` get
 //!   [`OidcOptions::leeway`] seconds;
 //! - the provider is chosen by the (unverified) `iss` of the token; a token from an issuer that is
-//!   not configured is refused (401) without any network access.
+//!   not configured is refused (401) without any network access;
+//! - a header with `crit` is refused: RFC 7515 §4.1.11 requires refusing a JWS whose critical
+//!   extensions we do not understand, and we understand none.
+//!
+//! Trust: every provider has its own HTTP client (see [`OidcAuth::for_config`]), built from its
+//! own `oidc[].tls`, never from `upstreams.tls` — whoever can answer for the provider's
+//! discovery or JWKS mints tokens for every tenant. The JWKS and token endpoint named by the
+//! discovery document must be `https://` (plain `http://` only on loopback, as for the issuer
+//! in the config), and the client follows no redirects.
 //!
 //! Claims → identity (see [`identity_from_claims`]):
 //! - tenants: `tenant_claim` holds a tenant id or a list of them; with `groups_claim` set, every
@@ -36,7 +44,7 @@
 //! [`OidcOptions::max_cache_ttl`] and never past the token's `exp`.
 
 use super::{AuthError, AuthMethod, AuthOutcome, Authenticator, Identity};
-use crate::config::{Access, OidcProvider};
+use crate::config::{is_loopback_host, Access, OidcConfig, OidcProvider, OidcTls};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use base64::Engine;
@@ -175,6 +183,10 @@ enum Reason {
 /// Discovery and keys of one configured provider.
 pub struct Issuer {
     config: OidcProvider,
+    /// The `oidc[].tls` `http` was built from: keys are carried over a reload only when the
+    /// trust they were fetched under is still the configured one.
+    tls: OidcTls,
+    /// This provider's own client: discovery, JWKS and (browser login) the token endpoint.
     http: reqwest::Client,
     options: OidcOptions,
     keys: ArcSwap<KeySet>,
@@ -186,11 +198,29 @@ pub struct Issuer {
 
 impl Issuer {
     pub fn new(config: OidcProvider, http: reqwest::Client, options: OidcOptions) -> Issuer {
+        Self::with_tls(config, OidcTls::default(), http, options, None)
+    }
+
+    /// An issuer whose client `http` was built from `tls`; starts with the keys and discovery
+    /// of `previous` (the same provider before a reload), so tokens keep verifying while the
+    /// new instance refetches.
+    fn with_tls(
+        config: OidcProvider,
+        tls: OidcTls,
+        http: reqwest::Client,
+        options: OidcOptions,
+        previous: Option<&Issuer>,
+    ) -> Issuer {
+        let keys = match previous {
+            Some(old) => ArcSwap::new(old.keys.load_full()),
+            None => ArcSwap::from_pointee(KeySet::default()),
+        };
         Issuer {
             config,
+            tls,
             http,
             options,
-            keys: ArcSwap::from_pointee(KeySet::default()),
+            keys,
             refresh: tokio::sync::Mutex::new(RefreshState::default()),
             fetches: std::sync::atomic::AtomicU64::new(0),
         }
@@ -198,6 +228,13 @@ impl Issuer {
 
     pub fn config(&self) -> &OidcProvider {
         &self.config
+    }
+
+    /// The provider's own HTTP client (never the upstreams' one): the browser login's
+    /// token-endpoint call must use it too, so `client_secret` goes only where the keys come
+    /// from.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     pub fn issuer(&self) -> &str {
@@ -274,6 +311,10 @@ impl Issuer {
                         d.issuer
                     )));
                 }
+                check_endpoint("jwks_uri", &d.jwks_uri)?;
+                if let Some(token) = &d.token_endpoint {
+                    check_endpoint("token_endpoint", token)?;
+                }
                 Arc::new(d)
             }
         };
@@ -338,7 +379,7 @@ impl Issuer {
     /// Verifies a JWT from this provider: signature with a key of the JWKS, `iss`, `aud`
     /// containing `audience`, `exp`/`nbf`. Returns its claims.
     pub async fn verify(&self, token: &str, audience: &str) -> Result<Claims, AuthError> {
-        check_header_alg(token)?;
+        check_header(token)?;
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| AuthError::InvalidToken("malformed token"))?;
         let requested = Instant::now();
@@ -405,12 +446,17 @@ impl Issuer {
     }
 }
 
-/// Refuses `alg` values we never accept (`none`, HMAC, anything unknown) with a clear message,
-/// before the JWT library sees the token.
-fn check_header_alg(token: &str) -> Result<(), AuthError> {
+/// Refuses, before the JWT library sees the token, `alg` values we never accept (`none`, HMAC,
+/// anything unknown) and any `crit` parameter. jsonwebtoken parses `crit` but does not act on
+/// it; RFC 7515 §4.1.11 says a recipient that does not understand a listed extension must
+/// refuse the JWS, and we implement no extension (e.g. RFC 7797 `b64: false` would change what
+/// the signature covers). An empty or malformed `crit` is invalid too, so its mere presence is
+/// enough.
+fn check_header(token: &str) -> Result<(), AuthError> {
     #[derive(Deserialize)]
     struct Head {
         alg: Option<String>,
+        crit: Option<Value>,
     }
     let malformed = AuthError::InvalidToken("malformed token");
     let first = token.split('.').next().ok_or(malformed.clone())?;
@@ -421,8 +467,33 @@ fn check_header_alg(token: &str) -> Result<(), AuthError> {
     match head.alg.as_deref() {
         Some(
             "RS256" | "RS384" | "RS512" | "PS256" | "PS384" | "PS512" | "ES256" | "ES384" | "EdDSA",
-        ) => Ok(()),
-        _ => Err(AuthError::InvalidToken("algorithm not allowed")),
+        ) => {}
+        _ => return Err(AuthError::InvalidToken("algorithm not allowed")),
+    }
+    if head.crit.is_some() {
+        return Err(AuthError::InvalidToken(
+            "critical header parameter not supported",
+        ));
+    }
+    Ok(())
+}
+
+/// An endpoint named by the discovery document must be as safe to call as the issuer: https,
+/// or http on loopback. Discovery itself came over verified TLS, but a plain-http `jwks_uri`
+/// would hand the keys (and a plain-http token endpoint the `client_secret`) to anyone on the
+/// path.
+fn check_endpoint(name: &str, value: &str) -> Result<(), FetchError> {
+    let url = url::Url::parse(value)
+        .map_err(|_| FetchError::Invalid(format!("discovery document: {name} is not a URL")))?;
+    let loopback = url
+        .host_str()
+        .is_some_and(|h| is_loopback_host(h.trim_start_matches('[').trim_end_matches(']')));
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err(FetchError::Invalid(format!(
+            "discovery document: {name} {value:?} is not https:// (plain http only on loopback)"
+        ))),
     }
 }
 
@@ -698,46 +769,75 @@ pub struct OidcAuth {
 }
 
 impl OidcAuth {
-    /// Builds the authenticator; fetches nothing yet (see [`OidcAuth::spawn_refresh`]).
+    /// Builds the authenticator with `http` as the client of every provider; fetches nothing
+    /// yet (see [`OidcAuth::spawn_refresh`]). For tests and tools whose providers all share one
+    /// trust; the gateway uses [`OidcAuth::for_config`].
     pub fn new(providers: &[OidcProvider], http: reqwest::Client) -> OidcAuth {
         Self::with_options(providers, http, OidcOptions::default(), None)
     }
 
-    /// Like [`OidcAuth::new`], with options, and reusing the discovery/keys of `previous` (the
-    /// instance of the config before a reload) for providers whose config did not change.
+    /// Like [`OidcAuth::new`], with options, and starting from the discovery/keys of `previous`
+    /// (the instance of the config before a reload) for providers whose config did not change.
     pub fn with_options(
         providers: &[OidcProvider],
         http: reqwest::Client,
         options: OidcOptions,
         previous: Option<&OidcAuth>,
     ) -> OidcAuth {
-        let issuers = providers
+        let configs: Vec<OidcConfig> = providers
             .iter()
-            .map(|p| {
-                let reuse = previous.and_then(|old| {
-                    old.issuers
-                        .iter()
-                        .find(|i| same_provider(i.config(), p))
-                        .cloned()
-                });
-                reuse.unwrap_or_else(|| {
-                    Arc::new(Issuer::new(p.clone(), http.clone(), options.clone()))
-                })
+            .map(|p| OidcConfig {
+                provider: p.clone(),
+                tls: OidcTls::default(),
             })
             .collect();
+        let shared = |_: usize, _: &OidcConfig| Ok::<_, std::convert::Infallible>(http.clone());
+        match Self::for_config(&configs, options, previous, shared) {
+            Ok(auth) => auth,
+            Err(never) => match never {},
+        }
+    }
+
+    /// The gateway's constructor: each provider gets the client `client` builds for it (index
+    /// in `oidc`, its config) — from its own `oidc[].tls`, so no provider is ever called with
+    /// another one's trust or the upstreams'. A provider whose config (tokens and TLS) did not
+    /// change starts with the keys of its instance in `previous`; its client is always new, so
+    /// a CA file replaced in place takes effect on reload.
+    pub fn for_config<E>(
+        configs: &[OidcConfig],
+        options: OidcOptions,
+        previous: Option<&OidcAuth>,
+        mut client: impl FnMut(usize, &OidcConfig) -> Result<reqwest::Client, E>,
+    ) -> Result<OidcAuth, E> {
+        let mut issuers = Vec::with_capacity(configs.len());
+        for (i, c) in configs.iter().enumerate() {
+            let http = client(i, c)?;
+            let old = previous.and_then(|old| {
+                old.issuers
+                    .iter()
+                    .find(|o| o.tls == c.tls && same_provider(o.config(), &c.provider))
+            });
+            issuers.push(Arc::new(Issuer::with_tls(
+                c.provider.clone(),
+                c.tls.clone(),
+                http,
+                options.clone(),
+                old.map(|o| o.as_ref()),
+            )));
+        }
         let verified = Cache::builder()
             .max_capacity(options.cache_capacity)
             .expire_after(UntilExp {
                 max: options.max_cache_ttl,
             })
             .build();
-        OidcAuth {
+        Ok(OidcAuth {
             issuers,
             alive: tokio::sync::watch::channel(()).0,
             options,
             cache_key: rand::random(),
             verified,
-        }
+        })
     }
 
     pub fn issuers(&self) -> &[Arc<Issuer>] {
@@ -812,7 +912,7 @@ impl OidcAuth {
                 return Ok(hit.identity);
             }
         }
-        check_header_alg(token)?;
+        check_header(token)?;
         let iss = unverified_issuer(token).ok_or(AuthError::InvalidToken("malformed token"))?;
         let issuer = self
             .issuer_for(&iss)
@@ -838,7 +938,7 @@ impl OidcAuth {
 }
 
 fn same_provider(a: &OidcProvider, b: &OidcProvider) -> bool {
-    // An `Issuer` carries its config: reuse it (and its keys) only when nothing changed.
+    // An `Issuer` carries its config: carry its keys over only when nothing changed.
     a.issuer == b.issuer
         && a.audience == b.audience
         && a.tenant_claim == b.tenant_claim
@@ -1104,12 +1204,30 @@ mod tests {
         assert!(!i.matches("http://idp.tes"));
     }
 
+    /// Marks an issuer's keys as loaded, so that carrying them over is visible.
+    fn loaded(issuer: &Issuer) -> Arc<KeySet> {
+        issuer.keys.store(Arc::new(KeySet {
+            keys: Vec::new(),
+            discovery: Some(Arc::new(Discovery {
+                issuer: issuer.issuer().to_string(),
+                jwks_uri: format!("{}/jwks", issuer.issuer()),
+                authorization_endpoint: None,
+                token_endpoint: None,
+                end_session_endpoint: None,
+                token_endpoint_auth_methods_supported: None,
+            })),
+        }));
+        issuer.keys.load_full()
+    }
+
     #[test]
     fn a_reload_keeps_the_keys_of_unchanged_providers() {
         let http = reqwest::Client::new();
         let mut other = provider();
         other.issuer = "http://other.test".into();
         let old = OidcAuth::new(&[provider(), other.clone()], http.clone());
+        let kept = loaded(&old.issuers()[0]);
+        loaded(&old.issuers()[1]);
         let mut changed = other.clone();
         changed.audience = "x".into();
         let new = OidcAuth::with_options(
@@ -1118,11 +1236,92 @@ mod tests {
             OidcOptions::default(),
             Some(&old),
         );
-        assert!(Arc::ptr_eq(&old.issuers()[0], &new.issuers()[0]));
-        assert!(!Arc::ptr_eq(&old.issuers()[1], &new.issuers()[1]));
+        assert!(Arc::ptr_eq(&kept, &new.issuers()[0].keys.load_full()));
+        assert!(new.issuers()[1].keys.load().discovery.is_none());
         assert_eq!(new.issuers()[1].config().audience, "x");
         assert!(new.login_issuer().is_none());
         assert!(new.issuer_for("http://other.test/").is_some());
+    }
+
+    #[test]
+    fn a_reload_that_changes_a_providers_tls_drops_its_keys_and_client() {
+        let configs = |ca: Option<&str>| {
+            vec![OidcConfig {
+                provider: provider(),
+                tls: OidcTls {
+                    ca_file: ca.map(std::path::PathBuf::from),
+                    ..OidcTls::default()
+                },
+            }]
+        };
+        let mut built = Vec::new();
+        let mut client = |i: usize, c: &OidcConfig| {
+            built.push((i, c.tls.ca_file.clone()));
+            Ok::<_, std::convert::Infallible>(reqwest::Client::new())
+        };
+        let opts = OidcOptions::default;
+        let old = OidcAuth::for_config(&configs(Some("a.crt")), opts(), None, &mut client).unwrap();
+        let kept = loaded(&old.issuers()[0]);
+        // Same trust: keys carried over, but a new client (the file may have been replaced).
+        let same =
+            OidcAuth::for_config(&configs(Some("a.crt")), opts(), Some(&old), &mut client).unwrap();
+        assert!(Arc::ptr_eq(&kept, &same.issuers()[0].keys.load_full()));
+        // Other trust: the keys were fetched under a CA that is no longer trusted.
+        let other = OidcAuth::for_config(&configs(Some("b.crt")), opts(), Some(&same), &mut client)
+            .unwrap();
+        assert!(other.issuers()[0].keys.load().discovery.is_none());
+        assert_eq!(
+            built,
+            vec![
+                (0, Some("a.crt".into())),
+                (0, Some("a.crt".into())),
+                (0, Some("b.crt".into()))
+            ]
+        );
+    }
+
+    #[test]
+    fn a_client_that_cannot_be_built_fails_the_whole_set() {
+        let configs = vec![
+            OidcConfig {
+                provider: provider(),
+                tls: OidcTls::default(),
+            };
+            2
+        ];
+        let err = OidcAuth::for_config(&configs, OidcOptions::default(), None, |i, _| {
+            if i == 1 {
+                Err(format!("oidc[{i}]: no client"))
+            } else {
+                Ok(reqwest::Client::new())
+            }
+        });
+        assert_eq!(err.err().as_deref(), Some("oidc[1]: no client"));
+    }
+
+    #[test]
+    fn discovery_endpoints_must_be_https_off_loopback() {
+        for ok in [
+            "https://idp.example/jwks",
+            "http://127.0.0.1:8080/jwks",
+            "http://127.8.0.1/jwks",
+            "http://[::1]:9/jwks",
+            "http://localhost/jwks",
+        ] {
+            assert!(check_endpoint("jwks_uri", ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://idp.example/jwks",
+            "http://10.0.0.1/jwks",
+            "http://localhost.evil.example/jwks",
+            "ftp://idp.example/jwks",
+            "not a url",
+        ] {
+            assert!(
+                matches!(check_endpoint("jwks_uri", bad), Err(FetchError::Invalid(_))),
+                "{bad}"
+            );
+        }
     }
 
     #[tokio::test]
@@ -1145,6 +1344,36 @@ mod tests {
             (
                 "eyJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJodHRwOi8vaWRwLnRlc3QifQ.c2ln",
                 "algorithm not allowed",
+            ),
+        ] {
+            assert_eq!(
+                auth.verify_token(token).await.unwrap_err(),
+                AuthError::InvalidToken(want),
+                "{token}"
+            );
+        }
+        // `crit`, whatever it lists (even nothing, even not a list), for a configured issuer:
+        // refused before any key is looked for.
+        let b64 = |v: Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string().as_bytes())
+        };
+        let payload = b64(json!({"iss": "http://idp.test", "tenant": "team-a"}));
+        for crit in [json!(["b64"]), json!(["exp"]), json!([]), json!("b64")] {
+            let head = b64(json!({"alg": "RS256", "kid": "k", "b64": false, "crit": crit}));
+            let token = format!("{head}.{payload}.c2ln");
+            let err = auth.verify_token(&token).await.unwrap_err();
+            assert_eq!(
+                err,
+                AuthError::InvalidToken("critical header parameter not supported"),
+                "{crit}"
+            );
+            assert_eq!(err.reason(), "invalid_token");
+        }
+        for (token, want) in [
+            // {"alg":"RS256","crit":["x"]} with an unparsable payload: still the header's fault.
+            (
+                "eyJhbGciOiJSUzI1NiIsImNyaXQiOlsieCJdfQ.e30.c2ln",
+                "critical header parameter not supported",
             ),
         ] {
             assert_eq!(

@@ -11,9 +11,43 @@ pub fn verify(hash: &PasswordHash, password: &[u8]) -> bool {
             Ok(parsed) => Argon2::default().verify_password(password, &parsed).is_ok(),
             Err(_) => false,
         },
-        // bcrypt ignores bytes past 72; refuse such passwords rather than accept a prefix.
+        // bcrypt reads at most 72 bytes. The hash is checked on those whatever the length, so
+        // a long password costs the same work as any other (refusing it first would answer an
+        // existing bcrypt user faster than an unknown one); only then is a password over 72
+        // bytes refused rather than accepted for its prefix.
         PasswordHash::Bcrypt(h) => {
-            password.len() <= 72 && bcrypt::verify(password, h).unwrap_or(false)
+            let matched = bcrypt::verify(&password[..password.len().min(72)], h).unwrap_or(false);
+            matched && password.len() <= 72
+        }
+    }
+}
+
+/// What decides the cost of verifying against `hash`: the algorithm and its parameters
+/// (argon2id memory, iterations, lanes; bcrypt cost). Hashes of one shape take the same work.
+pub fn shape(hash: &PasswordHash) -> String {
+    match hash {
+        PasswordHash::Argon2id(phc) => phc.split('$').take(4).collect::<Vec<_>>().join("$"),
+        PasswordHash::Bcrypt(h) => h.get(..6).unwrap_or(h).to_string(),
+    }
+}
+
+/// A hash of a random secret with the same shape as `like`: verifying a password against it
+/// does the same work as against `like`, and never succeeds. `None` when the parameters cannot
+/// be read back (not for hashes that passed config validation).
+pub fn decoy_like(like: &PasswordHash) -> Option<PasswordHash> {
+    let secret: [u8; 32] = rand::random();
+    match like {
+        PasswordHash::Argon2id(phc) => {
+            let parsed = argon2::PasswordHash::new(phc).ok()?;
+            let params = argon2::Params::try_from(&parsed).ok()?;
+            let argon = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+            let hashed = argon.hash_password(&secret).ok()?;
+            Some(PasswordHash::Argon2id(hashed.to_string()))
+        }
+        PasswordHash::Bcrypt(h) => {
+            let cost = h.get(4..6)?.parse().ok()?;
+            let hashed = bcrypt::hash(secret, cost).ok()?;
+            Some(PasswordHash::Bcrypt(hashed))
         }
     }
 }
@@ -56,6 +90,23 @@ mod tests {
         assert!(verify(&PasswordHash::parse(&hashed).unwrap(), b"pw"));
         let as_2a = hashed.replacen("$2b$", "$2a$", 1);
         assert!(verify(&PasswordHash::parse(&as_2a).unwrap(), b"pw"));
+    }
+
+    #[test]
+    fn a_decoy_has_the_shape_of_its_model_and_matches_nothing() {
+        let argon = PasswordHash::parse(&hash_argon2id(b"pw").unwrap()).unwrap();
+        let bcrypt = PasswordHash::Bcrypt(bcrypt::hash("pw", 5).unwrap());
+        for like in [argon, bcrypt] {
+            let decoy = decoy_like(&like).unwrap();
+            assert_eq!(shape(&decoy), shape(&like));
+            assert_ne!(decoy, like);
+            assert!(!verify(&decoy, b"pw"));
+            assert!(PasswordHash::parse(match &decoy {
+                PasswordHash::Argon2id(s) | PasswordHash::Bcrypt(s) => s,
+            })
+            .is_ok());
+        }
+        assert_eq!(shape(&PasswordHash::Bcrypt("$2y$04$abc".into())), "$2y$04");
     }
 
     #[test]

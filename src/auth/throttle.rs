@@ -4,7 +4,11 @@
 //! An address is refused after many failures of its own. A user name under attack from many
 //! addresses is only slowed down — and refused only at addresses that have failed themselves —
 //! so the real user, logging in from an address with no failures, is never locked out.
-//! Counters are forgotten after [`FORGET_AFTER`] without failures.
+//! Counters are forgotten after [`FORGET_AFTER`] without failures; a success resets nothing (a
+//! sprayer who also signs in with an account of their own stays counted). Credentials the
+//! gateway has already verified (the Basic Auth cache) are answered before the throttle is
+//! asked, so an attack on a user or from a shared address (a NAT) never delays or refuses a
+//! client whose credentials are known good.
 //!
 //! While no login has failed for [`FORGET_AFTER`], every counter is zero; checks then skip
 //! the counter lookups (two hash-map reads per request on the hot path).
@@ -133,19 +137,6 @@ impl Throttle {
                 .fetch_add(1, Ordering::Relaxed);
         }
     }
-
-    /// A successful login clears its address's record (not the user's: an attack on the user
-    /// from elsewhere is still going on).
-    pub fn succeeded(&self, ip: Option<IpAddr>) {
-        if self.quiet() {
-            return;
-        }
-        if let Some(ip) = ip {
-            if self.by_ip.contains_key(&ip) {
-                self.by_ip.invalidate(&ip);
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -174,9 +165,8 @@ mod tests {
         assert_eq!(t.check(ip(1), || Some("carol")), Verdict::Refuse);
         // Other addresses are unaffected by this address's failures.
         assert_eq!(t.check(ip(2), || Some("carol")), Verdict::Allow);
-        // A success clears the address.
-        t.succeeded(ip(1));
-        assert_eq!(t.check(ip(1), || Some("carol")), Verdict::Allow);
+        // A success does not clear the address: a sprayer who also signs in with an account of
+        // their own stays counted (the gateway never records successes here).
     }
 
     #[test]
@@ -209,7 +199,6 @@ mod tests {
         t.skipped
             .store(FORGET_AFTER.as_secs() - 1, Ordering::Relaxed);
         assert_eq!(t.check(ip(1), || Some("alice")), Verdict::Refuse);
-        t.succeeded(ip(2));
         assert_eq!(t.check(ip(1), || Some("alice")), Verdict::Refuse);
         // Past the window, everything is allowed without looking anything up...
         t.skipped

@@ -179,6 +179,18 @@ pub struct Oidc {
     pub groups_claim: Option<String>,
     #[serde(default)]
     pub group_tenants: BTreeMap<String, Vec<String>>,
+    /// How the provider's certificate is verified (default: the system roots).
+    pub tls: Option<OidcTls>,
+}
+
+/// `oidc[].tls`: trust for one provider only, independent of `upstreams.tls`.
+#[derive(Debug, Deserialize, Default)]
+pub struct OidcTls {
+    /// PEM CA bundle: the only roots trusted for this provider (the system roots are not).
+    pub ca_file: Option<String>,
+    /// Client certificate for providers that authenticate the gateway by mTLS.
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

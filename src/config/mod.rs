@@ -20,7 +20,7 @@ pub struct Config {
     /// Tenants by id, with `defaults` already merged in.
     pub tenants: BTreeMap<String, Tenant>,
     pub users: Vec<User>,
-    pub oidc: Vec<OidcProvider>,
+    pub oidc: Vec<OidcConfig>,
     pub ui: Ui,
     pub server: Server,
     pub logging: Logging,
@@ -247,6 +247,27 @@ pub struct OidcProvider {
     pub redirect_url: Option<String>,
 }
 
+/// One `oidc[]` entry: what its tokens must say ([`OidcProvider`], all the verifier needs) and
+/// how the gateway reaches the provider ([`OidcTls`], used where its HTTP client is built).
+#[derive(Debug, Clone)]
+pub struct OidcConfig {
+    pub provider: OidcProvider,
+    pub tls: OidcTls,
+}
+
+/// `oidc[].tls`: what the gateway trusts when it calls this provider (discovery, JWKS, token
+/// endpoint). Deliberately separate from `upstreams.tls`: a lab Thanos with
+/// `insecure_skip_verify` or a private CA must not make the identity provider — whose keys
+/// decide every tenant — forgeable. The server name checked is always the URL's own host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OidcTls {
+    /// The only roots trusted for this provider; `None`: the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key (together or not at all).
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Ui {
     pub enabled: bool,
@@ -416,6 +437,16 @@ pub fn is_valid_tenant_id(id: &str) -> bool {
         && id
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Whether `host` (an URL host, IPv6 without brackets) is this machine: 127.0.0.0/8, ::1 or
+/// `localhost`. Plain `http://` to an identity provider is only allowed there, where nobody
+/// can sit on the path.
+pub fn is_loopback_host(host: &str) -> bool {
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
+    }
 }
 
 /// First path segments that are routes of the gateway itself, so they cannot be tenant ids.
@@ -964,12 +995,25 @@ impl Validator<'_> {
         }
 
         // oidc
-        let mut oidc = Vec::new();
+        let mut oidc: Vec<OidcConfig> = Vec::new();
         for (i, o) in raw.oidc.iter().enumerate() {
             let key = format!("oidc[{i}]");
             let issuer = match &o.issuer {
                 Some(s) => {
-                    self.upstream(&format!("{key}.issuer"), s);
+                    let issuer_key = format!("{key}.issuer");
+                    if let Some(up) = self.upstream(&issuer_key, s) {
+                        // Whoever can answer for the issuer mints tokens for every tenant (and
+                        // reads `client_secret`): cleartext only where nobody is on the path.
+                        if !up.tls && !is_loopback_host(&up.host) {
+                            self.err(
+                                &issuer_key,
+                                format!(
+                                    "{s:?} is plain http: use https:// (http:// is only \
+                                     accepted on loopback: 127.0.0.0/8, ::1, localhost)"
+                                ),
+                            );
+                        }
+                    }
                     s.trim_end_matches('/').to_string()
                 }
                 None => {
@@ -977,20 +1021,45 @@ impl Validator<'_> {
                     continue;
                 }
             };
+            // The verifier picks the provider by `iss`, first match wins: a second entry for
+            // the same issuer would never be used, whatever its audience or claims say.
+            if let Some(j) = oidc.iter().position(|p| p.provider.issuer == issuer) {
+                self.err(
+                    format!("{key}.issuer"),
+                    format!("issuer {issuer:?} is already configured in oidc[{j}]"),
+                );
+            }
+            for (group, ids) in &o.group_tenants {
+                for (j, t) in ids.iter().enumerate() {
+                    let tkey = format!("{key}.group_tenants.{group}[{j}]");
+                    if !is_valid_tenant_id(t) {
+                        self.err(tkey, format!("{t:?} is not a valid tenant id"));
+                    } else if !tenants.contains_key(t) {
+                        self.err(tkey, format!("unknown tenant {t:?} (not in tenants)"));
+                    }
+                }
+            }
+            let tls = match &o.tls {
+                Some(t) => self.oidc_tls(&format!("{key}.tls"), t),
+                None => OidcTls::default(),
+            };
             let Some(audience) = o.audience.clone() else {
                 self.err(format!("{key}.audience"), "required");
                 continue;
             };
-            oidc.push(OidcProvider {
-                issuer,
-                audience,
-                tenant_claim: o.tenant_claim.clone().unwrap_or_else(|| "tenant".into()),
-                access_claim: o.access_claim.clone().unwrap_or_else(|| "scope".into()),
-                groups_claim: o.groups_claim.clone(),
-                group_tenants: o.group_tenants.clone(),
-                client_id: o.client_id.clone(),
-                client_secret: o.client_secret.clone(),
-                redirect_url: o.redirect_url.clone(),
+            oidc.push(OidcConfig {
+                provider: OidcProvider {
+                    issuer,
+                    audience,
+                    tenant_claim: o.tenant_claim.clone().unwrap_or_else(|| "tenant".into()),
+                    access_claim: o.access_claim.clone().unwrap_or_else(|| "scope".into()),
+                    groups_claim: o.groups_claim.clone(),
+                    group_tenants: o.group_tenants.clone(),
+                    client_id: o.client_id.clone(),
+                    client_secret: o.client_secret.clone(),
+                    redirect_url: o.redirect_url.clone(),
+                },
+                tls,
             });
         }
 
@@ -1086,6 +1155,22 @@ impl Validator<'_> {
             server,
             logging,
         }
+    }
+
+    /// `oidc[N].tls`: files must be readable (their PEM content is checked where the client is
+    /// built, and by `check-config`); a client certificate needs its key and the other way round.
+    fn oidc_tls(&mut self, key: &str, t: &file::OidcTls) -> OidcTls {
+        let tls = OidcTls {
+            ca_file: self.file(&format!("{key}.ca_file"), &t.ca_file),
+            cert_file: self.file(&format!("{key}.cert_file"), &t.cert_file),
+            key_file: self.file(&format!("{key}.key_file"), &t.key_file),
+        };
+        match (&t.cert_file, &t.key_file) {
+            (Some(_), None) => self.err(format!("{key}.key_file"), "required with cert_file"),
+            (None, Some(_)) => self.err(format!("{key}.cert_file"), "required with key_file"),
+            _ => {}
+        }
+        tls
     }
 
     fn listen_tls(&mut self, t: &file::ListenTls) -> Option<ListenTls> {

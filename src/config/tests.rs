@@ -324,3 +324,158 @@ fn upstream_host_headers_carry_the_port_only_when_it_is_not_the_default() {
         assert_eq!(c.upstreams.query.address, address, "{url}");
     }
 }
+
+/// `minimal` with one `oidc` entry per item of `entries` (each the lines after `- `, indented
+/// by four).
+fn with_oidc(entries: &[&str]) -> String {
+    let mut extra = String::from("oidc:\n");
+    for e in entries {
+        let mut lines = e.lines();
+        extra.push_str(&format!("  - {}\n", lines.next().unwrap_or_default()));
+        for l in lines {
+            extra.push_str(&format!("    {l}\n"));
+        }
+    }
+    minimal(&extra)
+}
+
+#[test]
+fn plain_http_issuers_are_refused_off_loopback() {
+    for ok in [
+        "https://idp.example",
+        "https://10.0.0.1:8443/realms/x",
+        "http://127.0.0.1:5556",
+        "http://127.9.8.7/dex",
+        "http://[::1]:5556",
+        "http://localhost:5556/",
+        "http://LOCALHOST:5556",
+    ] {
+        let yaml = with_oidc(&[&format!("issuer: {ok:?}\naudience: whizard")]);
+        let c = load(&yaml).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        assert_eq!(c.oidc.len(), 1, "{ok}");
+    }
+    for bad in [
+        "http://idp.example",
+        "http://10.0.0.1:5556",
+        "http://[::ffff:127.0.0.1]:5556",
+        "http://localhost.idp.example",
+        "http://0.0.0.0:5556",
+    ] {
+        let yaml = with_oidc(&[&format!("issuer: {bad:?}\naudience: whizard")]);
+        let errs = errors(&yaml);
+        assert!(
+            has(&errs, "oidc[0].issuer", "plain http"),
+            "{bad}: {errs:?}"
+        );
+        let e = errs.iter().find(|e| e.key == "oidc[0].issuer").unwrap();
+        assert_eq!(e.line, Some(18), "{bad}: {errs:?}");
+    }
+}
+
+#[test]
+fn duplicate_issuers_are_refused() {
+    let errs = errors(&with_oidc(&[
+        "issuer: \"https://idp.example/realms/a\"\naudience: whizard",
+        "issuer: \"https://idp.example/realms/b\"\naudience: whizard",
+        "issuer: \"https://idp.example/realms/a/\"\naudience: other",
+    ]));
+    assert!(
+        has(&errs, "oidc[2].issuer", "already configured in oidc[0]"),
+        "{errs:?}"
+    );
+    assert_eq!(errs.len(), 1, "{errs:?}");
+}
+
+#[test]
+fn group_tenants_must_name_configured_valid_tenants() {
+    let c = load(&with_oidc(&[
+        "issuer: \"https://idp.example\"\naudience: whizard\ngroups_claim: groups\ngroup_tenants: {ops: [team-a, team-b]}",
+    ]))
+    .unwrap();
+    assert_eq!(
+        c.oidc[0].provider.group_tenants["ops"],
+        vec!["team-a", "team-b"]
+    );
+    let errs = errors(&with_oidc(&[
+        "issuer: \"https://idp.example\"\naudience: whizard\ngroups_claim: groups\ngroup_tenants:\n  ops: [team-a, team-z, \"a|b\"]\n  devs: [\"..\"]",
+    ]));
+    assert!(
+        has(
+            &errs,
+            "oidc[0].group_tenants.ops[1]",
+            "unknown tenant \"team-z\""
+        ),
+        "{errs:?}"
+    );
+    assert!(
+        has(
+            &errs,
+            "oidc[0].group_tenants.ops[2]",
+            "not a valid tenant id"
+        ),
+        "{errs:?}"
+    );
+    assert!(
+        has(
+            &errs,
+            "oidc[0].group_tenants.devs[0]",
+            "not a valid tenant id"
+        ),
+        "{errs:?}"
+    );
+    assert_eq!(errs.len(), 3, "{errs:?}");
+}
+
+#[test]
+fn oidc_tls_files_are_checked_and_resolved() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("idp-ca.crt"), "x").unwrap();
+    let yaml = with_oidc(&[
+        "issuer: \"https://idp.example\"\naudience: whizard",
+        "issuer: \"https://idp2.example\"\naudience: whizard\ntls: {ca_file: idp-ca.crt}",
+    ]);
+    let c = Config::from_yaml(&yaml, "test.yaml", dir.path()).unwrap();
+    assert_eq!(c.oidc[0].tls, OidcTls::default(), "system roots by default");
+    assert_eq!(
+        c.oidc[1].tls.ca_file.as_deref(),
+        Some(dir.path().join("idp-ca.crt").as_path())
+    );
+
+    let errs = errors(&with_oidc(&[
+        "issuer: \"https://idp.example\"\naudience: whizard\ntls:\n  ca_file: /nonexistent/idp-ca.crt\n  cert_file: /nonexistent/c.crt",
+    ]));
+    assert!(
+        has(
+            &errs,
+            "oidc[0].tls.ca_file",
+            "cannot read /nonexistent/idp-ca.crt"
+        ),
+        "{errs:?}"
+    );
+    assert!(
+        has(&errs, "oidc[0].tls.cert_file", "cannot read"),
+        "{errs:?}"
+    );
+    assert!(
+        has(&errs, "oidc[0].tls.key_file", "required with cert_file"),
+        "{errs:?}"
+    );
+    let ca = errs
+        .iter()
+        .find(|e| e.key == "oidc[0].tls.ca_file")
+        .unwrap();
+    assert_eq!(ca.line, Some(21), "{errs:?}");
+
+    // There is no way to loosen verification for a provider, nor to borrow another name.
+    let errs = errors(&with_oidc(&[
+        "issuer: \"https://idp.example\"\naudience: whizard\ntls: {insecure_skip_verify: true, server_name: thanos-query}",
+    ]));
+    assert!(
+        has(&errs, "oidc[0].tls.insecure_skip_verify", "unknown key"),
+        "{errs:?}"
+    );
+    assert!(
+        has(&errs, "oidc[0].tls.server_name", "unknown key"),
+        "{errs:?}"
+    );
+}

@@ -91,14 +91,20 @@ impl Runtime {
                 .map_err(|e| format!("tenant {id}: labels to inject: {e}"))?;
             write_labels.insert(id.clone(), set);
         }
-        let oidc = (!config.oidc.is_empty()).then(|| {
-            Arc::new(crate::auth::oidc::OidcAuth::with_options(
-                &config.oidc,
-                client.clone(),
-                crate::auth::oidc::OidcOptions::default(),
-                previous.and_then(|p| p.oidc.as_deref()),
-            ))
-        });
+        // Each provider has its own client, built from its own `oidc[].tls`: `client` above
+        // follows `upstreams.tls` (insecure_skip_verify, a private CA, a server_name), which is
+        // about the Thanos components and must never decide who may sign tokens.
+        let oidc = (!config.oidc.is_empty())
+            .then(|| {
+                crate::auth::oidc::OidcAuth::for_config(
+                    &config.oidc,
+                    crate::auth::oidc::OidcOptions::default(),
+                    previous.and_then(|p| p.oidc.as_deref()),
+                    |i, o| oidc_client(i, &o.tls),
+                )
+                .map(Arc::new)
+            })
+            .transpose()?;
         // Sessions (and their logout records) survive a reload that keeps the cookie secret.
         let sessions = match previous.and_then(|p| p.sessions.clone()) {
             Some(s)
@@ -111,7 +117,9 @@ impl Runtime {
         };
         let login = match (&oidc, &sessions) {
             (Some(o), Some(s)) => o.login_issuer().map(|issuer| {
-                crate::auth::session::LoginFlow::new(issuer, s.clone(), client.clone())
+                // The token-endpoint call carries `client_secret`: the provider's own client.
+                let http = issuer.http().clone();
+                crate::auth::session::LoginFlow::new(issuer, s.clone(), http)
                     .map(Arc::new)
                     .map_err(|e| format!("browser login: {e}"))
             }),
@@ -138,6 +146,20 @@ impl Runtime {
             config,
         })
     }
+}
+
+/// The HTTP client of provider `oidc[index]`: TLS from its `tls` only (see
+/// [`tls::oidc_client_config`]); no redirects (a 3xx could lead to plain http or another host),
+/// no proxy, like the upstream client. Timeouts are per request (discovery/JWKS, token call),
+/// so no setting of `upstreams` applies here.
+fn oidc_client(index: usize, t: &crate::config::OidcTls) -> Result<reqwest::Client, String> {
+    let tls = tls::oidc_client_config(&format!("oidc[{index}].tls"), t)?;
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .map_err(|e| format!("oidc[{index}]: cannot build the HTTP client: {e}"))
 }
 
 #[derive(Clone, Copy)]

@@ -447,8 +447,11 @@ impl Gateway {
             _ => {}
         }
 
-        let identity = self.authenticate(session, rt).await?;
+        let identity = admit(self.authenticate(session, rt).await?, rt)?;
         ctx.identity = Some(identity.clone());
+        if identity.method == AuthMethod::Session {
+            cookie_request_allowed(session, matched.class)?;
+        }
         // Until the scope is known, refusals are counted under the identity's tenants (joined
         // only for a refusal: it is a string per request).
         let unscoped = |refusal: Refusal, ctx: &mut Ctx| {
@@ -638,6 +641,11 @@ impl Gateway {
         if let Some(identity) = super::tls::client_certificate_identity(session, &rt.config) {
             return Ok(identity);
         }
+        // Credentials verified before are never delayed or refused by the throttle: an attack
+        // on this user, or from this user's address (a NAT), must not lock the user out.
+        if let Some(identity) = rt.basic.cached(&session.req_header().headers) {
+            return Ok(identity);
+        }
         let m = metrics();
         let ip = session
             .client_addr()
@@ -676,10 +684,7 @@ impl Gateway {
         for a in chain.into_iter().flatten() {
             match a.authenticate(headers).await {
                 AuthOutcome::NotApplicable => continue,
-                AuthOutcome::Authenticated(identity) => {
-                    self.state.throttle.succeeded(ip);
-                    return Ok(identity);
-                }
+                AuthOutcome::Authenticated(identity) => return Ok(identity),
                 AuthOutcome::Failed(e) => {
                     failure = Some((a.method(), e));
                     break;
@@ -873,6 +878,93 @@ impl Gateway {
         ctx.upstream = Some(UpstreamKind::Query);
         Ok(false)
     }
+}
+
+/// Whether a request authenticated by the browser session cookie alone may go on. A browser
+/// sends the cookie with requests that other pages of the same site make (`SameSite=Lax` stops
+/// only other sites; another port of the same host is the same site), so: machine routes
+/// (remote write, OTLP) never take a cookie, and a request that can change state (any method
+/// but GET, HEAD, OPTIONS) must come from the gateway's own origin — `Sec-Fetch-Site:
+/// same-origin` when the browser sends it, else an `Origin` equal to this gateway's.
+fn cookie_request_allowed(session: &Session, class: Class) -> Result<(), Refusal> {
+    if matches!(class, Class::RemoteWrite | Class::Otlp) {
+        return Err(Refusal::new(
+            403,
+            "writes take credentials of their own (Basic Auth, a bearer token, a client certificate), never a browser session cookie",
+        ));
+    }
+    let req = session.req_header();
+    if matches!(
+        req.method,
+        http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+    ) {
+        return Ok(());
+    }
+    let site = req.headers.get("sec-fetch-site");
+    let same_origin = match site {
+        Some(site) => site.as_bytes() == b"same-origin",
+        None => {
+            let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+            let host = req
+                .headers
+                .get(http::header::HOST)
+                .map(|h| h.as_bytes())
+                .or_else(|| req.uri.authority().map(|a| a.as_str().as_bytes()));
+            match (req.headers.get(http::header::ORIGIN), host) {
+                (Some(origin), Some(host)) => {
+                    let scheme: &[u8] = if tls { b"https://" } else { b"http://" };
+                    let origin = origin.as_bytes();
+                    origin.len() == scheme.len() + host.len()
+                        && origin[..scheme.len()].eq_ignore_ascii_case(scheme)
+                        && origin[scheme.len()..].eq_ignore_ascii_case(host)
+                }
+                _ => false,
+            }
+        }
+    };
+    if same_origin {
+        Ok(())
+    } else {
+        Err(Refusal::new(
+            403,
+            "a browser session may change state only from the gateway's own pages: this request came from another origin (or said none)",
+        ))
+    }
+}
+
+/// The identity with only the tenants of the current config. Users are checked against it when
+/// it loads, but tokens, sessions and group mappings name tenants the provider chose, maybe
+/// before a reload removed them: a tenant the gateway does not know has no limits, and its
+/// data may belong to whoever it is given to next. No allocation when nothing is taken away.
+fn admit(identity: Arc<Identity>, rt: &Runtime) -> Result<Arc<Identity>, Refusal> {
+    let configured = |t: &&String| rt.config.tenants.contains_key(t.as_str());
+    if identity.tenants.iter().all(|t| configured(&t)) {
+        return Ok(identity);
+    }
+    let tenants: Vec<String> = identity
+        .tenants
+        .iter()
+        .filter(configured)
+        .cloned()
+        .collect();
+    if tenants.is_empty() {
+        metrics()
+            .auth_failures
+            .with_label_values(&[identity.method.as_str(), "unknown_tenant"])
+            .inc();
+        return Err(Refusal::new(
+            403,
+            format!(
+                "none of the tenants of {} ({}) is configured on this gateway",
+                identity.name,
+                identity.tenants.join(", ")
+            ),
+        ));
+    }
+    Ok(Arc::new(Identity {
+        tenants,
+        ..(*identity).clone()
+    }))
 }
 
 /// `max_query_length` and `max_query_range` of the strictest tenant of the scope.

@@ -12,7 +12,7 @@
 //! to a configured user.
 
 use crate::auth::{AuthMethod, Identity};
-use crate::config::{ClientAuth, Config, ListenTls, TlsVersion, UpstreamTls};
+use crate::config::{ClientAuth, Config, ListenTls, OidcTls, TlsVersion, UpstreamTls};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::listeners::tls::TlsSettings;
@@ -220,6 +220,11 @@ pub fn check_files(config: &Config) -> Result<(), String> {
     }
     if let Some(t) = &config.upstreams.tls {
         if let Err(e) = PeerTls::load(t) {
+            errors.push(e);
+        }
+    }
+    for (i, o) in config.oidc.iter().enumerate() {
+        if let Err(e) = oidc_client_config(&format!("oidc[{i}].tls"), &o.tls) {
             errors.push(e);
         }
     }
@@ -813,6 +818,50 @@ pub fn upstream_client_builder(
         }),
     };
     Ok(reqwest::Client::builder().tls_backend_preconfigured(peer.client_config()?))
+}
+
+/// The rustls config of one OpenID provider's client, from its `oidc[N].tls` (`prefix` is
+/// `oidc[N].tls`, for messages). Nothing of `upstreams.tls` applies: the provider's keys decide
+/// every tenant, so it gets the least trust that works —
+/// - roots: `ca_file` alone when set (not added to the system roots: a private CA for the
+///   provider should not also vouch for the rest of the internet, nor the public CAs for the
+///   provider), else the system roots;
+/// - name: always the host of the URL being called (no `server_name` override);
+/// - verification is never skipped.
+pub fn oidc_client_config(prefix: &str, t: &OidcTls) -> Result<rustls::ClientConfig, String> {
+    install_crypto_provider();
+    let roots = match &t.ca_file {
+        Some(p) => load_roots(&format!("{prefix}.ca_file"), p)?,
+        None => {
+            let mut roots = RootCertStore::empty();
+            let (added, _) = roots.add_parsable_certificates(rustls_native_roots());
+            if added == 0 {
+                tracing::warn!(
+                    "no system CA certificates found; set {prefix}.ca_file for an https provider"
+                );
+            }
+            roots
+        }
+    };
+    let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+        .build()
+        .map_err(|e| format!("{prefix}.ca_file: {e}"))?;
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("{prefix}: {e}"))?
+        .with_webpki_verifier(verifier);
+    let mut config = match (&t.cert_file, &t.key_file) {
+        (Some(c), Some(k)) => {
+            let (certs, key, _) = load_pair(prefix, c, k, false)?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| format!("{prefix}.cert_file: {e}"))?
+        }
+        (None, None) => builder.with_no_client_auth(),
+        _ => return Err(format!("{prefix}: cert_file and key_file go together")),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 /// Applies `upstreams.tls` to a TLS peer: CA, client certificate, server name, verification.
