@@ -35,6 +35,30 @@ pub static UI: [HeaderName; 7] = [
 /// header are the gateway's own, written for the format it decided.
 pub static WRITE: [HeaderName; 2] = [header::USER_AGENT, REQUEST_ID_FIELD];
 
+/// `Ok` when the request's media type (its Content-Type before any parameter) is `media`,
+/// compared ASCII case-insensitively; else a 415 saying what `route` takes.
+pub fn require_media_type(
+    headers: &HeaderMap,
+    media: &str,
+    route: &str,
+) -> Result<(), super::respond::Refusal> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    let given = ct.split(|b| *b == b';').next().unwrap_or_default();
+    if given.trim_ascii().eq_ignore_ascii_case(media.as_bytes()) {
+        return Ok(());
+    }
+    Err(super::respond::Refusal::new(
+        415,
+        format!(
+            "{route} take {media} bodies, not {:?}",
+            String::from_utf8_lossy(ct)
+        ),
+    ))
+}
+
 /// A new map holding the `allowed` fields of `from` (every value of each), with room for
 /// `room` more.
 pub fn copy(from: &HeaderMap, allowed: &[HeaderName], room: usize) -> HeaderMap {

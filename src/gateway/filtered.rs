@@ -233,22 +233,11 @@ async fn alertmanager(
             };
             // A JSON API takes JSON: a `text/plain` or form body is what a page of another
             // origin can send without asking the browser first (CORS "simple" requests).
-            let ct = session
-                .req_header()
-                .headers
-                .get(http::header::CONTENT_TYPE)
-                .map(|v| v.as_bytes())
-                .unwrap_or_default();
-            let media = ct.split(|b| *b == b';').next().unwrap_or_default();
-            if !media.trim_ascii().eq_ignore_ascii_case(b"application/json") {
-                return Err(Refusal::new(
-                    415,
-                    format!(
-                        "a silence is posted as application/json, not {:?}",
-                        String::from_utf8_lossy(ct)
-                    ),
-                ));
-            }
+            super::contract::require_media_type(
+                &session.req_header().headers,
+                "application/json",
+                "silences",
+            )?;
             let body = read_body(session, MAX_SILENCE_BYTES).await?;
             let reject = |reason: &str| {
                 metrics()

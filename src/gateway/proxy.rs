@@ -763,22 +763,7 @@ impl Gateway {
             if body.is_empty() {
                 None
             } else {
-                let ct = session
-                    .req_header()
-                    .headers
-                    .get(http::header::CONTENT_TYPE)
-                    .map(|v| v.as_bytes())
-                    .unwrap_or_default();
-                let mime = ct.split(|b| *b == b';').next().unwrap_or_default();
-                if !mime.trim_ascii().eq_ignore_ascii_case(FORM.as_bytes()) {
-                    return Err(Refusal::new(
-                        415,
-                        format!(
-                            "read requests take {FORM} bodies, not {:?}",
-                            String::from_utf8_lossy(ct)
-                        ),
-                    ));
-                }
+                contract::require_media_type(&session.req_header().headers, FORM, "read requests")?;
                 Some(body)
             }
         } else {
