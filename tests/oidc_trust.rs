@@ -20,7 +20,6 @@ use common::*;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -48,65 +47,15 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-fn openssl(args: &[&str], cwd: &Path) {
-    let (code, out, err) = run_with_deadline(
-        Command::new("openssl").args(args).current_dir(cwd),
-        scaled(Duration::from_secs(30)),
-    );
-    assert_eq!(code, 0, "openssl {args:?} failed:\n{out}\n{err}");
-}
-
 /// A certificate of `pki` naming only `thanos-query`: what a Thanos component holds, and what
 /// the provider's address (127.0.0.1) does not match.
 fn thanos_only_cert(pki: &TestPki) -> CertPair {
-    let d = pki.dir();
-    std::fs::write(
-        d.join("thanos.ext"),
+    pki.issue(
+        "thanos",
+        "thanos-query",
         "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n\
          extendedKeyUsage=serverAuth\nsubjectAltName=DNS:thanos-query\n",
     )
-    .expect("write ext file");
-    openssl(
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "thanos.key",
-            "-out",
-            "thanos.csr",
-            "-subj",
-            "/CN=thanos-query",
-        ],
-        d,
-    );
-    openssl(
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "thanos.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "thanos.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "thanos.ext",
-        ],
-        d,
-    );
-    CertPair {
-        cert: d.join("thanos.crt"),
-        key: d.join("thanos.key"),
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -2664,7 +2664,8 @@ pub struct TestPki {
     pub ca_key: PathBuf,
 }
 
-fn openssl(args: &[&str], cwd: &Path) {
+/// Runs `openssl ARGS` in `cwd`, failing the test with its output when it fails.
+pub fn openssl(args: &[&str], cwd: &Path) {
     let (code, out, err) = run_with_deadline(
         Command::new("openssl").args(args).current_dir(cwd),
         Duration::from_secs(30),
@@ -2714,7 +2715,9 @@ impl TestPki {
         self.dir.path()
     }
 
-    fn issue(&self, name: &str, cn: &str, ext: &str) -> CertPair {
+    /// A certificate `name.crt`/`name.key` for `cn`, signed by the CA, with the openssl
+    /// extension lines `ext`.
+    pub fn issue(&self, name: &str, cn: &str, ext: &str) -> CertPair {
         let d = self.dir.path();
         let (key, csr, crt, extf) = (
             format!("{name}.key"),
