@@ -1,6 +1,7 @@
 #!/bin/sh
 # Development PKI for whizard: a CA, a server certificate for localhost/127.0.0.1 and client
-# certificates whose CN is a gateway user name (client certificates authenticate as that user).
+# certificates (clientAuth) with the given names as CN (a user logs in with one through its
+# `users[].certificate` mapping).
 #
 #   certs/gen.sh [OUT_DIR] [CLIENT_NAME...]      (default OUT_DIR: certs/out, clients: agent-a)
 #

@@ -22,6 +22,7 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
     pub access_log_dropped: prometheus::IntCounter,
     pub auth_throttled: IntCounterVec,
+    pub auth_verifications: IntCounterVec,
 }
 
 fn build() -> Metrics {
@@ -138,9 +139,17 @@ fn build() -> Metrics {
     let auth_throttled = IntCounterVec::new(
         Opts::new(
             "whizard_auth_throttled_total",
-            "Authentication attempts slowed down or refused after repeated failures, by scope (ip, user) and action (delayed, refused).",
+            "Logins slowed down or refused by the brute-force throttle, by scope (address: the address failed for many names; user: the name failed from many addresses; address_user: this address failed for this name; slots: the address's share of the verification slots and its queue were full) and action (delayed, refused).",
         ),
         &["scope", "action"],
+    )
+    .expect("static metric definition");
+    let auth_verifications = IntCounterVec::new(
+        Opts::new(
+            "whizard_auth_verifications_total",
+            "Password hash verifications (Basic Auth credentials not answered from the cache), by result (success, failure).",
+        ),
+        &["result"],
     )
     .expect("static metric definition");
     registry
@@ -148,6 +157,9 @@ fn build() -> Metrics {
         .expect("metric names are unique");
     registry
         .register(Box::new(auth_throttled.clone()))
+        .expect("metric names are unique");
+    registry
+        .register(Box::new(auth_verifications.clone()))
         .expect("metric names are unique");
     build_info
         .with_label_values(&[env!("CARGO_PKG_VERSION")])
@@ -168,6 +180,7 @@ fn build() -> Metrics {
         build_info,
         access_log_dropped,
         auth_throttled,
+        auth_verifications,
     }
 }
 

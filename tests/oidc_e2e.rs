@@ -888,7 +888,7 @@ async fn a_session_cookie_changes_nothing_from_another_origin() {
     let recorder = RecordingUpstream::start();
     let backend = Backend::start().await;
     // The provider need not run: the session is made with the cookie secret, as the callback
-    // would make it, with write access (a provider can grant it in the ID token).
+    // would make it, with write access (a provider can grant it in the ID token's scope).
     let idp = Idp::new(&[]);
     let config = gateway_config(&backend, &idp.issuer(), true)
         .replace(&backend.url(), &recorder.url())
@@ -899,16 +899,9 @@ async fn a_session_cookie_changes_nothing_from_another_origin() {
     let gw = Gateway::start(&config).await;
     let sessions =
         whizard::auth::session::Sessions::from_secret(COOKIE_SECRET.as_bytes(), Default::default());
+    let claims = json!({"sub": "alice", "tenant": "team-a", "scope": "read write"});
     let cookie = sessions
-        .seal(&whizard::auth::Identity {
-            name: "alice".into(),
-            tenants: vec!["team-a".into()],
-            access: whizard::config::Access {
-                read: true,
-                write: true,
-            },
-            method: whizard::auth::AuthMethod::Session,
-        })
+        .seal(&sessions.start(&idp.issuer(), claims.as_object().cloned().unwrap(), None))
         .unwrap();
     let cookie = format!("whizard_session={cookie}");
     let addr = format!("127.0.0.1:{}", gw.http_port());

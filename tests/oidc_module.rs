@@ -13,8 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use whizard::auth::login::{LoginError, LoginFlow, SessionUse};
 use whizard::auth::oidc::{www_authenticate, OidcAuth, OidcOptions};
-use whizard::auth::session::{LoginError, LoginFlow, SessionOptions, Sessions, FLOW_COOKIE};
+use whizard::auth::session::{SessionOptions, Sessions, FLOW_COOKIE};
 use whizard::auth::{AuthError, AuthMethod, AuthOutcome, Authenticator, Identity};
 use whizard::config::{Access, OidcProvider};
 
@@ -782,16 +783,15 @@ async fn browser_login_sets_a_session_for_the_user_and_its_tenant() {
     assert!(session_cookie.contains("HttpOnly") && session_cookie.contains("SameSite=Lax"));
     assert!(!session_cookie.contains("Secure"));
 
-    let AuthOutcome::Authenticated(id) = sessions
-        .authenticate(&cookie_request(&done.set_cookies[..1]))
+    let used = session_of(&flow, &done.set_cookies[..1])
         .await
-    else {
-        panic!("session cookie does not authenticate");
-    };
+        .expect("session cookie authenticates");
+    let id = used.identity;
     assert_eq!(id.name, "alice");
     assert_eq!(id.tenants, vec!["team-a"]);
     assert_eq!(id.access, access(true, false));
     assert_eq!(id.method, AuthMethod::Session);
+    assert!(used.set_cookie.is_none(), "not due for renewal");
 
     // The code cannot be used twice.
     let err = flow
@@ -801,20 +801,28 @@ async fn browser_login_sets_a_session_for_the_user_and_its_tenant() {
     assert!(matches!(err, LoginError::Denied(_)), "{err}");
 
     // Logout ends it.
-    let clear = sessions.logout(&cookie_request(&done.set_cookies[..1]), false);
+    let clear = flow
+        .logout(&cookie_request(&done.set_cookies[..1]), false)
+        .await;
     assert!(clear.contains("Max-Age=0"));
     assert!(matches!(
-        sessions
-            .authenticate(&cookie_request(&done.set_cookies[..1]))
-            .await,
-        AuthOutcome::Failed(AuthError::InvalidSession(_))
+        session_of(&flow, &done.set_cookies[..1]).await,
+        Err(AuthError::InvalidSession(_))
     ));
+    drop(sessions);
+}
+
+/// The session of a request carrying these cookies.
+async fn session_of(flow: &LoginFlow, set_cookies: &[String]) -> Result<SessionUse, AuthError> {
+    flow.session(&cookie_request(set_cookies), false)
+        .await
+        .expect("a session cookie")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_login_tenants_from_groups_and_accounts_without_tenant() {
     let idp = Idp::start(&[("IDP_REDIRECT_URIS", CALLBACK)]).await;
-    let Login { flow, sessions } = login_for(&idp);
+    let Login { flow, .. } = login_for(&idp);
 
     let run = |user: &'static str| {
         let flow = &flow;
@@ -831,31 +839,17 @@ async fn browser_login_tenants_from_groups_and_accounts_without_tenant() {
     let done = run("carol").await.unwrap();
     assert_eq!(done.location, "/");
     assert!(done.set_cookies[0].contains("; Secure"));
-    let id = sessions
-        .verify(
-            done.set_cookies[0]
-                .split(';')
-                .next()
-                .unwrap()
-                .split_once('=')
-                .unwrap()
-                .1,
-        )
-        .unwrap();
+    let id = session_of(&flow, &done.set_cookies[..1])
+        .await
+        .unwrap()
+        .identity;
     assert_eq!(id.tenants, vec!["team-a", "team-b"]);
     // dave: no tenant claim, group ops → team-ops (group_tenants).
     let done = run("dave").await.unwrap();
-    let id = sessions
-        .verify(
-            done.set_cookies[0]
-                .split(';')
-                .next()
-                .unwrap()
-                .split_once('=')
-                .unwrap()
-                .1,
-        )
-        .unwrap();
+    let id = session_of(&flow, &done.set_cookies[..1])
+        .await
+        .unwrap()
+        .identity;
     assert_eq!(id.tenants, vec!["team-ops"]);
     // nobody: no tenant at all → 403 at the callback, no session.
     let err = run("nobody").await.unwrap_err();

@@ -359,14 +359,14 @@ async fn credentials_verified_before_are_never_throttled_and_a_success_resets_no
     let gw = Gateway::start(&two_tenant_config(&backend.url(), &backend.write_url(), "")).await;
     let url = format!("http://127.0.0.1:{}/api/v1/query?query=1", gw.http_port());
     let client = http_client();
-    let status = |user: &'static str, pass: String| {
+    let status = |user: &str, pass: String| {
         let req = client.get(&url).basic_auth(user, Some(pass));
         async move { req.send().await.unwrap().status().as_u16() }
     };
     // alice and bob sign in from one address (think of a NAT) before anything fails.
     assert_eq!(status(ALICE.0, ALICE.1.into()).await, 200);
-    // A sprayer behind the same address guesses many names and passwords, and also signs in
-    // with an account of its own in between (bob).
+    // Someone behind the same address guesses alice's password 30 times, and also signs in
+    // with an account of its own in between (bob, a first login).
     let mut last = 0;
     for i in 0..30 {
         last = status("alice", format!("guess-{i}")).await;
@@ -374,9 +374,28 @@ async fn credentials_verified_before_are_never_throttled_and_a_success_resets_no
             assert_eq!(status(BOB.0, BOB.1.into()).await, 200);
         }
     }
-    assert_eq!(last, 429, "the address is refused for new attempts");
-    // bob's success reset nothing: a new name from that address is still refused.
-    assert_eq!(status("carol", "x".into()).await, 429);
+    assert_eq!(last, 429, "alice is refused from this address");
+    // bob's success reset nothing: alice's count at this address stands.
+    assert_eq!(status("alice", "another-guess".into()).await, 429);
+    // Failures for one name throttle that name, not the address: another user behind it who
+    // has not signed in yet gets in, and an unknown name is answered, not refused.
+    assert_eq!(status(OPS.0, OPS.1.into()).await, 200);
+    assert_eq!(status("carol", "x".into()).await, 401);
+    // An address failing for many names (alice, carol and 8 more) is spraying: refused whole,
+    // even for a first login with the right password.
+    for i in 0..8 {
+        assert_eq!(status(&format!("sprayed-{i}"), "x".into()).await, 401);
+    }
+    assert_eq!(status(RW.0, RW.1.into()).await, 429);
+    let t = gw.metrics_text().await;
+    for scope in ["address_user", "address"] {
+        let refused = metric_value(
+            &t,
+            "whizard_auth_throttled_total",
+            &[("scope", scope), ("action", "refused")],
+        );
+        assert!(refused.unwrap_or(0.0) >= 1.0, "{scope}: {t}");
+    }
     // The credentials verified before still work at once from the same address.
     assert_eq!(status(ALICE.0, ALICE.1.into()).await, 200);
     assert_eq!(status(BOB.0, BOB.1.into()).await, 200);
@@ -451,6 +470,117 @@ async fn repeated_failed_logins_are_throttled_per_address() {
     assert!(
         metric_value(&t, "whizard_auth_throttled_total", &[("action", "delayed")]).unwrap_or(0.0)
             >= 1.0,
+        "{t}"
+    );
+}
+
+/// Issue 27: a flood of concurrent bad logins from one address is refused before most of it
+/// is verified, and holds only its share of the verification slots: another address's first
+/// login, an argon2id hash, gets in meanwhile. The work done is checked through the hash
+/// verifications counted, not through timings.
+#[tokio::test]
+async fn a_flood_of_bad_logins_from_one_address_is_bounded_and_does_not_hold_up_others() {
+    use whizard::auth::{basic::verification_slots, throttle};
+    let backend = Backend::start().await;
+    // alice's password as argon2id (a slow hash, as agent-a's): her first login waits for a
+    // verification slot like the flood's guesses at agent-a do.
+    let alice_hash = whizard::auth::password::hash_argon2id(ALICE.1.as_bytes()).unwrap();
+    let config = two_tenant_config(&backend.url(), &backend.write_url(), "").replace(
+        "$2y$04$8duxTVLOPcIN8ozdK5lDNO8yDMp3SwpA9.zU.TTGZea7VVyqxFsdq",
+        &alice_hash,
+    );
+    assert!(config.contains(&alice_hash));
+    let gw = Gateway::start(&config).await;
+    ensure_crypto_provider();
+    let from = |ip: [u8; 4]| {
+        reqwest::Client::builder()
+            .no_proxy()
+            .local_address(std::net::IpAddr::from(ip))
+            .timeout(scaled(Duration::from_secs(60)))
+            .build()
+            .unwrap()
+    };
+    let url = format!("http://127.0.0.1:{}/api/v1/query?query=1", gw.http_port());
+    const FLOOD: usize = 300;
+    let attacker = from([127, 0, 0, 2]);
+    let flood: Vec<_> = (0..FLOOD)
+        .map(|i| {
+            let req = attacker
+                .get(&url)
+                .basic_auth(AGENT_A.0, Some(format!("guess-{i}")));
+            tokio::spawn(async move { req.send().await.map(|r| r.status().as_u16()) })
+        })
+        .collect();
+    let metric = |t: &str, name: &str, labels: &[(&str, &str)]| {
+        metric_value(t, name, labels).unwrap_or(0.0) as usize
+    };
+    poll_until(
+        Duration::from_secs(30),
+        "the flood reaches the gateway",
+        || async {
+            let t = gw.metrics_text().await;
+            (metric(&t, "whizard_auth_verifications_total", &[]) > 0).then_some(())
+        },
+    )
+    .await;
+    let login = Instant::now();
+    let r = from([127, 0, 0, 3])
+        .get(&url)
+        .basic_auth(ALICE.0, Some(ALICE.1))
+        .send()
+        .await
+        .unwrap();
+    let (login, flood_running) = (login.elapsed(), flood.iter().any(|f| !f.is_finished()));
+    assert_eq!(r.status(), 200, "a first login from another address");
+    let mut statuses = std::collections::BTreeMap::new();
+    for f in flood {
+        *statuses.entry(f.await.unwrap().unwrap()).or_insert(0usize) += 1;
+    }
+    let t = gw.metrics_text().await;
+    let verified = metric(
+        &t,
+        "whizard_auth_verifications_total",
+        &[("result", "failure")],
+    );
+    let bound = throttle::PAIR_REFUSE_AFTER as usize + throttle::share_of(verification_slots());
+    eprintln!(
+        "flood of {FLOOD}: {verified} verified (bound {bound}), statuses {statuses:?}; \
+         the good login took {login:?}, the flood still running after it: {flood_running}"
+    );
+    assert!(
+        flood_running,
+        "the good login was not made during the flood"
+    );
+    assert!(
+        (1..=bound).contains(&verified),
+        "{verified} hashes verified for the flood: {statuses:?}"
+    );
+    assert_eq!(
+        metric(
+            &t,
+            "whizard_auth_verifications_total",
+            &[("result", "success")]
+        ),
+        1,
+        "alice's login"
+    );
+    // Each verified guess is a 401, all the others were refused before verification.
+    assert_eq!(
+        statuses.get(&401).copied().unwrap_or(0),
+        verified,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.get(&429).copied().unwrap_or(0),
+        FLOOD - verified,
+        "{statuses:?}"
+    );
+    assert!(
+        metric(
+            &t,
+            "whizard_auth_throttled_total",
+            &[("scope", "slots"), ("action", "refused")]
+        ) >= 1,
         "{t}"
     );
 }

@@ -20,8 +20,10 @@ const ALICE_HASH: &str = "$2y$04$8duxTVLOPcIN8ozdK5lDNO8yDMp3SwpA9.zU.TTGZea7VVy
 const BOB_HASH: &str = "$2y$04$o802/Clz46nGvVYp1DQsYe1P5eDMcX1.w0TOJuMtiWPb76rlUQWv.";
 const AGENT_A: (&str, &str) = ("agent-a", "agent-a-pw");
 
-/// Users: agent-a writes team-a; alice reads team-a; bob reads team-b; carol (no password,
-/// certificate only) reads team-b.
+/// Users: agent-a writes team-a; alice reads team-a (and logs in by a certificate with CN
+/// alice); bob reads team-b (password only: no certificate logs in as bob, whatever it names);
+/// carol (no password) reads team-b by a certificate with the DNS SAN carol.team-b.internal;
+/// dave (no password) reads team-b by a certificate with CN dave.svc.
 fn users() -> String {
     let agent_hash = whizard::auth::password::hash_argon2id(AGENT_A.1.as_bytes()).unwrap();
     format!(
@@ -36,6 +38,7 @@ users:
     access: [write]
   - name: alice
     password_hash: "{ALICE_HASH}"
+    certificate: {{field: cn, value: alice}}
     tenants: [team-a]
     access: [read]
   - name: bob
@@ -43,6 +46,11 @@ users:
     tenants: [team-b]
     access: [read]
   - name: carol
+    certificate: {{field: dns, value: carol.team-b.internal}}
+    tenants: [team-b]
+    access: [read]
+  - name: dave
+    certificate: {{field: cn, value: "dave.svc"}}
     tenants: [team-b]
     access: [read]
 "#
@@ -459,8 +467,11 @@ async fn mtls_require_refuses_missing_and_unknown_certificates_and_maps_a_valid_
         .unwrap();
     assert_eq!(r.status(), 403);
 
-    // A DNS SAN naming a user (carol has no password at all): team-b only.
-    let carol = tls_client(&[&pki.ca_cert], Some(&pki.client("svc-1", &["carol"])));
+    // A DNS SAN mapped to a user (carol has no password at all): team-b only.
+    let carol = tls_client(
+        &[&pki.ca_cert],
+        Some(&pki.client("svc-1", &["carol.team-b.internal"])),
+    );
     let r = carol.client.get(&url).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(tenants_in(&r.text().await.unwrap()), vec!["team-b"]);
@@ -517,15 +528,15 @@ async fn mtls_optional_allows_passwords_without_a_certificate_and_min_version_13
     let (code, out, body, err) = curl(&["--cacert", &ca, "-u", "alice:alice-pw"], &url);
     assert_eq!((code, out.as_str()), (0, "2 200"), "{err}");
     assert_eq!(tenants_in(&body), vec!["team-a"]);
-    let bob = pki.client("bob", &[]);
+    let dave = pki.client("dave.svc", &[]);
     let (code, out, body, err) = curl(
         &[
             "--cacert",
             &ca,
             "--cert",
-            &p(&bob.cert),
+            &p(&dave.cert),
             "--key",
-            &p(&bob.key),
+            &p(&dave.key),
         ],
         &url,
     );
@@ -538,6 +549,223 @@ async fn mtls_optional_allows_passwords_without_a_certificate_and_min_version_13
     );
     assert_ne!(code, 0, "TLS 1.2 accepted with min_version 1.3");
     assert!(err.contains("alert"), "{err}");
+}
+
+/// openssl extension lines of an end-entity certificate: `eku` as the extendedKeyUsage value
+/// (`None`: no extendedKeyUsage extension at all) and `dns` as DNS SANs.
+fn leaf_ext(eku: Option<&str>, dns: &[&str]) -> String {
+    let mut ext = "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n".to_string();
+    if let Some(eku) = eku {
+        ext.push_str(&format!("extendedKeyUsage={eku}\n"));
+    }
+    if !dns.is_empty() {
+        let sans: Vec<String> = dns.iter().map(|d| format!("DNS:{d}")).collect();
+        ext.push_str(&format!("subjectAltName={}\n", sans.join(",")));
+    }
+    ext
+}
+
+/// GET `url` presenting `cert`, with `password` as Basic Auth when given: the status, or the
+/// client's error when the handshake (or request) fails.
+async fn get_with(
+    pki: &TestPki,
+    cert: &CertPair,
+    url: &str,
+    password: Option<(&str, &str)>,
+) -> Result<(u16, String), String> {
+    let c = tls_client(&[&pki.ca_cert], Some(cert));
+    let mut req = c.client.get(url);
+    if let Some(pw) = password {
+        req = req.header("authorization", basic(pw));
+    }
+    let r = req.send().await.map_err(|e| format!("{e:?}"))?;
+    let status = r.status().as_u16();
+    Ok((status, r.text().await.unwrap_or_default()))
+}
+
+#[tokio::test]
+async fn certificates_log_in_only_by_an_explicit_mapping_and_with_the_client_auth_eku() {
+    let pki = TestPki::new();
+    let server = pki.server("gateway", &[]);
+    let backend = Backend::start().await;
+    seed(&backend).await;
+    let tls = listen_tls(
+        &server,
+        &format!(
+            "    client_ca_file: \"{}\"\n    client_auth: optional\n",
+            p(&pki.ca_cert)
+        ),
+    );
+    let gw = Gateway::start(&config(&backend.url(), &backend.write_url(), &tls, "")).await;
+    let base = gw.https_url();
+    let url = format!("{base}/api/v1/query?query=seeded");
+    let client_auth = Some("clientAuth");
+
+    // (a) The CN, or a DNS SAN, equals the name of a user without `certificate` (bob):
+    // nobody. The connection still takes bob's password.
+    for (file, cn, dns) in [("a-cn", "bob", &[][..]), ("a-san", "svc-2", &["bob"][..])] {
+        let cert = pki.issue(file, cn, &leaf_ext(client_auth, dns));
+        let got = get_with(&pki, &cert, &url, None).await;
+        assert_eq!(got.map(|r| r.0), Ok(401), "{file}: named bob, logged in");
+        let (status, body) = get_with(&pki, &cert, &url, Some(("bob", "bob-pw")))
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(tenants_in(&body), vec!["team-b"]);
+    }
+
+    // (b) The mapped CN (dave.svc, which is not dave's name): dave's tenants only.
+    let dave = pki.issue("b-dave", "dave.svc", &leaf_ext(client_auth, &[]));
+    let (status, body) = get_with(&pki, &dave, &url, None).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(tenants_in(&body), vec!["team-b"], "{body}");
+    let r = get_with(
+        &pki,
+        &dave,
+        &format!("{base}/team-a/api/v1/query?query=seeded"),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.0, 403, "dave's certificate reached team-a: {}", r.1);
+    // CNs compare case-sensitively; the user name as CN is nothing.
+    for (file, cn) in [("b-upper", "DAVE.svc"), ("b-name", "dave")] {
+        let cert = pki.issue(file, cn, &leaf_ext(client_auth, &[]));
+        let got = get_with(&pki, &cert, &url, None).await;
+        assert_eq!(got.map(|r| r.0), Ok(401), "CN {cn} logged in");
+    }
+
+    // (c) The mapped DNS SAN (carol's): team-b, whatever the CN and the DNS name's case...
+    for (file, dns) in [
+        ("c-dns", "carol.team-b.internal"),
+        ("c-dns-case", "Carol.TEAM-B.internal"),
+    ] {
+        let cert = pki.issue(
+            file,
+            "svc-3",
+            &leaf_ext(client_auth, &["other.example", dns]),
+        );
+        let (status, body) = get_with(&pki, &cert, &url, None).await.unwrap();
+        assert_eq!(status, 200, "{dns}: {body}");
+        assert_eq!(tenants_in(&body), vec!["team-b"], "{body}");
+    }
+    // ...but the same value as CN does not match a dns mapping, nor does the name as SAN.
+    for (file, cn, dns) in [
+        ("c-cn", "carol.team-b.internal", &[][..]),
+        ("c-name", "svc-4", &["carol"][..]),
+    ] {
+        let cert = pki.issue(file, cn, &leaf_ext(client_auth, dns));
+        let got = get_with(&pki, &cert, &url, None).await;
+        assert_eq!(got.map(|r| r.0), Ok(401), "{file} logged in as carol");
+    }
+
+    // (d) A server certificate of the same CA (extendedKeyUsage serverAuth only) carrying the
+    // mapped values: the handshake fails (the verifier requires clientAuth when the extension
+    // is present), so not even a password gets through on it. anyExtendedKeyUsage alone: the
+    // same. serverAuth plus clientAuth is a client certificate like any other.
+    for (file, eku) in [("d-server", "serverAuth"), ("d-any", "anyExtendedKeyUsage")] {
+        let cert = pki.issue(
+            file,
+            "alice",
+            &leaf_ext(Some(eku), &["carol.team-b.internal"]),
+        );
+        let got = get_with(&pki, &cert, &url, Some(ALICE)).await;
+        // rustls answers a certificate of the wrong purpose with the UnsupportedCertificate
+        // alert; under TLS 1.3 the client has sent its request by then, so it may see the
+        // alert or only the closed connection. Either way: no answer at all.
+        assert!(
+            got.is_err(),
+            "{file}: a certificate of the wrong purpose got an answer: {got:?}"
+        );
+    }
+    let both = pki.issue(
+        "d-both",
+        "dave.svc",
+        &leaf_ext(Some("serverAuth,clientAuth"), &[]),
+    );
+    let (status, body) = get_with(&pki, &both, &url, None).await.unwrap();
+    assert_eq!(
+        (status, tenants_in(&body)),
+        (200, vec!["team-b".into()]),
+        "{body}"
+    );
+
+    // (e) No extendedKeyUsage extension at all (RFC 5280: "any purpose"; the verifier lets it
+    // through): the mapped CN authenticates nobody, the handshake passes, a password works.
+    let no_eku = pki.issue("e-none", "alice", &leaf_ext(None, &[]));
+    let got = get_with(&pki, &no_eku, &url, None).await;
+    assert_eq!(
+        got.map(|r| r.0),
+        Ok(401),
+        "a certificate without EKU logged in"
+    );
+    let (status, body) = get_with(&pki, &no_eku, &url, Some(ALICE)).await.unwrap();
+    assert_eq!(
+        (status, tenants_in(&body)),
+        (200, vec!["team-a".into()]),
+        "{body}"
+    );
+    gw.wait_for_log("no extendedKeyUsage clientAuth", Duration::from_secs(10))
+        .await;
+
+    // A certificate matching two users' mappings (alice by CN, carol by DNS SAN): nobody.
+    let two = pki.issue(
+        "two",
+        "alice",
+        &leaf_ext(client_auth, &["carol.team-b.internal"]),
+    );
+    let got = get_with(&pki, &two, &url, None).await;
+    assert_eq!(
+        got.map(|r| r.0),
+        Ok(401),
+        "a certificate naming two users logged in"
+    );
+    gw.wait_for_log("matches several users", Duration::from_secs(10))
+        .await;
+}
+
+/// (f) `check-config` refuses two users mapping the same certificate value (DNS names in any
+/// case), and a user who could not log in at all.
+#[test]
+fn check_config_refuses_ambiguous_certificate_mappings() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gateway.yaml");
+    std::fs::write(
+        &file,
+        r#"
+listen: {http: "127.0.0.1:8080"}
+upstreams: {query: "http://127.0.0.1:9090", receive: "http://127.0.0.1:9090/api/v1/write"}
+tenants: [{id: team-a}, {id: team-b}]
+users:
+  - {name: one, certificate: {field: cn, value: agent.team-a}, tenants: [team-a], access: [write]}
+  - {name: two, certificate: {field: cn, value: agent.team-a}, tenants: [team-b], access: [write]}
+  - {name: three, certificate: {field: dns, value: agent.example}, tenants: [team-a], access: [read]}
+  - {name: four, certificate: {field: dns, value: AGENT.example}, tenants: [team-b], access: [read]}
+  - {name: five, certificate: {field: cn, value: ""}, tenants: [team-b], access: [read]}
+  - {name: six, certificate: {field: serial, value: "01"}, tenants: [team-b], access: [read]}
+  - {name: seven, tenants: [team-b], access: [read]}
+"#,
+    )
+    .unwrap();
+    let out = Command::new(whizard_bin())
+        .arg("check-config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "users[1].certificate.value",
+        "already identifies user \"one\"",
+        "users[3].certificate.value",
+        "already identifies user \"three\"",
+        "users[4].certificate.value",
+        "users[5].certificate.field",
+        "users[6]",
+        "password_hash, certificate, or both",
+    ] {
+        assert!(err.contains(needle), "missing {needle} in:\n{err}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -30,7 +30,8 @@ pub struct BasicAuth {
     verified: Cache<CacheKey, Arc<Identity>>,
     refused: Cache<CacheKey, ()>,
     /// Bounds concurrent hash verifications so a flood of bad passwords cannot take every
-    /// blocking thread.
+    /// blocking thread ([`verification_slots`]). One client address holds at most its share
+    /// of them: the brute-force throttle admits its attempts only that far.
     permits: Arc<Semaphore>,
     /// Verified for unknown users, so that the work done does not tell which users exist: one
     /// hash of a random secret per shape (algorithm and cost) of the configured hashes; an
@@ -40,6 +41,13 @@ pub struct BasicAuth {
     /// Hash verifications started (the tests count them).
     #[cfg(test)]
     verifications: std::sync::atomic::AtomicU64,
+}
+
+/// Concurrent hash verifications: one per core.
+pub fn verification_slots() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
 }
 
 /// Longest `user:password` we accept, decoded. Keeps decoding on the stack.
@@ -73,11 +81,7 @@ impl BasicAuth {
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(10).min(ttl))
                 .build(),
-            permits: Arc::new(Semaphore::new(
-                std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(2),
-            )),
+            permits: Arc::new(Semaphore::new(verification_slots())),
             decoys: decoys(config),
             #[cfg(test)]
             verifications: Default::default(),
@@ -150,12 +154,15 @@ impl BasicAuth {
             tokio::task::spawn_blocking(move || (password::verify(&hash, &pass), permit))
                 .await
                 .map_err(|_| AuthError::Unavailable)?;
+        let verifications = &crate::metrics::metrics().auth_verifications;
         match (ok, identity) {
             (true, Some(identity)) => {
+                verifications.with_label_values(&["success"]).inc();
                 self.verified.insert(key, identity.clone());
                 Ok(identity)
             }
             _ => {
+                verifications.with_label_values(&["failure"]).inc();
                 self.refused.insert(key, ());
                 Err(AuthError::InvalidCredentials)
             }

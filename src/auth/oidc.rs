@@ -131,6 +131,9 @@ pub struct Discovery {
     pub token_endpoint: Option<String>,
     #[serde(default)]
     pub end_session_endpoint: Option<String>,
+    /// RFC 7009: where logout revokes a session's refresh token.
+    #[serde(default)]
+    pub revocation_endpoint: Option<String>,
     #[serde(default)]
     pub token_endpoint_auth_methods_supported: Option<Vec<String>>,
 }
@@ -312,8 +315,12 @@ impl Issuer {
                     )));
                 }
                 check_endpoint("jwks_uri", &d.jwks_uri)?;
+                // Both receive the client secret (and refresh tokens).
                 if let Some(token) = &d.token_endpoint {
                     check_endpoint("token_endpoint", token)?;
+                }
+                if let Some(revocation) = &d.revocation_endpoint {
+                    check_endpoint("revocation_endpoint", revocation)?;
                 }
                 Arc::new(d)
             }
@@ -1213,6 +1220,7 @@ mod tests {
                 jwks_uri: format!("{}/jwks", issuer.issuer()),
                 authorization_endpoint: None,
                 token_endpoint: None,
+                revocation_endpoint: None,
                 end_session_endpoint: None,
                 token_endpoint_auth_methods_supported: None,
             })),

@@ -160,10 +160,19 @@ pub struct Tenant {
 pub struct User {
     pub name: Option<String>,
     pub password_hash: Option<String>,
+    /// The client certificate that logs in as this user (no implicit match on `name`).
+    pub certificate: Option<UserCertificate>,
     #[serde(default)]
     pub tenants: Vec<String>,
     #[serde(default)]
     pub access: Vec<String>,
+}
+
+/// `users[].certificate`: `{field: cn | dns | uri | email, value: "..."}`.
+#[derive(Debug, Deserialize, Default)]
+pub struct UserCertificate {
+    pub field: Option<String>,
+    pub value: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -198,6 +207,10 @@ pub struct Ui {
     #[serde(default)]
     pub enabled: bool,
     pub cookie_secret: Option<String>,
+    /// Lifetime of a browser session from login (default 8).
+    pub session_hours: Option<u64>,
+    /// How often a session is renewed at the provider (default 300).
+    pub session_renew_seconds: Option<u64>,
 }
 
 /// Process-level settings (not in DESIGN.md's example; all optional).

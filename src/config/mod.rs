@@ -229,9 +229,58 @@ pub struct Access {
 #[derive(Debug, Clone)]
 pub struct User {
     pub name: String,
+    /// Basic Auth; `None`: the user cannot log in with a password.
     pub password_hash: Option<PasswordHash>,
+    /// `users[].certificate`: the only client certificates that log in as this user. `None`:
+    /// no certificate does (a certificate naming the user's `name` is not enough).
+    pub certificate: Option<CertificateMatch>,
     pub tenants: Vec<String>,
     pub access: Access,
+}
+
+/// Which part of a verified client certificate identifies a user, and the value it must have.
+/// At most one user has a given (field, value): a certificate's fields each name one user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateMatch {
+    pub field: CertificateField,
+    /// For `cn`, `uri` and `email` compared byte for byte (case-sensitive). For `dns` stored
+    /// in ASCII lowercase and compared ASCII case-insensitively (DNS names are, RFC 4343).
+    pub value: String,
+}
+
+impl CertificateMatch {
+    /// Whether a certificate `field` value equals this mapping's value (the rule above).
+    pub fn matches(&self, candidate: &str) -> bool {
+        match self.field {
+            CertificateField::Dns => candidate.eq_ignore_ascii_case(&self.value),
+            CertificateField::Cn | CertificateField::Uri | CertificateField::Email => {
+                candidate == self.value
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CertificateField {
+    /// A subject common name (any of them, when there are several).
+    Cn,
+    /// A `dNSName` subject alternative name.
+    Dns,
+    /// A `uniformResourceIdentifier` subject alternative name (e.g. a SPIFFE ID).
+    Uri,
+    /// An `rfc822Name` subject alternative name.
+    Email,
+}
+
+impl CertificateField {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertificateField::Cn => "cn",
+            CertificateField::Dns => "dns",
+            CertificateField::Uri => "uri",
+            CertificateField::Email => "email",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -268,10 +317,26 @@ pub struct OidcTls {
     pub key_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Ui {
     pub enabled: bool,
     pub cookie_secret: Option<String>,
+    /// `ui.session_hours`: a session ends this long after login, renewals or not.
+    pub session_ttl: Duration,
+    /// `ui.session_renew_seconds`: a session is renewed at the provider this often (tenants
+    /// and groups re-read, logout elsewhere noticed); without a refresh token it ends then.
+    pub session_renew: Duration,
+}
+
+impl Default for Ui {
+    fn default() -> Self {
+        Ui {
+            enabled: false,
+            cookie_secret: None,
+            session_ttl: Duration::from_secs(8 * 3600),
+            session_renew: Duration::from_secs(300),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -618,6 +683,70 @@ impl Validator<'_> {
         })
     }
 
+    /// `users[i].certificate` (`key` is `users[i]`); `None` after reporting what is wrong.
+    fn certificate_match(
+        &mut self,
+        key: &str,
+        raw: &file::UserCertificate,
+    ) -> Option<CertificateMatch> {
+        let field = match raw.field.as_deref() {
+            Some("cn") => Some(CertificateField::Cn),
+            Some("dns") => Some(CertificateField::Dns),
+            Some("uri") => Some(CertificateField::Uri),
+            Some("email") => Some(CertificateField::Email),
+            Some(other) => {
+                self.err(
+                    format!("{key}.certificate.field"),
+                    format!("{other:?} is not cn, dns, uri or email"),
+                );
+                None
+            }
+            None => {
+                self.err(
+                    format!("{key}.certificate.field"),
+                    "required (cn, dns, uri or email)",
+                );
+                None
+            }
+        };
+        let value_key = format!("{key}.certificate.value");
+        let value = match raw.value.as_deref() {
+            None => {
+                self.err(value_key, "required");
+                return None;
+            }
+            Some("") => {
+                self.err(value_key, "must not be empty");
+                return None;
+            }
+            Some(v) if v.trim() != v || v.chars().any(char::is_control) => {
+                self.err(
+                    value_key,
+                    "must not start or end with whitespace or contain control characters",
+                );
+                return None;
+            }
+            Some(v) => v,
+        };
+        let field = field?;
+        // dNSName, URI and rfc822Name SANs are IA5String (ASCII): anything else never matches.
+        if field != CertificateField::Cn && !value.is_ascii() {
+            self.err(
+                value_key,
+                format!(
+                    "a {} value is ASCII (internationalised names in their xn-- form)",
+                    field.as_str()
+                ),
+            );
+            return None;
+        }
+        let value = match field {
+            CertificateField::Dns => value.to_ascii_lowercase(),
+            _ => value.to_string(),
+        };
+        Some(CertificateMatch { field, value })
+    }
+
     fn limits(&mut self, key: &str, base: &Limits, raw: &file::Limits) -> Limits {
         let mut out = *base;
         if let Some(v) = raw.requests_per_second {
@@ -864,6 +993,9 @@ impl Validator<'_> {
         // users
         let mut users = Vec::new();
         let mut names = BTreeSet::new();
+        // (field, value) → (index, name) of the user it identifies.
+        let mut certificates: BTreeMap<(CertificateField, String), (usize, String)> =
+            BTreeMap::new();
         for (i, u) in raw.users.iter().enumerate() {
             let key = format!("users[{i}]");
             let name = match &u.name {
@@ -897,6 +1029,31 @@ impl Validator<'_> {
                 // Users without a password can only authenticate with a client certificate.
                 None => None,
             };
+            let certificate = u
+                .certificate
+                .as_ref()
+                .and_then(|c| self.certificate_match(&key, c));
+            if let Some(m) = &certificate {
+                if let Some((j, other)) = certificates.get(&(m.field, m.value.clone())) {
+                    self.err(
+                        format!("{key}.certificate.value"),
+                        format!(
+                            "certificate {} {:?} already identifies user {other:?} (users[{j}]); \
+                             a certificate must name one user",
+                            m.field.as_str(),
+                            m.value
+                        ),
+                    );
+                } else {
+                    certificates.insert((m.field, m.value.clone()), (i, name.clone()));
+                }
+            }
+            if u.password_hash.is_none() && u.certificate.is_none() {
+                self.err(
+                    key.clone(),
+                    "set password_hash, certificate, or both: without either the user cannot log in",
+                );
+            }
             if u.tenants.is_empty() {
                 self.err(format!("{key}.tenants"), "a user needs at least one tenant");
             }
@@ -925,6 +1082,7 @@ impl Validator<'_> {
             users.push(User {
                 name,
                 password_hash,
+                certificate,
                 tenants: u.tenants.clone(),
                 access,
             });
@@ -1064,6 +1222,14 @@ impl Validator<'_> {
         }
 
         // ui
+        let session_hours = raw.ui.session_hours.unwrap_or(8);
+        if !(1..=24).contains(&session_hours) {
+            self.err("ui.session_hours", "must be 1 to 24");
+        }
+        let session_renew_seconds = raw.ui.session_renew_seconds.unwrap_or(300);
+        if !(1..=3600).contains(&session_renew_seconds) {
+            self.err("ui.session_renew_seconds", "must be 1 to 3600");
+        }
         if raw.ui.enabled {
             match &raw.ui.cookie_secret {
                 Some(s) if s.len() >= 32 => {}
@@ -1151,6 +1317,8 @@ impl Validator<'_> {
             ui: Ui {
                 enabled: raw.ui.enabled,
                 cookie_secret: raw.ui.cookie_secret,
+                session_ttl: Duration::from_secs(session_hours.clamp(1, 24) * 3600),
+                session_renew: Duration::from_secs(session_renew_seconds.clamp(1, 3600)),
             },
             server,
             logging,

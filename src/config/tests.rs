@@ -263,12 +263,186 @@ fn tls_and_ui_requirements() {
 }
 
 #[test]
-fn users_without_a_password_are_allowed_for_certificates() {
+fn users_without_a_password_log_in_by_their_certificate_mapping() {
     let c = load(&minimal(
-        "  - {name: cert-user, tenants: [team-b], access: [read]}\n",
+        "  - {name: cert-user, certificate: {field: cn, value: \"svc.team-b\"}, tenants: [team-b], access: [read]}\n\
+         \x20 - {name: both, password_hash: \"$2y$05$1Mk7VI09gNxPCtdhvvXepuStlU9Ih5pmkxo3b3Ih3oFAggIgjSoQm\", certificate: {field: dns, value: Agent.Example}, tenants: [team-a], access: [write]}\n\
+         \x20 - {name: spiffe, certificate: {field: uri, value: \"spiffe://example.org/ns/a/sa/Agent\"}, tenants: [team-a], access: [write]}\n\
+         \x20 - {name: mail, certificate: {field: email, value: Ops@Example.org}, tenants: [team-a], access: [read]}\n",
     ))
     .unwrap();
-    assert!(c.user("cert-user").unwrap().password_hash.is_none());
+    let u = c.user("cert-user").unwrap();
+    assert!(u.password_hash.is_none());
+    assert_eq!(
+        u.certificate,
+        Some(CertificateMatch {
+            field: CertificateField::Cn,
+            value: "svc.team-b".into()
+        })
+    );
+    // The user name is not a certificate identity of its own.
+    assert!(c.user("agent-a").unwrap().certificate.is_none());
+    // DNS names are stored lowercased and compared ASCII case-insensitively...
+    let both = c.user("both").unwrap();
+    assert!(both.password_hash.is_some());
+    let dns = both.certificate.as_ref().unwrap();
+    assert_eq!(
+        (dns.field, dns.value.as_str()),
+        (CertificateField::Dns, "agent.example")
+    );
+    assert!(dns.matches("AGENT.example") && dns.matches("agent.example"));
+    assert!(!dns.matches("agent.example.") && !dns.matches("agent.examplf"));
+    // ...everything else byte for byte.
+    let cn = u.certificate.as_ref().unwrap();
+    assert!(cn.matches("svc.team-b") && !cn.matches("SVC.team-b") && !cn.matches("svc.team-b "));
+    let uri = c.user("spiffe").unwrap().certificate.as_ref().unwrap();
+    assert!(uri.matches("spiffe://example.org/ns/a/sa/Agent"));
+    assert!(!uri.matches("spiffe://example.org/ns/a/sa/agent"));
+    let mail = c.user("mail").unwrap().certificate.as_ref().unwrap();
+    assert_eq!(mail.field, CertificateField::Email);
+    assert!(mail.matches("Ops@Example.org") && !mail.matches("ops@example.org"));
+}
+
+#[test]
+fn a_user_needs_a_password_or_a_certificate() {
+    let errs = errors(&minimal(
+        "  - {name: nothing, tenants: [team-b], access: [read]}\n",
+    ));
+    assert!(
+        has(&errs, "users[1]", "password_hash, certificate, or both"),
+        "{errs:?}"
+    );
+    assert_eq!(errs.len(), 1, "{errs:?}");
+}
+
+#[test]
+fn certificate_mappings_are_checked() {
+    let errs = errors(&minimal(
+        r#"  - name: unknown-field
+    certificate: {field: ou, value: x}
+    tenants: [team-a]
+    access: [read]
+  - name: empty-value
+    certificate: {field: cn, value: ""}
+    tenants: [team-a]
+    access: [read]
+  - name: missing
+    certificate: {}
+    tenants: [team-a]
+    access: [read]
+  - name: unknown-key
+    certificate: {field: cn, value: k, match: prefix}
+    tenants: [team-a]
+    access: [read]
+  - name: padded
+    certificate: {field: cn, value: " padded"}
+    tenants: [team-a]
+    access: [read]
+  - name: not-ascii
+    certificate: {field: dns, value: "bücher.example"}
+    tenants: [team-a]
+    access: [read]
+  - name: upper
+    certificate: {field: CN, value: upper}
+    tenants: [team-a]
+    access: [read]
+"#,
+    ));
+    assert!(
+        has(
+            &errs,
+            "users[1].certificate.field",
+            "not cn, dns, uri or email"
+        ),
+        "{errs:?}"
+    );
+    assert!(
+        has(&errs, "users[2].certificate.value", "must not be empty"),
+        "{errs:?}"
+    );
+    assert!(
+        has(&errs, "users[3].certificate.field", "required"),
+        "{errs:?}"
+    );
+    assert!(
+        has(&errs, "users[3].certificate.value", "required"),
+        "{errs:?}"
+    );
+    assert!(
+        has(&errs, "users[4].certificate.match", "unknown key"),
+        "{errs:?}"
+    );
+    assert!(
+        has(&errs, "users[5].certificate.value", "whitespace"),
+        "{errs:?}"
+    );
+    assert!(
+        has(&errs, "users[6].certificate.value", "ASCII"),
+        "{errs:?}"
+    );
+    assert!(
+        has(&errs, "users[7].certificate.field", "\"CN\" is not cn"),
+        "{errs:?}"
+    );
+    let e = errs
+        .iter()
+        .find(|e| e.key == "users[2].certificate.value")
+        .unwrap();
+    let line = minimal("").lines().count()
+        + r#"  - name: unknown-field
+    certificate: {field: ou, value: x}
+    tenants: [team-a]
+    access: [read]
+  - name: empty-value"#
+            .lines()
+            .count();
+    assert_eq!(e.line, Some(line), "{e:?}");
+}
+
+#[test]
+fn two_users_mapping_the_same_certificate_value_are_refused() {
+    let errs = errors(&minimal(
+        r#"  - name: one
+    certificate: {field: cn, value: shared}
+    tenants: [team-a]
+    access: [read]
+  - name: two
+    certificate: {field: cn, value: shared}
+    tenants: [team-b]
+    access: [read]
+  - name: dns-one
+    certificate: {field: dns, value: host.example}
+    tenants: [team-a]
+    access: [read]
+  - name: dns-two
+    certificate: {field: dns, value: HOST.example}
+    tenants: [team-b]
+    access: [read]
+"#,
+    ));
+    assert!(
+        has(
+            &errs,
+            "users[2].certificate.value",
+            "already identifies user \"one\" (users[1])"
+        ),
+        "{errs:?}"
+    );
+    assert!(
+        has(
+            &errs,
+            "users[4].certificate.value",
+            "already identifies user \"dns-one\" (users[3])"
+        ),
+        "{errs:?}"
+    );
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    // The same value in different fields names different things: allowed.
+    load(&minimal(
+        "  - {name: one, certificate: {field: cn, value: shared}, tenants: [team-a], access: [read]}\n\
+         \x20 - {name: two, certificate: {field: dns, value: shared}, tenants: [team-b], access: [read]}\n",
+    ))
+    .unwrap();
 }
 
 #[test]

@@ -4,7 +4,8 @@
 use super::respond::{self, Refusal};
 use super::routes::Class;
 use super::Runtime;
-use crate::auth::session::{safe_return_path, Redirect, Sessions};
+use crate::auth::login::{safe_return_path, Redirect};
+use crate::auth::session::Sessions;
 use bytes::Bytes;
 use pingora::proxy::Session;
 
@@ -75,8 +76,8 @@ pub async fn handle(session: &mut Session, rt: &Runtime, class: Class) -> Result
             }
         }
         _ => {
-            let clear = match &rt.sessions {
-                Some(s) => s.logout(&session.req_header().headers, secure),
+            let clear = match &rt.login {
+                Some(flow) => flow.logout(&session.req_header().headers, secure).await,
                 None => Sessions::clear_cookie(secure),
             };
             respond::send(

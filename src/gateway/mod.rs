@@ -49,8 +49,9 @@ pub struct Runtime {
     pub oidc: Option<Arc<crate::auth::oidc::OidcAuth>>,
     /// Browser sessions (None without `ui.cookie_secret`).
     pub sessions: Option<Arc<crate::auth::session::Sessions>>,
-    /// Browser login (an `oidc` provider with `client_id` and `redirect_url`, plus sessions).
-    pub login: Option<Arc<crate::auth::session::LoginFlow>>,
+    /// Browser login (an `oidc` provider with `client_id` and `redirect_url`, plus sessions);
+    /// session cookies are accepted only through it, so they end with the provider's config.
+    pub login: Option<Arc<crate::auth::login::LoginFlow>>,
     /// Tenant matchers by scope (`a|b`): built once, not per request.
     matchers: Cache<String, Arc<crate::enforcement::TenantMatcher>>,
     /// Enforced queries by (scope, query): dashboards send the same text on every refresh, and
@@ -105,21 +106,22 @@ impl Runtime {
                 .map(Arc::new)
             })
             .transpose()?;
-        // Sessions (and their logout records) survive a reload that keeps the cookie secret.
-        let sessions = match previous.and_then(|p| p.sessions.clone()) {
-            Some(s)
-                if previous.map(|p| p.config.ui.cookie_secret.as_ref())
-                    == Some(config.ui.cookie_secret.as_ref()) =>
-            {
-                Some(s)
-            }
-            _ => crate::auth::session::Sessions::new(&config.ui).map(Arc::new),
+        // Sessions (their logout and renewal records) survive a reload that keeps the cookie
+        // secret and the session lifetimes.
+        let same_sessions = |p: &Runtime| {
+            p.config.ui.cookie_secret == config.ui.cookie_secret
+                && p.config.ui.session_ttl == config.ui.session_ttl
+                && p.config.ui.session_renew == config.ui.session_renew
+        };
+        let sessions = match previous.filter(|p| same_sessions(p)) {
+            Some(p) => p.sessions.clone(),
+            None => crate::auth::session::Sessions::new(&config.ui).map(Arc::new),
         };
         let login = match (&oidc, &sessions) {
             (Some(o), Some(s)) => o.login_issuer().map(|issuer| {
                 // The token-endpoint call carries `client_secret`: the provider's own client.
                 let http = issuer.http().clone();
-                crate::auth::session::LoginFlow::new(issuer, s.clone(), http)
+                crate::auth::login::LoginFlow::new(issuer, s.clone(), http)
                     .map(Arc::new)
                     .map_err(|e| format!("browser login: {e}"))
             }),

@@ -84,6 +84,8 @@ pub struct Ctx {
     upstream_name: &'static str,
     /// The client fields the proxied request keeps (the forwarding contract of its class).
     forwarded_fields: &'static [http::HeaderName],
+    /// `Set-Cookie` of a browser session renewed by this request, sent with the answer.
+    session_cookie: Option<String>,
 }
 
 /// Route fields as offsets into the path, so the session can be borrowed mutably afterwards.
@@ -134,6 +136,7 @@ impl ProxyHttp for Gateway {
             identity: None,
             upstream_name: "",
             forwarded_fields: &contract::READ,
+            session_cookie: None,
         }
     }
 
@@ -319,10 +322,13 @@ impl ProxyHttp for Gateway {
         &self,
         session: &mut Session,
         resp: &mut ResponseHeader,
-        _ctx: &mut Ctx,
+        ctx: &mut Ctx,
     ) -> pingora::Result<()> {
         if let Some(id) = session.req_header().headers.get(&REQUEST_ID_FIELD) {
             resp.insert_header(REQUEST_ID, id.clone())?;
+        }
+        if let Some(cookie) = ctx.session_cookie.take() {
+            resp.append_header(http::header::SET_COOKIE, cookie)?;
         }
         Ok(())
     }
@@ -447,7 +453,11 @@ impl Gateway {
             _ => {}
         }
 
-        let identity = admit(self.authenticate(session, rt).await?, rt)?;
+        let identity = admit(
+            self.authenticate(session, rt, &mut ctx.session_cookie)
+                .await?,
+            rt,
+        )?;
         ctx.identity = Some(identity.clone());
         if identity.method == AuthMethod::Session {
             cookie_request_allowed(session, matched.class)?;
@@ -632,10 +642,12 @@ impl Gateway {
 
     /// Runs the authenticators in turn (Basic, bearer token, browser session); the first that
     /// finds its kind of credentials decides. Repeated failures are throttled.
+    /// `renewed_cookie` receives the `Set-Cookie` of a session renewed on the way.
     async fn authenticate(
         &self,
         session: &mut Session,
         rt: &Runtime,
+        renewed_cookie: &mut Option<String>,
     ) -> Result<Arc<Identity>, Refusal> {
         // A verified client certificate naming a user comes first (no password needed).
         if let Some(identity) = super::tls::client_certificate_identity(session, &rt.config) {
@@ -658,27 +670,19 @@ impl Gateway {
             let buf = user_buf;
             basic_user(headers, buf)
         };
-        match self.state.throttle.check(ip, user) {
-            Verdict::Allow => {}
-            Verdict::Delay(d) => {
-                m.auth_throttled
-                    .with_label_values(&["ip_or_user", "delayed"])
-                    .inc();
-                tokio::time::sleep(d).await;
+        // Kept until the answer is decided (after any failure is recorded): counts a password
+        // attempt in flight and holds one of its address's verification slots.
+        let _attempt = match self.state.throttle.admit(ip, user).await {
+            Verdict::Admitted(attempt) => attempt,
+            Verdict::Refused(refused) => {
+                return Err(Refusal::new(429, refused.message())
+                    .with_header("retry-after", refused.retry_after.to_string()));
             }
-            Verdict::Refuse => {
-                m.auth_throttled
-                    .with_label_values(&["ip_or_user", "refused"])
-                    .inc();
-                return Err(Refusal::new(429, "too many failed logins; try again later")
-                    .with_header("retry-after", "60"));
-            }
-        }
+        };
         let headers = &session.req_header().headers;
-        let chain: [Option<&dyn Authenticator>; 3] = [
+        let chain: [Option<&dyn Authenticator>; 2] = [
             Some(&rt.basic),
             rt.oidc.as_deref().map(|o| o as &dyn Authenticator),
-            rt.sessions.as_deref().map(|s| s as &dyn Authenticator),
         ];
         let mut failure = None;
         for a in chain.into_iter().flatten() {
@@ -689,6 +693,18 @@ impl Gateway {
                     failure = Some((a.method(), e));
                     break;
                 }
+            }
+        }
+        // A session cookie only through the current login flow: it ends with the provider's
+        // config, and its tenants and access are derived under the current config.
+        if let (None, Some(flow)) = (&failure, &rt.login) {
+            match flow.session(headers, login::is_https(session)).await {
+                Some(Ok(used)) => {
+                    *renewed_cookie = used.set_cookie;
+                    return Ok(Arc::new(used.identity));
+                }
+                Some(Err(e)) => failure = Some((AuthMethod::Session, e)),
+                None => {}
             }
         }
         let browser_login = rt.login.is_some() && login::is_browser(session);

@@ -7,12 +7,15 @@
 //! when the files (or the config's `listen.tls`) change: new handshakes get the new certificate,
 //! established connections are not touched.
 //!
-//! A verified client certificate's names (subject CN, then DNS/URI/email SANs) are attached to
-//! the connection's `SslDigest` by a handshake callback; [`client_certificate_identity`] maps them
-//! to a configured user.
+//! A verified client certificate's subject CNs, DNS/URI/email SANs and whether it carries the
+//! clientAuth extended key usage are parsed once per handshake and attached to the connection's
+//! `SslDigest` ([`PeerCertificate`]); [`client_certificate_identity`] maps them to the one user
+//! whose `users[].certificate` (field and value) they match — never by user name alone.
 
 use crate::auth::{AuthMethod, Identity};
-use crate::config::{ClientAuth, Config, ListenTls, OidcTls, TlsVersion, UpstreamTls};
+use crate::config::{
+    CertificateField, ClientAuth, Config, ListenTls, OidcTls, TlsVersion, UpstreamTls, User,
+};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::listeners::tls::TlsSettings;
@@ -389,37 +392,96 @@ impl ClientCertVerifier for ClientVerifier {
     }
 }
 
-/// The names of a verified client certificate, attached to the connection's `SslDigest`.
-#[derive(Debug, Clone)]
+/// What the gateway reads of a verified client certificate, parsed once per handshake and
+/// attached to the connection's `SslDigest`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PeerCertificate {
-    /// Subject CN(s) first, then DNS, URI and email SANs, in certificate order.
-    pub names: Vec<String>,
+    /// Subject common names (UTF-8 decodable ones), in certificate order.
+    pub cns: Vec<String>,
+    /// `dNSName` subject alternative names.
+    pub dns: Vec<String>,
+    /// `uniformResourceIdentifier` subject alternative names.
+    pub uris: Vec<String>,
+    /// `rfc822Name` subject alternative names.
+    pub emails: Vec<String>,
+    /// The extendedKeyUsage extension is present and lists id-kp-clientAuth
+    /// (1.3.6.1.5.5.7.3.2). Without it the certificate identifies nobody.
+    pub client_auth: bool,
     pub subject: String,
 }
 
 impl PeerCertificate {
-    pub fn from_der(der: &[u8]) -> Option<PeerCertificate> {
-        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-        let mut names: Vec<String> = cert
-            .subject()
-            .iter_common_name()
-            .filter_map(|cn| cn.as_str().ok().map(str::to_string))
-            .collect();
-        if let Ok(Some(san)) = cert.subject_alternative_name() {
-            use x509_parser::extensions::GeneralName;
-            for gn in &san.value.general_names {
-                match gn {
-                    GeneralName::DNSName(s) | GeneralName::URI(s) | GeneralName::RFC822Name(s) => {
-                        names.push(s.to_string())
-                    }
-                    _ => {}
-                }
+    /// Parses the fields used for identity; an error for a certificate whose SAN or
+    /// extendedKeyUsage extension is malformed or duplicated (such a certificate identifies
+    /// nobody rather than being read half).
+    pub fn from_der(der: &[u8]) -> Result<PeerCertificate, String> {
+        use x509_parser::extensions::GeneralName;
+        let (_, cert) =
+            x509_parser::parse_x509_certificate(der).map_err(|e| format!("unparsable: {e}"))?;
+        let mut peer = PeerCertificate {
+            cns: cert
+                .subject()
+                .iter_common_name()
+                .filter_map(|cn| cn.as_str().ok().map(str::to_string))
+                .collect(),
+            subject: cert.subject().to_string(),
+            ..PeerCertificate::default()
+        };
+        let san = cert
+            .subject_alternative_name()
+            .map_err(|e| format!("subjectAltName: {e}"))?;
+        for gn in san.iter().flat_map(|san| &san.value.general_names) {
+            match gn {
+                GeneralName::DNSName(s) => peer.dns.push(s.to_string()),
+                GeneralName::URI(s) => peer.uris.push(s.to_string()),
+                GeneralName::RFC822Name(s) => peer.emails.push(s.to_string()),
+                _ => {}
             }
         }
-        Some(PeerCertificate {
-            names,
-            subject: cert.subject().to_string(),
-        })
+        let eku = cert
+            .extended_key_usage()
+            .map_err(|e| format!("extendedKeyUsage: {e}"))?;
+        // Strict on purpose: RFC 5280 reads an absent extension as "any purpose", but a
+        // certificate that may log in must say so. anyExtendedKeyUsage alone does not count
+        // (webpki refuses it in the handshake already, as it does serverAuth-only ones).
+        peer.client_auth = eku.is_some_and(|e| e.value.client_auth);
+        Ok(peer)
+    }
+
+    /// The certificate's values of one subject field.
+    pub fn values(&self, field: CertificateField) -> &[String] {
+        match field {
+            CertificateField::Cn => &self.cns,
+            CertificateField::Dns => &self.dns,
+            CertificateField::Uri => &self.uris,
+            CertificateField::Email => &self.emails,
+        }
+    }
+
+    /// The one user whose `certificate` mapping this certificate matches. `None` without the
+    /// clientAuth extended key usage, when no mapping matches, or when mappings of several
+    /// users match (a certificate naming several users authenticates none of them).
+    pub fn user<'c>(&self, users: &'c [User]) -> Option<&'c User> {
+        if !self.client_auth {
+            tracing::debug!(subject = %self.subject, "client certificate without the clientAuth extended key usage: not used to authenticate");
+            return None;
+        }
+        let mut found: Option<&User> = None;
+        for u in users {
+            let Some(m) = &u.certificate else { continue };
+            if !self.values(m.field).iter().any(|v| m.matches(v)) {
+                continue;
+            }
+            if let Some(f) = found {
+                tracing::warn!(subject = %self.subject, users = %format!("{}, {}", f.name, u.name), "client certificate matches several users; not used to authenticate");
+                return None;
+            }
+            found = Some(u);
+        }
+        if found.is_none() {
+            tracing::debug!(subject = %self.subject, "client certificate matches no users[].certificate");
+        }
+        found
     }
 }
 
@@ -432,34 +494,35 @@ impl TlsAccept for HandshakeCallbacks {
         tls: &TlsRef,
     ) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
         // Only certificates the verifier accepted get here (a bad one fails the handshake).
+        // The verifier (webpki) refuses a certificate whose extendedKeyUsage lacks clientAuth;
+        // one without the extension passes it and is refused as an identity here.
         let der = tls.peer_certificate_der()?;
-        let peer = PeerCertificate::from_der(der)?;
-        Some(Arc::new(peer))
+        match PeerCertificate::from_der(der) {
+            Ok(peer) => {
+                if !peer.client_auth {
+                    tracing::warn!(subject = %peer.subject, "client certificate has no extendedKeyUsage clientAuth: it authenticates nobody");
+                }
+                Some(Arc::new(peer))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "client certificate cannot be read: it authenticates nobody");
+                None
+            }
+        }
     }
 }
 
-/// The user a verified client certificate names (CN or a DNS/URI/email SAN equal to a user's
-/// `name`). `None` when the connection has no certificate or it names no user; a certificate
-/// naming several different users authenticates none of them.
+/// The user a verified client certificate identifies: the one whose `users[].certificate`
+/// (field and value) it matches — never by `name` alone — and only with the clientAuth extended
+/// key usage. `None` when the connection has no certificate, it has no clientAuth EKU, it
+/// matches no user, or it matches several.
 pub fn client_certificate_identity(
     session: &pingora::proxy::Session,
     config: &Config,
 ) -> Option<Arc<Identity>> {
     let digest = session.digest()?.ssl_digest.as_ref()?;
     let peer = digest.extension.get::<PeerCertificate>()?;
-    let mut found: Option<&crate::config::User> = None;
-    for name in &peer.names {
-        if let Some(u) = config.users.iter().find(|u| &u.name == name) {
-            match found {
-                Some(f) if f.name != u.name => {
-                    tracing::warn!(subject = %peer.subject, "client certificate names several users; not used to authenticate");
-                    return None;
-                }
-                _ => found = Some(u),
-            }
-        }
-    }
-    let user = found?;
+    let user = peer.user(&config.users)?;
     let mut identity = crate::auth::basic::identity_of(user);
     identity.method = AuthMethod::ClientCertificate;
     Some(Arc::new(identity))
@@ -989,6 +1052,120 @@ mod tests {
             e.contains("listen.tls.cert_file") && e.contains("/nonexistent/x.crt"),
             "{e}"
         );
+    }
+
+    /// A self-signed certificate with subject CN `cn` and the openssl `-addext` lines `exts`.
+    fn self_signed(dir: &Path, name: &str, cn: &str, exts: &[&str]) -> Vec<u8> {
+        let mut cmd = std::process::Command::new("openssl");
+        cmd.current_dir(dir).args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.crt"),
+            "-subj",
+            &format!("/CN={cn}"),
+        ]);
+        for e in exts {
+            cmd.args(["-addext", e]);
+        }
+        let out = cmd.output().expect("openssl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        load_certs("test", &dir.join(format!("{name}.crt"))).unwrap()[0].to_vec()
+    }
+
+    fn user(name: &str, field: CertificateField, value: &str) -> User {
+        User {
+            name: name.into(),
+            password_hash: None,
+            certificate: Some(crate::config::CertificateMatch {
+                field,
+                value: value.into(),
+            }),
+            tenants: vec!["t".into()],
+            access: crate::config::Access {
+                read: true,
+                write: false,
+            },
+        }
+    }
+
+    #[test]
+    fn peer_certificates_match_mappings_by_field_and_need_client_auth() {
+        let dir = tempfile::tempdir().unwrap();
+        let sans = "subjectAltName=DNS:Host.Example,URI:spiffe://example.org/ns/a/sa/Agent,email:Ops@example.org";
+        let der = self_signed(
+            dir.path(),
+            "full",
+            "svc",
+            &[sans, "extendedKeyUsage=serverAuth,clientAuth"],
+        );
+        let peer = PeerCertificate::from_der(&der).unwrap();
+        assert_eq!(peer.cns, vec!["svc"]);
+        assert_eq!(peer.dns, vec!["Host.Example"]);
+        assert_eq!(peer.uris, vec!["spiffe://example.org/ns/a/sa/Agent"]);
+        assert_eq!(peer.emails, vec!["Ops@example.org"]);
+        assert!(peer.client_auth);
+
+        let name = |users: &[User]| peer.user(users).map(|u| u.name.clone());
+        // Each field against its own kind only; nothing by user name.
+        let by_uri = user(
+            "u",
+            CertificateField::Uri,
+            "spiffe://example.org/ns/a/sa/Agent",
+        );
+        let by_email = user("e", CertificateField::Email, "Ops@example.org");
+        let by_dns = user("d", CertificateField::Dns, "host.example");
+        let by_cn = user("c", CertificateField::Cn, "svc");
+        for u in [&by_uri, &by_email, &by_dns, &by_cn] {
+            assert_eq!(name(std::slice::from_ref(u)), Some(u.name.clone()));
+        }
+        let no_match = [
+            user("svc", CertificateField::Dns, "svc"),
+            user("x", CertificateField::Cn, "Host.Example"),
+            user(
+                "y",
+                CertificateField::Uri,
+                "spiffe://example.org/ns/a/sa/agent",
+            ),
+            user("z", CertificateField::Email, "ops@example.org"),
+            User {
+                certificate: None,
+                ..user("svc", CertificateField::Cn, "unused")
+            },
+        ];
+        assert_eq!(name(&no_match), None);
+        // Matching two users' mappings: nobody.
+        assert_eq!(name(&[by_uri.clone(), by_cn.clone()]), None);
+
+        // No extendedKeyUsage, serverAuth only, anyExtendedKeyUsage only: never an identity.
+        for (file, ext) in [
+            ("none", None),
+            ("server", Some("extendedKeyUsage=serverAuth")),
+            ("any", Some("extendedKeyUsage=anyExtendedKeyUsage")),
+        ] {
+            let exts: Vec<&str> = std::iter::once(sans).chain(ext).collect();
+            let peer =
+                PeerCertificate::from_der(&self_signed(dir.path(), file, "svc", &exts)).unwrap();
+            assert!(!peer.client_auth, "{file}");
+            assert_eq!(
+                peer.user(std::slice::from_ref(&by_cn)).map(|u| &u.name),
+                None,
+                "{file}"
+            );
+        }
     }
 
     #[test]

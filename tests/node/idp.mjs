@@ -16,6 +16,7 @@
 //                      fresh keys, and rewritten by /__rotate. Restarting with another file (or
 //                      after deleting it) is a key rotation too.
 //   IDP_CLIENTS        JSON list of extra machine clients, same shape as MACHINE_CLIENTS below
+//   IDP_NO_REFRESH     1: no refresh tokens for the browser client (default: one per login)
 //
 // Machine clients (grant client_credentials, secret via client_secret_basic or _post). Access
 // tokens are JWTs (RFC 9068, typ at+jwt) with iss, aud=IDP_AUDIENCE, sub=client_id, client_id,
@@ -33,7 +34,8 @@
 //   urn:other → aud "other" (a token for another API), RS256
 //
 // Browser client: `whizard-ui` / `whizard-ui-secret`, authorization code + PKCE (S256),
-// client_secret_basic. The login page is oidc-provider's dev interaction: any login name with
+// client_secret_basic, a refresh token with every login (revocable at /token/revocation). The
+// login page is oidc-provider's dev interaction: any login name with
 // any password signs in, and consent is skipped. ID tokens carry sub, preferred_username, name,
 // email, and for the account:
 //   alice → tenant "team-a", groups ["devs"]     bob → tenant "team-b"
@@ -186,7 +188,8 @@ function buildProvider(issuer) {
       devInteractions: { enabled: true },
       clientCredentials: { enabled: true },
       introspection: { enabled: false },
-      revocation: { enabled: false },
+      // Logout at the gateway revokes the session's refresh token (RFC 7009).
+      revocation: { enabled: true },
       rpInitiatedLogout: { enabled: true },
       resourceIndicators: {
         enabled: true,
@@ -229,6 +232,10 @@ function buildProvider(issuer) {
       accountId: sub,
       claims: async () => accountClaims(sub),
     }),
+    // The browser client gets a refresh token with every login (without `offline_access`):
+    // the gateway renews its sessions with it. IDP_NO_REFRESH=1 turns that off.
+    issueRefreshToken: async (ctx, client) => process.env.IDP_NO_REFRESH !== '1'
+      && client.grantTypeAllowed('refresh_token'),
     // First-party client: skip the consent screen.
     loadExistingGrant: async (ctx) => {
       const grantId = ctx.oidc.result?.consent?.grantId
