@@ -12,10 +12,11 @@ use crate::config::{Config, PasswordHash};
 use async_trait::async_trait;
 use base64::Engine;
 use moka::sync::Cache;
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedRwLockWriteGuard, RwLock, Semaphore};
 
 type CacheKey = [u8; 32];
 
@@ -33,6 +34,10 @@ pub struct BasicAuth {
     /// blocking thread ([`verification_slots`]). One client address holds at most its share
     /// of them: the brute-force throttle admits its attempts only that far.
     permits: Arc<Semaphore>,
+    /// Credentials being verified (keyed like the caches), each locked by the request that
+    /// verifies it: identical requests arriving meanwhile wait for its answer instead of
+    /// each asking the throttle for a verification of its own ([`BasicAuth::lead_verification`]).
+    in_flight: Mutex<HashMap<CacheKey, Arc<RwLock<()>>>>,
     /// Verified for unknown users, so that the work done does not tell which users exist: one
     /// hash of a random secret per shape (algorithm and cost) of the configured hashes; an
     /// unknown name always gets the same one (chosen by the keyed hash of the name), so it
@@ -82,6 +87,7 @@ impl BasicAuth {
                 .time_to_live(Duration::from_secs(10).min(ttl))
                 .build(),
             permits: Arc::new(Semaphore::new(verification_slots())),
+            in_flight: Mutex::default(),
             decoys: decoys(config),
             #[cfg(test)]
             verifications: Default::default(),
@@ -111,6 +117,50 @@ impl BasicAuth {
         let mut buf = [0u8; MAX_CREDENTIALS];
         let (user, pass) = parse_basic(value.as_bytes(), &mut buf)?.ok()?;
         self.verified.get(&self.cache_key(user, pass))
+    }
+
+    /// Single flight for first logins: a burst of requests with one new credential (agents or
+    /// a dashboard restarting together) verifies it once. Returns the [`VerificationLead`] to
+    /// keep while this request verifies the request's Basic credentials; `None` when there are
+    /// none, or when another request verified them meanwhile (then [`BasicAuth::cached`]
+    /// answers), or after waiting for three other leads that did not succeed (a refused or a
+    /// throttled attempt: this request then goes its own way).
+    pub async fn lead_verification(
+        &self,
+        headers: &http::HeaderMap,
+    ) -> Option<VerificationLead<'_>> {
+        let key = {
+            let value = headers.get(http::header::AUTHORIZATION)?;
+            let mut buf = [0u8; MAX_CREDENTIALS];
+            let (user, pass) = parse_basic(value.as_bytes(), &mut buf)?.ok()?;
+            self.cache_key(user, pass)
+        };
+        for _ in 0..3 {
+            let running = match self
+                .in_flight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(key)
+            {
+                Entry::Occupied(e) => e.get().clone(),
+                Entry::Vacant(e) => {
+                    let lock = Arc::new(RwLock::new(()));
+                    // A lock nobody else has seen yet: never contended.
+                    let guard = lock.clone().try_write_owned().ok()?;
+                    e.insert(lock);
+                    return Some(VerificationLead {
+                        auth: self,
+                        key,
+                        _guard: guard,
+                    });
+                }
+            };
+            drop(running.read().await);
+            if self.verified.contains_key(&key) {
+                return None;
+            }
+        }
+        None
     }
 
     /// Checks one `user`/`pass` pair (already decoded).
@@ -167,6 +217,25 @@ impl BasicAuth {
                 Err(AuthError::InvalidCredentials)
             }
         }
+    }
+}
+
+/// A request verifying a credential first; identical requests wait until it is dropped.
+pub struct VerificationLead<'a> {
+    auth: &'a BasicAuth,
+    key: CacheKey,
+    _guard: OwnedRwLockWriteGuard<()>,
+}
+
+impl Drop for VerificationLead<'_> {
+    fn drop(&mut self) {
+        // Out of the map first, so that a waiter woken by the guard's release finds no stale
+        // entry to wait on.
+        self.auth
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.key);
     }
 }
 
@@ -353,6 +422,51 @@ users:
                 "{pass}: one hash verification for the whole burst"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn identical_first_logins_wait_for_the_one_verifying_them() {
+        let phc = password::hash_argon2id(b"right").unwrap();
+        let auth = Arc::new(BasicAuth::new(&config(&phc)));
+        assert!(auth
+            .lead_verification(&http::HeaderMap::new())
+            .await
+            .is_none());
+        let lead = auth.lead_verification(&header("alice", "right")).await;
+        assert!(lead.is_some(), "the first request leads");
+        // Other credentials are not held up by it.
+        let other = auth.lead_verification(&header("alice", "other")).await;
+        assert!(other.is_some());
+        drop(other);
+        let waiter = {
+            let auth = auth.clone();
+            tokio::spawn(async move {
+                auth.lead_verification(&header("alice", "right"))
+                    .await
+                    .is_some()
+            })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "an identical request waits");
+        assert!(auth.check(b"alice", b"right").await.is_ok());
+        drop(lead);
+        assert!(!waiter.await.unwrap(), "answered by the cache, not a lead");
+        assert!(auth.cached(&header("alice", "right")).is_some());
+
+        // A lead that did not verify hands the lead on to a waiter.
+        let lead = auth.lead_verification(&header("alice", "wrong")).await;
+        let waiter = {
+            let auth = auth.clone();
+            tokio::spawn(async move {
+                auth.lead_verification(&header("alice", "wrong"))
+                    .await
+                    .is_some()
+            })
+        };
+        tokio::task::yield_now().await;
+        drop(lead);
+        assert!(waiter.await.unwrap(), "the waiter leads next");
+        assert!(auth.in_flight.lock().unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -658,6 +658,15 @@ impl Gateway {
         if let Some(identity) = rt.basic.cached(&session.req_header().headers) {
             return Ok(identity);
         }
+        // A burst of one new credential asks the throttle once: the others wait for that
+        // verification and are then answered from the cache.
+        let _lead = rt
+            .basic
+            .lead_verification(&session.req_header().headers)
+            .await;
+        if let Some(identity) = rt.basic.cached(&session.req_header().headers) {
+            return Ok(identity);
+        }
         let m = metrics();
         let ip = session
             .client_addr()
