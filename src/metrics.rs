@@ -23,6 +23,7 @@ pub struct Metrics {
     pub access_log_dropped: prometheus::IntCounter,
     pub auth_throttled: IntCounterVec,
     pub auth_verifications: IntCounterVec,
+    pub short_way_requests: prometheus::IntCounter,
 }
 
 fn build() -> Metrics {
@@ -161,6 +162,14 @@ fn build() -> Metrics {
     registry
         .register(Box::new(auth_verifications.clone()))
         .expect("metric names are unique");
+    let short_way_requests = prometheus::IntCounter::new(
+        "whizard_gateway_short_way_requests_total",
+        "Requests served on the short way for plain HTTP/1.1 GETs (server.short_way) instead of pingora's general engine.",
+    )
+    .expect("static metric definition");
+    registry
+        .register(Box::new(short_way_requests.clone()))
+        .expect("metric names are unique");
     build_info
         .with_label_values(&[env!("CARGO_PKG_VERSION")])
         .set(1);
@@ -181,6 +190,7 @@ fn build() -> Metrics {
         access_log_dropped,
         auth_throttled,
         auth_verifications,
+        short_way_requests,
     }
 }
 

@@ -226,4 +226,6 @@ pub struct Server {
     pub auth_cache_ttl_seconds: Option<u64>,
     /// Unix socket for handing the listeners to a new process (`--upgrade`).
     pub upgrade_socket: Option<String>,
+    /// Serve plain HTTP/1.1 GETs on the short way (default: true).
+    pub short_way: Option<bool>,
 }

@@ -348,6 +348,9 @@ pub struct Server {
     pub upgrade_socket: PathBuf,
     pub grace_period: Duration,
     pub auth_cache_ttl: Duration,
+    /// `server.short_way`: plain HTTP/1.1 GETs skip pingora's proxy engine (`gateway/fast.rs`);
+    /// false sends every request through the engine. Follows reloads.
+    pub short_way: bool,
 }
 
 /// One problem in a config file.
@@ -1249,6 +1252,7 @@ impl Validator<'_> {
                 })
                 .max(1),
             work_stealing: raw.server.work_stealing.unwrap_or(false),
+            short_way: raw.server.short_way.unwrap_or(true),
             grace_period: Duration::from_secs(raw.server.grace_period_seconds.unwrap_or(30)),
             auth_cache_ttl: Duration::from_secs(raw.server.auth_cache_ttl_seconds.unwrap_or(300)),
             upgrade_socket: PathBuf::from(

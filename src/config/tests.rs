@@ -90,13 +90,15 @@ fn server_settings_default_and_override() {
     let c = load(&minimal("")).unwrap();
     assert!(c.server.threads >= 1);
     assert!(!c.server.work_stealing, "one runtime per thread by default");
+    assert!(c.server.short_way, "the short way is on by default");
     assert_eq!(c.server.grace_period, Duration::from_secs(30));
     let c = load(&minimal(
-        "server: {threads: 3, work_stealing: true, grace_period_seconds: 4}",
+        "server: {threads: 3, work_stealing: true, grace_period_seconds: 4, short_way: false}",
     ))
     .unwrap();
     assert_eq!(c.server.threads, 3);
     assert!(c.server.work_stealing);
+    assert!(!c.server.short_way);
     assert_eq!(c.server.grace_period, Duration::from_secs(4));
     let errs = errors(&minimal("server: {work_stealing: sometimes}"));
     assert!(errs.iter().any(|e| e.key.starts_with("server")), "{errs:?}");

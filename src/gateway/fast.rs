@@ -102,8 +102,6 @@ impl FastGet {
     async fn proxy(&self, session: &mut Session, ctx: &mut Ctx) -> pingora::Result<()> {
         let gw = &self.gateway;
         let peer = gw.upstream_peer(session, ctx).await?;
-        // The filter takes the enforced target out of `ctx`; a second attempt needs it again.
-        let target = ctx.uri.clone();
         let mut req = upstream_request(session.req_header())?;
         gw.upstream_request_filter(session, &mut req, ctx).await?;
 
@@ -114,17 +112,17 @@ impl FastGet {
             Ok(header) => (upstream, header),
             // A pooled connection the upstream closed while it was idle: the GET is sent again
             // on a new connection, as pingora retries a failed reused connection. Not after a
-            // timeout: the upstream may be working on it. The request is made again by the
-            // same filter from the same target (cheaper than keeping a copy of every request
-            // for this rare case).
+            // timeout (the upstream may be working on it) nor after an answer that does not
+            // parse (an upstream speaking garbage gets no second request). The request is made again by the
+            // same filter from the same enforced target (cheaper than keeping a copy of every
+            // request for this rare case).
             Err(e)
                 if reused
-                    && !matches!(
+                    && matches!(
                         e.etype(),
-                        ErrorType::ReadTimedout | ErrorType::WriteTimedout
+                        ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
                     ) =>
             {
-                ctx.uri = target;
                 let mut req = upstream_request(session.req_header())?;
                 gw.upstream_request_filter(session, &mut req, ctx).await?;
                 let mut fresh = self.new_exchange(&peer).await?;
@@ -291,6 +289,9 @@ fn verbatim_target(header: &RequestHeader) -> Option<&[u8]> {
 #[async_trait]
 impl super::keepalive::Shortcut for FastGet {
     fn request(&self, head: &Bytes) -> Option<RequestHeader> {
+        if !self.gateway.short_way_enabled() {
+            return None;
+        }
         parse_get(head)
     }
 
@@ -303,6 +304,7 @@ impl super::keepalive::Shortcut for FastGet {
         req: RequestHeader,
         keep_alive: bool,
     ) -> Option<Stream> {
+        crate::metrics::metrics().short_way_requests.inc();
         let gw = &self.gateway;
         let handback = Handback::default();
         let lean = LeanSession::new(stream, head, req, keep_alive, handback.clone());

@@ -45,6 +45,10 @@ impl Gateway {
     pub fn admin(state: Arc<State>) -> Self {
         Gateway { state, admin: true }
     }
+    /// `server.short_way` of the current config.
+    pub fn short_way_enabled(&self) -> bool {
+        self.state.runtime.load().config.server.short_way
+    }
 }
 
 /// Which upstream a proxied request goes to.
@@ -214,8 +218,11 @@ impl ProxyHttp for Gateway {
                 "no upstream chosen",
             ));
         };
-        if let Some(uri) = ctx.uri.take() {
-            req.set_uri(uri);
+        // Cloned, not taken: pingora calls this filter again, on a fresh copy of the client's
+        // request, when it retries on a new connection, and the retry must carry the enforced
+        // target too (taking it once sent the client's own query on the retry).
+        if let Some(uri) = &ctx.uri {
+            req.set_uri(uri.clone());
         }
         // Credentials, cookies, the client's tenant headers and anything else not in the
         // contract stay behind; the gateway's own tenant header and Host are set below.
@@ -324,6 +331,7 @@ impl ProxyHttp for Gateway {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> pingora::Result<()> {
+        strip_hop_by_hop(resp);
         if let Some(id) = session.req_header().headers.get(&REQUEST_ID_FIELD) {
             resp.insert_header(REQUEST_ID, id.clone())?;
         }
@@ -331,6 +339,42 @@ impl ProxyHttp for Gateway {
             resp.append_header(http::header::SET_COOKIE, cookie)?;
         }
         Ok(())
+    }
+}
+
+/// The upstream's hop-by-hop fields stay behind (RFC 9110 §7.6.1): those its `Connection`
+/// names, and `Keep-Alive`, `Proxy-Connection`, `Proxy-Authenticate`, `Trailer` (trailers are
+/// not passed on) and `Upgrade` (nothing is upgraded). The client's connection is the
+/// gateway's: its `Connection` field and framing are written by the server session. An answer
+/// without `Connection` (the usual one) costs one lookup per name and no allocation.
+fn strip_hop_by_hop(resp: &mut ResponseHeader) {
+    if resp.headers.contains_key(http::header::CONNECTION) {
+        let nominated: Vec<http::HeaderName> = resp
+            .headers
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|name| http::HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .filter(|name| {
+                *name != http::header::CONTENT_LENGTH && *name != http::header::TRANSFER_ENCODING
+            })
+            .collect();
+        resp.remove_header(&http::header::CONNECTION);
+        for name in &nominated {
+            resp.remove_header(name);
+        }
+    }
+    for name in [
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "trailer",
+        "upgrade",
+    ] {
+        if resp.headers.contains_key(name) {
+            resp.remove_header(name);
+        }
     }
 }
 
