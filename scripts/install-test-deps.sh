@@ -4,7 +4,8 @@
 # except what npm/pip need when their lock/imports are not satisfied.
 #
 #   Debian: prometheus (prometheus + promtool, 2.42), prometheus-alertmanager, cmake (pingora build), make (jemalloc build), apache2-utils
-#           (htpasswd), curl, openssl, nginx, wrk, chromium, chromium-driver, victoria-metrics (vmalert)
+#           (htpasswd), curl, openssl, nginx, wrk, chromium, chromium-driver, victoria-metrics (vmalert),
+#           haproxy (round-robin over a fleet of gateways)
 #   npm:    tests/node (oidc-provider, playwright-core; exact versions in package.json)
 #   PyPI:   kubernetes-validate
 #
@@ -34,6 +35,7 @@ declare -A BIN_PKG=(
   [/usr/bin/chromedriver]=chromium-driver
   [/usr/bin/prometheus-alertmanager]=prometheus-alertmanager
   [/usr/bin/vmalert]=victoria-metrics  # a tenant's ruler through the gateway (tests/forwarding.rs)
+  [/usr/sbin/haproxy]=haproxy          # round-robin over three gateways (tests/fleet.rs)
 )
 
 missing_pkgs=()
@@ -55,7 +57,7 @@ else
   fi
   # Services running before the install are not ours to touch.
   declare -A before=()
-  for p in prometheus prometheus-alertmanager prometheus-node-exporter node_exporter nginx victoria-metrics; do
+  for p in prometheus prometheus-alertmanager prometheus-node-exporter node_exporter nginx victoria-metrics haproxy; do
     before[$p]="$(pids_of "$p" | tr '\n' ' ')"
   done
 
@@ -80,7 +82,7 @@ else
 
   # If a package started a service anyway (no policy-rc.d honoured, systemd present...),
   # stop it so that 9090/9100/80 are free for the tests.
-  for svc in prometheus prometheus-alertmanager prometheus-node-exporter nginx victoria-metrics; do
+  for svc in prometheus prometheus-alertmanager prometheus-node-exporter nginx victoria-metrics haproxy; do
     if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
       log "stopping service $svc started by the package"
       systemctl stop "$svc" || true
@@ -89,7 +91,7 @@ else
   done
   # Only daemons (re-parented to init) that appeared during the install: never a
   # prometheus that a concurrently running test started as its own child.
-  for p in prometheus prometheus-alertmanager prometheus-node-exporter node_exporter nginx victoria-metrics; do
+  for p in prometheus prometheus-alertmanager prometheus-node-exporter node_exporter nginx victoria-metrics haproxy; do
     for pid in $(pids_of "$p"); do
       ppid="$(ps -o ppid= -p "$pid" 2>/dev/null | tr -d ' ' || true)"
       if [[ " ${before[$p]} " != *" $pid "* && "$ppid" == "1" ]]; then

@@ -7,6 +7,7 @@
 
 pub mod access_log;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod enforcement;
 pub mod gateway;

@@ -1,15 +1,35 @@
 //! Per-tenant limits: request rate, write samples rate (token buckets) and concurrent requests.
 //!
-//! Limits hold per gateway replica. A tenant without limits costs nothing here: its entry is
-//! absent and no lock is taken. Bucket state survives config reloads (the rates are updated).
+//! Without `cluster` the limits hold per gateway replica. With it they are fleet-wide: each
+//! replica enforces its share, limit × 1/live, where live is the number of live replicas that
+//! [`crate::cluster`] publishes in an atomic (read once per admission, no lock): rates divided,
+//! concurrency divided and rounded up (at least 1). A change of live changes the rates at once
+//! and keeps the tokens (capped at the new burst), so a bucket is neither refilled nor emptied
+//! by it. A tenant without limits costs nothing here: its entry is absent and no lock is taken.
+//! Bucket state survives config reloads (the rates are updated).
 
 use crate::config::{Config, Limits};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A token bucket holding at most one second of its rate (at least one token).
+/// This replica's share of a fleet-wide rate: `limit / live`.
+pub fn share_rate(limit: f64, live: u32) -> f64 {
+    limit / f64::from(live.max(1))
+}
+
+/// This replica's share of a fleet-wide concurrency limit: `limit / live` rounded up, at least
+/// 1 (0 stays 0: unlimited).
+pub fn share_concurrency(limit: u64, live: u32) -> u64 {
+    if limit == 0 {
+        return 0;
+    }
+    limit.div_ceil(u64::from(live.max(1))).max(1)
+}
+
+/// A token bucket holding at most one second of its rate (at least one token). `rate` is the
+/// configured (fleet-wide) rate; each `take` is told how many replicas share it.
 #[derive(Debug)]
 struct Bucket {
     rate: f64,
@@ -18,26 +38,28 @@ struct Bucket {
 }
 
 impl Bucket {
-    fn new(rate: f64, now: Instant) -> Self {
+    fn new(rate: f64, live: u32, now: Instant) -> Self {
         Bucket {
             rate,
-            tokens: burst(rate),
+            tokens: burst(share_rate(rate, live)),
             last: now,
         }
     }
 
-    /// Takes `n` tokens. A batch larger than the burst passes when the bucket is full and
-    /// leaves a debt, so big remote-write batches are throttled rather than refused forever.
-    fn take(&mut self, n: f64, now: Instant) -> Result<(), Duration> {
+    /// Takes `n` tokens at this replica's share of the rate (`live` replicas share it). A batch
+    /// larger than the burst passes when the bucket is full and leaves a debt, so big
+    /// remote-write batches are throttled rather than refused forever.
+    fn take(&mut self, n: f64, live: u32, now: Instant) -> Result<(), Duration> {
+        let rate = share_rate(self.rate, live);
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(burst(self.rate));
-        let needed = n.min(burst(self.rate));
+        self.tokens = (self.tokens + elapsed * rate).min(burst(rate));
+        let needed = n.min(burst(rate));
         if self.tokens >= needed {
             self.tokens -= n;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((needed - self.tokens) / self.rate))
+            Err(Duration::from_secs_f64((needed - self.tokens) / rate))
         }
     }
 }
@@ -69,18 +91,18 @@ pub struct TenantLimiter {
 }
 
 impl TenantLimiter {
-    fn new(limits: &Limits, previous: Option<&TenantLimiter>, now: Instant) -> Self {
+    fn new(limits: &Limits, previous: Option<&TenantLimiter>, live: u32, now: Instant) -> Self {
         let bucket = |rate: f64, prev: Option<&Mutex<Bucket>>| {
             (rate > 0.0).then(|| {
                 let mut b = prev
                     .and_then(|m| {
                         m.lock().ok().map(|b| Bucket {
                             rate,
-                            tokens: b.tokens.min(burst(rate)),
+                            tokens: b.tokens.min(burst(share_rate(rate, live))),
                             last: b.last,
                         })
                     })
-                    .unwrap_or_else(|| Bucket::new(rate, now));
+                    .unwrap_or_else(|| Bucket::new(rate, live, now));
                 b.rate = rate;
                 Mutex::new(b)
             })
@@ -118,12 +140,19 @@ impl Drop for InflightGuard {
 #[derive(Debug, Default)]
 pub struct Limiters {
     by_tenant: HashMap<String, Arc<TenantLimiter>>,
+    /// Live replicas sharing every limit ([`crate::cluster::Cluster::live_handle`]); `None`
+    /// without `cluster`: the limits hold per replica.
+    live: Option<Arc<AtomicU32>>,
 }
 
 impl Limiters {
-    /// Builds limiters for `config`, carrying bucket state over from `previous`.
-    pub fn new(config: &Config, previous: Option<&Limiters>) -> Self {
+    /// Builds limiters for `config`, carrying bucket state over from `previous`. With `live`
+    /// (the fleet's live count, `cluster`), each limit is shared by that many replicas.
+    pub fn new(config: &Config, previous: Option<&Limiters>, live: Option<Arc<AtomicU32>>) -> Self {
         let now = Instant::now();
+        let shared_by = live
+            .as_ref()
+            .map_or(1, |l| l.load(Ordering::Relaxed).max(1));
         let by_tenant = config
             .tenants
             .values()
@@ -138,11 +167,27 @@ impl Limiters {
                     .map(|a| a.as_ref());
                 (
                     t.id.clone(),
-                    Arc::new(TenantLimiter::new(&t.limits, prev, now)),
+                    Arc::new(TenantLimiter::new(&t.limits, prev, shared_by, now)),
                 )
             })
             .collect();
-        Limiters { by_tenant }
+        Limiters { by_tenant, live }
+    }
+
+    /// How many replicas share every limit now (1 without `cluster`).
+    pub fn live(&self) -> u32 {
+        self.live
+            .as_ref()
+            .map_or(1, |l| l.load(Ordering::Relaxed).max(1))
+    }
+
+    /// " (this replica's share of ... across N live replicas)" for refusals, when shared.
+    fn share_note(&self, limit: f64, live: u32) -> String {
+        if self.live.is_none() {
+            String::new()
+        } else {
+            format!(" (this replica's share of {limit} across {live} live replica(s))")
+        }
     }
 
     /// Admits one request of `tenant`: request rate, then a concurrency slot.
@@ -150,28 +195,32 @@ impl Limiters {
         let Some(l) = self.by_tenant.get(tenant) else {
             return Ok(None);
         };
+        let live = self.live();
         if let Some(b) = &l.requests {
             let mut b = b.lock().unwrap_or_else(|p| p.into_inner());
-            b.take(1.0, Instant::now()).map_err(|wait| OverLimit {
-                limit: "requests_per_second",
-                message: format!(
-                    "tenant {tenant:?} is over its limit of {} requests per second",
-                    b.rate
-                ),
-                retry_after: wait,
-            })?;
+            b.take(1.0, live, Instant::now())
+                .map_err(|wait| OverLimit {
+                    limit: "requests_per_second",
+                    message: format!(
+                        "tenant {tenant:?} is over its limit of {} requests per second{}",
+                        share_rate(b.rate, live),
+                        self.share_note(b.rate, live)
+                    ),
+                    retry_after: wait,
+                })?;
         }
-        if l.max_inflight == 0 {
+        let max_inflight = share_concurrency(l.max_inflight, live);
+        if max_inflight == 0 {
             return Ok(None);
         }
         let before = l.inflight.fetch_add(1, Ordering::AcqRel);
         let guard = InflightGuard(l.clone());
-        if before >= l.max_inflight {
+        if before >= max_inflight {
             return Err(OverLimit {
                 limit: "max_concurrent_requests",
                 message: format!(
-                    "tenant {tenant:?} has {} requests in flight, its limit",
-                    l.max_inflight
+                    "tenant {tenant:?} has {max_inflight} requests in flight, its limit{}",
+                    self.share_note(l.max_inflight as f64, live)
                 ),
                 retry_after: Duration::from_secs(1),
             });
@@ -184,13 +233,15 @@ impl Limiters {
         let Some(b) = self.by_tenant.get(tenant).and_then(|l| l.samples.as_ref()) else {
             return Ok(());
         };
+        let live = self.live();
         let mut b = b.lock().unwrap_or_else(|p| p.into_inner());
-        b.take(samples as f64, Instant::now())
+        b.take(samples as f64, live, Instant::now())
             .map_err(|wait| OverLimit {
                 limit: "write_samples_per_second",
                 message: format!(
-                    "tenant {tenant:?} is over its limit of {} samples per second",
-                    b.rate
+                    "tenant {tenant:?} is over its limit of {} samples per second{}",
+                    share_rate(b.rate, live),
+                    self.share_note(b.rate, live)
                 ),
                 retry_after: wait,
             })
@@ -204,30 +255,30 @@ mod tests {
     #[test]
     fn bucket_refills_at_its_rate() {
         let t0 = Instant::now();
-        let mut b = Bucket::new(10.0, t0);
+        let mut b = Bucket::new(10.0, 1, t0);
         for _ in 0..10 {
-            assert!(b.take(1.0, t0).is_ok());
+            assert!(b.take(1.0, 1, t0).is_ok());
         }
-        let wait = b.take(1.0, t0).unwrap_err();
+        let wait = b.take(1.0, 1, t0).unwrap_err();
         assert!((wait.as_secs_f64() - 0.1).abs() < 1e-9, "{wait:?}");
-        assert!(b.take(1.0, t0 + Duration::from_millis(100)).is_ok());
-        assert!(b.take(1.0, t0 + Duration::from_millis(100)).is_err());
+        assert!(b.take(1.0, 1, t0 + Duration::from_millis(100)).is_ok());
+        assert!(b.take(1.0, 1, t0 + Duration::from_millis(100)).is_err());
         // Never more than one second of tokens.
-        assert!(b.take(10.0, t0 + Duration::from_secs(100)).is_ok());
-        assert!(b.take(1.0, t0 + Duration::from_secs(100)).is_err());
+        assert!(b.take(10.0, 1, t0 + Duration::from_secs(100)).is_ok());
+        assert!(b.take(1.0, 1, t0 + Duration::from_secs(100)).is_err());
     }
 
     #[test]
     fn big_batches_pass_on_a_full_bucket_and_leave_a_debt() {
         let t0 = Instant::now();
-        let mut b = Bucket::new(100.0, t0);
+        let mut b = Bucket::new(100.0, 1, t0);
         assert!(
-            b.take(500.0, t0).is_ok(),
+            b.take(500.0, 1, t0).is_ok(),
             "a full bucket admits a batch above the burst"
         );
-        let wait = b.take(1.0, t0 + Duration::from_secs(1)).unwrap_err();
+        let wait = b.take(1.0, 1, t0 + Duration::from_secs(1)).unwrap_err();
         assert!(wait > Duration::from_secs(2), "{wait:?}");
-        assert!(b.take(100.0, t0 + Duration::from_secs(5)).is_ok());
+        assert!(b.take(100.0, 1, t0 + Duration::from_secs(5)).is_ok());
     }
 
     fn config(limits: &str) -> Config {
@@ -240,7 +291,7 @@ mod tests {
     #[test]
     fn limits_apply_per_tenant_and_survive_reload() {
         let c = config("{requests_per_second: 2, max_concurrent_requests: 1}");
-        let l = Limiters::new(&c, None);
+        let l = Limiters::new(&c, None, None);
         let g = l.admit_request("a").unwrap();
         assert!(g.is_some());
         let e = l.admit_request("a").unwrap_err();
@@ -255,7 +306,7 @@ mod tests {
         for _ in 0..100 {
             assert!(l.admit_request("b").unwrap().is_none(), "b has no limits");
         }
-        let reloaded = Limiters::new(&c, Some(&l));
+        let reloaded = Limiters::new(&c, Some(&l), None);
         assert!(
             reloaded.admit_request("a").is_err(),
             "the empty bucket carried over"
@@ -265,11 +316,90 @@ mod tests {
     #[test]
     fn sample_rate() {
         let c = config("{write_samples_per_second: 1000}");
-        let l = Limiters::new(&c, None);
+        let l = Limiters::new(&c, None, None);
         assert!(l.admit_samples("a", 800).is_ok());
         let e = l.admit_samples("a", 800).unwrap_err();
         assert_eq!(e.limit, "write_samples_per_second");
         assert!(l.admit_samples("b", 1_000_000).is_ok());
         assert!(l.admit_request("a").unwrap().is_none());
+    }
+
+    #[test]
+    fn share_math() {
+        assert_eq!(share_rate(60.0, 3), 20.0);
+        assert_eq!(share_rate(60.0, 2), 30.0);
+        assert_eq!(share_rate(60.0, 1), 60.0);
+        assert_eq!(share_rate(60.0, 0), 60.0, "never below one replica");
+        assert_eq!(share_concurrency(10, 3), 4, "rounded up");
+        assert_eq!(share_concurrency(9, 3), 3);
+        assert_eq!(share_concurrency(2, 5), 1, "at least one");
+        assert_eq!(share_concurrency(7, 0), 7);
+        assert_eq!(share_concurrency(0, 3), 0, "unlimited stays unlimited");
+    }
+
+    #[test]
+    fn a_bucket_follows_the_live_count_without_a_reset() {
+        let t0 = Instant::now();
+        let mut b = Bucket::new(60.0, 3, t0);
+        for _ in 0..20 {
+            assert!(b.take(1.0, 3, t0).is_ok());
+        }
+        let wait = b.take(1.0, 3, t0).unwrap_err();
+        assert!((wait.as_secs_f64() - 0.05).abs() < 1e-9, "20/s: {wait:?}");
+        // One replica leaves: the empty bucket stays empty and refills at 30/s.
+        let wait = b.take(1.0, 2, t0).unwrap_err();
+        assert!((wait.as_secs_f64() - 1.0 / 30.0).abs() < 1e-9, "{wait:?}");
+        let t1 = t0 + Duration::from_secs(1);
+        for _ in 0..30 {
+            assert!(b.take(1.0, 2, t1).is_ok());
+        }
+        assert!(b.take(1.0, 2, t1).is_err(), "burst: one second of 30/s");
+        // It comes back: a full bucket is capped at the smaller burst.
+        let t2 = t1 + Duration::from_secs(10);
+        for _ in 0..20 {
+            assert!(b.take(1.0, 3, t2).is_ok());
+        }
+        assert!(b.take(1.0, 3, t2).is_err());
+    }
+
+    #[test]
+    fn limits_are_shared_by_the_live_replicas() {
+        let c = config(
+            "{requests_per_second: 60, max_concurrent_requests: 5, write_samples_per_second: 3000}",
+        );
+        let live = Arc::new(AtomicU32::new(3));
+        let l = Limiters::new(&c, None, Some(live.clone()));
+        assert_eq!(l.live(), 3);
+        // Concurrency: ceil(5 / 3) = 2.
+        let g1 = l.admit_request("a").unwrap();
+        let g2 = l.admit_request("a").unwrap();
+        let e = l.admit_request("a").unwrap_err();
+        assert_eq!(e.limit, "max_concurrent_requests");
+        assert!(e.message.contains("across 3 live"), "{}", e.message);
+        live.store(1, Ordering::Relaxed);
+        let g3 = l.admit_request("a").unwrap();
+        assert!(g3.is_some(), "alone: the full 5");
+        drop((g1, g2, g3));
+        // Samples: 3000 / 2 = 1500 per second.
+        live.store(2, Ordering::Relaxed);
+        let l = Limiters::new(&c, None, Some(live.clone()));
+        assert!(l.admit_samples("a", 1500).is_ok());
+        let e = l.admit_samples("a", 10).unwrap_err();
+        assert!(
+            e.message.contains("1500 samples per second"),
+            "{}",
+            e.message
+        );
+        // A live count of 0 (never published that way) counts as 1.
+        live.store(0, Ordering::Relaxed);
+        assert_eq!(l.live(), 1);
+        // Without cluster the limits hold per replica, whatever the others do.
+        let alone = Limiters::new(&c, None, None);
+        assert_eq!(alone.live(), 1);
+        let held: Vec<_> = (0..5).map(|_| alone.admit_request("a").unwrap()).collect();
+        let e = alone.admit_request("a").unwrap_err();
+        assert_eq!(e.limit, "max_concurrent_requests");
+        assert!(!e.message.contains("replica"), "{}", e.message);
+        drop(held);
     }
 }

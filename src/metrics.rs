@@ -23,6 +23,7 @@ pub struct Metrics {
     pub access_log_dropped: prometheus::IntCounter,
     pub auth_throttled: IntCounterVec,
     pub auth_verifications: IntCounterVec,
+    pub cluster_peers: IntGaugeVec,
     pub short_way_requests: prometheus::IntCounter,
 }
 
@@ -153,6 +154,17 @@ fn build() -> Metrics {
         &["result"],
     )
     .expect("static metric definition");
+    let cluster_peers = IntGaugeVec::new(
+        Opts::new(
+            "whizard_cluster_peers",
+            "Replicas of the fleet (cluster) by state at the last probe round: live (answered /-/ready, or this replica) or down. Every per-tenant limit is shared by the live ones. Absent without cluster.",
+        ),
+        &["state"],
+    )
+    .expect("static metric definition");
+    registry
+        .register(Box::new(cluster_peers.clone()))
+        .expect("metric names are unique");
     registry
         .register(Box::new(access_log_dropped.clone()))
         .expect("metric names are unique");
@@ -190,6 +202,7 @@ fn build() -> Metrics {
         access_log_dropped,
         auth_throttled,
         auth_verifications,
+        cluster_peers,
         short_way_requests,
     }
 }

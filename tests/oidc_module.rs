@@ -608,94 +608,6 @@ async fn refresh_loop_fetches_keys_in_the_background() {
 // Browser login
 // ---------------------------------------------------------------------------------------------
 
-/// A minimal browser: follows redirects on the provider by hand, keeping its cookies, until the
-/// provider redirects to our callback URL, which it returns.
-struct Browser {
-    client: reqwest::Client,
-    cookies: BTreeMap<String, String>,
-}
-
-impl Browser {
-    fn new() -> Browser {
-        Browser {
-            client: reqwest::Client::builder()
-                .no_proxy()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            cookies: BTreeMap::new(),
-        }
-    }
-
-    fn cookie_header(&self) -> String {
-        self.cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-
-    async fn send(&mut self, req: reqwest::RequestBuilder) -> reqwest::Response {
-        let resp = req
-            .header("cookie", self.cookie_header())
-            .send()
-            .await
-            .unwrap();
-        for v in resp.headers().get_all("set-cookie") {
-            let v = v.to_str().unwrap();
-            let (pair, attrs) = v.split_once(';').unwrap_or((v, ""));
-            let (k, val) = pair.split_once('=').unwrap();
-            if attrs.to_ascii_lowercase().contains("max-age=0")
-                || attrs.contains("expires=Thu, 01 Jan 1970")
-            {
-                self.cookies.remove(k.trim());
-            } else {
-                self.cookies.insert(k.trim().to_string(), val.to_string());
-            }
-        }
-        resp
-    }
-
-    /// Logs in as `user` starting at the authorization URL; returns the callback URL.
-    async fn login(&mut self, authorize_url: &str, user: &str) -> url::Url {
-        let mut next = url::Url::parse(authorize_url).unwrap();
-        for _ in 0..10 {
-            if next.as_str().starts_with(CALLBACK) {
-                return next;
-            }
-            let resp = self.send(self.client.get(next.clone())).await;
-            let status = resp.status();
-            if status.is_redirection() {
-                let loc = resp.headers()["location"].to_str().unwrap().to_string();
-                next = next.join(&loc).unwrap();
-                continue;
-            }
-            let body = resp.text().await.unwrap();
-            assert!(status.is_success(), "{next}: {status} {body}");
-            assert!(
-                body.contains("name=\"login\""),
-                "expected a login form: {body}"
-            );
-            // The dev interaction: any login and password.
-            let resp = self
-                .send(self.client.post(next.clone()).form(&[
-                    ("prompt", "login"),
-                    ("login", user),
-                    ("password", "anything"),
-                ]))
-                .await;
-            assert!(
-                resp.status().is_redirection(),
-                "login post: {}",
-                resp.status()
-            );
-            let loc = resp.headers()["location"].to_str().unwrap().to_string();
-            next = next.join(&loc).unwrap();
-        }
-        panic!("no redirect to the callback; stuck at {next}");
-    }
-}
-
 fn cookie_request(set_cookies: &[String]) -> http::HeaderMap {
     let pairs: Vec<&str> = set_cookies
         .iter()
@@ -754,7 +666,7 @@ async fn browser_login_sets_a_session_for_the_user_and_its_tenant() {
     assert!(flow_cookie.contains("HttpOnly") && flow_cookie.contains("SameSite=Lax"));
 
     let mut browser = Browser::new();
-    let callback = browser.login(&start.location, "alice").await;
+    let callback = browser.login(&start.location, "alice", CALLBACK).await;
     let query = callback.query().map(str::to_string);
 
     // A forged state is refused before the code is spent.
@@ -830,7 +742,7 @@ async fn browser_login_tenants_from_groups_and_accounts_without_tenant() {
             let start = flow.start(Some("rd=//evil.example"), true).await.unwrap();
             assert!(start.set_cookies[0].contains("; Secure"));
             let mut browser = Browser::new();
-            let callback = browser.login(&start.location, user).await;
+            let callback = browser.login(&start.location, user, CALLBACK).await;
             flow.callback(callback.query(), &cookie_request(&start.set_cookies), true)
                 .await
         }

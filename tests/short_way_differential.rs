@@ -240,9 +240,7 @@ async fn exchange(port: u16, request: &[u8]) -> Seen {
     conn.write_all(request).await.unwrap();
     let mut pending = Vec::new();
     let (answer, closed) = read_answer(&mut conn, &mut pending, request.starts_with(b"HEAD")).await;
-    let then = if closed {
-        "closed".to_string()
-    } else if conn.write_all(&follow_up()).await.is_err() {
+    let then = if closed || conn.write_all(&follow_up()).await.is_err() {
         "closed".to_string()
     } else {
         match read_answer(&mut conn, &mut pending, false).await {

@@ -19,6 +19,11 @@
 //!   Unicode folding, last one wins) as the same model, and so is the body the gateway
 //!   forwards; enforced, the forwarded silence has exactly one matcher on the tenant label,
 //!   `tenant_id="team-a"`, and the client's other matchers unchanged.
+//! - `request_head`, `answer_head`, `chunked_body`: the short way's HTTP/1.1 parsers
+//!   (`whizard::gateway::short_way_fuzz`, where the invariants are written): a taken GET is
+//!   httparse's reading of the bytes; an answer head reads the same with any bytes after it and
+//!   no prefix of it is complete; chunked bodies decode the same in any pieces and give back
+//!   what a reference encoder encoded.
 
 use promql_parser::label::Matcher;
 use promql_parser::parser::{self, Expr};
@@ -546,4 +551,19 @@ mod pb {
         }
         Ok(all)
     }
+}
+
+/// The short way's request head parser; see `whizard::gateway::short_way_fuzz::request_head`.
+pub fn request_head(data: &[u8]) {
+    whizard::gateway::short_way_fuzz::request_head(data);
+}
+
+/// The short way's answer head parser; see `whizard::gateway::short_way_fuzz::answer_head`.
+pub fn answer_head(data: &[u8]) {
+    whizard::gateway::short_way_fuzz::answer_head(data);
+}
+
+/// The short way's chunked decoder; see `whizard::gateway::short_way_fuzz::chunked_body`.
+pub fn chunked_body(data: &[u8]) {
+    whizard::gateway::short_way_fuzz::chunked_body(data);
 }

@@ -25,6 +25,19 @@ pub struct File {
     pub server: Server,
     #[serde(default)]
     pub logging: Logging,
+    /// A fleet of replicas sharing every per-tenant limit.
+    pub cluster: Option<Cluster>,
+}
+
+/// `cluster`: how a replica finds the others (exactly one of `dns` and `peers`).
+#[derive(Debug, Deserialize, Default)]
+pub struct Cluster {
+    /// `HOST:PORT`: A/AAAA records of the replicas (a headless Service), resolved every round.
+    pub dns: Option<String>,
+    /// `HOST:PORT` of every replica's metrics listener, this one included.
+    pub peers: Option<Vec<String>>,
+    /// Seconds between two rounds of probes (default 5).
+    pub refresh_seconds: Option<f64>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -24,6 +24,101 @@ pub struct Config {
     pub ui: Ui,
     pub server: Server,
     pub logging: Logging,
+    /// `cluster`: per-tenant limits are fleet-wide, shared by the live replicas.
+    pub cluster: Option<Cluster>,
+}
+
+/// `cluster`: the replicas of a fleet, found through DNS or a static list of their metrics
+/// listeners (this replica included), probed on `/-/ready` every `refresh`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    pub discovery: Discovery,
+    pub refresh: Duration,
+}
+
+/// How a replica finds the others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Discovery {
+    /// `cluster.dns`: every address the name resolves to (A and AAAA), on `port`.
+    Dns(HostPort),
+    /// `cluster.peers`: a fixed list (a host name is resolved every round).
+    Peers(Vec<HostPort>),
+}
+
+/// A `host:port` of the `cluster` keys; `host` is an IP address or a DNS name (IPv6 without
+/// brackets).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct HostPort {
+    pub host: String,
+    pub port: u16,
+}
+
+impl HostPort {
+    /// Parses `host:port` (`[v6]:port` for IPv6); the error says what is wrong.
+    pub fn parse(s: &str) -> Result<HostPort, String> {
+        let (host, port) = s
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{s:?} is not host:port (e.g. 10.0.0.1:9091)"))?;
+        let port: u16 = port
+            .parse()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| format!("{s:?}: the port must be a number from 1 to 65535"))?;
+        let host = match host.strip_prefix('[') {
+            Some(v6) => {
+                let v6 = v6
+                    .strip_suffix(']')
+                    .ok_or_else(|| format!("{s:?}: unbalanced [ ] around the IPv6 address"))?;
+                v6.parse::<std::net::Ipv6Addr>()
+                    .map_err(|_| format!("{s:?}: {v6:?} is not an IPv6 address"))?;
+                v6.to_string()
+            }
+            None if host.contains(':') => {
+                return Err(format!(
+                    "{s:?}: write an IPv6 address in brackets, [::1]:9091"
+                ))
+            }
+            None => host.to_string(),
+        };
+        let is_name = |h: &str| {
+            h.len() <= 253
+                && h.split('.').all(|l| {
+                    !l.is_empty()
+                        && l.len() <= 63
+                        && l.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                        && !l.starts_with('-')
+                        && !l.ends_with('-')
+                })
+        };
+        if host.is_empty() {
+            return Err(format!("{s:?}: the host is missing"));
+        }
+        if host.parse::<std::net::IpAddr>().is_err()
+            && !is_name(host.strip_suffix('.').unwrap_or(&host))
+        {
+            return Err(format!(
+                "{s:?}: {host:?} is not an IP address or a DNS name"
+            ));
+        }
+        if host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_unspecified() || ip.is_multicast())
+        {
+            return Err(format!("{s:?}: {host} is not the address of a replica"));
+        }
+        Ok(HostPort { host, port })
+    }
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1285,6 +1380,7 @@ impl Validator<'_> {
             },
             access_log: raw.logging.access_log.unwrap_or(true),
         };
+        let cluster = raw.cluster.as_ref().and_then(|c| self.cluster(c, metrics));
         let fallback = Upstream {
             tls: false,
             host: String::new(),
@@ -1326,7 +1422,87 @@ impl Validator<'_> {
             },
             server,
             logging,
+            cluster,
         }
+    }
+
+    /// `cluster`: exactly one of `dns` and `peers`; the metrics listener is what the other
+    /// replicas probe, so it is required.
+    fn cluster(&mut self, raw: &file::Cluster, metrics: Option<SocketAddr>) -> Option<Cluster> {
+        let refresh = match raw.refresh_seconds {
+            None => Duration::from_secs(5),
+            Some(s) if (0.1..=3600.0).contains(&s) => Duration::from_secs_f64(s),
+            Some(_) => {
+                self.err(
+                    "cluster.refresh_seconds",
+                    "must be a number of seconds from 0.1 to 3600",
+                );
+                Duration::from_secs(5)
+            }
+        };
+        if metrics.is_none() {
+            self.err(
+                "cluster",
+                "requires listen.metrics: the replicas probe each other's /-/ready on their \
+                 metrics listeners",
+            );
+        }
+        let discovery = match (&raw.dns, &raw.peers) {
+            (Some(_), Some(_)) => {
+                self.err(
+                    "cluster",
+                    "set exactly one of cluster.dns and cluster.peers, not both",
+                );
+                return None;
+            }
+            (None, None) => {
+                self.err(
+                    "cluster",
+                    "set exactly one of cluster.dns (HOST:PORT of a headless Service) and \
+                     cluster.peers (a list of HOST:PORT)",
+                );
+                return None;
+            }
+            (Some(dns), None) => match HostPort::parse(dns) {
+                Ok(hp) => Discovery::Dns(hp),
+                Err(e) => {
+                    self.err("cluster.dns", e);
+                    return None;
+                }
+            },
+            (None, Some(peers)) => {
+                if peers.is_empty() {
+                    self.err(
+                        "cluster.peers",
+                        "list every replica's metrics listener (HOST:PORT), this one included",
+                    );
+                    return None;
+                }
+                let mut out: Vec<HostPort> = Vec::with_capacity(peers.len());
+                let mut ok = true;
+                for (i, p) in peers.iter().enumerate() {
+                    match HostPort::parse(p) {
+                        Ok(hp) if out.contains(&hp) => {
+                            self.err(
+                                format!("cluster.peers[{i}]"),
+                                format!("{p:?} is listed twice"),
+                            );
+                            ok = false;
+                        }
+                        Ok(hp) => out.push(hp),
+                        Err(e) => {
+                            self.err(format!("cluster.peers[{i}]"), e);
+                            ok = false;
+                        }
+                    }
+                }
+                if !ok {
+                    return None;
+                }
+                Discovery::Peers(out)
+            }
+        };
+        Some(Cluster { discovery, refresh })
     }
 
     /// `oidc[N].tls`: files must be readable (their PEM content is checked where the client is

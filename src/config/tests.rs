@@ -655,3 +655,88 @@ fn oidc_tls_files_are_checked_and_resolved() {
         "{errs:?}"
     );
 }
+
+fn with_metrics(extra: &str) -> String {
+    minimal(extra).replacen(
+        "  http: \"127.0.0.1:8080\"\n",
+        "  http: \"127.0.0.1:8080\"\n  metrics: \"127.0.0.1:9091\"\n",
+        1,
+    )
+}
+
+#[test]
+fn cluster_is_optional_and_lowered() {
+    assert!(load(&minimal("")).unwrap().cluster.is_none());
+    let c = load(&with_metrics(
+        "cluster:\n  peers: [\"10.0.0.1:9091\", \"whizard-1.whizard:9091\", \"[fd00::2]:9091\"]\n  refresh_seconds: 1\n",
+    ))
+    .unwrap();
+    let cluster = c.cluster.unwrap();
+    assert_eq!(cluster.refresh, Duration::from_secs(1));
+    let Discovery::Peers(peers) = cluster.discovery else {
+        panic!("peers expected")
+    };
+    let shown: Vec<String> = peers.iter().map(|p| p.to_string()).collect();
+    assert_eq!(
+        shown,
+        ["10.0.0.1:9091", "whizard-1.whizard:9091", "[fd00::2]:9091"]
+    );
+    assert_eq!(peers[2].host, "fd00::2");
+    let c = load(&with_metrics(
+        "cluster: {dns: \"whizard-headless.monitoring.svc:9091\"}",
+    ))
+    .unwrap();
+    let cluster = c.cluster.unwrap();
+    assert_eq!(cluster.refresh, Duration::from_secs(5), "default");
+    assert_eq!(
+        cluster.discovery,
+        Discovery::Dns(HostPort {
+            host: "whizard-headless.monitoring.svc".into(),
+            port: 9091
+        })
+    );
+}
+
+#[test]
+fn cluster_errors_name_the_key() {
+    let both = errors(&with_metrics(
+        "cluster: {dns: \"h:9091\", peers: [\"10.0.0.1:9091\"]}",
+    ));
+    assert!(has(&both, "cluster", "exactly one of"), "{both:?}");
+    let neither = errors(&with_metrics("cluster: {refresh_seconds: 5}"));
+    assert!(has(&neither, "cluster", "exactly one of"), "{neither:?}");
+    let errs = errors(&with_metrics(
+        "cluster:\n  peers:\n    - \"10.0.0.1:9091\"\n    - \"10.0.0.1\"\n    - \"10.0.0.1:9091\"\n    - \"::1:9091\"\n    - \"bad host:1\"\n    - \"0.0.0.0:9091\"\n    - \"h:0\"\n  refresh_seconds: 0\n",
+    ));
+    assert!(has(&errs, "cluster.peers[1]", "not host:port"), "{errs:?}");
+    assert!(has(&errs, "cluster.peers[2]", "listed twice"), "{errs:?}");
+    assert!(has(&errs, "cluster.peers[3]", "brackets"), "{errs:?}");
+    assert!(
+        has(&errs, "cluster.peers[4]", "not an IP address or a DNS name"),
+        "{errs:?}"
+    );
+    assert!(
+        has(&errs, "cluster.peers[5]", "not the address of a replica"),
+        "{errs:?}"
+    );
+    assert!(has(&errs, "cluster.peers[6]", "1 to 65535"), "{errs:?}");
+    assert!(
+        has(&errs, "cluster.refresh_seconds", "0.1 to 3600"),
+        "{errs:?}"
+    );
+    let line = errs
+        .iter()
+        .find(|e| e.key == "cluster.peers[2]")
+        .and_then(|e| e.line);
+    assert!(line.is_some(), "{errs:?}");
+    let errs = errors(&with_metrics("cluster: {peers: []}"));
+    assert!(has(&errs, "cluster.peers", "this one included"), "{errs:?}");
+    let errs = errors(&with_metrics("cluster: {dns: \"svc\"}"));
+    assert!(has(&errs, "cluster.dns", "not host:port"), "{errs:?}");
+    let errs = errors(&minimal("cluster: {peers: [\"10.0.0.1:9091\"]}"));
+    assert!(has(&errs, "cluster", "requires listen.metrics"), "{errs:?}");
+    let errs = errors(&with_metrics(
+        "cluster: {peers: [\"10.0.0.1:9091\"], seeds: 3}",
+    ));
+    assert!(has(&errs, "cluster.seeds", "unknown key"), "{errs:?}");
+}

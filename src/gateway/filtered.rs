@@ -27,6 +27,8 @@ pub struct Request<'a> {
     /// Value of the upstream tenant header.
     pub tenant_header: &'a str,
     pub request_id: Option<http::HeaderValue>,
+    /// `Set-Cookie` of a browser session renewed by this request, sent with the answer.
+    pub set_cookie: Option<&'a str>,
 }
 
 fn base(up: &Upstream) -> String {
@@ -111,7 +113,12 @@ fn json_of(answer: &Answer) -> Result<Value, Refusal> {
 }
 
 /// Sends `value` to the client with the upstream's status.
-async fn relay_json(session: &mut Session, status: u16, value: &Value) -> Result<(), Refusal> {
+async fn relay_json(
+    session: &mut Session,
+    req: &Request<'_>,
+    status: u16,
+    value: &Value,
+) -> Result<(), Refusal> {
     let mut headers = http::HeaderMap::new();
     headers.insert(
         http::header::CONTENT_TYPE,
@@ -122,14 +129,23 @@ async fn relay_json(session: &mut Session, status: u16, value: &Value) -> Result
         headers,
         body: Bytes::from(value.to_string()),
     };
-    forward::relay(session, answer)
-        .await
-        .map_err(|e| Refusal::new(400, e.to_string()))
+    relay(session, req, answer).await
 }
 
-/// Passes a non-2xx upstream answer on as it is (errors carry no tenant data worth filtering,
-/// and hiding them would confuse clients).
-async fn relay_error(session: &mut Session, answer: Answer) -> Result<(), Refusal> {
+/// Sends an answer to the client, with the renewed session cookie if any. A non-2xx upstream
+/// answer is passed on as it is (errors carry no tenant data worth filtering, and hiding them
+/// would confuse clients).
+async fn relay(
+    session: &mut Session,
+    req: &Request<'_>,
+    mut answer: Answer,
+) -> Result<(), Refusal> {
+    if let Some(cookie) = req
+        .set_cookie
+        .and_then(|c| http::HeaderValue::from_str(c).ok())
+    {
+        answer.headers.append(http::header::SET_COOKIE, cookie);
+    }
     forward::relay(session, answer)
         .await
         .map_err(|e| Refusal::new(400, e.to_string()))
@@ -159,14 +175,14 @@ async fn prometheus(session: &mut Session, rt: &Runtime, req: &Request<'_>) -> R
     )
     .await?;
     if !(200..300).contains(&answer.status) {
-        return relay_error(session, answer).await;
+        return relay(session, req, answer).await;
     }
     let mut value = json_of(&answer)?;
     match req.class {
         Class::Rules => filter::filter_rules(&mut value, req.matcher),
         _ => filter::filter_alerts(&mut value, req.matcher),
     }
-    relay_json(session, answer.status, &value).await
+    relay_json(session, req, answer.status, &value).await
 }
 
 async fn alertmanager(
@@ -198,7 +214,7 @@ async fn alertmanager(
             )
             .await?;
             if !(200..300).contains(&answer.status) {
-                return relay_error(session, answer).await;
+                return relay(session, req, answer).await;
             }
             let mut value = json_of(&answer)?;
             if req.class == Class::AmAlerts {
@@ -206,7 +222,7 @@ async fn alertmanager(
             } else {
                 filter::filter_am_groups(&mut value, m);
             }
-            relay_json(session, answer.status, &value).await
+            relay_json(session, req, answer.status, &value).await
         }
         (Class::AmSilences, http::Method::GET) => {
             let params = client_params(session, &[]);
@@ -221,11 +237,11 @@ async fn alertmanager(
             )
             .await?;
             if !(200..300).contains(&answer.status) {
-                return relay_error(session, answer).await;
+                return relay(session, req, answer).await;
             }
             let mut value = json_of(&answer)?;
             filter::filter_silences(&mut value, m);
-            relay_json(session, answer.status, &value).await
+            relay_json(session, req, answer.status, &value).await
         }
         (Class::AmSilences, http::Method::POST) => {
             let [tenant] = m.values() else {
@@ -281,13 +297,13 @@ async fn alertmanager(
                 Some(Bytes::from(body)),
             )
             .await?;
-            relay_error(session, answer).await
+            relay(session, req, answer).await
         }
         (Class::AmSilence, http::Method::GET | http::Method::DELETE) => {
             let id = req.api_path.rsplit('/').next().unwrap_or_default();
             let silence = owned_silence(req, rt, &am, id, m, req.tenant_header).await?;
             if req.method == http::Method::GET {
-                return relay_json(session, 200, &silence).await;
+                return relay_json(session, req, 200, &silence).await;
             }
             let answer = call(
                 req,
@@ -299,7 +315,7 @@ async fn alertmanager(
                 None,
             )
             .await?;
-            relay_error(session, answer).await
+            relay(session, req, answer).await
         }
         _ => Err(Refusal::new(405, "method not allowed on this route")),
     }

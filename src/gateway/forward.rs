@@ -92,8 +92,8 @@ pub async fn exchange(
     })
 }
 
-/// Sends one request and streams the answer to the client.
-/// Returns the status sent, or the failure before anything was sent.
+/// Sends one request and streams the answer to the client, with `set_cookie` (a renewed
+/// session cookie) if any. Returns the status sent, or the failure before anything was sent.
 pub async fn stream(
     session: &mut Session,
     client: &reqwest::Client,
@@ -101,6 +101,7 @@ pub async fn stream(
     url: &str,
     headers: http::HeaderMap,
     body: Bytes,
+    set_cookie: Option<&str>,
 ) -> Result<u16, StreamError> {
     let mut resp = client
         .request(method, url)
@@ -112,6 +113,11 @@ pub async fn stream(
     let status = resp.status().as_u16();
     let mut header = response_header(status, resp.headers()).map_err(StreamError::Downstream)?;
     with_request_id(session, &mut header).map_err(StreamError::Downstream)?;
+    if let Some(cookie) = set_cookie {
+        header
+            .append_header(http::header::SET_COOKIE, cookie)
+            .map_err(StreamError::Downstream)?;
+    }
     session
         .write_response_header(Box::new(header), false)
         .await

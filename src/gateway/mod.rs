@@ -13,6 +13,8 @@ mod params;
 mod proxy;
 mod respond;
 mod routes;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod short_way_fuzz;
 pub mod tls;
 mod write;
 
@@ -45,6 +47,9 @@ pub struct Runtime {
     /// Per tenant: the labels injected into written series (tenant label included).
     pub write_labels: HashMap<String, crate::remote_write::LabelSet>,
     pub limiters: crate::limits::Limiters,
+    /// The fleet's membership (`cluster`): how many replicas share every limit. Kept across a
+    /// reload that does not change `cluster` or `listen.metrics`.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Bearer tokens of the `oidc` providers (None without providers).
     pub oidc: Option<Arc<crate::auth::oidc::OidcAuth>>,
     /// Browser sessions (None without `ui.cookie_secret`).
@@ -130,6 +135,18 @@ impl Runtime {
         .transpose()?;
         let tenant_header_name = http::HeaderName::from_bytes(config.tenancy.header.as_bytes())
             .map_err(|e| format!("tenancy.header: {e}"))?;
+        let own_metrics = config.listen.metrics;
+        let previous_cluster = previous.and_then(|p| p.cluster.as_ref());
+        let cluster = config.cluster.as_ref().map(|c| {
+            match previous_cluster.filter(|p| p.same(c, own_metrics)) {
+                Some(p) => p.clone(),
+                None => Arc::new(crate::cluster::Cluster::new(
+                    c,
+                    own_metrics,
+                    previous_cluster.map(|p| p.live()),
+                )),
+            }
+        });
         Ok(Runtime {
             matchers: Cache::builder().max_capacity(10_000).build(),
             rewrites: Cache::builder()
@@ -139,7 +156,12 @@ impl Runtime {
             oidc,
             sessions,
             login,
-            limiters: crate::limits::Limiters::new(&config, previous.map(|p| &p.limiters)),
+            limiters: crate::limits::Limiters::new(
+                &config,
+                previous.map(|p| &p.limiters),
+                cluster.as_ref().map(|c| c.live_handle()),
+            ),
+            cluster,
             basic: BasicAuth::new(&config),
             client,
             write_labels,
@@ -262,12 +284,18 @@ impl Drop for ActiveRequest {
 }
 
 impl State {
-    /// Starts what a new runtime needs in the background (OIDC key refresh; it ends by itself
-    /// when the runtime is replaced).
+    /// Starts what a new runtime needs in the background (OIDC key refresh, which ends by
+    /// itself when the runtime is replaced; the fleet's membership task).
     fn start_background(&self, rt: &Runtime) {
+        let _guard = self.background.enter();
         if let Some(oidc) = &rt.oidc {
-            let _guard = self.background.enter();
             oidc.spawn_refresh();
+        }
+        // The fleet's membership task (once per membership; a reload that keeps it keeps the
+        // task); without `cluster` no task publishes and the limits hold per replica.
+        match &rt.cluster {
+            Some(c) => c.spawn(),
+            None => crate::cluster::Cluster::deactivate_all(),
         }
     }
 

@@ -92,6 +92,17 @@ pub struct Ctx {
     session_cookie: Option<String>,
 }
 
+impl Ctx {
+    /// `refusal` with the `Set-Cookie` of a session this request renewed: the new cookie goes
+    /// back with whatever answer.
+    fn with_session_cookie(&mut self, refusal: Refusal) -> Refusal {
+        match self.session_cookie.take() {
+            Some(cookie) => refusal.with_header("set-cookie", cookie),
+            None => refusal,
+        }
+    }
+}
+
 /// Route fields as offsets into the path, so the session can be borrowed mutably afterwards.
 struct Matched {
     class: Class,
@@ -167,7 +178,7 @@ impl ProxyHttp for Gateway {
         match self.handle(session, ctx, &rt).await {
             Ok(proxy) => Ok(proxy),
             Err(refusal) => {
-                respond::refuse(session, &refusal).await?;
+                respond::refuse(session, &ctx.with_session_cookie(refusal)).await?;
                 Ok(true)
             }
         }
@@ -258,7 +269,8 @@ impl ProxyHttp for Gateway {
                     .with_label_values(&[upstream, f.kind()])
                     .inc();
                 if session.response_written().is_none() {
-                    let _ = respond::refuse(session, &f.refusal(upstream)).await;
+                    let r = ctx.with_session_cookie(f.refusal(upstream));
+                    let _ = respond::refuse(session, &r).await;
                 }
                 f.refusal(upstream).status
             }
@@ -267,7 +279,7 @@ impl ProxyHttp for Gateway {
                 _ => {
                     if session.response_written().is_none() {
                         let r = Refusal::new(502, "the gateway could not complete the request");
-                        let _ = respond::refuse(session, &r).await;
+                        let _ = respond::refuse(session, &ctx.with_session_cookie(r)).await;
                     }
                     502
                 }
@@ -621,6 +633,7 @@ impl Gateway {
                     matcher: &matcher,
                     tenant_header: &ctx.tenant,
                     request_id: session.req_header().headers.get(&REQUEST_ID_FIELD).cloned(),
+                    set_cookie: ctx.session_cookie.as_deref(),
                 };
                 filtered::handle(session, rt, req).await?;
                 Ok(true)
@@ -894,6 +907,7 @@ impl Gateway {
                 &url,
                 headers,
                 Bytes::from(encoded),
+                ctx.session_cookie.as_deref(),
             )
             .await
             {

@@ -2857,3 +2857,247 @@ pub mod prompb {
         pub timeseries: Vec<TimeSeries>,
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// HAProxy: a load balancer in front of a fleet of gateways (tests/fleet.rs)
+// ---------------------------------------------------------------------------------------------
+
+pub const HAPROXY_BIN: &str = "haproxy";
+
+/// Debian's `haproxy` doing HTTP round-robin over some gateways' main listeners, each
+/// health-checked on `/-/ready` every 200 ms (down after one failure, up after one success);
+/// a request whose connection fails is retried on another server. A stats page tells which
+/// servers it considers up. Killed on drop.
+pub struct Haproxy {
+    dir: TempDir,
+    port: u16,
+    stats_port: u16,
+    proc_: Option<Proc>,
+}
+
+impl Haproxy {
+    /// Starts haproxy in front of `servers` (`host:port` each) and waits until its stats page
+    /// answers.
+    pub async fn round_robin(servers: &[String]) -> Haproxy {
+        let dir = tempfile::Builder::new()
+            .prefix("whizard-haproxy-")
+            .tempdir()
+            .expect("tempdir");
+        for attempt in 1..=START_ATTEMPTS {
+            let (port, stats_port) = (free_port(), free_port());
+            let mut cfg = format!(
+                "global\n  maxconn 4096\n\
+                 defaults\n  mode http\n  timeout connect 1s\n  timeout client 30s\n  \
+                 timeout server 30s\n  retries 3\n  option redispatch 1\n\
+                 frontend fleet\n  bind 127.0.0.1:{port}\n  default_backend gateways\n\
+                 frontend stats\n  bind 127.0.0.1:{stats_port}\n  stats enable\n  \
+                 stats uri /stats\n  stats refresh 1s\n\
+                 backend gateways\n  balance roundrobin\n  option httpchk GET /-/ready\n"
+            );
+            for (i, s) in servers.iter().enumerate() {
+                cfg.push_str(&format!(
+                    "  server g{i} {s} check inter 200ms fall 1 rise 1\n"
+                ));
+            }
+            let cfg_path = dir.path().join("haproxy.cfg");
+            fs::write(&cfg_path, cfg).expect("write haproxy.cfg");
+            let log = dir.path().join("haproxy.log");
+            let mut cmd = Command::new(HAPROXY_BIN);
+            cmd.arg("-db")
+                .arg("-f")
+                .arg(&cfg_path)
+                .current_dir(dir.path());
+            let mut p = Proc::spawn("haproxy", &mut cmd, &log);
+            let stats = format!("http://127.0.0.1:{stats_port}/stats;csv");
+            let res = wait_ready(&mut p, startup_deadline(), || {
+                let stats = stats.clone();
+                async move { http_status(&stats).await == Some(200) }
+            })
+            .await;
+            match res {
+                Ok(()) => {
+                    return Haproxy {
+                        dir,
+                        port,
+                        stats_port,
+                        proc_: Some(p),
+                    }
+                }
+                Err(ReadyError::Exited {
+                    port_in_use: true, ..
+                }) if attempt < START_ATTEMPTS => {
+                    eprintln!("[harness] haproxy port taken, retrying");
+                }
+                Err(e) => panic!("{}", ready_failure("haproxy", &p, &e)),
+            }
+        }
+        unreachable!()
+    }
+
+    /// `http://127.0.0.1:PORT`, the fleet's front door.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// How haproxy sees each server (`g0`, `g1`, ... in the order given): its status column
+    /// (`UP`, `DOWN`, ...).
+    pub async fn server_status(&self) -> Vec<(String, String)> {
+        let url = format!("http://127.0.0.1:{}/stats;csv", self.stats_port);
+        let text = http_client()
+            .get(&url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+            .text()
+            .await
+            .unwrap_or_default();
+        let mut lines = text.lines();
+        let header: Vec<&str> = lines
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("# ")
+            .split(',')
+            .collect();
+        let col = |name: &str| header.iter().position(|h| *h == name);
+        let (Some(px), Some(sv), Some(st)) = (col("pxname"), col("svname"), col("status")) else {
+            panic!("haproxy stats without pxname/svname/status:\n{text}");
+        };
+        lines
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .filter(|f| {
+                f.get(px) == Some(&"gateways") && f.get(sv).is_some_and(|s| s.starts_with('g'))
+            })
+            .map(|f| (f[sv].to_string(), f[st].to_string()))
+            .collect()
+    }
+
+    /// Polls until haproxy sees exactly the servers whose index is in `up` as UP (the others
+    /// not UP).
+    pub async fn wait_servers_up(&self, up: &[usize], deadline: Duration) {
+        let want: Vec<String> = up.iter().map(|i| format!("g{i}")).collect();
+        poll_until(deadline, &format!("haproxy to see {want:?} up"), || async {
+            let st = self.server_status().await;
+            let now: Vec<String> = st
+                .iter()
+                .filter(|(_, s)| s.starts_with("UP"))
+                .map(|(n, _)| n.clone())
+                .collect();
+            (now == want).then_some(())
+        })
+        .await
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        self.proc_.take();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Browser: logs in at the test identity provider over HTTP
+// ---------------------------------------------------------------------------------------------
+
+/// A minimal browser for the authorization code flow: keeps the cookies it is given (by name
+/// only, for every host: enough for a gateway and a provider on loopback) and follows the
+/// provider's redirects by hand.
+pub struct Browser {
+    pub client: reqwest::Client,
+    pub cookies: BTreeMap<String, String>,
+}
+
+impl Default for Browser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Browser {
+    pub fn new() -> Browser {
+        ensure_crypto_provider();
+        Browser {
+            client: reqwest::Client::builder()
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(scaled(Duration::from_secs(30)))
+                .build()
+                .unwrap(),
+            cookies: BTreeMap::new(),
+        }
+    }
+
+    /// The `Cookie` header this browser sends.
+    pub fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// Sends `req` with the cookies, and keeps (or drops) the cookies the answer sets.
+    pub async fn send(&mut self, req: reqwest::RequestBuilder) -> reqwest::Response {
+        let resp = req
+            .header("cookie", self.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        for v in resp.headers().get_all("set-cookie") {
+            let v = v.to_str().unwrap();
+            let (pair, attrs) = v.split_once(';').unwrap_or((v, ""));
+            let (k, val) = pair.split_once('=').unwrap();
+            if attrs.to_ascii_lowercase().contains("max-age=0")
+                || attrs.contains("expires=Thu, 01 Jan 1970")
+            {
+                self.cookies.remove(k.trim());
+            } else {
+                self.cookies.insert(k.trim().to_string(), val.to_string());
+            }
+        }
+        resp
+    }
+
+    /// Logs in as `user` at the provider (its dev interaction: any name, any password), starting
+    /// at its authorization URL and following its redirects until one goes to a URL starting
+    /// with `callback`, which it returns without requesting it.
+    pub async fn login(&mut self, authorize_url: &str, user: &str, callback: &str) -> url::Url {
+        let mut next = url::Url::parse(authorize_url).unwrap();
+        for _ in 0..10 {
+            if next.as_str().starts_with(callback) {
+                return next;
+            }
+            let resp = self.send(self.client.get(next.clone())).await;
+            let status = resp.status();
+            if status.is_redirection() {
+                let loc = resp.headers()["location"].to_str().unwrap().to_string();
+                next = next.join(&loc).unwrap();
+                continue;
+            }
+            let body = resp.text().await.unwrap();
+            assert!(status.is_success(), "{next}: {status} {body}");
+            assert!(
+                body.contains("name=\"login\""),
+                "expected a login form: {body}"
+            );
+            let resp = self
+                .send(self.client.post(next.clone()).form(&[
+                    ("prompt", "login"),
+                    ("login", user),
+                    ("password", "anything"),
+                ]))
+                .await;
+            assert!(
+                resp.status().is_redirection(),
+                "login post: {}",
+                resp.status()
+            );
+            let loc = resp.headers()["location"].to_str().unwrap().to_string();
+            next = next.join(&loc).unwrap();
+        }
+        panic!("no redirect to the callback; stuck at {next}");
+    }
+}

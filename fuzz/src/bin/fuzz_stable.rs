@@ -4,7 +4,8 @@
 //! feedback, so it finds less than `cargo fuzz`, but it runs anywhere `cargo` does.
 //!
 //! ```text
-//! fuzz-stable [all|promql_enforce|remote_write_splice|remote_write_body|silence_json]
+//! fuzz-stable [all|promql_enforce|remote_write_splice|remote_write_body|silence_json|
+//!              request_head|answer_head|chunked_body]
 //!             [--seconds N] [--iterations N] [--seed N]  # mutate and check (default: all, 20 s each)
 //! fuzz-stable seed                            # (re)write corpus/<target>/seed-* files
 //! fuzz-stable run TARGET FILE...              # replay inputs (e.g. a crash file)
@@ -16,8 +17,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use whizard_fuzz::{
-    promql_enforce, remote_write_body, remote_write_splice, seeds::seeds, silence_json,
-    CAUGHT_PANICS,
+    answer_head, chunked_body, promql_enforce, remote_write_body, remote_write_splice,
+    request_head, seeds::seeds, silence_json, CAUGHT_PANICS,
 };
 
 const TARGETS: &[&str] = &[
@@ -25,6 +26,9 @@ const TARGETS: &[&str] = &[
     "remote_write_splice",
     "remote_write_body",
     "silence_json",
+    "request_head",
+    "answer_head",
+    "chunked_body",
 ];
 
 fn target_fn(name: &str) -> fn(&[u8]) {
@@ -33,6 +37,9 @@ fn target_fn(name: &str) -> fn(&[u8]) {
         "remote_write_splice" => remote_write_splice,
         "remote_write_body" => remote_write_body,
         "silence_json" => silence_json,
+        "request_head" => request_head,
+        "answer_head" => answer_head,
+        "chunked_body" => chunked_body,
         _ => {
             eprintln!("unknown target {name}; one of {TARGETS:?}");
             std::process::exit(2)
