@@ -1,8 +1,10 @@
 // A real OpenID provider for whizard's tests: the npm package `oidc-provider` (version pinned in
-// package.json), on plain HTTP on loopback.
+// package.json), on plain HTTP on loopback (or HTTPS, optionally requiring client certificates:
+// IDP_TLS_* below).
 //
 // Start:  node idp.mjs [PORT]        (or IDP_PORT=PORT node idp.mjs)
-// Prints `ready http://127.0.0.1:PORT` on stdout once it is listening. Stop it with SIGTERM.
+// Prints `ready ISSUER` (e.g. `ready http://127.0.0.1:PORT`) on stdout once it is listening.
+// Stop it with SIGTERM.
 //
 // Environment (all optional):
 //   IDP_PORT           port (default: argv[2], else 0 = any free port; the `ready` line has it)
@@ -17,6 +19,15 @@
 //                      after deleting it) is a key rotation too.
 //   IDP_CLIENTS        JSON list of extra machine clients, same shape as MACHINE_CLIENTS below
 //   IDP_NO_REFRESH     1: no refresh tokens for the browser client (default: one per login)
+//   IDP_ACCOUNT_CLAIMS JSON object {account: {claim: value, ...}}: extra ID-token claims of
+//                      those accounts (e.g. {"alice":{"access":"read write"}}); the claim names
+//                      are added to the `openid` scope. Default none.
+//   IDP_TLS_CERT, IDP_TLS_KEY  PEM files: serve HTTPS instead of HTTP (default issuer
+//                      https://127.0.0.1:PORT); the admin endpoints below are on it too.
+//   IDP_TLS_CLIENT_CA  PEM file (with IDP_TLS_*): every connection must present a client
+//                      certificate issued by this CA, else the handshake fails. Each handshake
+//                      is logged: `tls-client CN=<subject CN>` or `tls-refused <reason>`
+//                      (`authorizationError=CODE` for a certificate that does not verify).
 //
 // Machine clients (grant client_credentials, secret via client_secret_basic or _post). Access
 // tokens are JWTs (RFC 9068, typ at+jwt) with iss, aud=IDP_AUDIENCE, sub=client_id, client_id,
@@ -55,6 +66,7 @@
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as https from 'node:https';
 
 import Provider, { errors } from 'oidc-provider';
 
@@ -66,6 +78,15 @@ const redirectUris = (process.env.IDP_REDIRECT_URIS || 'http://127.0.0.1:8080/oa
 const postLogoutRedirectUris = (process.env.IDP_POST_LOGOUT_REDIRECT_URIS || '')
   .split(',').map((s) => s.trim()).filter(Boolean);
 const keysFile = process.env.IDP_KEYS_FILE;
+const accountExtra = JSON.parse(process.env.IDP_ACCOUNT_CLAIMS || '{}');
+const extraClaimNames = [...new Set(Object.values(accountExtra).flatMap((c) => Object.keys(c)))];
+const tlsFiles = process.env.IDP_TLS_CERT && process.env.IDP_TLS_KEY
+  ? {
+    cert: process.env.IDP_TLS_CERT,
+    key: process.env.IDP_TLS_KEY,
+    clientCa: process.env.IDP_TLS_CLIENT_CA,
+  }
+  : null;
 
 const MACHINE_CLIENTS = [
   { client_id: 'agent-a', client_secret: 'agent-a-secret', tenant: 'team-a', default_scope: 'write' },
@@ -107,7 +128,7 @@ function accountClaims(id) {
     const at = id.lastIndexOf('@');
     if (at > 0 && at < id.length - 1) claims.tenant = id.slice(at + 1);
   }
-  return claims;
+  return { ...claims, ...(accountExtra[id] || {}) };
 }
 
 // ---- keys ----------------------------------------------------------------------------------
@@ -177,7 +198,7 @@ function buildProvider(issuer) {
     jwks: { keys },
     cookies: { keys: cookieKeys },
     claims: {
-      openid: ['sub', 'tenant', 'groups'],
+      openid: ['sub', 'tenant', 'groups', ...extraClaimNames],
       profile: ['name', 'preferred_username'],
       email: ['email'],
     },
@@ -347,7 +368,7 @@ function sendJson(res, status, value) {
   res.end(JSON.stringify(value));
 }
 
-const server = http.createServer(async (req, res) => {
+async function serve(req, res) {
   const url = new URL(req.url, 'http://127.0.0.1');
   try {
     if (req.method === 'POST' && url.pathname === '/__rotate') {
@@ -371,11 +392,38 @@ const server = http.createServer(async (req, res) => {
   }
   if (!handler) return sendJson(res, 503, { error: 'starting' });
   return handler(req, res);
-});
+}
+
+let server;
+if (tlsFiles) {
+  const options = {
+    cert: fs.readFileSync(tlsFiles.cert),
+    key: fs.readFileSync(tlsFiles.key),
+  };
+  if (tlsFiles.clientCa) {
+    options.ca = fs.readFileSync(tlsFiles.clientCa);
+    options.requestCert = true;
+    options.rejectUnauthorized = true;
+  }
+  server = https.createServer(options, serve);
+  server.on('secureConnection', (socket) => {
+    const cn = socket.getPeerCertificate()?.subject?.CN;
+    console.log(`tls-client CN=${cn || '<none>'}`);
+  });
+  // A certificate that does not verify ends the connection after the handshake (Node checks it
+  // then): its reason is the socket's authorizationError, not the error's message.
+  server.on('tlsClientError', (err, socket) => {
+    const why = socket?.authorizationError ? `authorizationError=${socket.authorizationError} ` : '';
+    console.log(`tls-refused ${why}${err.code || ''} ${err.message}`);
+  });
+} else {
+  server = http.createServer(serve);
+}
 
 server.listen(port, '127.0.0.1', () => {
   const actual = server.address().port;
-  currentIssuer = process.env.IDP_ISSUER || `http://127.0.0.1:${actual}`;
+  const scheme = tlsFiles ? 'https' : 'http';
+  currentIssuer = process.env.IDP_ISSUER || `${scheme}://127.0.0.1:${actual}`;
   provider = buildProvider(currentIssuer);
   handler = provider.callback();
   console.log(`ready ${currentIssuer}`);
