@@ -108,6 +108,14 @@ fn main() -> ExitCode {
                 print!("{yaml}");
                 ExitCode::SUCCESS
             }
+            // Everything else rendered: print it, then the problems, and fail.
+            Err(whizard::reconciler::RenderError::Problems { output, problems }) => {
+                print!("{output}");
+                for p in problems {
+                    eprintln!("whizard reconciler render: {p}");
+                }
+                ExitCode::FAILURE
+            }
             Err(e) => {
                 eprintln!("whizard reconciler render: {e}");
                 ExitCode::FAILURE

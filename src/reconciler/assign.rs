@@ -22,6 +22,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::planner::{tenant_object_name, MAX_SLOT_NAME};
+
 /// A tenant to place.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct TenantReq {
@@ -43,8 +45,11 @@ pub fn auto_name(prefix: &str, i: usize) -> String {
     format!("{prefix}-auto-{i}")
 }
 
+/// `<prefix>-exclusive-<tenant>`, or for a tenant id that is not a DNS label (or too long) a
+/// sanitised form with a hash suffix, at most [`MAX_SLOT_NAME`] characters
+/// (see [`tenant_object_name`]).
 pub fn exclusive_name(prefix: &str, tenant: &str) -> String {
-    format!("{prefix}-exclusive-{tenant}")
+    tenant_object_name(&format!("{prefix}-exclusive"), tenant, MAX_SLOT_NAME)
 }
 
 /// How empty slots are treated.
@@ -66,6 +71,29 @@ pub fn assign(
     emptied: Emptied,
     auto: fn(&str, usize) -> String,
 ) -> Vec<Slot> {
+    assign_holding(
+        prefix,
+        existing,
+        tenants,
+        &BTreeSet::new(),
+        cap,
+        emptied,
+        auto,
+    )
+}
+
+/// [`assign`], where the tenants in `held` (whose Tenant CR is currently invalid) stay in the
+/// existing slots that hold them and are never placed anew: a broken Tenant moves nothing and
+/// empties nothing until it is fixed or deleted.
+pub fn assign_holding(
+    prefix: &str,
+    existing: &[Slot],
+    tenants: &[TenantReq],
+    held: &BTreeSet<String>,
+    cap: usize,
+    emptied: Emptied,
+    auto: fn(&str, usize) -> String,
+) -> Vec<Slot> {
     let cap = cap.max(1);
     let wanted: BTreeMap<&str, bool> = tenants
         .iter()
@@ -83,6 +111,9 @@ pub fn assign(
         let mut kept = Vec::new();
         for t in &s.tenants {
             let Some(&excl) = wanted.get(t.as_str()) else {
+                if held.contains(t) && placed.insert(t.clone()) {
+                    kept.push(t.clone());
+                }
                 continue;
             };
             let right_kind = if excl {
@@ -172,10 +203,32 @@ pub fn assign_ingesters(
     retention_secs: u64,
     now: u64,
 ) -> Vec<Slot> {
-    assign(
+    assign_ingesters_holding(
         prefix,
         existing,
         tenants,
+        &BTreeSet::new(),
+        cap,
+        retention_secs,
+        now,
+    )
+}
+
+/// [`assign_ingesters`] with tenants `held` in place (see [`assign_holding`]).
+pub fn assign_ingesters_holding(
+    prefix: &str,
+    existing: &[Slot],
+    tenants: &[TenantReq],
+    held: &BTreeSet<String>,
+    cap: usize,
+    retention_secs: u64,
+    now: u64,
+) -> Vec<Slot> {
+    assign_holding(
+        prefix,
+        existing,
+        tenants,
+        held,
         cap,
         Emptied::KeepFor {
             retention: retention_secs,
@@ -196,10 +249,22 @@ pub fn assign_compactors(
     tenants: &[TenantReq],
     cap: usize,
 ) -> Vec<Slot> {
-    assign(
+    assign_compactors_holding(prefix, existing, tenants, &BTreeSet::new(), cap)
+}
+
+/// [`assign_compactors`] with tenants `held` in place (see [`assign_holding`]).
+pub fn assign_compactors_holding(
+    prefix: &str,
+    existing: &[Slot],
+    tenants: &[TenantReq],
+    held: &BTreeSet<String>,
+    cap: usize,
+) -> Vec<Slot> {
+    assign_holding(
         prefix,
         existing,
         tenants,
+        held,
         cap,
         Emptied::Drop,
         compactor_name,

@@ -684,6 +684,7 @@ async fn apply_service(svc: &Service, ctx: &Context) -> Result<Action, Error> {
         ctx.metrics.pruned.with_label_values(&[kind]).inc();
     }
     write_tenant_status(&ctx.client, &plan.tenant_status).await?;
+    report_problems(svc, &inputs, &plan, ctx).await;
     let key = planner::service_key(svc);
     let failed = plan
         .due_deletions
@@ -711,6 +712,44 @@ async fn apply_service(svc: &Service, ctx: &Context) -> Result<Action, Error> {
         Some(at) => Action::requeue(Duration::from_secs(at.saturating_sub(now).max(1))),
         None => Action::requeue(Duration::from_secs(300)),
     })
+}
+
+/// Logs each per-tenant problem of the plan and publishes it as a Warning event on its Tenant
+/// (or on the Service when no Tenant is concerned). The rest of the plan is applied anyway.
+async fn report_problems(
+    svc: &Service,
+    inputs: &planner::Inputs,
+    plan: &planner::Plan,
+    ctx: &Context,
+) {
+    let key = planner::service_key(svc);
+    for p in &plan.problems {
+        tracing::warn!(service = %key, tenant = p.tenant_cr.as_deref().unwrap_or(""), reason = %p.reason, "{}", p.message);
+        let Some(rec) = &ctx.recorder else { continue };
+        let target = p
+            .tenant_cr
+            .as_ref()
+            .and_then(|cr| inputs.tenants.iter().find(|t| t.name_any() == *cr))
+            .map(|t| t.object_ref(&()))
+            .unwrap_or_else(|| svc.object_ref(&()));
+        let _ = rec
+            .publish(
+                &Event {
+                    type_: EventType::Warning,
+                    reason: p.reason.chars().take(128).collect(),
+                    note: Some(
+                        format!("Service {key}: {}", p.message)
+                            .chars()
+                            .take(1000)
+                            .collect(),
+                    ),
+                    action: "Plan".into(),
+                    secondary: None,
+                },
+                &target,
+            )
+            .await;
+    }
 }
 
 async fn cleanup_service(svc: &Service, ctx: &Context) -> Result<Action, Error> {

@@ -386,6 +386,24 @@ pub struct TenantStatus {
     pub compactor: Option<ObjectReference>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingester: Option<ObjectReference>,
+    /// `Ready`: `True` when the tenant is planned and routed; `False` with the reason when it
+    /// is skipped (e.g. `StorageNotFound`, `InvalidTenantId`) or cannot receive writes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<TenantCondition>,
+}
+
+/// A status condition of a Tenant (the usual Kubernetes shape, without timestamps: the
+/// planner has no clock of its own and the status is rewritten on every reconcile).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct TenantCondition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True` or `False`.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -17,7 +17,8 @@ pub const GATEWAY_METRICS_PORT: u16 = 9091;
 /// The hashring file: one hashring per ingester with tenants (`<ns>/<ingester>`), endpoints one
 /// per replica, then a `softs` catch-all (no tenants) over the zero-tenant ingesters labelled
 /// `monitoring.whizard.io/soft-tenant=true`. The `softs` entry is omitted when it would have no
-/// endpoints (Thanos refuses a hashring without endpoints).
+/// endpoints (Thanos refuses a hashring without endpoints), and so are the ingesters of
+/// [`Plan::unrouted_ingesters`] (no replicas, or fewer than the replication factor).
 pub fn hashrings(plan: &Plan, svc: &super::crd::ServiceSpec) -> Value {
     let ns = &plan.namespace;
     let endpoints = |name: &str, replicas: i32| -> Vec<Value> {
@@ -46,6 +47,10 @@ pub fn hashrings(plan: &Plan, svc: &super::crd::ServiceSpec) -> Value {
             if soft {
                 softs.extend(endpoints(&name, replicas));
             }
+            continue;
+        }
+        if plan.unrouted_ingesters.contains(&name) {
+            // No replicas, or fewer than the replication factor: reported by the planner.
             continue;
         }
         rings.push(json!({

@@ -38,6 +38,8 @@ pub mod merge;
 pub mod planner;
 pub mod remote_write;
 pub mod render;
+#[cfg(test)]
+mod resilience_tests;
 pub mod selector;
 pub mod shard;
 #[cfg(test)]

@@ -161,6 +161,41 @@ pub struct Plan {
     pub requeue_at: Option<u64>,
     /// Whether the credentials seed is the render placeholder.
     pub placeholder_credentials: bool,
+    /// Problems confined to one tenant or one object: the rest of the plan is complete
+    /// (see [`Problem`]). Reported on the Tenant's status and as events; `render` prints them
+    /// and exits non-zero.
+    pub problems: Vec<Problem>,
+    /// Ingesters left out of the router hashring (no replicas, or fewer replicas than the
+    /// router's replication factor): Thanos refuses a hashring without endpoints and cannot
+    /// write a hashring with fewer endpoints than the replication factor.
+    pub unrouted_ingesters: BTreeSet<String>,
+}
+
+/// A problem of one tenant (or one generated object) that does not stop the rest of the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Name of the Tenant CR concerned, if any.
+    pub tenant_cr: Option<String>,
+    /// CamelCase reason (the condition and event reason).
+    pub reason: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.tenant_cr {
+            Some(t) => write!(f, "Tenant {t}: {} ({})", self.message, self.reason),
+            None => write!(f, "{} ({})", self.message, self.reason),
+        }
+    }
+}
+
+fn problem(tenant_cr: Option<&str>, reason: &str, message: String) -> Problem {
+    Problem {
+        tenant_cr: tenant_cr.map(str::to_string),
+        reason: reason.to_string(),
+        message,
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -169,10 +204,6 @@ pub enum PlanError {
     NoNamespace(String),
     #[error("invalid duration {value:?} in {field}")]
     Duration { field: String, value: String },
-    #[error("tenant {tenant}: Storage {storage} not found")]
-    MissingStorage { tenant: String, storage: String },
-    #[error("tenant id {0:?} is used by two Tenant objects")]
-    DuplicateTenant(String),
     #[error("{field}: Secret {secret} has no key {key:?}")]
     MissingSecret {
         field: String,
@@ -266,9 +297,90 @@ pub fn short_name(name: &str, max: usize) -> String {
     format!("{}-{hex}", head.trim_end_matches('-'))
 }
 
-/// Whizard's per-tenant ruler name: the tenant, at most 30 characters.
+/// Longest name of a generated Ingester or Compactor: its StatefulSet `compactor-<name>` must
+/// stay within 52 characters (the pods' `controller-revision-hash` label is `<sts>-<10>`,
+/// at most 63) and the headless Service `compactor-<name>-operated` within 63.
+pub const MAX_SLOT_NAME: usize = 42;
+/// Longest prefix `<svc>-<storage>` of generated Ingester/Compactor names (room for
+/// `-auto-<i>`, `-r<hex>-<i>` and `-exclusive-…`).
+pub const MAX_PREFIX: usize = 30;
+
+/// A DNS-1123 label: `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63 characters.
+pub fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// A Kubernetes label value (at most 63 characters, `[A-Za-z0-9]` at both ends, `-_.` inside).
+/// Tenant ids must be label values: they label the Ruler (and RuleGroups name their tenant
+/// with a label).
+pub fn is_label_value(s: &str) -> bool {
+    let ok = |c: char| c.is_ascii_alphanumeric();
+    !s.is_empty()
+        && s.len() <= 63
+        && s.starts_with(ok)
+        && s.ends_with(ok)
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// `s` lowercased, every character outside `[a-z0-9]` replaced by `-`, runs of `-` collapsed,
+/// no `-` at either end.
+fn sanitize(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.to_lowercase().chars() {
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            out.push(c);
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_matches('-').to_string()
+}
+
+/// The name of an object made for tenant `id`: `<prefix>-<id>` when that is a valid DNS label
+/// of at most `max` characters (so names of well-formed ids never change); otherwise the id
+/// sanitised (lowercase, `[a-z0-9-]`), cut to fit, and suffixed with 8 hex digits of the md5
+/// of the prefix and the exact id, so `Prod_Cluster.East` and `prod-cluster-east` get
+/// different names. The planner still refuses to render two objects under one name (see
+/// [`plan`]), so even an md5 prefix collision cannot merge two tenants.
+pub fn tenant_object_name(prefix: &str, id: &str, max: usize) -> String {
+    let plain = if prefix.is_empty() {
+        id.to_string()
+    } else {
+        format!("{prefix}-{id}")
+    };
+    if is_dns_label(&plain) && plain.len() <= max {
+        return plain;
+    }
+    let digest = Md5::digest(format!("{prefix}\n{id}").as_bytes());
+    let hex: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    let readable = [prefix.to_string(), sanitize(id)]
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join("-");
+    let head: String = readable.chars().take(max.saturating_sub(9)).collect();
+    let head = head.trim_end_matches('-');
+    if head.is_empty() {
+        hex
+    } else {
+        format!("{head}-{hex}")
+    }
+}
+
+/// Whizard's per-tenant ruler name: the tenant, at most 30 characters (ids that are not DNS
+/// labels get a hash suffix, see [`tenant_object_name`]).
 pub fn ruler_name(tenant: &str) -> String {
-    short_name(&tenant.to_lowercase().replace(['_', '.'], "-"), 30)
+    if is_dns_label(tenant) {
+        short_name(tenant, 30)
+    } else {
+        tenant_object_name("", tenant, 30)
+    }
 }
 
 fn storage_part(storage: &Option<(String, String)>) -> String {
@@ -276,6 +388,33 @@ fn storage_part(storage: &Option<(String, String)>) -> String {
         Some((_, name)) => name.clone(),
         None => L::LOCAL_STORAGE.to_string(),
     }
+}
+
+/// `<svc>-<storage name or "local">`, the prefix of generated Ingester and Compactor names
+/// (and the Store's name), at most [`MAX_PREFIX`] characters.
+pub fn slot_prefix(svc_name: &str, storage: &Option<(String, String)>) -> String {
+    short_name(
+        &dns(&format!("{svc_name}-{}", storage_part(storage))),
+        MAX_PREFIX,
+    )
+}
+
+/// The name prefix of a compactor retention class: [`slot_prefix`] for the Service's
+/// retention, `<slot prefix>-r<6 hex of md5(retention)>` for a tenant's own.
+pub fn compactor_prefix(
+    svc_name: &str,
+    storage: &(String, String),
+    retention: &Retention,
+    base: &Retention,
+) -> String {
+    let base_prefix = slot_prefix(svc_name, &Some(storage.clone()));
+    if retention == base {
+        return base_prefix;
+    }
+    let r = serde_json::to_string(retention).unwrap();
+    let digest = Md5::digest(r.as_bytes());
+    let hex: String = digest.iter().take(3).map(|b| format!("{b:02x}")).collect();
+    format!("{base_prefix}-r{hex}")
 }
 
 fn dns(s: &str) -> String {
@@ -427,8 +566,23 @@ fn managed_meta(name: &str, ns: &str, svc_key: &str, extra: &[(&str, String)]) -
     }
 }
 
-/// The tenants of the Service, sorted by id.
-pub fn tenants_of(inputs: &Inputs) -> Result<Vec<TenantInfo>, PlanError> {
+/// The tenants of a Service after validation.
+#[derive(Debug, Clone, Default)]
+pub struct CheckedTenants {
+    /// Valid tenants, sorted by id.
+    pub tenants: Vec<TenantInfo>,
+    /// One problem per skipped Tenant CR.
+    pub problems: Vec<Problem>,
+    /// Ids of skipped tenants (not planned, but kept where the cluster state has them).
+    pub held: BTreeSet<String>,
+}
+
+/// The tenants of the Service, sorted by id. A Tenant CR that cannot be planned is skipped
+/// with a [`Problem`] naming it: an id that is not a Kubernetes label value
+/// (`InvalidTenantId`), an id already used by another Tenant CR (`DuplicateTenant`, the CR
+/// first by name wins), a Storage that does not exist (`StorageNotFound`), an unparsable
+/// `spec.retention` (`InvalidRetention`).
+pub fn tenants_of(inputs: &Inputs) -> CheckedTenants {
     let key = service_key(&inputs.service);
     let default_storage = inputs
         .service
@@ -445,7 +599,9 @@ pub fn tenants_of(inputs: &Inputs) -> Result<Vec<TenantInfo>, PlanError> {
             (ns, r.name.clone())
         });
     let mut out: Vec<TenantInfo> = Vec::new();
-    let mut seen = BTreeSet::new();
+    let mut problems = Vec::new();
+    let mut held = BTreeSet::new();
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
     let mut list: Vec<&Tenant> = inputs
         .tenants
         .iter()
@@ -454,8 +610,51 @@ pub fn tenants_of(inputs: &Inputs) -> Result<Vec<TenantInfo>, PlanError> {
     list.sort_by_key(|t| t.name_any());
     for t in list {
         let id = nonempty(&t.spec.tenant, &t.name_any());
-        if !seen.insert(id.clone()) {
-            return Err(PlanError::DuplicateTenant(id));
+        let cr = t.name_any();
+        let mut skip = |reason: &str, message: String, hold: bool| {
+            if hold {
+                held.insert(id.clone());
+            }
+            problems.push(problem(Some(&cr), reason, format!("skipped: {message}")));
+        };
+        if !is_label_value(&id) {
+            skip(
+                "InvalidTenantId",
+                format!(
+                    "tenant id {id:?} is not a Kubernetes label value (at most 63 characters \
+                     of [A-Za-z0-9-_.], alphanumeric at both ends)"
+                ),
+                true,
+            );
+            continue;
+        }
+        if let Some(first) = seen.get(&id) {
+            skip(
+                "DuplicateTenant",
+                format!("tenant id {id:?} is already used by Tenant {first}"),
+                false,
+            );
+            continue;
+        }
+        seen.insert(id.clone(), cr.clone());
+        if let Some(r) = &t.spec.retention {
+            let bad: Vec<String> = [
+                ("retentionRaw", &r.retention_raw),
+                ("retention5m", &r.retention_5m),
+                ("retention1h", &r.retention_1h),
+            ]
+            .iter()
+            .filter(|(_, v)| !v.is_empty() && parse_duration(v).is_none())
+            .map(|(f, v)| format!("spec.retention.{f} {v:?}"))
+            .collect();
+            if !bad.is_empty() {
+                skip(
+                    "InvalidRetention",
+                    format!("invalid duration {}", bad.join(", ")),
+                    true,
+                );
+                continue;
+            }
         }
         let storage = match label(&t.metadata, L::STORAGE).unwrap_or("") {
             "" | L::DEFAULT_STORAGE => default_storage.clone(),
@@ -476,10 +675,12 @@ pub fn tenants_of(inputs: &Inputs) -> Result<Vec<TenantInfo>, PlanError> {
                 .iter()
                 .any(|s| s.namespace().as_deref() == Some(ns.as_str()) && &s.name_any() == name);
             if !found {
-                return Err(PlanError::MissingStorage {
-                    tenant: id,
-                    storage: format!("{ns}.{name}"),
-                });
+                skip(
+                    "StorageNotFound",
+                    format!("Storage {ns}.{name} not found (label {})", L::STORAGE),
+                    true,
+                );
+                continue;
             }
         }
         out.push(TenantInfo {
@@ -491,7 +692,11 @@ pub fn tenants_of(inputs: &Inputs) -> Result<Vec<TenantInfo>, PlanError> {
         });
     }
     out.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok(out)
+    CheckedTenants {
+        tenants: out,
+        problems,
+        held,
+    }
 }
 
 /// Secrets (of the Service's namespace) the plan needs to read: remoteWrites basicAuth and
@@ -563,7 +768,11 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
     let key = service_key(svc);
     let spec = &svc.spec;
     let tenancy = tenancy(spec);
-    let tenants = tenants_of(inputs)?;
+    let CheckedTenants {
+        tenants,
+        mut problems,
+        held,
+    } = tenants_of(inputs);
 
     let storages: BTreeMap<(String, String), Storage> = inputs
         .storages
@@ -622,7 +831,7 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
         .collect();
 
     for (storage, ts) in &by_storage {
-        let prefix = dns(&format!("{svc_name}-{}", storage_part(storage)));
+        let prefix = slot_prefix(&svc_name, storage);
         let storage_label = match storage {
             Some((n, s)) => format!("{n}.{s}"),
             None => L::LOCAL_STORAGE.to_string(),
@@ -649,7 +858,9 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
         } else {
             local_retention
         };
-        let slots = assign::assign_ingesters(&prefix, &existing, &reqs, cap, retention, inputs.now);
+        let slots = assign::assign_ingesters_holding(
+            &prefix, &existing, &reqs, &held, cap, retention, inputs.now,
+        );
         if let Some(at) = assign::next_deletion(&slots) {
             requeue_at = Some(requeue_at.map_or(at, |r: u64| r.min(at)));
         }
@@ -718,17 +929,9 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
             ("retention5m", &retention.retention_5m),
             ("retention1h", &retention.retention_1h),
         ] {
-            duration_field(&format!("tenant {} retention.{f}", t.id), v)?;
+            duration_field(&format!("compactorTemplateSpec.retention.{f}"), v)?;
         }
-        let base = dns(&format!("{svc_name}-{}", st.1));
-        let prefix = if retention == base_retention {
-            base
-        } else {
-            let r = serde_json::to_string(&retention).unwrap();
-            let digest = Md5::digest(r.as_bytes());
-            let hex: String = digest.iter().take(3).map(|b| format!("{b:02x}")).collect();
-            format!("{base}-r{hex}")
-        };
+        let prefix = compactor_prefix(&svc_name, st, &retention, &base_retention);
         let storage_label = format!("{}.{}", st.0, st.1);
         classes
             .entry((storage_label, prefix))
@@ -739,15 +942,40 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
                 exclusive: t.exclusive,
             });
     }
+    // A compactor belongs to the class of its storage and the retention it applies (its
+    // `spec.retention`, absent = the Service's), never to a class whose name merely shares a
+    // prefix: otherwise a tenant whose retention changed stayed in its old compactor, now
+    // planned twice under one name with two retentions.
+    let managed_compactors: Vec<&Compactor> = inputs
+        .compactors
+        .iter()
+        .filter(|c| has_service(&c.metadata, &key) && is_managed(&c.metadata))
+        .collect();
+    let class_of = |c: &Compactor| -> Option<(String, Retention)> {
+        let storage = label(&c.metadata, L::STORAGE)?.to_string();
+        Some((
+            storage,
+            c.spec.retention.clone().unwrap_or(base_retention.clone()),
+        ))
+    };
+    // Classes that only held (skipped) tenants still occupy keep their compactors.
+    for c in &managed_compactors {
+        if !c.spec.tenants.iter().any(|t| held.contains(t)) {
+            continue;
+        }
+        let Some((storage_label, retention)) = class_of(c) else {
+            continue;
+        };
+        let st = storage_of(&storage_label);
+        let prefix = compactor_prefix(&svc_name, &st, &retention, &base_retention);
+        classes
+            .entry((storage_label, prefix))
+            .or_insert_with(|| (retention, Vec::new(), String::new()));
+    }
     for ((storage_label, prefix), (retention, reqs, _)) in &classes {
-        let existing: Vec<Slot> = inputs
-            .compactors
+        let existing: Vec<Slot> = managed_compactors
             .iter()
-            .filter(|c| {
-                has_service(&c.metadata, &key)
-                    && is_managed(&c.metadata)
-                    && c.name_any().starts_with(&format!("{prefix}-"))
-            })
+            .filter(|c| class_of(c).as_ref() == Some(&(storage_label.clone(), retention.clone())))
             .map(|c| Slot {
                 name: c.name_any(),
                 tenants: c.spec.tenants.clone(),
@@ -755,7 +983,7 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
                 deleting_at: None,
             })
             .collect();
-        for s in assign::assign_compactors(prefix, &existing, reqs, ccap) {
+        for s in assign::assign_compactors_holding(prefix, &existing, reqs, &held, ccap) {
             let mut extra = vec![(L::STORAGE, storage_label.clone())];
             if s.exclusive {
                 extra.push((L::EXCLUSIVE, "true".to_string()));
@@ -806,7 +1034,8 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
             .map(|v| parse_duration(v).unwrap_or(0))
             .collect();
         for t in &c.spec.tenants {
-            if present.contains(&(t.clone(), storage.to_string())) {
+            // A skipped (held) tenant is broken, not removed: its blocks are never scheduled.
+            if held.contains(t) || present.contains(&(t.clone(), storage.to_string())) {
                 continue;
             }
             if let Some(at) = deletion::deadline(inputs.now, &secs, object_retention) {
@@ -845,7 +1074,7 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
         if ts.is_empty() {
             continue;
         }
-        let name = dns(&format!("{svc_name}-{}", st.1));
+        let name = slot_prefix(&svc_name, storage);
         let user = inputs
             .stores
             .iter()
@@ -1053,6 +1282,142 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
         gateway_web.insert(g.name_any(), web);
     }
 
+    // ---- never two objects under one name (a generated name may meet a user-declared one or,
+    // against all odds, an md5 prefix of another): the first keeps it, the others are dropped
+    // and their tenants reported.
+    let mut dropped: Vec<(String, String, Vec<String>)> = Vec::new();
+    let ingesters = unique_names(
+        ingesters,
+        "Ingester",
+        |i| i.spec.tenants.clone(),
+        &mut dropped,
+    );
+    let compactors = unique_names(
+        compactors,
+        "Compactor",
+        |c| c.spec.tenants.clone(),
+        &mut dropped,
+    );
+    let stores = unique_names(stores, "Store", |_| Vec::new(), &mut dropped);
+    // The global ruler first: a tenant whose ruler name is `<svc>-global` yields.
+    let (globals, mut tenant_rulers): (Vec<_>, Vec<_>) = rulers
+        .into_iter()
+        .partition(|r: &PlannedRuler| r.ruler.spec.tenant.is_empty());
+    let mut rulers = globals;
+    rulers.append(&mut tenant_rulers);
+    let rulers = unique_names(
+        rulers,
+        "Ruler",
+        |r| {
+            (!r.ruler.spec.tenant.is_empty())
+                .then(|| r.ruler.spec.tenant.clone())
+                .into_iter()
+                .collect()
+        },
+        &mut dropped,
+    );
+    for (kind, name, ts) in dropped {
+        for t in ts {
+            let Some(cr) = cr_of.get(t.as_str()).copied() else {
+                continue;
+            };
+            if let Some(st) = tenant_status.get_mut(cr) {
+                for r in [&mut st.ingester, &mut st.compactor, &mut st.ruler] {
+                    if r.as_ref().is_some_and(|r| r.name == name) {
+                        *r = None;
+                    }
+                }
+            }
+            problems.push(problem(
+                Some(cr),
+                "NameCollision",
+                format!("{kind} {name} is generated for another object too; this tenant's is not rendered"),
+            ));
+        }
+    }
+
+    // ---- ingesters the router cannot write to: no replicas, or fewer than its replication
+    // factor. Left out of the hashring (Thanos refuses a hashring without endpoints, and
+    // every write to one with fewer endpoints than the replication factor fails).
+    let rf = routers
+        .iter()
+        .map(|r| {
+            (
+                r.name_any(),
+                effective::router(spec, &r.spec)
+                    .replication_factor
+                    .unwrap_or(1),
+            )
+        })
+        .max_by_key(|(_, f)| *f)
+        .unwrap_or_default();
+    let mut unrouted_ingesters = BTreeSet::new();
+    for i in &ingesters {
+        if i.spec.tenants.is_empty() {
+            continue;
+        }
+        let replicas = effective::ingester(spec, &i.spec)
+            .common
+            .replicas
+            .unwrap_or(1);
+        let (reason, why) = if replicas < 1 {
+            (
+                "IngesterHasNoReplicas",
+                format!("Ingester {} has {replicas} replicas", i.name_any()),
+            )
+        } else if (replicas as i64) < rf.1 as i64 {
+            (
+                "ReplicationFactorTooHigh",
+                format!(
+                    "Router {} has replicationFactor {} but Ingester {} only {replicas} replicas",
+                    rf.0,
+                    rf.1,
+                    i.name_any()
+                ),
+            )
+        } else {
+            continue;
+        };
+        unrouted_ingesters.insert(i.name_any());
+        for t in &i.spec.tenants {
+            let cr = cr_of.get(t.as_str()).copied();
+            if cr.is_none() && !held.contains(t) {
+                continue;
+            }
+            problems.push(problem(
+                cr,
+                reason,
+                format!("{why}: its hashring is left out and tenant {t:?} receives no writes"),
+            ));
+        }
+    }
+
+    // ---- conditions
+    for (cr, st) in tenant_status.iter_mut() {
+        let mine: Vec<&Problem> = problems
+            .iter()
+            .filter(|p| p.tenant_cr.as_deref() == Some(cr.as_str()))
+            .collect();
+        st.conditions = vec![ready_condition(&mine)];
+    }
+    for p in &problems {
+        let Some(cr) = &p.tenant_cr else { continue };
+        if tenant_status.contains_key(cr) {
+            continue;
+        }
+        let mine: Vec<&Problem> = problems
+            .iter()
+            .filter(|q| q.tenant_cr.as_deref() == Some(cr.as_str()))
+            .collect();
+        tenant_status.insert(
+            cr.clone(),
+            TenantStatus {
+                conditions: vec![ready_condition(&mine)],
+                ..Default::default()
+            },
+        );
+    }
+
     Ok(Plan {
         namespace: ns,
         service_name: svc_name,
@@ -1075,7 +1440,70 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
         due_deletions: dplan.due,
         requeue_at,
         placeholder_credentials,
+        problems,
+        unrouted_ingesters,
     })
+}
+
+/// `Ready` from the problems of one tenant.
+fn ready_condition(problems: &[&Problem]) -> TenantCondition {
+    match problems.first() {
+        None => TenantCondition {
+            type_: "Ready".into(),
+            status: "True".into(),
+            reason: "Planned".into(),
+            message: String::new(),
+        },
+        Some(first) => TenantCondition {
+            type_: "Ready".into(),
+            status: "False".into(),
+            reason: first.reason.clone(),
+            message: problems
+                .iter()
+                .map(|p| p.message.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
+        },
+    }
+}
+
+/// Keeps the first object of each name (in `items` order, which is kept); the others are
+/// dropped and recorded in `dropped` as `(kind, name, tenants)`.
+fn unique_names<T>(
+    items: Vec<T>,
+    kind: &str,
+    tenants: impl Fn(&T) -> Vec<String>,
+    dropped: &mut Vec<(String, String, Vec<String>)>,
+) -> Vec<T>
+where
+    T: HasName,
+{
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for item in items {
+        let name = item.object_name();
+        if seen.insert(name.clone()) {
+            out.push(item);
+        } else {
+            dropped.push((kind.to_string(), name, tenants(&item)));
+        }
+    }
+    out
+}
+
+/// The object name of a planned object.
+trait HasName {
+    fn object_name(&self) -> String;
+}
+impl<K: kube::Resource> HasName for K {
+    fn object_name(&self) -> String {
+        self.meta().name.clone().unwrap_or_default()
+    }
+}
+impl HasName for PlannedRuler {
+    fn object_name(&self) -> String {
+        self.ruler.name_any()
+    }
 }
 
 /// Rule files: file name → its groups `(name, group as written in a rules file)`.

@@ -40,6 +40,13 @@ pub enum RenderError {
         service: String,
         source: planner::PlanError,
     },
+    /// Everything else was rendered (`output`), but some objects could not be, or the input
+    /// has fields the reconciler does not know.
+    #[error("{} problem(s):\n  {}", problems.len(), problems.join("\n  "))]
+    Problems {
+        output: String,
+        problems: Vec<String>,
+    },
 }
 
 fn md5_hex(s: &str) -> String {
@@ -1225,11 +1232,98 @@ fn parse<T: DeserializeOwned>(v: Value, path: &str, index: usize) -> Result<T, R
     })
 }
 
+/// Fields of `input` that do not survive a round trip through the typed object `typed`
+/// (the reconciler's own types, which ignore unknown fields), as dotted paths. A field whose
+/// value is empty (`null`, `""`, `false`, `0`, `[]`, `{}`) is not reported: the types omit
+/// those when serializing. Keys differing only in case count as known (serde aliases such as
+/// `httpServerTlsConfig`). `status` at the top is not compared.
+pub fn unknown_fields(input: &Value, typed: &Value) -> Vec<String> {
+    fn empty(v: &Value) -> bool {
+        match v {
+            Value::Null => true,
+            Value::Bool(b) => !b,
+            Value::Number(n) => n.as_f64() == Some(0.0),
+            Value::String(s) => s.is_empty(),
+            Value::Array(a) => a.is_empty(),
+            Value::Object(m) => m.is_empty(),
+        }
+    }
+    fn walk(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
+        match (a, b) {
+            (Value::Object(ma), Value::Object(mb)) => {
+                for (k, va) in ma {
+                    if path.is_empty() && k == "status" {
+                        continue;
+                    }
+                    let p = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    let vb = mb.get(k).or_else(|| {
+                        mb.iter()
+                            .find(|(kb, _)| kb.eq_ignore_ascii_case(k))
+                            .map(|(_, v)| v)
+                    });
+                    match vb {
+                        Some(vb) => walk(&p, va, vb, out),
+                        None if empty(va) => {}
+                        None => out.push(p),
+                    }
+                }
+            }
+            (Value::Array(xa), Value::Array(xb)) if xa.len() == xb.len() => {
+                for (i, (x, y)) in xa.iter().zip(xb).enumerate() {
+                    walk(&format!("{path}[{i}]"), x, y, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk("", input, typed, &mut out);
+    out
+}
+
+/// [`parse`], and the fields the typed object dropped (see [`unknown_fields`]) as problems
+/// naming the object, e.g. `Service whizard/central: unknown field
+/// spec.ingesterTemplateSpec.defaultTenantsPerIngestor (ignored)`.
+fn parse_checked<T: DeserializeOwned + serde::Serialize>(
+    v: Value,
+    path: &str,
+    index: usize,
+    problems: &mut Vec<String>,
+) -> Result<T, RenderError> {
+    let what = format!(
+        "{} {}{}",
+        v["kind"].as_str().unwrap_or_default(),
+        v["metadata"]["namespace"]
+            .as_str()
+            .map(|n| format!("{n}/"))
+            .unwrap_or_default(),
+        v["metadata"]["name"].as_str().unwrap_or_default()
+    );
+    let typed: T = parse(v.clone(), path, index)?;
+    let back = serde_json::to_value(&typed).unwrap_or(Value::Null);
+    for f in unknown_fields(&v, &back) {
+        problems.push(format!(
+            "{path}: document {index}: {what}: unknown field {f} (ignored)"
+        ));
+    }
+    Ok(typed)
+}
+
 /// Reads every `*.yaml`/`*.yml`/`*.json` file of `dir` (sorted, multi-document) into planner
 /// inputs (all services together; `service` is left default). Besides our kinds it reads
 /// prometheus-operator `PrometheusRule`s and `Namespace`s (for `ruleNamespaceSelector`);
 /// other objects are skipped.
 pub fn read_dir(dir: &Path) -> Result<(Vec<Service>, Inputs), RenderError> {
+    read_dir_checked(dir).map(|(s, i, _)| (s, i))
+}
+
+/// [`read_dir`], and the unknown fields of our kinds as problems (see [`unknown_fields`]).
+pub fn read_dir_checked(dir: &Path) -> Result<(Vec<Service>, Inputs, Vec<String>), RenderError> {
+    let mut problems = Vec::new();
     let io = |e, p: &Path| RenderError::Io {
         path: p.display().to_string(),
         source: e,
@@ -1312,20 +1406,54 @@ pub fn read_dir(dir: &Path) -> Result<(Vec<Service>, Inputs), RenderError> {
                 v["spec"] = json!({});
             }
             match kind.as_str() {
-                "Service" => services.push(parse(v, &ps, index)?),
-                "Tenant" => inputs.tenants.push(parse(v, &ps, index)?),
-                "Storage" => inputs.storages.push(parse(v, &ps, index)?),
-                "Gateway" => inputs.gateways.push(parse(v, &ps, index)?),
-                "Router" => inputs.routers.push(parse(v, &ps, index)?),
-                "Query" => inputs.queries.push(parse(v, &ps, index)?),
-                "QueryFrontend" => inputs.query_frontends.push(parse(v, &ps, index)?),
-                "Ingester" => inputs.ingesters.push(parse(v, &ps, index)?),
-                "Compactor" => inputs.compactors.push(parse(v, &ps, index)?),
-                "Store" => inputs.stores.push(parse(v, &ps, index)?),
-                "Ruler" => inputs.rulers.push(parse(v, &ps, index)?),
-                "RuleGroup" => inputs.rule_groups.push(parse(v, &ps, index)?),
-                "ClusterRuleGroup" => inputs.cluster_rule_groups.push(parse(v, &ps, index)?),
-                "GlobalRuleGroup" => inputs.global_rule_groups.push(parse(v, &ps, index)?),
+                "Service" => services.push(parse_checked(v, &ps, index, &mut problems)?),
+                "Tenant" => inputs
+                    .tenants
+                    .push(parse_checked(v, &ps, index, &mut problems)?),
+                "Storage" => inputs
+                    .storages
+                    .push(parse_checked(v, &ps, index, &mut problems)?),
+                "Gateway" => inputs
+                    .gateways
+                    .push(parse_checked(v, &ps, index, &mut problems)?),
+                "Router" => inputs
+                    .routers
+                    .push(parse_checked(v, &ps, index, &mut problems)?),
+                "Query" => inputs
+                    .queries
+                    .push(parse_checked(v, &ps, index, &mut problems)?),
+                "QueryFrontend" => {
+                    inputs
+                        .query_frontends
+                        .push(parse_checked(v, &ps, index, &mut problems)?)
+                }
+                "Ingester" => inputs
+                    .ingesters
+                    .push(parse_checked(v, &ps, index, &mut problems)?),
+                "Compactor" => inputs
+                    .compactors
+                    .push(parse_checked(v, &ps, index, &mut problems)?),
+                "Store" => inputs
+                    .stores
+                    .push(parse_checked(v, &ps, index, &mut problems)?),
+                "Ruler" => inputs
+                    .rulers
+                    .push(parse_checked(v, &ps, index, &mut problems)?),
+                "RuleGroup" => {
+                    inputs
+                        .rule_groups
+                        .push(parse_checked(v, &ps, index, &mut problems)?)
+                }
+                "ClusterRuleGroup" => {
+                    inputs
+                        .cluster_rule_groups
+                        .push(parse_checked(v, &ps, index, &mut problems)?)
+                }
+                "GlobalRuleGroup" => {
+                    inputs
+                        .global_rule_groups
+                        .push(parse_checked(v, &ps, index, &mut problems)?)
+                }
                 other => {
                     return Err(RenderError::Parse {
                         path: ps.clone(),
@@ -1342,12 +1470,16 @@ pub fn read_dir(dir: &Path) -> Result<(Vec<Service>, Inputs), RenderError> {
         }
     }
     services.sort_by_key(|s| (s.namespace(), s.name_any()));
-    Ok((services, inputs))
+    Ok((services, inputs, problems))
 }
 
 /// `render --from DIR` at time `now` (unix seconds; only matters for ingester removal times).
+///
+/// Problems confined to some objects (a Tenant naming a missing Storage, an ingester without
+/// replicas, an unknown field) do not stop the render: everything else is rendered and the
+/// result is [`RenderError::Problems`] carrying the output and the problems.
 pub fn render_dir_at(dir: &Path, now: u64) -> Result<String, RenderError> {
-    let (services, mut inputs) = read_dir(dir)?;
+    let (services, mut inputs, mut problems) = read_dir_checked(dir)?;
     inputs.now = now;
     let mut out = String::from(
         "# whizard reconciler render: objects it would apply (server-side apply, field manager\n\
@@ -1367,9 +1499,19 @@ pub fn render_dir_at(dir: &Path, now: u64) -> Result<String, RenderError> {
                 L::CREDENTIALS_SEED
             ));
         }
+        for p in &plan.problems {
+            problems.push(format!("Service {}: {p}", planner::service_key(&svc)));
+        }
         out.push_str(&to_yaml_stream(&render_plan(&plan, &svc)));
     }
-    Ok(out)
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(RenderError::Problems {
+            output: out,
+            problems,
+        })
+    }
 }
 
 /// `render --from DIR`, deterministic: pending removals are computed at time 0 unless

@@ -357,11 +357,21 @@ fn unknown_kind_is_an_error() {
 }
 
 #[test]
-fn missing_storage_is_an_error() {
+fn missing_storage_skips_its_tenants_only() {
+    // Without the Storage every object-storage tenant is skipped (and reported); the local
+    // tenant is still planned.
     let (_, mut inputs) = example_inputs(0);
     inputs.storages.clear();
-    let e = planner::plan(&inputs).unwrap_err();
-    assert!(matches!(e, planner::PlanError::MissingStorage { .. }));
+    let plan = planner::plan(&inputs).unwrap();
+    let ids: Vec<&str> = plan.tenants.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(ids, vec!["edge"]);
+    let skipped: Vec<&str> = plan
+        .problems
+        .iter()
+        .filter(|p| p.reason == "StorageNotFound")
+        .filter_map(|p| p.tenant_cr.as_deref())
+        .collect();
+    assert_eq!(skipped, vec!["big", "team-a", "team-b", "team-c", "team-d"]);
 }
 
 #[test]
