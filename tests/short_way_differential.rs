@@ -385,6 +385,7 @@ fn requests() -> Vec<(&'static str, Vec<u8>)> {
             get("/api/v1/query?query=up&query=sum(up)", ""),
         ),
         ("dot segments", get("/api/v1/../v1/query?query=up", "")),
+        ("fragment", get("/api/v1/query?query=up#frag", "")),
         ("double slash", get("//api/v1/query?query=up", "")),
         (
             "absolute form",

@@ -191,6 +191,7 @@ mod tests {
         b"GET http://x/a HTTP/1.1\r\nHost: x\r\n\r\n",
         b"GET /a HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
         b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: x\r\nX-N: caf\xe9\r\n\r\n",
+        b"GET /api/v1/query?query=#p HTTP/1.1\r\nHost: gw\r\n\r\n",
     ];
 
     const ANSWERS: &[&[u8]] = &[

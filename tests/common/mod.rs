@@ -3101,3 +3101,57 @@ impl Browser {
         panic!("no redirect to the callback; stuck at {next}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// HAProxy statistics per row (tests/fleet_writes.rs)
+// ---------------------------------------------------------------------------------------------
+
+impl Haproxy {
+    /// haproxy's statistics, one row per `proxy/server` (`gateways/g0`, ...,
+    /// `gateways/BACKEND`, `fleet/FRONTEND`), each as column → value (`status`, `scur`: sessions
+    /// now on it, `stot`, `hrsp_5xx`, `wretr`: connection retries, `wredis`: redispatches, ...).
+    pub async fn stats(&self) -> BTreeMap<String, BTreeMap<String, String>> {
+        let url = format!("http://127.0.0.1:{}/stats;csv", self.stats_port);
+        let text = http_client()
+            .get(&url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+            .text()
+            .await
+            .unwrap_or_default();
+        let mut lines = text.lines();
+        let header: Vec<&str> = lines
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("# ")
+            .split(',')
+            .collect();
+        lines
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let row: BTreeMap<String, String> = header
+                    .iter()
+                    .zip(l.split(','))
+                    .map(|(h, v)| (h.to_string(), v.to_string()))
+                    .collect();
+                let name = format!(
+                    "{}/{}",
+                    row.get("pxname").map_or("", |s| s.as_str()),
+                    row.get("svname").map_or("", |s| s.as_str())
+                );
+                (name, row)
+            })
+            .collect()
+    }
+
+    /// One number of [`Haproxy::stats`] (`0` when empty or absent).
+    pub async fn stat(&self, row: &str, column: &str) -> u64 {
+        self.stats()
+            .await
+            .get(row)
+            .and_then(|r| r.get(column))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+}
