@@ -183,3 +183,41 @@ stringData:
     );
     assert!(rw.contains("insecure_skip_verify: true"));
 }
+
+/// The gateway config Secret keeps each ruler user's hash (the same as in `gateway.yaml`) with
+/// its check for reuse by the next reconcile, and no password.
+#[test]
+fn gateway_config_secret_keeps_hashes_not_passwords() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/reconciler");
+    let out = whizard::reconciler::render_dir_at(&dir, 0).expect("render");
+    let objs: Vec<Value> = serde_norway::Deserializer::from_str(&out)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .filter(|v: &Value| !v.is_null())
+        .collect();
+    let data = &objs
+        .iter()
+        .find(|o| o["kind"] == "Secret" && o["metadata"]["name"] == "gateway-central-config")
+        .unwrap()["stringData"];
+    let cfg: Value = serde_norway::from_str(data["gateway.yaml"].as_str().unwrap()).unwrap();
+    let kept: Value = serde_json::from_str(data["password-hashes.json"].as_str().unwrap()).unwrap();
+    let users = cfg["users"].as_array().unwrap();
+    assert_eq!(kept["users"].as_object().unwrap().len(), users.len());
+    for u in users {
+        let k = &kept["users"][u["name"].as_str().unwrap()];
+        assert_eq!(k["hash"], u["password_hash"]);
+        assert_eq!(k["check"].as_str().unwrap().len(), 64);
+    }
+    let text = serde_json::to_string(data).unwrap();
+    for o in objs.iter().filter(|o| {
+        o["kind"] == "Secret"
+            && o["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .ends_with("-gateway-credentials")
+    }) {
+        for key in ["query-password", "write-password"] {
+            let pw = o["stringData"][key].as_str().unwrap();
+            assert!(!text.contains(pw), "{key} of {}", o["metadata"]["name"]);
+        }
+    }
+}

@@ -58,6 +58,9 @@ pub struct Metrics {
     /// Block deletions of removed tenants by Service and state (`waiting`, `running`,
     /// `failed`): a failed Job needs an operator.
     pub tenant_deletions: prometheus::IntGaugeVec,
+    /// Argon2id password hashes computed (the others are reused from the gateway config
+    /// Secret): 0 per reconcile while no ruler user or password changes.
+    pub password_hashes: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -113,6 +116,12 @@ impl Metrics {
         )
         .expect("static metric definition");
         let _ = registry.register(Box::new(tenant_deletions.clone()));
+        let password_hashes = prometheus::IntCounter::new(
+            "whizard_reconciler_password_hashes_total",
+            "Argon2id password hashes computed for gateway users (unchanged ones are reused).",
+        )
+        .expect("static metric definition");
+        let _ = registry.register(Box::new(password_hashes.clone()));
         Metrics {
             reconciles,
             failures,
@@ -121,6 +130,7 @@ impl Metrics {
             duration,
             leader,
             tenant_deletions,
+            password_hashes,
         }
     }
 }
@@ -133,6 +143,137 @@ pub struct Context {
     pub failures: Mutex<BTreeMap<String, u32>>,
     /// Clock (unix seconds); replaceable in tests.
     pub now: fn() -> u64,
+    /// What each Service's last reconcile read, for mapping Secret and rule group changes to
+    /// the Services they concern.
+    pub watched: Watched,
+}
+
+/// The Secrets and tenant ids each Service's last reconcile read: a change to a Secret or a
+/// RuleGroup/ClusterRuleGroup (which name no Service) reconciles exactly the Services that
+/// read it.
+#[derive(Debug, Default)]
+pub struct Watched {
+    reads: Mutex<std::collections::HashMap<ObjectRef<Service>, Reads>>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Reads {
+    /// `(namespace, name)`.
+    secrets: BTreeSet<(String, String)>,
+    tenants: BTreeSet<String>,
+}
+
+impl Watched {
+    /// Records what `inputs` (of its Service) read: the referenced Secrets and the ids of the
+    /// Service's tenants.
+    pub fn record(&self, inputs: &Inputs) {
+        let svc = &inputs.service;
+        let ns = svc.namespace().unwrap_or_default();
+        let key = planner::service_key(svc);
+        let reads = Reads {
+            secrets: planner::referenced_secret_names(inputs)
+                .into_iter()
+                .map(|n| (ns.clone(), n))
+                .collect(),
+            tenants: inputs
+                .tenants
+                .iter()
+                .filter(|t| t.labels().get(L::SERVICE) == Some(&key))
+                .map(|t| {
+                    if t.spec.tenant.is_empty() {
+                        t.name_any()
+                    } else {
+                        t.spec.tenant.clone()
+                    }
+                })
+                .collect(),
+        };
+        self.reads
+            .lock()
+            .unwrap()
+            .insert(ObjectRef::from_obj(svc), reads);
+    }
+
+    /// Forgets a deleted Service.
+    pub fn forget(&self, svc: &Service) {
+        self.reads.lock().unwrap().remove(&ObjectRef::from_obj(svc));
+    }
+
+    fn services(&self, pred: impl Fn(&Reads) -> bool) -> Vec<ObjectRef<Service>> {
+        let reads = self.reads.lock().unwrap();
+        reads
+            .iter()
+            .filter(|(_, r)| pred(r))
+            .map(|(s, _)| s.clone())
+            .collect()
+    }
+
+    /// The Services whose last reconcile read Secret `ns/name`.
+    pub fn secret_readers(&self, ns: &str, name: &str) -> Vec<ObjectRef<Service>> {
+        let k = (ns.to_string(), name.to_string());
+        self.services(|r| r.secrets.contains(&k))
+    }
+
+    /// The Services with a tenant `id`.
+    pub fn tenant_services(&self, id: &str) -> Vec<ObjectRef<Service>> {
+        self.services(|r| r.tenants.contains(id))
+    }
+}
+
+/// The Service named by `meta`'s `monitoring.whizard.io/service=<ns>.<name>` label.
+pub fn labelled_service(meta: &kube::api::ObjectMeta) -> Option<ObjectRef<Service>> {
+    let v = meta.labels.as_ref()?.get(L::SERVICE)?;
+    let (ns, name) = v.split_once('.')?;
+    Some(ObjectRef::new(name).within(ns))
+}
+
+/// Services concerned by a change of a namespaced object the planner reads by namespace
+/// (Storage, Store, Ruler, QueryFrontend, GlobalRuleGroup): the labelled Service, else every
+/// Service of the object's namespace.
+pub fn services_of_namespaced(
+    meta: &kube::api::ObjectMeta,
+    services: &[Arc<Service>],
+) -> Vec<ObjectRef<Service>> {
+    if let Some(s) = labelled_service(meta) {
+        return vec![s];
+    }
+    services
+        .iter()
+        .filter(|s| s.metadata.namespace.is_some() && s.metadata.namespace == meta.namespace)
+        .map(|s| ObjectRef::from_obj(s.as_ref()))
+        .collect()
+}
+
+/// Services concerned by a RuleGroup or ClusterRuleGroup: the labelled Service, else the
+/// Services with the tenant of its `monitoring.whizard.io/tenant` label.
+pub fn services_of_rule_group(
+    meta: &kube::api::ObjectMeta,
+    watched: &Watched,
+) -> Vec<ObjectRef<Service>> {
+    if let Some(s) = labelled_service(meta) {
+        return vec![s];
+    }
+    match meta.labels.as_ref().and_then(|l| l.get(L::TENANT)) {
+        Some(t) => watched.tenant_services(t),
+        None => Vec::new(),
+    }
+}
+
+/// Services concerned by a Secret: those whose last reconcile read it. Generated Secrets
+/// (managed-by the reconciler) concern none: their changes are the reconciler's own.
+pub fn services_of_secret(
+    meta: &kube::api::ObjectMeta,
+    watched: &Watched,
+) -> Vec<ObjectRef<Service>> {
+    let managed = meta
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(L::MANAGED_BY))
+        .is_some_and(|v| v == L::MANAGED_BY_VALUE);
+    match (&meta.namespace, &meta.name) {
+        (Some(ns), Some(name)) if !managed => watched.secret_readers(ns, name),
+        _ => Vec::new(),
+    }
 }
 
 fn system_now() -> u64 {
@@ -154,6 +295,7 @@ impl Context {
             metrics: Metrics::new(registry),
             failures: Mutex::new(BTreeMap::new()),
             now: system_now,
+            watched: Watched::default(),
         }
     }
 }
@@ -209,16 +351,27 @@ pub async fn run(opts: RunOptions) -> Result<(), Error> {
     }
 }
 
-/// Runs the controller until SIGTERM/SIGINT.
-pub async fn run_controller(client: Client, ctx: Arc<Context>) -> Result<(), Error> {
-    let by_service_label = |meta: &kube::api::ObjectMeta| -> Option<ObjectRef<Service>> {
-        let v = meta.labels.as_ref()?.get(L::SERVICE)?;
-        let (ns, name) = v.split_once('.')?;
-        Some(ObjectRef::new(name).within(ns))
-    };
+/// The controller of Services with every watch that changes a plan, except PrometheusRules
+/// (see [`run_controller`]):
+/// * generated objects (managed-by label) through their owner reference;
+/// * Tenant, Gateway, Router, Query: the Service of their `service` label;
+/// * Storage, Store, Ruler, QueryFrontend, GlobalRuleGroup: the labelled Service, else every
+///   Service of their namespace ([`services_of_namespaced`]);
+/// * RuleGroup, ClusterRuleGroup: the labelled Service, else the Services of their tenant
+///   ([`services_of_rule_group`]);
+/// * Secrets: the Services whose last reconcile read them ([`services_of_secret`]; Helm
+///   release Secrets are not watched).
+pub fn controller(client: Client, ctx: Arc<Context>) -> Controller<Service> {
+    use k8s_openapi::api::core::v1::Secret;
+    let by_service_label = |meta: &kube::api::ObjectMeta| labelled_service(meta);
     let owned =
         watcher::Config::default().labels(&format!("{}={}", L::MANAGED_BY, L::MANAGED_BY_VALUE));
-    let mut controller = Controller::new(Api::<Service>::all(client.clone()), Default::default())
+    let controller = Controller::new(Api::<Service>::all(client.clone()), Default::default());
+    let services = controller.store();
+    let in_namespace =
+        move |meta: &kube::api::ObjectMeta| services_of_namespaced(meta, &services.state());
+    let (rg_ctx, crg_ctx, secret_ctx) = (ctx.clone(), ctx.clone(), ctx);
+    controller
         .owns(Api::<Ingester>::all(client.clone()), owned.clone())
         .owns(Api::<Compactor>::all(client.clone()), owned.clone())
         .owns(
@@ -253,11 +406,51 @@ pub async fn run_controller(client: Client, ctx: Arc<Context>) -> Result<(), Err
             Default::default(),
             move |o| by_service_label(&o.metadata),
         )
+        .watches(Api::<Storage>::all(client.clone()), Default::default(), {
+            let f = in_namespace.clone();
+            move |o| f(&o.metadata)
+        })
+        .watches(Api::<Store>::all(client.clone()), Default::default(), {
+            let f = in_namespace.clone();
+            move |o| f(&o.metadata)
+        })
+        .watches(Api::<Ruler>::all(client.clone()), Default::default(), {
+            let f = in_namespace.clone();
+            move |o| f(&o.metadata)
+        })
+        .watches(
+            Api::<QueryFrontend>::all(client.clone()),
+            Default::default(),
+            {
+                let f = in_namespace.clone();
+                move |o| f(&o.metadata)
+            },
+        )
         .watches(
             Api::<GlobalRuleGroup>::all(client.clone()),
             Default::default(),
-            move |o| by_service_label(&o.metadata),
-        );
+            move |o| in_namespace(&o.metadata),
+        )
+        .watches(
+            Api::<RuleGroup>::all(client.clone()),
+            Default::default(),
+            move |o| services_of_rule_group(&o.metadata, &rg_ctx.watched),
+        )
+        .watches(
+            Api::<ClusterRuleGroup>::all(client.clone()),
+            Default::default(),
+            move |o| services_of_rule_group(&o.metadata, &crg_ctx.watched),
+        )
+        .watches(
+            Api::<Secret>::all(client),
+            watcher::Config::default().fields("type!=helm.sh/release.v1"),
+            move |o| services_of_secret(&o.metadata, &secret_ctx.watched),
+        )
+}
+
+/// Runs the controller until SIGTERM/SIGINT.
+pub async fn run_controller(client: Client, ctx: Arc<Context>) -> Result<(), Error> {
+    let mut controller = controller(client.clone(), ctx.clone());
     // PrometheusRules name no Service: any change reconciles every Service (few per cluster).
     // Without prometheus-operator's CRD there is nothing to watch.
     let prom: Api<PrometheusRule> = Api::all(client.clone());
@@ -400,6 +593,7 @@ pub async fn load_inputs(svc: &Service, ctx: &Context) -> Result<Inputs, Error> 
         deletion_jobs: deletion_jobs(svc, ctx).await?,
         now: (ctx.now)(),
         seed,
+        password_hashes: stored_password_hashes(svc, ctx).await?,
     };
     inputs.secrets = referenced_secrets(&inputs, ctx).await?;
     Ok(inputs)
@@ -424,6 +618,39 @@ async fn referenced_secrets(
                 .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
                 .collect();
             out.insert(name, data);
+        }
+    }
+    Ok(out)
+}
+
+/// The password hashes kept in the Service's gateway config Secrets (see
+/// [`super::credentials`]); unreadable ones are ignored (those hashes are computed anew).
+async fn stored_password_hashes(
+    svc: &Service,
+    ctx: &Context,
+) -> Result<super::credentials::StoredHashes, Error> {
+    use k8s_openapi::api::core::v1::Secret;
+    let ns = svc.namespace().unwrap_or_default();
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let selector = format!("{},{}=gateway", managed_selector(svc), L::COMPONENT);
+    let mut out = BTreeMap::new();
+    for sec in api
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items
+    {
+        let Some(v) = sec
+            .data
+            .as_ref()
+            .and_then(|d| d.get(super::credentials::HASHES_KEY))
+        else {
+            continue;
+        };
+        match super::credentials::parse(&String::from_utf8_lossy(&v.0)) {
+            Some(h) => out.extend(h),
+            None => {
+                tracing::warn!(secret = %sec.name_any(), "unreadable stored password hashes; hashing anew")
+            }
         }
     }
     Ok(out)
@@ -670,7 +897,11 @@ pub async fn write_tenant_status(
 
 async fn apply_service(svc: &Service, ctx: &Context) -> Result<Action, Error> {
     let inputs = load_inputs(svc, ctx).await?;
+    ctx.watched.record(&inputs);
     let plan = planner::plan(&inputs)?;
+    ctx.metrics
+        .password_hashes
+        .inc_by(plan.password_hashes_computed as u64);
     let mut objects = render::render_plan(&plan, svc);
     for o in &mut objects {
         set_owner(o, svc);
@@ -755,6 +986,7 @@ async fn report_problems(
 async fn cleanup_service(svc: &Service, ctx: &Context) -> Result<Action, Error> {
     // Generated objects are garbage-collected through their owner references; clear the
     // status of the Service's tenants so they do not point at deleted components.
+    ctx.watched.forget(svc);
     let key = planner::service_key(svc);
     let tenants: Vec<Tenant> = list_all(&ctx.client).await?;
     let api: Api<Tenant> = Api::all(ctx.client.clone());

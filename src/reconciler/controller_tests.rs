@@ -190,6 +190,7 @@ fn context(client: Client) -> Arc<Context> {
         metrics: Metrics::new(&prometheus::Registry::new()),
         failures: Mutex::new(BTreeMap::new()),
         now: || 1_000,
+        watched: Default::default(),
     })
 }
 
@@ -632,4 +633,74 @@ async fn remote_write_basic_auth_is_read_from_its_secret() {
     let text = sec.body["stringData"]["gateway.yaml"].as_str().unwrap();
     // base64("bob:pw")
     assert!(text.contains("Authorization: Basic Ym9iOnB3"), "{text}");
+}
+
+/// The gateway config Secret keeps the ruler users' password hashes; the next reconcile reads
+/// them back (a LIST of the Service's gateway Secrets) and computes none.
+#[tokio::test]
+async fn kept_password_hashes_are_reused() {
+    use base64::Engine;
+    let world = || World {
+        tenants: vec![tenant("team-a"), tenant("team-b")],
+        ..Default::default()
+    };
+    let (mock, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let server = tokio::spawn(serve(handle, world()));
+    let ctx = context(Client::new(mock, "default"));
+    controller::reconcile(Arc::new(service(false)), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(ctx.metrics.password_hashes.get(), 2);
+    // The reconcile recorded its tenants for the rule group watches.
+    assert_eq!(
+        ctx.watched.tenant_services("team-b"),
+        vec![kube::runtime::reflector::ObjectRef::<Service>::new("central").within("whizard")]
+    );
+    drop(ctx);
+    let calls = server.await.unwrap();
+    let list = calls
+        .iter()
+        .find(|c| c.method == "GET" && c.path == "/api/v1/namespaces/whizard/secrets")
+        .expect("gateway Secrets listed");
+    assert!(
+        list.query
+            .contains("app.kubernetes.io%2Fcomponent%3Dgateway"),
+        "{}",
+        list.query
+    );
+    let mut sec = calls
+        .iter()
+        .find(|c| c.method == "PATCH" && c.path.ends_with("/secrets/gateway-central-config"))
+        .expect("gateway config applied")
+        .body
+        .clone();
+    let kept = sec["stringData"][super::credentials::HASHES_KEY]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(kept.contains("whizard-ruler-team-a"), "{kept}");
+
+    // As the API server returns it: `data`, base64.
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    sec["data"] = json!({super::credentials::HASHES_KEY: b64(&kept)});
+    sec["stringData"] = Value::Null;
+    let mut w = world();
+    w.lists.insert("secrets".into(), vec![sec]);
+    let (mock, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let server = tokio::spawn(serve(handle, w));
+    let ctx = context(Client::new(mock, "default"));
+    controller::reconcile(Arc::new(service(false)), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(ctx.metrics.password_hashes.get(), 0);
+    drop(ctx);
+    let calls = server.await.unwrap();
+    let again = calls
+        .iter()
+        .find(|c| c.method == "PATCH" && c.path.ends_with("/secrets/gateway-central-config"))
+        .unwrap();
+    assert_eq!(
+        again.body["stringData"][super::credentials::HASHES_KEY],
+        kept
+    );
 }

@@ -23,13 +23,21 @@
 //! `<svc>-credentials-seed` with random bytes, created once; or the Service annotation
 //! `monitoring.whizard.io/credentials-seed`, which makes `render` reproducible). Without either,
 //! `render` uses a fixed placeholder seed and says so in a comment at the top of its output.
+//! [`credentials`] derives them and keeps their argon2id hashes in the gateway config Secret,
+//! so an unchanged reconcile hashes nothing.
+//!
+//! Watches ([`controller::controller`]): every kind the plan reads and the Secrets the last
+//! reconcile of a Service read trigger that Service's reconcile at once.
 pub mod assign;
 pub mod controller;
 #[cfg(test)]
 mod controller_tests;
 pub mod crd;
+pub mod credentials;
 pub mod deletion;
 pub mod gateway_config;
+#[cfg(test)]
+mod hash_tests;
 pub mod http;
 pub mod leader;
 #[cfg(test)]
@@ -44,6 +52,8 @@ pub mod selector;
 pub mod shard;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod watch_tests;
 pub mod web;
 
 pub use controller::{run, run_controller, Error, RunOptions};

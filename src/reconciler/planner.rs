@@ -84,6 +84,9 @@ pub struct Inputs {
     pub now: u64,
     /// Seed for ruler credentials (overridden by the Service's `credentials-seed` annotation).
     pub seed: String,
+    /// Password hashes kept from the last render (the gateway config Secret's
+    /// [`super::credentials::HASHES_KEY`]), reused when their check still matches.
+    pub password_hashes: super::credentials::StoredHashes,
 }
 
 /// Tenancy settings of a Service with Whizard's defaults applied.
@@ -125,6 +128,8 @@ pub struct GatewayUser {
     pub name: String,
     pub password: String,
     pub password_hash: String,
+    /// Keyed digest binding name, password and hash (see [`super::credentials`]).
+    pub check: String,
     pub tenants: Vec<String>,
     pub access: Vec<String>,
 }
@@ -169,6 +174,9 @@ pub struct Plan {
     /// router's replication factor): Thanos refuses a hashring without endpoints and cannot
     /// write a hashring with fewer endpoints than the replication factor.
     pub unrouted_ingesters: BTreeSet<String>,
+    /// Argon2id password hashes computed by this plan (the others were reused from
+    /// [`Inputs::password_hashes`]).
+    pub password_hashes_computed: usize,
 }
 
 /// A problem of one tenant (or one generated object) that does not stop the rest of the plan.
@@ -1106,6 +1114,7 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
     } else {
         seed
     };
+    let mut creds = super::credentials::Credentials::new(&seed, &inputs.password_hashes);
     let mut rulers = Vec::new();
     let mut users = Vec::new();
     let tenant_ids: Vec<String> = tenants.iter().map(|t| t.id.clone()).collect();
@@ -1148,12 +1157,7 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
             })?;
         add_prometheus_rules(&mut files, &selected);
         let user = format!("whizard-ruler-{}", t.id);
-        users.push(make_user(
-            &seed,
-            &user,
-            vec![t.id.clone()],
-            &["read", "write"],
-        ));
+        users.push(creds.user(&user, vec![t.id.clone()], &["read", "write"]));
         tenant_status.get_mut(&t.cr_name).unwrap().ruler = Some(ObjectReference {
             namespace: ns.clone(),
             name: name.clone(),
@@ -1214,9 +1218,8 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
         if !read_tenants.contains(&tenancy.default_tenant) {
             read_tenants.push(tenancy.default_tenant.clone());
         }
-        users.push(make_user(&seed, &read_user, read_tenants, &["read"]));
-        users.push(make_user(
-            &seed,
+        users.push(creds.user(&read_user, read_tenants, &["read"]));
+        users.push(creds.user(
             &write_user,
             vec![tenancy.default_tenant.clone()],
             &["write"],
@@ -1442,6 +1445,7 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
         placeholder_credentials,
         problems,
         unrouted_ingesters,
+        password_hashes_computed: creds.hashes_computed,
     })
 }
 
@@ -1606,36 +1610,4 @@ pub fn shard_files(files: &RuleFiles, shards: u64) -> Vec<Vec<BTreeMap<String, S
             shard::pack_files(&docs, shard::MAX_CONFIGMAP_BYTES)
         })
         .collect()
-}
-
-/// Derives `len` bytes for `purpose` from `seed` with Argon2id (deterministic).
-fn derive(seed: &str, purpose: &str, len: usize) -> Vec<u8> {
-    let mut out = vec![0u8; len];
-    let salt = format!("whizard-reconciler:{purpose}");
-    argon2::Argon2::default()
-        .hash_password_into(seed.as_bytes(), salt.as_bytes(), &mut out)
-        .expect("argon2 derive");
-    out
-}
-
-/// A gateway user whose password and salt are derived from `seed` (so `render` is
-/// deterministic and the controller needs no extra state besides the seed).
-pub fn make_user(seed: &str, name: &str, tenants: Vec<String>, access: &[&str]) -> GatewayUser {
-    use argon2::PasswordHasher;
-    let password: String = derive(seed, &format!("password/{name}"), 16)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let salt = derive(seed, &format!("salt/{name}"), 16);
-    let hash = argon2::Argon2::default()
-        .hash_password_with_salt(password.as_bytes(), &salt)
-        .expect("argon2 hash")
-        .to_string();
-    GatewayUser {
-        name: name.to_string(),
-        password,
-        password_hash: hash,
-        tenants,
-        access: access.iter().map(|s| s.to_string()).collect(),
-    }
 }

@@ -977,7 +977,10 @@ fn render_gateways(ctx: &Ctx, out: &mut Vec<Value>) {
             &sec,
             "gateway",
             &n,
-            json!({"gateway.yaml": config}),
+            json!({
+                "gateway.yaml": config,
+                super::credentials::HASHES_KEY: super::credentials::serialize(&ctx.plan.users),
+            }),
         ));
         let mut dep = deployment(ctx, &format!("gateway-{n}"), &pod);
         if web.tls.is_some() {
@@ -1467,6 +1470,15 @@ pub fn read_dir_checked(dir: &Path) -> Result<(Vec<Service>, Inputs, Vec<String>
     for s in &mut services {
         if s.metadata.namespace.is_none() {
             s.metadata.namespace = Some("default".into());
+        }
+    }
+    // A previously rendered gateway config Secret in the directory lends its password hashes.
+    for data in inputs.secrets.values() {
+        if let Some(h) = data
+            .get(super::credentials::HASHES_KEY)
+            .and_then(|t| super::credentials::parse(t))
+        {
+            inputs.password_hashes.extend(h);
         }
     }
     services.sort_by_key(|s| (s.namespace(), s.name_any()));
