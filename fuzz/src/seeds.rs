@@ -7,6 +7,8 @@ mod payloads;
 #[path = "../../benches/support/queries.rs"]
 mod queries;
 
+use whizard::gateway::short_way_fuzz;
+
 /// Queries an attacker or an unusual client sends.
 const ATTACK_QUERIES: &[&str] = &[
     r#"{__name__=~".+"}"#,
@@ -49,40 +51,6 @@ const SILENCES: &[&str] = &[
     r#"{"matchers":[{"name":"a","value":"b","isRegex":false}],"matcherſ":[],"MATCHERS":[],"startsAt":"s","endsAt":"e","createdBy":"me","comment":"c","comment":"d"}"#,
     r#"{"matchers":[{"name":"job","value":"x","isRegex":false,"iſRegex":true,"nAme":"tenant_id"}],"startsAt":"s","endsAt":"e","createdBy":"me","comment":"c"}"#,
     r#"{"matchers":[{"name":"a","value":"b","isRegex":false}],"startsAt":"s","endsAt":"e","createdBy":"me","comment":"c"}{"matchers":[]}"#,
-];
-
-/// Request heads as clients send them, and odd ones (the short way takes some of them).
-const REQUEST_HEADS: &[&[u8]] = &[
-    b"GET /api/v1/query?query=up HTTP/1.1\r\nHost: gw\r\nAuthorization: Basic YTpi\r\n\r\n",
-    b"GET /api/v1/query_range?query=rate(x%5B5m%5D)&start=1&end=2&step=15 HTTP/1.1\r\nHost: gw\r\nUser-Agent: Grafana/10\r\nAccept-Encoding: gzip\r\n\r\n",
-    b"GET / HTTP/1.1\r\nhost: x\r\nx-a: 1\r\nX-A: 2\r\nx-b: 3\r\n\r\n",
-    b"GET /a HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
-    b"GET http://x/a HTTP/1.1\r\nHost: x\r\n\r\n",
-    b"GET /a HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
-    b"GET /a HTTP/1.1\nHost: x\n\n",
-    b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: x\r\nX-N: caf\xe9\r\n\r\n",
-];
-
-/// Answer heads (with the start of a body) as upstreams send them, and odd ones.
-const ANSWER_HEADS: &[&[u8]] = &[
-    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\nok",
-    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
-    b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n",
-    b"HTTP/1.0 200 OK\r\n\r\nuntil close",
-    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
-    b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
-    b"HTTP/1.1 304 Not Modified\r\nConnection: close\r\n\r\n",
-    b"HTTP/1.1 200 OK\r\nX-Folded: a\r\n b\r\nContent-Length: 0\r\n\r\n",
-    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n",
-];
-
-/// Byte 0: piece size and mode (even: wire bytes, odd: data to encode); see `chunked_body`.
-const CHUNKED_BODIES: &[&[u8]] = &[
-    b"\x004\r\nWiki\r\n5;ext=1\r\npedia\r\n0\r\nExpires: never\r\n\r\n",
-    b"\x061\r\na\r\n0\r\n\r\nHTTP/1.1",
-    b"\x02fffffffffffffffff\r\n",
-    b"\x01Wikipedia in chunks",
-    b"\x0f{\"status\":\"success\",\"data\":{\"resultType\":\"vector\",\"result\":[]}}",
 ];
 
 /// (file name, bytes) for each target: `promql_enforce`, `remote_write_splice`,
@@ -130,17 +98,17 @@ pub fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
             }
         }
         "request_head" => {
-            for (i, head) in REQUEST_HEADS.iter().enumerate() {
+            for (i, head) in short_way_fuzz::REQUEST_SEEDS.iter().enumerate() {
                 out.push((format!("seed-{i:03}"), head.to_vec()));
             }
         }
         "answer_head" => {
-            for (i, head) in ANSWER_HEADS.iter().enumerate() {
+            for (i, head) in short_way_fuzz::ANSWER_SEEDS.iter().enumerate() {
                 out.push((format!("seed-{i:03}"), head.to_vec()));
             }
         }
         "chunked_body" => {
-            for (i, body) in CHUNKED_BODIES.iter().enumerate() {
+            for (i, body) in short_way_fuzz::CHUNKED_SEEDS.iter().enumerate() {
                 out.push((format!("seed-{i:03}"), body.to_vec()));
             }
         }

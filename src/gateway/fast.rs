@@ -253,14 +253,7 @@ const ADDED_ANSWER: usize = 2;
 /// keeps a second map of the client's spelling of every name, which the upstream does not
 /// need (names go in their canonical spelling).
 fn upstream_request(client: &RequestHeader) -> pingora::Result<RequestHeader> {
-    let nominated: Vec<http::HeaderName> = client
-        .headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| http::HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
+    let nominated = super::h1_fields::connection_nominated(&client.headers);
     let mut headers = http::HeaderMap::with_capacity(client.headers.len() + ADDED_UPSTREAM);
     for (name, value) in &client.headers {
         if !HOP_BY_HOP.contains(name) && !nominated.contains(name) {

@@ -587,28 +587,7 @@ mod tests {
         assert!(head(&too_many).is_err());
     }
 
-    /// Feeds `wire` to the chunked decoder in pieces of `step` bytes; the data and whether the
-    /// end was reached.
-    fn dechunk(wire: &[u8], step: usize) -> Result<(Vec<u8>, bool, usize)> {
-        let mut buf = BytesMut::new();
-        let mut at = Some(Chunk::Size);
-        let mut out = Vec::new();
-        for piece in wire.chunks(step) {
-            buf.extend_from_slice(piece);
-            while let Some(state) = at {
-                let (next, data) = decode_chunked(state, &mut buf)?;
-                let progressed = data.is_some() || next != Some(state);
-                if let Some(d) = data {
-                    out.extend_from_slice(&d);
-                }
-                at = next;
-                if !progressed {
-                    break;
-                }
-            }
-        }
-        Ok((out, at.is_none(), buf.len()))
-    }
+    use super::super::short_way_fuzz::dechunk;
 
     #[test]
     fn chunked_bodies_decode_in_any_pieces() {

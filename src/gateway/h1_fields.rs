@@ -1,5 +1,6 @@
-//! The HTTP/1.1 field rules both halves of the short way apply (`h1_client`, `h1_server`):
-//! `Connection` options, the last transfer coding and a `Content-Length` token.
+//! The HTTP/1.1 field rules both halves of the short way apply (`h1_client`, `h1_server`),
+//! and the response filter too: `Connection` options and nominated fields, the last transfer
+//! coding and a `Content-Length` token.
 
 use http::header::{CONNECTION, TRANSFER_ENCODING};
 use http::HeaderMap;
@@ -17,6 +18,17 @@ pub fn connection_options(headers: &HeaderMap) -> (bool, bool) {
         }
     }
     (close, keep_alive)
+}
+
+/// The field names the `Connection` fields nominate as hop-by-hop (RFC 9110 §7.6.1); tokens
+/// that are not field names (`close`, `keep-alive` are) are kept like any other name.
+pub fn connection_nominated(headers: &HeaderMap) -> Vec<http::HeaderName> {
+    headers
+        .get_all(CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .filter_map(|name| http::HeaderName::from_bytes(name.trim_ascii()).ok())
+        .collect()
 }
 
 /// Whether the last transfer coding is `chunked` (RFC 9112 §6.3): only then does the body end

@@ -361,19 +361,13 @@ impl ProxyHttp for Gateway {
 /// without `Connection` (the usual one) costs one lookup per name and no allocation.
 fn strip_hop_by_hop(resp: &mut ResponseHeader) {
     if resp.headers.contains_key(http::header::CONNECTION) {
-        let nominated: Vec<http::HeaderName> = resp
-            .headers
-            .get_all(http::header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|name| http::HeaderName::from_bytes(name.trim().as_bytes()).ok())
-            .filter(|name| {
-                *name != http::header::CONTENT_LENGTH && *name != http::header::TRANSFER_ENCODING
-            })
-            .collect();
+        let nominated = super::h1_fields::connection_nominated(&resp.headers);
         resp.remove_header(&http::header::CONNECTION);
-        for name in &nominated {
+        let framing = [
+            http::header::CONTENT_LENGTH,
+            http::header::TRANSFER_ENCODING,
+        ];
+        for name in nominated.iter().filter(|n| !framing.contains(n)) {
             resp.remove_header(name);
         }
     }
