@@ -28,8 +28,6 @@ mod fixture;
 use common::*;
 use fixture::Alertmanager;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
 use std::time::Duration;
 
 use base64::Engine;
@@ -48,113 +46,26 @@ fn init() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-fn node_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node")
-}
-
-/// `node tests/node/idp.mjs` on a port chosen before it starts; killed on drop (log tail
-/// printed when the test fails).
-struct Idp {
-    child: Option<Child>,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Idp {
-    fn new() -> Idp {
-        assert!(
-            node_dir().join("node_modules/oidc-provider").exists(),
-            "run scripts/install-test-deps.sh (npm ci in {})",
-            node_dir().display()
-        );
-        Idp {
-            child: None,
-            port: free_port(),
-            dir: tempfile::Builder::new()
-                .prefix("whizard-idp-")
-                .tempdir()
-                .unwrap(),
-        }
-    }
-
-    fn issuer(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.dir.path().join("idp.log")
-    }
-
-    async fn spawn(&mut self, env: &[(&str, &str)]) {
-        let env: Vec<(String, String)> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        self.child = Some(
-            spawn_idp(
-                self.port,
-                &self.dir.path().join("keys.json"),
-                &env,
-                &self.log_path(),
-                &self.issuer(),
-            )
-            .await,
-        );
-    }
-}
-
-impl Drop for Idp {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-            if std::thread::panicking() {
-                eprintln!(
-                    "----- identity provider log tail -----\n{}\n-----",
-                    tail_file(&self.log_path(), 40)
-                );
-            }
-        }
-    }
-}
-
 fn gateway_config(backend: &Backend, am: &Alertmanager, issuer: &str) -> String {
     let hash = whizard::auth::password::hash_argon2id(WRITER.1.as_bytes()).unwrap();
     format!(
-        r#"
-listen:
-  http: "127.0.0.1:${{HTTP_PORT}}"
-  metrics: "127.0.0.1:${{METRICS_PORT}}"
-upstreams:
-  query: "{query}"
-  receive: "{receive}"
-  alertmanager: "{am}"
-tenancy:
-  header: THANOS-TENANT
-  label: tenant_id
-tenants:
-  - id: team-a
-  - id: team-b
-users:
+        r#"{head}users:
   - name: {writer}
     password_hash: "{hash}"
     tenants: [team-a]
     access: [read, write]
 oidc:
-  - issuer: "{issuer}"
-    audience: whizard
-    tenant_claim: tenant
-    access_claim: access
-    client_id: whizard-ui
-    client_secret: whizard-ui-secret
-    redirect_url: "http://127.0.0.1:${{HTTP_PORT}}/oauth2/callback"
-ui:
+{provider}ui:
   enabled: true
   cookie_secret: "{COOKIE_SECRET}"
 "#,
-        query = backend.url(),
-        receive = backend.write_url(),
-        am = am.url(),
+        head = config_head(
+            &backend.url(),
+            &backend.write_url(),
+            &format!("  alertmanager: \"{}\"\n", am.url()),
+            &["team-a", "team-b"]
+        ),
+        provider = oidc_provider_lines(issuer, "access", true),
         writer = WRITER.0,
     )
 }
@@ -273,36 +184,24 @@ fn seen_requests(result: &Value) -> BTreeMap<String, Vec<Seen>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_logged_in_browser_changes_nothing_from_another_origin_of_the_same_site() {
     init();
-    assert!(
-        node_dir().join("node_modules/playwright-core").exists(),
-        "run scripts/install-test-deps.sh"
-    );
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(Path::new(&chromium).exists(), "no {chromium}");
+    let chromium = chromium();
 
     let (backend, am) = tokio::join!(Backend::start(), Alertmanager::start());
-    let mut idp = Idp::new();
+    let mut idp = Idp::new(&[]);
     let gw = Gateway::start(&gateway_config(&backend, &am, &idp.issuer())).await;
-    idp.spawn(&[
-        (
-            "IDP_REDIRECT_URIS",
-            &format!("{}/oauth2/callback", gw.url()),
-        ),
+    idp.start_for(
+        &[&gw],
         // alice's session may write: the cookie alone would do harm if the origin check let
         // it (README: a session's access comes from the ID token's access_claim).
-        ("IDP_ACCOUNT_CLAIMS", r#"{"alice":{"access":"read write"}}"#),
-    ])
+        &[("IDP_ACCOUNT_CLAIMS", r#"{"alice":{"access":"read write"}}"#)],
+    )
     .await;
 
     // A series of team-a to read back through the gateway.
     let r = post_write(&gw.url(), WRITER, "/api/v1/write", write_body(SEED, 1.0)).await;
     assert_eq!(r.status(), 204, "seed write: {}", r.text().await.unwrap());
     // The gateway reaches the provider (it was down when the gateway started).
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let client = no_redirect_client();
     poll_until(Duration::from_secs(30), "/oauth2/login to redirect", || {
         let req = client.get(format!("{}/oauth2/login", gw.url()));
         async move { (req.send().await.ok()?.status() == 302).then_some(()) }
@@ -312,52 +211,23 @@ async fn a_logged_in_browser_changes_nothing_from_another_origin_of_the_same_sit
     let control_silence = silence("csrf-control", "CsrfControl", "same-origin control");
     let attack_silence = silence("csrf-attacker", "CsrfAttack", "forged");
     let attack_body = write_body(MARKER, 42.0);
-    let script = node_dir().join("attacker.mjs");
-    let started = std::time::Instant::now();
-    let (code, stdout, stderr) = tokio::task::spawn_blocking({
-        let gw_url = gw.url();
-        let idp_url = idp.issuer();
-        let (control, attack) = (control_silence.clone(), attack_silence.clone());
-        let body = base64::engine::general_purpose::STANDARD.encode(&attack_body);
-        move || {
-            run_with_deadline(
-                Command::new("node")
-                    .arg(&script)
-                    .env("GW_URL", gw_url)
-                    .env("IDP_URL", idp_url)
-                    .env("UI_USER", "alice")
-                    .env("READ_QUERY", SEED)
-                    .env("CONTROL_SILENCE", control)
-                    .env("ATTACK_SILENCE", attack)
-                    .env("WRITE_BODY_B64", body)
-                    .env("CHROMIUM", chromium)
-                    .env(
-                        "STEP_TIMEOUT_MS",
-                        scaled(Duration::from_secs(30)).as_millis().to_string(),
-                    ),
-                Duration::from_secs(180),
-            )
-        }
-    })
-    .await
-    .unwrap();
-    eprintln!(
-        "attacker.mjs ran {:.1}s:\n{stdout}",
-        started.elapsed().as_secs_f64()
-    );
-    let result: Value = stdout
-        .lines()
-        .rev()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .and_then(|j| serde_json::from_str(j).ok())
-        .unwrap_or(Value::Null);
-    assert_eq!(
-        code,
-        0,
-        "attacker.mjs failed (exit {code}).\nstdout:\n{stdout}\nstderr:\n{stderr}\ngateway log:\n{}",
-        tail_file(&gw.log_path(), 30)
-    );
-    assert_eq!(result["ok"], true, "{stdout}");
+    let (result, stdout) = run_browser_script(
+        "attacker.mjs",
+        &chromium,
+        &gw,
+        &idp,
+        vec![
+            ("UI_USER", "alice".to_string()),
+            ("READ_QUERY", SEED.to_string()),
+            ("CONTROL_SILENCE", control_silence.clone()),
+            ("ATTACK_SILENCE", attack_silence.clone()),
+            (
+                "WRITE_BODY_B64",
+                base64::engine::general_purpose::STANDARD.encode(&attack_body),
+            ),
+        ],
+    )
+    .await;
 
     // ---- The controls: the cookie was live and could read and create silences. ----------
     let controls = &result["controls"];

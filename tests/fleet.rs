@@ -100,26 +100,6 @@ async fn accepted_by(g: &Gateway) -> f64 {
     .unwrap_or(0.0)
 }
 
-/// Polls until every gateway in `running` reports `live` live and `down` down replicas.
-async fn wait_membership(gws: &[Gateway], running: &[usize], live: f64, down: f64) {
-    poll_until(
-        Duration::from_secs(15),
-        &format!("gateways {running:?} to see {live} live and {down} down"),
-        || async {
-            for &i in running {
-                let t = gws[i].metrics_text().await;
-                let l = metric_value(&t, "whizard_cluster_peers", &[("state", "live")]);
-                let d = metric_value(&t, "whizard_cluster_peers", &[("state", "down")]);
-                if l != Some(live) || d != Some(down) {
-                    return None;
-                }
-            }
-            Some(())
-        },
-    )
-    .await
-}
-
 /// One phase: warm up (empties the buckets), then measure the fleet's and each running
 /// replica's accepted rate; asserts them against the limit and the replicas' shares.
 async fn phase(
@@ -197,16 +177,7 @@ async fn a_fleet_shares_each_limit_among_its_live_replicas() {
             "alone at first"
         );
     }
-    let peers = gws
-        .iter()
-        .map(|g| format!("\"127.0.0.1:{}\"", g.metrics_port()))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let full = config(&backend, &peers);
-    for g in &gws {
-        g.write_config(&full);
-    }
-    wait_membership(&gws, &[0, 1, 2], 3.0, 0.0).await;
+    join_fleet(&gws, |peers| config(&backend, peers)).await;
 
     // The credential works on every replica (each verifies it once and caches it).
     let client = http_client();
@@ -220,14 +191,7 @@ async fn a_fleet_shares_each_limit_among_its_live_replicas() {
         assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
     }
 
-    let lb = Haproxy::round_robin(
-        &gws.iter()
-            .map(|g| format!("127.0.0.1:{}", g.http_port()))
-            .collect::<Vec<_>>(),
-    )
-    .await;
-    lb.wait_servers_up(&[0, 1, 2], Duration::from_secs(10))
-        .await;
+    let lb = haproxy_over(&gws).await;
 
     // Three replicas: 20/s each.
     let (t1, _) = phase("three replicas", &client, &lb, &gws, &[0, 1, 2]).await;

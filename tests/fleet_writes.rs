@@ -30,8 +30,6 @@ use common::*;
 use fixture::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::Child;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The two agents' jobs: A writes with a bearer token (team-a), B with Basic Auth (team-b).
@@ -46,85 +44,6 @@ fn unix_now() -> f64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs_f64()
-}
-
-// ---------------------------------------------------------------------------------------------
-// The identity provider (the real `oidc-provider`, tests/node/idp.mjs)
-// ---------------------------------------------------------------------------------------------
-
-struct Idp {
-    child: Option<Child>,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Idp {
-    async fn start() -> Idp {
-        let node = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node");
-        assert!(
-            node.join("node_modules/oidc-provider").exists(),
-            "run scripts/install-test-deps.sh (npm ci in {})",
-            node.display()
-        );
-        let dir = tempfile::Builder::new()
-            .prefix("whizard-idp-")
-            .tempdir()
-            .unwrap();
-        let port = free_port();
-        let issuer = format!("http://127.0.0.1:{port}");
-        let child = spawn_idp(
-            port,
-            &dir.path().join("keys.json"),
-            &[],
-            &dir.path().join("idp.log"),
-            &issuer,
-        )
-        .await;
-        Idp {
-            child: Some(child),
-            port,
-            dir,
-        }
-    }
-
-    fn issuer(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn token_url(&self) -> String {
-        format!("{}/token", self.issuer())
-    }
-
-    /// A client_credentials access token of a machine client (`<id>-secret`).
-    async fn token(&self, client: &str) -> String {
-        let resp = http_client()
-            .post(self.token_url())
-            .basic_auth(client, Some(format!("{client}-secret")))
-            .form(&[("grant_type", "client_credentials")])
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status();
-        let body: Value = resp.json().await.unwrap();
-        assert!(status.is_success(), "token for {client}: {status} {body}");
-        body["access_token"].as_str().unwrap().to_string()
-    }
-}
-
-impl Drop for Idp {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-            if std::thread::panicking() {
-                let log = self.dir.path().join("idp.log");
-                eprintln!(
-                    "----- identity provider log tail -----\n{}",
-                    tail_file(&log, 30)
-                );
-            }
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -154,26 +73,6 @@ async fn writes(g: &Gateway, tenant: &str) -> f64 {
     )
     .await
     .unwrap_or(0.0)
-}
-
-/// Polls until every gateway in `running` reports `live` live and `down` down replicas.
-async fn wait_membership(gws: &[Gateway], running: &[usize], live: f64, down: f64) {
-    poll_until(
-        Duration::from_secs(15),
-        &format!("gateways {running:?} to see {live} live and {down} down"),
-        || async {
-            for &i in running {
-                let t = gws[i].metrics_text().await;
-                let l = metric_value(&t, "whizard_cluster_peers", &[("state", "live")]);
-                let d = metric_value(&t, "whizard_cluster_peers", &[("state", "down")]);
-                if l != Some(live) || d != Some(down) {
-                    return None;
-                }
-            }
-            Some(())
-        },
-    )
-    .await
 }
 
 /// Polls until every gateway in `which` has answered 204 to writes of both tenants.
@@ -366,7 +265,7 @@ async fn delivered(backend: &Backend, job: &str, from: f64, to: f64) -> Delivery
 async fn a_fleet_loses_no_sample_when_a_replica_dies() {
     let started = Instant::now();
     let backend = Backend::start().await;
-    let idp = Idp::start().await;
+    let idp = Idp::start(&[]).await;
     // Each replica starts listing itself only; all three then get the full list by a reload
     // (before any credential is used, so no cache is emptied behind the checks below).
     let mut gws = Vec::new();
@@ -380,24 +279,8 @@ async fn a_fleet_loses_no_sample_when_a_replica_dies() {
             .await,
         );
     }
-    let peers = gws
-        .iter()
-        .map(|g| format!("\"127.0.0.1:{}\"", g.metrics_port()))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let full = config(&backend, &idp.issuer(), &peers);
-    for g in &gws {
-        g.write_config(&full);
-    }
-    wait_membership(&gws, &[0, 1, 2], 3.0, 0.0).await;
-    let lb = Haproxy::round_robin(
-        &gws.iter()
-            .map(|g| format!("127.0.0.1:{}", g.http_port()))
-            .collect::<Vec<_>>(),
-    )
-    .await;
-    lb.wait_servers_up(&[0, 1, 2], Duration::from_secs(10))
-        .await;
+    join_fleet(&gws, |peers| config(&backend, &idp.issuer(), peers)).await;
+    let lb = haproxy_over(&gws).await;
 
     // Two agents through haproxy: one queue shard each, 100 samples per write (several writes
     // per scrape, round-robin over the replicas).
@@ -538,7 +421,7 @@ async fn a_fleet_loses_no_sample_when_a_replica_dies() {
 
     // Reads on every replica: a client-credentials token and a Basic login (each replica
     // verifies the password once and answers the rest from its cache).
-    let reader = idp.token("reader-a").await;
+    let reader = idp.token("reader-a", &[]).await;
     let client = http_client();
     let query = format!(
         "/api/v1/query?{}",

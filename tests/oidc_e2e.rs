@@ -15,8 +15,7 @@ mod fixture;
 
 use common::*;
 use fixture::raw_request;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::path::Path;
 use std::time::Duration;
 
 use base64::Engine;
@@ -29,147 +28,6 @@ fn init() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The identity provider process
-// ---------------------------------------------------------------------------------------------
-
-fn node_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node")
-}
-
-/// `node tests/node/idp.mjs` on a port chosen before it starts (so the issuer can go into a
-/// gateway config first). Killed on drop; prints its log tail when a test fails.
-struct Idp {
-    child: Option<Child>,
-    port: u16,
-    dir: tempfile::TempDir,
-    env: Vec<(String, String)>,
-}
-
-impl Idp {
-    /// A provider that will listen on a free port; start it with [`Idp::spawn`].
-    fn new(env: &[(&str, &str)]) -> Idp {
-        assert!(
-            node_dir().join("node_modules/oidc-provider").exists(),
-            "run scripts/install-test-deps.sh (npm ci in {})",
-            node_dir().display()
-        );
-        Idp {
-            child: None,
-            port: free_port(),
-            dir: tempfile::Builder::new()
-                .prefix("whizard-idp-")
-                .tempdir()
-                .unwrap(),
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        }
-    }
-
-    fn set_env(&mut self, k: &str, v: &str) {
-        self.env.push((k.to_string(), v.to_string()));
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.dir.path().join("idp.log")
-    }
-
-    async fn spawn(&mut self) {
-        let keys = self.dir.path().join("keys.json");
-        let child = spawn_idp(
-            self.port,
-            &keys,
-            &self.env,
-            &self.log_path(),
-            &self.issuer(),
-        )
-        .await;
-        self.child = Some(child);
-    }
-
-    /// SIGKILL: the provider is gone (port closed).
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn issuer(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn token_url(&self) -> String {
-        format!("{}/token", self.issuer())
-    }
-
-    /// A real client_credentials access token of a machine client (`<id>-secret`).
-    async fn token(&self, client: &str, extra: &[(&str, &str)]) -> String {
-        let mut form = vec![("grant_type", "client_credentials")];
-        form.extend_from_slice(extra);
-        let resp = http_client()
-            .post(self.token_url())
-            .basic_auth(client, Some(format!("{client}-secret")))
-            .form(&form)
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status();
-        let body: Value = resp.json().await.unwrap();
-        assert!(status.is_success(), "token for {client}: {status} {body}");
-        body["access_token"].as_str().unwrap().to_string()
-    }
-
-    /// A JWT signed by one of the provider's keys, with claims of our choosing (`/__sign`).
-    async fn sign(&self, request: Value) -> String {
-        let resp = http_client()
-            .post(format!("{}/__sign", self.issuer()))
-            .json(&request)
-            .send()
-            .await
-            .unwrap();
-        let body: Value = resp.json().await.unwrap();
-        body["token"]
-            .as_str()
-            .unwrap_or_else(|| panic!("__sign: {body}"))
-            .to_string()
-    }
-
-    /// New signing keys (`/__rotate`); returns every kid the provider now serves.
-    async fn rotate(&self) -> Vec<String> {
-        let body: Value = http_client()
-            .post(format!("{}/__rotate", self.issuer()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        body["kids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|k| k.as_str().unwrap().to_string())
-            .collect()
-    }
-}
-
-impl Drop for Idp {
-    fn drop(&mut self) {
-        let running = self.child.is_some();
-        self.kill();
-        if std::thread::panicking() && running {
-            eprintln!(
-                "----- identity provider log tail ({}) -----\n{}\n-----",
-                self.log_path().display(),
-                tail_file(&self.log_path(), 40)
-            );
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Gateway config and helpers
 // ---------------------------------------------------------------------------------------------
 
@@ -177,52 +35,21 @@ const COOKIE_SECRET: &str = "e2e-cookie-secret-0123456789abcdef-0123456789";
 
 /// Two tenants, no users, one OIDC provider; with `ui`, the browser client and the web UI.
 fn gateway_config(backend: &Backend, issuer: &str, ui: bool) -> String {
-    let login = if ui {
-        r#"
-    client_id: whizard-ui
-    client_secret: whizard-ui-secret
-    redirect_url: "http://127.0.0.1:${HTTP_PORT}/oauth2/callback"
-ui:
-  enabled: true
-  cookie_secret: "COOKIE_SECRET"
-"#
-        .replace("COOKIE_SECRET", COOKIE_SECRET)
+    let ui = if ui {
+        format!("ui:\n  enabled: true\n  cookie_secret: \"{COOKIE_SECRET}\"\n")
     } else {
         String::new()
     };
     format!(
-        r#"
-listen:
-  http: "127.0.0.1:${{HTTP_PORT}}"
-  metrics: "127.0.0.1:${{METRICS_PORT}}"
-upstreams:
-  query: "{query}"
-  receive: "{receive}"
-tenancy:
-  header: THANOS-TENANT
-  label: tenant_id
-tenants:
-  - id: team-a
-  - id: team-b
-oidc:
-  - issuer: "{issuer}"
-    audience: whizard
-    tenant_claim: tenant
-    access_claim: scope{login}
-"#,
-        query = backend.url(),
-        receive = backend.write_url(),
+        "{head}oidc:\n{provider}{ui}",
+        head = config_head(
+            &backend.url(),
+            &backend.write_url(),
+            "",
+            &["team-a", "team-b"]
+        ),
+        provider = oidc_provider_lines(issuer, "scope", !ui.is_empty()),
     )
-}
-
-/// A client that does not follow redirects.
-fn no_redirect_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(scaled(Duration::from_secs(30)))
-        .build()
-        .unwrap()
 }
 
 /// One answer of the gateway.
@@ -484,15 +311,8 @@ async fn oauth2_agents_write_and_bearer_tokens_are_checked() {
 
     // Unknown kid after a key rotation at the provider: refreshed, then valid. (Before any
     // other unknown-kid case: those start the gateway's refetch cooldown.)
-    let published: Value = http_client()
-        .get(format!("{}/__keys", idp.issuer()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let kids_before = idp.rotate().await;
+    let published = json_of(http_client().get(format!("{}/__keys", idp.issuer()))).await;
+    let kids_before = idp.rotate(true).await;
     let rotated = idp.token("reader-a", &[]).await;
     let (h, _) = jwt_parts(&rotated);
     let new_kid = h["kid"].as_str().unwrap().to_string();
@@ -747,7 +567,7 @@ async fn provider_down_unknown_kid_is_503_known_keys_keep_working() {
         .sign(json!({"payload": {"tenant": "team-a", "scope": "read"}}))
         .await;
     // New keys the gateway has not fetched, and a token signed with one of them.
-    idp.rotate().await;
+    idp.rotate(true).await;
     let unseen_new_key = idp.token("reader-a", &[]).await;
     idp.kill();
     // The provider's port is closed.
@@ -1030,12 +850,7 @@ async fn a_session_cookie_changes_nothing_from_another_origin() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_logs_in_queries_in_the_ui_and_logs_out() {
     init();
-    assert!(
-        node_dir().join("node_modules/playwright-core").exists(),
-        "run scripts/install-test-deps.sh"
-    );
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(Path::new(&chromium).exists(), "no {chromium}");
+    let chromium = chromium();
 
     let backend = Backend::start().await;
     // The issuer goes into the gateway config before the provider runs; the provider needs the
@@ -1114,42 +929,14 @@ async fn browser_logs_in_queries_in_the_ui_and_logs_out() {
     std::fs::create_dir_all(&out_dir).unwrap();
     let shot = out_dir.join("ui_query.png");
     let _ = std::fs::remove_file(&shot);
-    let script = node_dir().join("ui_login.mjs");
-    let (code, stdout, stderr) = tokio::task::spawn_blocking({
-        let gw_url = gw.url();
-        let idp_url = idp.issuer();
-        let shot = shot.clone();
-        move || {
-            run_with_deadline(
-                Command::new("node")
-                    .arg(&script)
-                    .env("GW_URL", gw_url)
-                    .env("IDP_URL", idp_url)
-                    .env("SCREENSHOT", &shot)
-                    .env("CHROMIUM", chromium)
-                    .env(
-                        "STEP_TIMEOUT_MS",
-                        scaled(Duration::from_secs(30)).as_millis().to_string(),
-                    ),
-                Duration::from_secs(180),
-            )
-        }
-    })
-    .await
-    .unwrap();
-    let result: Value = stdout
-        .lines()
-        .rev()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .and_then(|j| serde_json::from_str(j).ok())
-        .unwrap_or(Value::Null);
-    assert_eq!(
-        code,
-        0,
-        "ui_login.mjs failed (exit {code}).\nstdout:\n{stdout}\nstderr:\n{stderr}\ngateway log:\n{}",
-        tail_file(&gw.log_path(), 30)
-    );
-    assert_eq!(result["ok"], true, "{stdout}");
+    let (result, _) = run_browser_script(
+        "ui_login.mjs",
+        &chromium,
+        &gw,
+        &idp,
+        vec![("SCREENSHOT", shot.display().to_string())],
+    )
+    .await;
     let series: Vec<String> = result["series"]
         .as_array()
         .unwrap()
@@ -1166,5 +953,4 @@ async fn browser_logs_in_queries_in_the_ui_and_logs_out() {
         png.starts_with(b"\x89PNG") && png.len() > 10_000,
         "bad screenshot"
     );
-    eprintln!("ui_login.mjs:\n{stdout}");
 }

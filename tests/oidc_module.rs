@@ -7,8 +7,6 @@ mod common;
 
 use common::*;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,148 +18,21 @@ use whizard::auth::{AuthError, AuthMethod, AuthOutcome, Authenticator, Identity}
 use whizard::config::{Access, OidcProvider};
 
 // ---------------------------------------------------------------------------------------------
-// The identity provider process
+// The provider as the gateway is configured for it
 // ---------------------------------------------------------------------------------------------
 
-fn idp_script() -> PathBuf {
-    // `file!()` is relative to the package root for this crate (the cwd of tests), or absolute.
-    Path::new(file!()).parent().unwrap().join("node/idp.mjs")
-}
-
-struct Idp {
-    child: Option<Child>,
-    port: u16,
-    dir: tempfile::TempDir,
-    env: Vec<(String, String)>,
-}
-
-impl Idp {
-    async fn start(env: &[(&str, &str)]) -> Idp {
-        let script = idp_script();
-        assert!(
-            script
-                .parent()
-                .unwrap()
-                .join("node_modules/oidc-provider")
-                .exists(),
-            "run `npm ci` in {}",
-            script.parent().unwrap().display()
-        );
-        let mut idp = Idp {
-            child: None,
-            port: free_port(),
-            dir: tempfile::tempdir().unwrap(),
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        };
-        idp.spawn().await;
-        idp
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.dir.path().join("idp.log")
-    }
-
-    async fn spawn(&mut self) {
-        let keys = self.dir.path().join("keys.json");
-        let child = spawn_idp(
-            self.port,
-            &keys,
-            &self.env,
-            &self.log_path(),
-            &self.issuer(),
-        )
-        .await;
-        self.child = Some(child);
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn issuer(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn provider(&self) -> OidcProvider {
-        OidcProvider {
-            issuer: self.issuer(),
-            audience: "whizard".into(),
-            tenant_claim: "tenant".into(),
-            access_claim: "scope".into(),
-            groups_claim: Some("groups".into()),
-            group_tenants: BTreeMap::from([("ops".to_string(), vec!["team-ops".to_string()])]),
-            client_id: Some("whizard-ui".into()),
-            client_secret: Some("whizard-ui-secret".into()),
-            redirect_url: Some(CALLBACK.into()),
-        }
-    }
-
-    /// A client_credentials access token.
-    async fn token(&self, client: &str, extra: &[(&str, &str)]) -> String {
-        let mut form = vec![("grant_type", "client_credentials")];
-        form.extend_from_slice(extra);
-        let resp = new_http_client()
-            .post(format!("{}/token", self.issuer()))
-            .basic_auth(client, Some(format!("{client}-secret")))
-            .form(&form)
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status();
-        let body: Value = resp.json().await.unwrap();
-        assert!(status.is_success(), "token for {client}: {status} {body}");
-        body["access_token"].as_str().unwrap().to_string()
-    }
-
-    /// A JWT signed by the provider's current key, with claims of our choosing.
-    async fn sign(&self, request: Value) -> String {
-        let resp = new_http_client()
-            .post(format!("{}/__sign", self.issuer()))
-            .json(&request)
-            .send()
-            .await
-            .unwrap();
-        let body: Value = resp.json().await.unwrap();
-        body["token"]
-            .as_str()
-            .unwrap_or_else(|| panic!("__sign: {body}"))
-            .to_string()
-    }
-
-    async fn rotate(&self, keep_old: bool) -> Vec<String> {
-        let q = if keep_old { "" } else { "?keep_old=0" };
-        let body: Value = new_http_client()
-            .post(format!("{}/__rotate{q}", self.issuer()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        body["kids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|k| k.as_str().unwrap().to_string())
-            .collect()
-    }
-}
-
-impl Drop for Idp {
-    fn drop(&mut self) {
-        self.stop();
-        if std::thread::panicking() {
-            eprintln!(
-                "----- idp log tail -----\n{}\n-----",
-                tail_file(&self.log_path(), 40)
-            );
-        }
+/// How the gateway is configured for `idp`.
+fn provider(idp: &Idp) -> OidcProvider {
+    OidcProvider {
+        issuer: idp.issuer(),
+        audience: "whizard".into(),
+        tenant_claim: "tenant".into(),
+        access_claim: "scope".into(),
+        groups_claim: Some("groups".into()),
+        group_tenants: BTreeMap::from([("ops".to_string(), vec!["team-ops".to_string()])]),
+        client_id: Some("whizard-ui".into()),
+        client_secret: Some("whizard-ui-secret".into()),
+        redirect_url: Some(CALLBACK.into()),
     }
 }
 
@@ -177,7 +48,7 @@ fn fast_options() -> OidcOptions {
 }
 
 fn auth_for(idp: &Idp, options: OidcOptions) -> OidcAuth {
-    OidcAuth::with_options(&[idp.provider()], new_http_client(), options, None)
+    OidcAuth::with_options(&[provider(idp)], new_http_client(), options, None)
 }
 
 fn bearer(token: &str) -> http::HeaderMap {
@@ -532,7 +403,7 @@ async fn unreachable_provider_is_unavailable_but_cached_keys_keep_working() {
     let second = idp.token("agent-b", &[]).await; // same key, never verified yet
     idp.rotate(true).await;
     let rotated = idp.token("agent-a", &[]).await; // a key we have not fetched
-    idp.stop();
+    idp.kill();
 
     // Known key: verified offline.
     assert_eq!(verify(&auth, &first).await.unwrap().tenants, vec!["team-a"]);
@@ -565,7 +436,7 @@ async fn unreachable_provider_is_unavailable_but_cached_keys_keep_working() {
     // A verifier that never reached the provider: everything is unavailable, nothing is 500.
     let nowhere = OidcProvider {
         issuer: format!("http://127.0.0.1:{}", free_port()),
-        ..idp.provider()
+        ..provider(&idp)
     };
     let lonely = OidcAuth::with_options(
         std::slice::from_ref(&nowhere),

@@ -22,8 +22,7 @@
 mod common;
 
 use common::*;
-use std::path::{Path, PathBuf};
-use std::process::Child;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,84 +34,6 @@ const CLIENT_CN: &str = "whizard-gateway";
 
 fn init() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-fn node_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node")
-}
-
-/// idp.mjs over HTTPS requiring a client certificate of `client_ca`; killed on drop (log
-/// printed when the test fails).
-struct MtlsIdp {
-    child: Option<Child>,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl MtlsIdp {
-    /// Starts it on `port` (chosen before, so that the issuer can go into gateway configs).
-    async fn start(port: u16, server: &CertPair, client_ca: &Path, redirect_uris: &str) -> MtlsIdp {
-        assert!(
-            node_dir().join("node_modules/oidc-provider").exists(),
-            "run scripts/install-test-deps.sh (npm ci in {})",
-            node_dir().display()
-        );
-        let mut idp = MtlsIdp {
-            child: None,
-            port,
-            dir: tempfile::Builder::new()
-                .prefix("whizard-idp-mtls-")
-                .tempdir()
-                .unwrap(),
-        };
-        let env: Vec<(String, String)> = [
-            ("IDP_TLS_CERT", path_of(&server.cert)),
-            ("IDP_TLS_KEY", path_of(&server.key)),
-            ("IDP_TLS_CLIENT_CA", path_of(client_ca)),
-            ("IDP_REDIRECT_URIS", redirect_uris.to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        idp.child = Some(
-            spawn_idp(
-                idp.port,
-                &idp.dir.path().join("keys.json"),
-                &env,
-                &idp.log_path(),
-                &idp.issuer(),
-            )
-            .await,
-        );
-        idp
-    }
-
-    fn issuer(&self) -> String {
-        format!("https://127.0.0.1:{}", self.port)
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.dir.path().join("idp.log")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
-    }
-}
-
-impl Drop for MtlsIdp {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!(
-                "----- identity provider log tail -----\n{}\n-----",
-                tail_file(&self.log_path(), 40)
-            );
-        }
-    }
 }
 
 fn path_of(p: &Path) -> String {
@@ -157,51 +78,27 @@ fn gateway_config(backend: &Backend, issuer: &str, ca: &Path, client: Option<&Ce
         })
         .unwrap_or_default();
     format!(
-        r#"
-listen:
-  http: "127.0.0.1:${{HTTP_PORT}}"
-  metrics: "127.0.0.1:${{METRICS_PORT}}"
-upstreams:
-  query: "{query}"
-  receive: "{receive}"
-tenancy:
-  header: THANOS-TENANT
-  label: tenant_id
-tenants:
-  - id: team-a
-  - id: team-b
-oidc:
-  - issuer: "{issuer}"
-    audience: whizard
-    tenant_claim: tenant
-    access_claim: scope
-    client_id: whizard-ui
-    client_secret: whizard-ui-secret
-    redirect_url: "http://127.0.0.1:${{HTTP_PORT}}/oauth2/callback"
-    tls:
+        r#"{head}oidc:
+{provider}    tls:
       ca_file: "{ca}"{client_lines}
 ui:
   enabled: true
   cookie_secret: "oidc-mtls-cookie-secret-0123456789abcdef"
 "#,
-        query = backend.url(),
-        receive = backend.write_url(),
+        head = config_head(
+            &backend.url(),
+            &backend.write_url(),
+            "",
+            &["team-a", "team-b"]
+        ),
+        provider = oidc_provider_lines(issuer, "scope", true),
         ca = path_of(ca),
     )
 }
 
-fn no_redirect() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(scaled(Duration::from_secs(30)))
-        .build()
-        .unwrap()
-}
-
 /// `GET /api/v1/query?query=up` with the bearer token: (status, tenants, body).
 async fn query(gw: &Gateway, token: &str) -> (u16, Vec<String>, String) {
-    let resp = no_redirect()
+    let resp = no_redirect_client()
         .get(format!("{}/api/v1/query?query=up", gw.url()))
         .bearer_auth(token)
         .send()
@@ -225,7 +122,7 @@ async fn query(gw: &Gateway, token: &str) -> (u16, Vec<String>, String) {
 
 /// `GET /oauth2/login`: (status, Location).
 async fn login(gw: &Gateway) -> (u16, String) {
-    let resp = no_redirect()
+    let resp = no_redirect_client()
         .get(format!("{}/oauth2/login?rd=%2Fgraph", gw.url()))
         .send()
         .await
@@ -294,8 +191,13 @@ async fn the_gateway_presents_its_client_certificate_to_the_provider_and_fails_c
 
     // The provider's port must be in the gateways' configs: pick it, start the gateways, then
     // the provider with their callback URLs.
-    let idp_port = free_port();
-    let issuer = format!("https://127.0.0.1:{idp_port}");
+    let mut idp = Idp::new(&[
+        ("IDP_TLS_CERT", &path_of(&idp_cert.cert)),
+        ("IDP_TLS_KEY", &path_of(&idp_cert.key)),
+        ("IDP_TLS_CLIENT_CA", &path_of(&client_pki.ca_cert)),
+    ])
+    .https();
+    let issuer = idp.issuer();
     let configs = [Some(&good), None, Some(&foreign)]
         .map(|client| gateway_config(&backend, &issuer, &server_pki.ca_cert, client));
     let (with_cert, without, with_foreign) = tokio::join!(
@@ -303,17 +205,8 @@ async fn the_gateway_presents_its_client_certificate_to_the_provider_and_fails_c
         Gateway::start(&configs[1]),
         Gateway::start(&configs[2]),
     );
-    let redirects: Vec<String> = [&with_cert, &without, &with_foreign]
-        .iter()
-        .map(|g| format!("{}/oauth2/callback", g.url()))
-        .collect();
-    let idp = MtlsIdp::start(
-        idp_port,
-        &idp_cert,
-        &client_pki.ca_cert,
-        &redirects.join(","),
-    )
-    .await;
+    idp.start_for(&[&with_cert, &without, &with_foreign], &[])
+        .await;
     assert_eq!(idp.issuer(), issuer);
 
     // A token of the provider (the test is a client with a certificate of the client CA).

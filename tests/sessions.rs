@@ -17,73 +17,11 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
-use std::path::PathBuf;
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------------------------------------
 // The identity provider
 // ---------------------------------------------------------------------------------------------
-
-/// `node tests/node/idp.mjs` on a port chosen before it starts, so that its issuer can go into
-/// a gateway config first (the provider needs the gateway's callback URL, known once the
-/// gateway runs). Killed on drop; prints its log tail when a test fails.
-struct Idp {
-    child: Option<Child>,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Idp {
-    fn new() -> Idp {
-        let modules = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/node/node_modules");
-        assert!(
-            modules.join("oidc-provider").exists(),
-            "run scripts/install-test-deps.sh (npm ci in tests/node)"
-        );
-        Idp {
-            child: None,
-            port: free_port(),
-            dir: tempfile::Builder::new()
-                .prefix("whizard-idp-")
-                .tempdir()
-                .unwrap(),
-        }
-    }
-
-    fn issuer(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.dir.path().join("idp.log")
-    }
-
-    /// Starts it with the browser client's redirect URIs (the gateways' callbacks).
-    async fn start(&mut self, gateways: &[&Gateway], env: &[(&str, &str)]) {
-        let callbacks: Vec<String> = gateways.iter().map(|g| callback(g)).collect();
-        let mut vars = vec![("IDP_REDIRECT_URIS".to_string(), callbacks.join(","))];
-        vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let keys = self.dir.path().join("keys.json");
-        let child = spawn_idp(self.port, &keys, &vars, &self.log_path(), &self.issuer()).await;
-        self.child = Some(child);
-    }
-}
-
-impl Drop for Idp {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-            if std::thread::panicking() {
-                eprintln!(
-                    "----- identity provider log tail -----\n{}\n-----",
-                    tail_file(&self.log_path(), 40)
-                );
-            }
-        }
-    }
-}
 
 fn callback(gw: &Gateway) -> String {
     format!("{}/oauth2/callback", gw.url())
@@ -111,20 +49,10 @@ fn config(
     ops_tenants: &[&str],
     renew: Option<u64>,
 ) -> String {
-    let tenants: String = tenants.iter().map(|t| format!("  - id: {t}\n")).collect();
     let oidc = match issuer {
         Some(issuer) => format!(
-            r#"oidc:
-  - issuer: "{issuer}"
-    audience: whizard
-    tenant_claim: tenant
-    access_claim: scope
-    groups_claim: groups
-    group_tenants: {{ops: [{ops}]}}
-    client_id: whizard-ui
-    client_secret: whizard-ui-secret
-    redirect_url: "http://127.0.0.1:${{HTTP_PORT}}/oauth2/callback"
-"#,
+            "oidc:\n{provider}    groups_claim: groups\n    group_tenants: {{ops: [{ops}]}}\n",
+            provider = oidc_provider_lines(issuer, "scope", true),
             ops = ops_tenants.join(", ")
         ),
         None => String::new(),
@@ -133,17 +61,7 @@ fn config(
         .map(|s| format!("  session_renew_seconds: {s}\n"))
         .unwrap_or_default();
     format!(
-        r#"listen:
-  http: "127.0.0.1:${{HTTP_PORT}}"
-  metrics: "127.0.0.1:${{METRICS_PORT}}"
-upstreams:
-  query: "{query}"
-  receive: "{query}/api/v1/write"
-tenancy:
-  header: THANOS-TENANT
-  label: tenant_id
-tenants:
-{tenants}users:
+        r#"{head}users:
   - name: {reader}
     password_hash: "{READER_HASH}"
     tenants: [team-a]
@@ -152,8 +70,36 @@ tenants:
   enabled: true
   cookie_secret: "{COOKIE_SECRET}"
 {renew}"#,
+        head = config_head(query, &format!("{query}/api/v1/write"), "", tenants),
         reader = READER.0,
     )
+}
+
+/// The value of the attribute `name` of a `Set-Cookie` field.
+fn cookie_attribute<'a>(set_cookie: &'a str, name: &str) -> Option<&'a str> {
+    set_cookie
+        .split(';')
+        .find_map(|a| a.trim().strip_prefix(name)?.strip_prefix('='))
+}
+
+/// A gateway reading from `upstream` (both tenants, the provider's group `ops` mapped to
+/// team-a, `ui.session_renew_seconds` `renew`), with the provider started for it with `env`.
+async fn gateway_with_provider(
+    upstream: &RecordingUpstream,
+    renew: Option<u64>,
+    env: &[(&str, &str)],
+) -> (Idp, Gateway) {
+    let mut idp = Idp::new(&[]);
+    let gw = Gateway::start(&config(
+        &upstream.url(),
+        Some(&idp.issuer()),
+        BOTH,
+        &["team-a"],
+        renew,
+    ))
+    .await;
+    idp.start_for(&[&gw], env).await;
+    (idp, gw)
 }
 
 /// Rewrites the config file and reloads it through `POST /-/reload` on the metrics listener.
@@ -166,17 +112,6 @@ async fn reload(gw: &Gateway, yaml: &str) {
 // ---------------------------------------------------------------------------------------------
 // Requests
 // ---------------------------------------------------------------------------------------------
-
-/// A client that does not follow redirects and keeps no cookies.
-fn client() -> reqwest::Client {
-    ensure_crypto_provider();
-    reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(scaled(Duration::from_secs(30)))
-        .build()
-        .unwrap()
-}
 
 /// One answer of the gateway.
 #[derive(Debug)]
@@ -232,7 +167,7 @@ const PROBE: &str = "session_probe";
 /// `GET PATH` (e.g. `/api/v1/query?query=...`) with nothing but the session cookie, as the web
 /// UI's API calls are made; `tenant` goes into the tenant header.
 async fn get_with_cookie(gw: &Gateway, path: &str, cookie: &str, tenant: Option<&str>) -> Answer {
-    let mut req = client()
+    let mut req = no_redirect_client()
         .get(format!("{}{path}", gw.url()))
         .header("accept", "application/json")
         .header("cookie", format!("whizard_session={cookie}"));
@@ -244,13 +179,18 @@ async fn get_with_cookie(gw: &Gateway, path: &str, cookie: &str, tenant: Option<
 
 /// The UI's query of [`PROBE`] with the session cookie.
 async fn query(gw: &Gateway, cookie: &str) -> Answer {
-    get_with_cookie(gw, &format!("/api/v1/query?query={PROBE}"), cookie, None).await
+    query_as(gw, cookie, None).await
+}
+
+/// [`query`] naming `tenant` in the tenant header.
+async fn query_as(gw: &Gateway, cookie: &str, tenant: Option<&str>) -> Answer {
+    get_with_cookie(gw, &format!("/api/v1/query?query={PROBE}"), cookie, tenant).await
 }
 
 /// A browser navigating to the UI's `/graph` with the session cookie.
 async fn navigate(gw: &Gateway, cookie: &str) -> Answer {
     send(
-        client()
+        no_redirect_client()
             .get(format!("{}/graph", gw.url()))
             .header("accept", "text/html,application/xhtml+xml")
             .header("cookie", format!("whizard_session={cookie}")),
@@ -268,7 +208,7 @@ async fn login(gw: &Gateway, user: &str) -> String {
         Duration::from_secs(20),
         "/oauth2/login to redirect to the provider",
         || async {
-            let a = send(client().get(&start)).await;
+            let a = send(no_redirect_client().get(&start)).await;
             assert!(a.status == 302 || a.status == 503, "{a:?}");
             (a.status == 302).then_some(())
         },
@@ -424,12 +364,12 @@ async fn a_reload_applies_to_live_sessions_group_mapping_and_removed_tenant() {
     let backend = Backend::start().await;
     seed(&backend, BOTH).await;
     let upstream = RecordingUpstream::forwarding_to(&backend.url());
-    let mut idp = Idp::new();
+    let mut idp = Idp::new(&[]);
     let issuer = idp.issuer();
     let cfg =
         |tenants: &[&str], ops: &[&str]| config(&upstream.url(), Some(&issuer), tenants, ops, None);
     let gw = Gateway::start(&cfg(BOTH, &["team-a"])).await;
-    idp.start(&[&gw], &[]).await;
+    idp.start_for(&[&gw], &[]).await;
 
     // dave: no tenant claim, group ops; carol: tenant claim [team-a, team-b]; bob: team-b.
     let dave = login(&gw, "dave").await;
@@ -466,13 +406,7 @@ async fn a_reload_applies_to_live_sessions_group_mapping_and_removed_tenant() {
         r.promql
     );
     upstream.clear();
-    let a = get_with_cookie(
-        &gw,
-        &format!("/api/v1/query?query={PROBE}"),
-        &dave,
-        Some("team-a"),
-    )
-    .await;
+    let a = query_as(&gw, &dave, Some("team-a")).await;
     assert_eq!(a.status, 403, "dave names his old tenant: {a:?}");
     assert_eq!(upstream.count(), 0, "a refused read reached the upstream");
 
@@ -498,13 +432,7 @@ async fn a_reload_applies_to_live_sessions_group_mapping_and_removed_tenant() {
     assert_eq!(r.tenants, ["team-a"]);
     assert_eq!(r.header, "team-a");
     assert!(!r.promql.contains("team-b"), "{}", r.promql);
-    let a = get_with_cookie(
-        &gw,
-        &format!("/api/v1/query?query={PROBE}"),
-        &carol,
-        Some("team-b"),
-    )
-    .await;
+    let a = query_as(&gw, &carol, Some("team-b")).await;
     assert_eq!(a.status, 403, "carol names the removed tenant: {a:?}");
     assert_eq!(read(&gw, &upstream, &dave).await.tenants, ["team-a"]);
 }
@@ -551,16 +479,7 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_is_renewed_and_the_renewed_cookie_comes_back_on_a_proxied_answer() {
     let upstream = RecordingUpstream::start_with(empty_vector());
-    let mut idp = Idp::new();
-    let gw = Gateway::start(&config(
-        &upstream.url(),
-        Some(&idp.issuer()),
-        BOTH,
-        &["team-a"],
-        Some(1),
-    ))
-    .await;
-    idp.start(&[&gw], &[]).await;
+    let (_idp, gw) = gateway_with_provider(&upstream, Some(1), &[]).await;
     let c0 = login(&gw, "alice").await;
 
     // Within a few renew intervals a proxied answer carries the renewed cookie.
@@ -584,10 +503,7 @@ async fn a_session_is_renewed_and_the_renewed_cookie_comes_back_on_a_proxied_ans
     }
     assert!(!set.contains("Secure"), "{set}");
     // Max-Age is what is left of the session (8 h from login): a renewal does not extend it.
-    let max_age: u64 = set
-        .split("Max-Age=")
-        .nth(1)
-        .and_then(|r| r.split(';').next())
+    let max_age: u64 = cookie_attribute(set, "Max-Age")
         .and_then(|v| v.parse().ok())
         .unwrap();
     assert!((8 * 3600 - 60..=8 * 3600).contains(&max_age), "{set}");
@@ -614,21 +530,12 @@ async fn a_session_is_renewed_and_the_renewed_cookie_comes_back_on_a_proxied_ans
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_renewed_cookie_comes_back_with_any_answer() {
     let upstream = RecordingUpstream::start_with(empty_vector());
-    let mut idp = Idp::new();
-    let gw = Gateway::start(&config(
-        &upstream.url(),
-        Some(&idp.issuer()),
-        BOTH,
-        &["team-a"],
-        Some(1),
-    ))
-    .await;
-    idp.start(&[&gw], &[]).await;
+    let (_idp, gw) = gateway_with_provider(&upstream, Some(1), &[]).await;
     let c0 = login(&gw, "alice").await;
 
     // A POST read (forwarded by the gateway itself, not by the proxy), from the gateway's pages.
     let post = |cookie: String| {
-        let req = client()
+        let req = no_redirect_client()
             .post(format!("{}/api/v1/query", gw.url()))
             .header("cookie", format!("whizard_session={cookie}"))
             .header("origin", gw.url())
@@ -667,7 +574,7 @@ async fn the_renewed_cookie_comes_back_with_any_answer() {
 async fn after_logout_a_copied_cookie_is_refused_by_other_replicas_and_after_a_restart() {
     const RENEW: u64 = 1;
     let upstream = RecordingUpstream::start_with(empty_vector());
-    let mut idp = Idp::new();
+    let mut idp = Idp::new(&[]);
     let cfg = config(
         &upstream.url(),
         Some(&idp.issuer()),
@@ -676,7 +583,7 @@ async fn after_logout_a_copied_cookie_is_refused_by_other_replicas_and_after_a_r
         Some(RENEW),
     );
     let mut a = Gateway::start(&cfg).await;
-    idp.start(&[&a], &[]).await;
+    idp.start_for(&[&a], &[]).await;
     // A second replica with the same cookie secret and provider.
     let b = Gateway::start(&cfg).await;
 
@@ -688,7 +595,7 @@ async fn after_logout_a_copied_cookie_is_refused_by_other_replicas_and_after_a_r
 
     // Logout at A: the cookie is cleared there, and A refuses a copy at once.
     let out = send(
-        client()
+        no_redirect_client()
             .get(format!("{}/oauth2/logout", a.url()))
             .header("cookie", format!("whizard_session={cookie}")),
     )
@@ -742,16 +649,8 @@ async fn without_a_refresh_token_the_session_ends_at_the_renewal_time() {
     // for a first request to be sure to come before it ends.
     const RENEW: u64 = 2;
     let upstream = RecordingUpstream::start_with(empty_vector());
-    let mut idp = Idp::new();
-    let gw = Gateway::start(&config(
-        &upstream.url(),
-        Some(&idp.issuer()),
-        BOTH,
-        &["team-a"],
-        Some(RENEW),
-    ))
-    .await;
-    idp.start(&[&gw], &[("IDP_NO_REFRESH", "1")]).await;
+    let (_idp, gw) =
+        gateway_with_provider(&upstream, Some(RENEW), &[("IDP_NO_REFRESH", "1")]).await;
     let logging_in = Instant::now();
     let cookie = login(&gw, "alice").await;
 
@@ -790,17 +689,7 @@ async fn without_a_refresh_token_the_session_ends_at_the_renewal_time() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_the_provider_from_the_config_ends_its_sessions() {
     let upstream = RecordingUpstream::start_with(empty_vector());
-    let mut idp = Idp::new();
-    let issuer = idp.issuer();
-    let gw = Gateway::start(&config(
-        &upstream.url(),
-        Some(&issuer),
-        BOTH,
-        &["team-a"],
-        None,
-    ))
-    .await;
-    idp.start(&[&gw], &[]).await;
+    let (_idp, gw) = gateway_with_provider(&upstream, None, &[]).await;
     let cookie = login(&gw, "alice").await;
     assert_eq!(query(&gw, &cookie).await.status, 200);
     assert_eq!(navigate(&gw, &cookie).await.status, 200);
@@ -830,13 +719,13 @@ async fn removing_the_provider_from_the_config_ends_its_sessions() {
     assert_eq!(nav.status, 401, "no login to send the browser to: {nav:?}");
     // The gateway serves on the new config: the Basic reader reads.
     let r = send(
-        client()
+        no_redirect_client()
             .get(format!("{}/api/v1/query?query={PROBE}", gw.url()))
             .basic_auth(READER.0, Some(READER.1)),
     )
     .await;
     assert_eq!(r.status, 200, "{r:?}");
     // And /oauth2/login is gone.
-    let r = send(client().get(format!("{}/oauth2/login", gw.url()))).await;
+    let r = send(no_redirect_client().get(format!("{}/oauth2/login", gw.url()))).await;
     assert_eq!(r.status, 404, "{r:?}");
 }

@@ -93,12 +93,21 @@ async fn serve(mut conn: TcpStream, log: Arc<Mutex<UpstreamLog>>) {
     }
 }
 
-/// Where the first complete request in `buf` ends.
-fn request_end(buf: &[u8]) -> Option<usize> {
+/// Where the head of the first message in `buf` ends, and that head lower-cased.
+fn head_of(buf: &[u8]) -> Option<(usize, String)> {
     let head = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-    let text = String::from_utf8_lossy(&buf[..head]).to_ascii_lowercase();
+    Some((
+        head,
+        String::from_utf8_lossy(&buf[..head]).to_ascii_lowercase(),
+    ))
+}
+
+/// Where the message whose head (`text`) ends at `head` in `buf` ends, by its body's framing:
+/// chunked, else `content-length` (absent: `no_length`; None: read on, to the close).
+fn body_end(buf: &[u8], head: usize, text: &str, no_length: Option<usize>) -> Option<usize> {
     if text.contains("\r\ntransfer-encoding: chunked") {
         let rest = &buf[head..];
+        // The last chunk, then an empty trailer section or trailer fields.
         let last = rest.windows(5).position(|w| w == b"0\r\n\r\n")? + 5;
         return Some(head + last);
     }
@@ -106,8 +115,14 @@ fn request_end(buf: &[u8]) -> Option<usize> {
         .lines()
         .find_map(|l| l.strip_prefix("content-length:"))
         .and_then(|v| v.trim().parse::<usize>().ok())
-        .unwrap_or(0);
+        .or(no_length)?;
     (buf.len() >= head + length).then_some(head + length)
+}
+
+/// Where the first complete request in `buf` ends.
+fn request_end(buf: &[u8]) -> Option<usize> {
+    let (head, text) = head_of(buf)?;
+    body_end(buf, head, &text, Some(0))
 }
 
 /// What a client saw on one connection: the answer's bytes, then whether the connection
@@ -145,23 +160,12 @@ async fn read_answer(conn: &mut TcpStream, pending: &mut Vec<u8>, head: bool) ->
 /// Where the first complete answer in `buf` ends, by its framing (None: read on, to the
 /// close); `to_head`: it answers a HEAD request.
 fn answer_end(buf: &[u8], to_head: bool) -> Option<usize> {
-    let head = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-    let text = String::from_utf8_lossy(&buf[..head]).to_ascii_lowercase();
+    let (head, text) = head_of(buf)?;
     let status: u16 = text.get(9..12)?.parse().ok()?;
     if to_head || status == 204 || status == 304 || (100..200).contains(&status) {
         return Some(head);
     }
-    if text.contains("\r\ntransfer-encoding: chunked") {
-        let rest = &buf[head..];
-        // The last chunk, then an empty trailer section or trailer fields.
-        let last = rest.windows(5).position(|w| w == b"0\r\n\r\n")? + 5;
-        return Some(head + last);
-    }
-    let length = text
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse::<usize>().ok())?;
-    (buf.len() >= head + length).then_some(head + length)
+    body_end(buf, head, &text, None)
 }
 
 /// A message in a form where equal HTTP semantics give equal text: field names lower-cased,

@@ -2934,6 +2934,19 @@ impl Haproxy {
         unreachable!()
     }
 
+    /// Its statistics page as CSV (a `# ` header line, then a row per proxy and server).
+    async fn stats_csv(&self) -> String {
+        let url = format!("http://127.0.0.1:{}/stats;csv", self.stats_port);
+        http_client()
+            .get(&url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+            .text()
+            .await
+            .unwrap_or_default()
+    }
+
     /// `http://127.0.0.1:PORT`, the fleet's front door.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
@@ -2946,22 +2959,8 @@ impl Haproxy {
     /// How haproxy sees each server (`g0`, `g1`, ... in the order given): its status column
     /// (`UP`, `DOWN`, ...).
     pub async fn server_status(&self) -> Vec<(String, String)> {
-        let url = format!("http://127.0.0.1:{}/stats;csv", self.stats_port);
-        let text = http_client()
-            .get(&url)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("GET {url}: {e}"))
-            .text()
-            .await
-            .unwrap_or_default();
-        let mut lines = text.lines();
-        let header: Vec<&str> = lines
-            .next()
-            .unwrap_or("")
-            .trim_start_matches("# ")
-            .split(',')
-            .collect();
+        let text = self.stats_csv().await;
+        let (header, lines) = csv_header(&text);
         let col = |name: &str| header.iter().position(|h| *h == name);
         let (Some(px), Some(sv), Some(st)) = (col("pxname"), col("svname"), col("status")) else {
             panic!("haproxy stats without pxname/svname/status:\n{text}");
@@ -2992,6 +2991,67 @@ impl Haproxy {
     }
 }
 
+/// Polls until every gateway in `running` reports `live` live and `down` down replicas.
+pub async fn wait_membership(gws: &[Gateway], running: &[usize], live: f64, down: f64) {
+    poll_until(
+        Duration::from_secs(15),
+        &format!("gateways {running:?} to see {live} live and {down} down"),
+        || async {
+            for &i in running {
+                let t = gws[i].metrics_text().await;
+                let l = metric_value(&t, "whizard_cluster_peers", &[("state", "live")]);
+                let d = metric_value(&t, "whizard_cluster_peers", &[("state", "down")]);
+                if l != Some(live) || d != Some(down) {
+                    return None;
+                }
+            }
+            Some(())
+        },
+    )
+    .await
+}
+
+/// Gives every gateway of `gws` the config `config(peers)`, `peers` listing all their metrics
+/// listeners (YAML flow items), and polls until each sees all of them live.
+pub async fn join_fleet(gws: &[Gateway], config: impl Fn(&str) -> String) {
+    let peers = gws
+        .iter()
+        .map(|g| format!("\"127.0.0.1:{}\"", g.metrics_port()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let full = config(&peers);
+    for g in gws {
+        g.write_config(&full);
+    }
+    let all: Vec<usize> = (0..gws.len()).collect();
+    wait_membership(gws, &all, gws.len() as f64, 0.0).await;
+}
+
+/// [`Haproxy::round_robin`] over the main listeners of `gws`, once it sees them all up.
+pub async fn haproxy_over(gws: &[Gateway]) -> Haproxy {
+    let lb = Haproxy::round_robin(
+        &gws.iter()
+            .map(|g| format!("127.0.0.1:{}", g.http_port()))
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    let all: Vec<usize> = (0..gws.len()).collect();
+    lb.wait_servers_up(&all, Duration::from_secs(10)).await;
+    lb
+}
+
+/// The column names of haproxy's statistics CSV, and its other lines.
+fn csv_header(text: &str) -> (Vec<&str>, std::str::Lines<'_>) {
+    let mut lines = text.lines();
+    let header = lines
+        .next()
+        .unwrap_or("")
+        .trim_start_matches("# ")
+        .split(',')
+        .collect();
+    (header, lines)
+}
+
 impl Drop for Haproxy {
     fn drop(&mut self) {
         self.proc_.take();
@@ -3020,12 +3080,7 @@ impl Browser {
     pub fn new() -> Browser {
         ensure_crypto_provider();
         Browser {
-            client: reqwest::Client::builder()
-                .no_proxy()
-                .redirect(reqwest::redirect::Policy::none())
-                .timeout(scaled(Duration::from_secs(30)))
-                .build()
-                .unwrap(),
+            client: no_redirect_client(),
             cookies: BTreeMap::new(),
         }
     }
@@ -3111,22 +3166,8 @@ impl Haproxy {
     /// `gateways/BACKEND`, `fleet/FRONTEND`), each as column → value (`status`, `scur`: sessions
     /// now on it, `stot`, `hrsp_5xx`, `wretr`: connection retries, `wredis`: redispatches, ...).
     pub async fn stats(&self) -> BTreeMap<String, BTreeMap<String, String>> {
-        let url = format!("http://127.0.0.1:{}/stats;csv", self.stats_port);
-        let text = http_client()
-            .get(&url)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("GET {url}: {e}"))
-            .text()
-            .await
-            .unwrap_or_default();
-        let mut lines = text.lines();
-        let header: Vec<&str> = lines
-            .next()
-            .unwrap_or("")
-            .trim_start_matches("# ")
-            .split(',')
-            .collect();
+        let text = self.stats_csv().await;
+        let (header, lines) = csv_header(&text);
         lines
             .filter(|l| !l.is_empty())
             .map(|l| {
@@ -3154,4 +3195,296 @@ impl Haproxy {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The test identity provider (the real `oidc-provider`, tests/node/idp.mjs)
+// ---------------------------------------------------------------------------------------------
+
+/// Sends `req` and reads its answer as JSON (panics on any failure).
+pub async fn json_of(req: reqwest::RequestBuilder) -> Value {
+    req.send().await.unwrap().json().await.unwrap()
+}
+
+/// tests/node: the Node scripts of the tests and their node_modules.
+pub fn node_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node")
+}
+
+/// `node tests/node/idp.mjs` on a port chosen before it starts (so that its issuer can go into a
+/// gateway config first). Killed on drop; prints its log tail when a test fails.
+pub struct Idp {
+    child: Option<Child>,
+    port: u16,
+    scheme: &'static str,
+    dir: TempDir,
+    env: Vec<(String, String)>,
+}
+
+impl Idp {
+    /// A provider that will listen on a free port over HTTP with the extra `env`; start it with
+    /// [`Idp::spawn`].
+    pub fn new(env: &[(&str, &str)]) -> Idp {
+        assert!(
+            node_dir().join("node_modules/oidc-provider").exists(),
+            "run scripts/install-test-deps.sh (npm ci in {})",
+            node_dir().display()
+        );
+        Idp {
+            child: None,
+            port: free_port(),
+            scheme: "http",
+            dir: tempfile::Builder::new()
+                .prefix("whizard-idp-")
+                .tempdir()
+                .unwrap(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    /// [`Idp::new`], started.
+    pub async fn start(env: &[(&str, &str)]) -> Idp {
+        let mut idp = Idp::new(env);
+        idp.spawn().await;
+        idp
+    }
+
+    /// Serving HTTPS (idp.mjs with `IDP_TLS_CERT`/`IDP_TLS_KEY` in its env): the issuer is
+    /// `https://`.
+    pub fn https(mut self) -> Idp {
+        self.scheme = "https";
+        self
+    }
+
+    pub fn set_env(&mut self, k: &str, v: &str) {
+        self.env.push((k.to_string(), v.to_string()));
+    }
+
+    pub fn issuer(&self) -> String {
+        format!("{}://127.0.0.1:{}", self.scheme, self.port)
+    }
+
+    pub fn token_url(&self) -> String {
+        format!("{}/token", self.issuer())
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("idp.log")
+    }
+
+    /// Its whole log so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Starts (or restarts) it, its signing keys kept across restarts.
+    pub async fn spawn(&mut self) {
+        let keys = self.dir.path().join("keys.json");
+        let child = spawn_idp(
+            self.port,
+            &keys,
+            &self.env,
+            &self.log_path(),
+            &self.issuer(),
+        )
+        .await;
+        self.child = Some(child);
+    }
+
+    /// Starts it with the browser client's redirect URIs (`IDP_REDIRECT_URIS`: the `gateways`'
+    /// callbacks) and the extra `env`.
+    pub async fn start_for(&mut self, gateways: &[&Gateway], env: &[(&str, &str)]) {
+        let callbacks: Vec<String> = gateways
+            .iter()
+            .map(|g| format!("{}/oauth2/callback", g.url()))
+            .collect();
+        self.set_env("IDP_REDIRECT_URIS", &callbacks.join(","));
+        for (k, v) in env {
+            self.set_env(k, v);
+        }
+        self.spawn().await;
+    }
+
+    /// SIGKILL: the provider is gone (port closed).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// A real client_credentials access token of a machine client (`<id>-secret`), with the
+    /// `extra` form fields.
+    pub async fn token(&self, client: &str, extra: &[(&str, &str)]) -> String {
+        let mut form = vec![("grant_type", "client_credentials")];
+        form.extend_from_slice(extra);
+        let resp = http_client()
+            .post(self.token_url())
+            .basic_auth(client, Some(format!("{client}-secret")))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap();
+        assert!(status.is_success(), "token for {client}: {status} {body}");
+        body["access_token"].as_str().unwrap().to_string()
+    }
+
+    /// A JWT signed by the provider's current key, with claims of our choosing (`/__sign`).
+    pub async fn sign(&self, request: Value) -> String {
+        let resp = http_client()
+            .post(format!("{}/__sign", self.issuer()))
+            .json(&request)
+            .send()
+            .await
+            .unwrap();
+        let body: Value = resp.json().await.unwrap();
+        body["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("__sign: {body}"))
+            .to_string()
+    }
+
+    /// New signing keys (`/__rotate`, the old ones still served when `keep_old`); returns every
+    /// kid the provider now serves.
+    pub async fn rotate(&self, keep_old: bool) -> Vec<String> {
+        let q = if keep_old { "" } else { "?keep_old=0" };
+        let body = json_of(http_client().post(format!("{}/__rotate{q}", self.issuer()))).await;
+        body["kids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+impl Drop for Idp {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!(
+                "----- identity provider log tail ({}) -----\n{}\n-----",
+                self.log_path().display(),
+                tail_file(&self.log_path(), 40)
+            );
+        }
+    }
+}
+
+/// The Chromium the browser tests drive (`CHROMIUM`, else Debian's `/usr/bin/chromium`), with
+/// npm `playwright-core` installed in tests/node.
+pub fn chromium() -> String {
+    assert!(
+        node_dir().join("node_modules/playwright-core").exists(),
+        "run scripts/install-test-deps.sh"
+    );
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(Path::new(&chromium).exists(), "no {chromium}");
+    chromium
+}
+
+/// Runs `node tests/node/<script>` (at most 180 s, off the runtime) driving `chromium` against
+/// `gw` and `idp` (`GW_URL`, `IDP_URL`), with the extra `env` and `STEP_TIMEOUT_MS` (30 s,
+/// scaled). Asserts that it exits 0 and that its last `RESULT {json}` line says `"ok": true`;
+/// returns that result and the script's stdout.
+pub async fn run_browser_script(
+    script: &str,
+    chromium: &str,
+    gw: &Gateway,
+    idp: &Idp,
+    env: Vec<(&'static str, String)>,
+) -> (Value, String) {
+    let path = node_dir().join(script);
+    let started = Instant::now();
+    let (code, stdout, stderr) = tokio::task::spawn_blocking({
+        let (gw_url, idp_url, chromium) = (gw.url(), idp.issuer(), chromium.to_string());
+        move || {
+            run_with_deadline(
+                Command::new("node")
+                    .arg(&path)
+                    .env("GW_URL", gw_url)
+                    .env("IDP_URL", idp_url)
+                    .envs(env)
+                    .env("CHROMIUM", chromium)
+                    .env(
+                        "STEP_TIMEOUT_MS",
+                        scaled(Duration::from_secs(30)).as_millis().to_string(),
+                    ),
+                Duration::from_secs(180),
+            )
+        }
+    })
+    .await
+    .unwrap();
+    eprintln!(
+        "{script} ran {:.1}s:\n{stdout}",
+        started.elapsed().as_secs_f64()
+    );
+    let result: Value = stdout
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .and_then(|j| serde_json::from_str(j).ok())
+        .unwrap_or(Value::Null);
+    assert_eq!(
+        code,
+        0,
+        "{script} failed (exit {code}).\nstdout:\n{stdout}\nstderr:\n{stderr}\ngateway log:\n{}",
+        tail_file(&gw.log_path(), 30)
+    );
+    assert_eq!(result["ok"], true, "{stdout}");
+    (result, stdout)
+}
+
+/// The start of a gateway config: both listeners on `${HTTP_PORT}`/`${METRICS_PORT}`, the
+/// `query` and `receive` upstreams (then `upstream_lines`, each indented by two spaces and
+/// ending in a newline), tenancy by the `THANOS-TENANT` header and the `tenant_id` label, and
+/// `tenants:` with these ids (more top-level keys may follow).
+pub fn config_head(query: &str, receive: &str, upstream_lines: &str, tenants: &[&str]) -> String {
+    let tenants: String = tenants.iter().map(|t| format!("  - id: {t}\n")).collect();
+    format!(
+        r#"listen:
+  http: "127.0.0.1:${{HTTP_PORT}}"
+  metrics: "127.0.0.1:${{METRICS_PORT}}"
+upstreams:
+  query: "{query}"
+  receive: "{receive}"
+{upstream_lines}tenancy:
+  header: THANOS-TENANT
+  label: tenant_id
+tenants:
+{tenants}"#
+    )
+}
+
+/// One entry of `oidc:` (its `  - issuer:` line and what follows): audience `whizard`, tenants
+/// from the `tenant` claim, access from `access_claim`; with `login`, the browser client
+/// `whizard-ui` (secret `whizard-ui-secret`) called back on `${HTTP_PORT}`.
+pub fn oidc_provider_lines(issuer: &str, access_claim: &str, login: bool) -> String {
+    let login = if login {
+        "    client_id: whizard-ui\n    client_secret: whizard-ui-secret\n    \
+         redirect_url: \"http://127.0.0.1:${HTTP_PORT}/oauth2/callback\"\n"
+    } else {
+        ""
+    };
+    format!(
+        "  - issuer: \"{issuer}\"\n    audience: whizard\n    tenant_claim: tenant\n    \
+         access_claim: {access_claim}\n{login}"
+    )
+}
+
+/// A client that does not follow redirects and keeps no cookies.
+pub fn no_redirect_client() -> reqwest::Client {
+    ensure_crypto_provider();
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(scaled(Duration::from_secs(30)))
+        .build()
+        .unwrap()
 }

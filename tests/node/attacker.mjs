@@ -55,31 +55,15 @@
 // On success the last line is `RESULT {json}` and the exit code is 0.
 
 import * as http from 'node:http';
-import { chromium } from 'playwright-core';
+import { fail, gw, idp, launch, result, run, signIn, step, timeout } from './browser.mjs';
 
-const gw = (process.env.GW_URL || '').replace(/\/$/, '');
-const idp = (process.env.IDP_URL || '').replace(/\/$/, '');
-const user = process.env.UI_USER || 'alice';
 const readQuery = process.env.READ_QUERY || 'up';
 const controlSilence = process.env.CONTROL_SILENCE || '';
 const attackSilence = process.env.ATTACK_SILENCE || '';
 const writeBodyB64 = process.env.WRITE_BODY_B64 || '';
-const timeout = Number(process.env.STEP_TIMEOUT_MS || 30000);
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 
-const result = { steps: [], controls: {}, attacks: {}, page_results: {} };
-let browser;
+Object.assign(result, { controls: {}, attacks: {}, page_results: {} });
 let attackerServer;
-
-function step(name, detail = {}) {
-  result.steps.push(name);
-  console.log(`step ${name} ${JSON.stringify(detail)}`);
-}
-
-class Fail extends Error {}
-function fail(msg) {
-  throw new Fail(msg);
-}
 
 const esc = (s) => String(s)
   .replace(/&/g, '&amp;')
@@ -309,40 +293,14 @@ async function main() {
   if (!gw || !idp || !controlSilence || !attackSilence || !writeBodyB64) {
     fail('GW_URL, IDP_URL, CONTROL_SILENCE, ATTACK_SILENCE and WRITE_BODY_B64 are required');
   }
-  browser = await chromium.launch({
-    executablePath,
-    headless: true,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-dev-shm-usage',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run',
-      '--no-proxy-server',
-    ],
-  });
-  const context = await browser.newContext({ viewport: { width: 1200, height: 800 } });
-  context.setDefaultTimeout(timeout);
-  context.setDefaultNavigationTimeout(timeout);
-  const page = await context.newPage();
+  const { context, page } = await launch({ width: 1200, height: 800 });
 
   // 1. Login.
   await page.goto(`${gw}/graph`);
   if (!page.url().startsWith(`${idp}/`)) {
     fail(`expected the provider's login page at ${idp}, got ${page.url()}`);
   }
-  await page.locator('input[name="login"]').fill(user);
-  await page.locator('input[name="password"]').fill('any-password');
-  await Promise.all([
-    page.waitForURL((u) => u.origin === gw && !u.pathname.startsWith('/oauth2/'), { timeout }),
-    page.locator('button[type="submit"]').click(),
-  ]);
-  await page.waitForLoadState('load');
-  const cookies = await context.cookies(gw);
-  const session = cookies.find((c) => c.name === 'whizard_session');
-  if (!session) fail(`no whizard_session cookie after login; cookies: ${cookies.map((c) => c.name)}`);
+  const { session } = await signIn(page);
   result.session_cookie = { sameSite: session.sameSite, httpOnly: session.httpOnly, domain: session.domain };
   step('logged-in', { url: page.url(), sameSite: session.sameSite });
 
@@ -410,18 +368,4 @@ async function main() {
   console.log(`RESULT ${JSON.stringify(result)}`);
 }
 
-try {
-  await main();
-  await browser?.close();
-  attackerServer?.close();
-  process.exit(0);
-} catch (e) {
-  console.log(`FAIL ${e instanceof Fail ? e.message : (e && e.stack) || e}`);
-  console.log(`RESULT ${JSON.stringify({ ...result, ok: false })}`);
-  try {
-    await browser?.close();
-  } catch {
-    // ignore
-  }
-  process.exit(1);
-}
+await run(main, () => attackerServer?.close());

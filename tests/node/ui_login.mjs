@@ -29,30 +29,12 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { chromium } from 'playwright-core';
+import { fail, gw, idp, launch, result, run, signIn, step, timeout } from './browser.mjs';
 
-const gw = (process.env.GW_URL || '').replace(/\/$/, '');
-const idp = (process.env.IDP_URL || '').replace(/\/$/, '');
-const user = process.env.UI_USER || 'alice';
 const query = process.env.UI_QUERY || 'up';
 const expectTenant = process.env.EXPECT_TENANT || 'team-a';
 const forbidTenant = process.env.FORBID_TENANT || 'team-b';
 const shot = process.env.SCREENSHOT || 'tests/out/ui_query.png';
-const timeout = Number(process.env.STEP_TIMEOUT_MS || 30000);
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
-
-const result = { steps: [] };
-let browser;
-
-function step(name, detail = {}) {
-  result.steps.push(name);
-  console.log(`step ${name} ${JSON.stringify(detail)}`);
-}
-
-class Fail extends Error {}
-function fail(msg) {
-  throw new Fail(msg);
-}
 
 /** The chain of responses that led to `response` (first request first). */
 function redirectChain(response) {
@@ -101,24 +83,7 @@ function assertLoginRedirect(chain, when, exactRd) {
 
 async function main() {
   if (!gw || !idp) fail('GW_URL and IDP_URL are required');
-  browser = await chromium.launch({
-    executablePath,
-    headless: true,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-dev-shm-usage',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run',
-      '--no-proxy-server',
-    ],
-  });
-  const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
-  context.setDefaultTimeout(timeout);
-  context.setDefaultNavigationTimeout(timeout);
-  const page = await context.newPage();
+  const { context, page } = await launch({ width: 1400, height: 900 });
   const consoleErrors = [];
   page.on('console', (m) => {
     if (m.type() === 'error') consoleErrors.push(m.text().slice(0, 300));
@@ -147,18 +112,8 @@ async function main() {
   step('redirected-to-idp', { url: page.url(), chain });
 
   // 2. Sign in.
-  await loginInput.fill(user);
-  await page.locator('input[name="password"]').fill('any-password');
-  const [nav] = await Promise.all([
-    page.waitForURL((u) => u.origin === gw && !u.pathname.startsWith('/oauth2/'), { timeout }),
-    page.locator('button[type="submit"]').click(),
-  ]);
-  void nav;
-  await page.waitForLoadState('load');
+  const { cookies, session } = await signIn(page);
   const landed = new URL(page.url());
-  const cookies = await context.cookies(gw);
-  const session = cookies.find((c) => c.name === 'whizard_session');
-  if (!session) fail(`no whizard_session cookie after login; cookies: ${cookies.map((c) => c.name)}`);
   if (!session.httpOnly) fail('whizard_session is not HttpOnly');
   if (session.sameSite !== 'Lax') fail(`whizard_session SameSite=${session.sameSite}, want Lax`);
   if (session.secure) fail('whizard_session is Secure on plain HTTP (the browser would drop it)');
@@ -281,17 +236,4 @@ async function main() {
   console.log(`RESULT ${JSON.stringify(result)}`);
 }
 
-try {
-  await main();
-  await browser?.close();
-  process.exit(0);
-} catch (e) {
-  console.log(`FAIL ${e instanceof Fail ? e.message : (e && e.stack) || e}`);
-  console.log(`RESULT ${JSON.stringify({ ...result, ok: false })}`);
-  try {
-    await browser?.close();
-  } catch {
-    // ignore
-  }
-  process.exit(1);
-}
+await run(main);
