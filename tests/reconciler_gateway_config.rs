@@ -1,6 +1,6 @@
 //! The gateway config rendered by `whizard reconciler render` loads in the gateway's own
 //! config loader and admits exactly the declared tenants (plus the default tenant, which the
-//! global ruler writes as), with one user per ruler.
+//! global ruler writes as), with one user per ruler and the Tenants' `spec.access` users.
 
 use std::path::Path;
 
@@ -55,6 +55,16 @@ fn rendered_gateway_config_loads_and_admits_declared_tenants() {
         .expect("global ruler user");
     assert_eq!(global.tenants, vec!["default-tenant".to_string()]);
     assert!(global.access.write && !global.access.read);
+    // Tenant team-a's spec.access: agent-a writes team-a only, with the password of its
+    // Secret (hashed by the reconciler).
+    let agent = cfg.user("agent-a").expect("Tenant access user");
+    assert_eq!(agent.tenants, vec!["team-a".to_string()]);
+    assert!(agent.access.write && !agent.access.read);
+    assert!(agent.certificate.is_none());
+    let hash = agent.password_hash.as_ref().expect("password hash");
+    assert!(whizard::auth::password::verify(hash, b"change-me-agent-a"));
+    assert!(!whizard::auth::password::verify(hash, b"change-me"));
+    assert!(!text.contains("change-me-agent-a"), "no plaintext password");
     assert_eq!(
         cfg.tenants["team-a"]
             .external_labels

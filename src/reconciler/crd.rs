@@ -6,7 +6,8 @@
 //! (`x-kubernetes-preserve-unknown-fields`), so the CRDs stay small and the API server keeps
 //! whatever the user wrote.
 //!
-//! Additions over Whizard (all optional): `Tenant.spec.{externalLabels,limits,retention}`,
+//! Additions over Whizard (all optional): `Tenant.spec.{externalLabels,limits,retention,access}`,
+//! `Gateway.spec.oidc`,
 //! `Service.spec.tlsSecret`, and the rule-group kinds `RuleGroup`, `ClusterRuleGroup` and
 //! `GlobalRuleGroup` (one rule group of at most 40 rules each).
 
@@ -365,6 +366,48 @@ pub struct TenantSpec {
     /// Overrides the compactor retention of the Service template (addition).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<Retention>,
+    /// Who may write and read this tenant through the gateway (addition): gateway users
+    /// (password and/or client certificate) and OIDC groups. Secrets are read in the Service's
+    /// namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub access: Vec<TenantAccess>,
+}
+
+/// One entry of `Tenant.spec.access`: a gateway user (`name`, with a password and/or a client
+/// certificate) or an OIDC group (`oidcGroup`), never both.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantAccess {
+    /// Gateway user name (unique across the Service's tenants and its rulers' users).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// An OIDC group whose members get this tenant (`group_tenants` of every OIDC provider of
+    /// the gateway); their access comes from the token's access claim.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub oidc_group: String,
+    /// `read` and/or `write` (users only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub access: Vec<String>,
+    /// A Secret key holding the plaintext password; the reconciler hashes it (argon2id) and
+    /// keeps the hash in the gateway config Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret: Option<SecretKeySelector>,
+    /// A Secret key holding a bcrypt or argon2id hash of the password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_hash_secret: Option<SecretKeySelector>,
+    /// The client certificate that logs in as this user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<AccessCertificate>,
+}
+
+/// A client certificate mapping (`users[].certificate` of the gateway config).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct AccessCertificate {
+    /// `cn`, `dns`, `uri` or `email`.
+    #[serde(default)]
+    pub field: String,
+    #[serde(default)]
+    pub value: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -471,6 +514,12 @@ pub struct GatewaySpec {
     pub enabled_tenants_admission: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_port: Option<i32>,
+    /// OIDC providers of the gateway (addition): `oidc[]` entries of the gateway config,
+    /// passed through; the `oidcGroup` entries of the Tenants are added to each provider's
+    /// `group_tenants`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "free_form_list")]
+    pub oidc: Vec<Value>,
     #[serde(flatten)]
     pub common: CommonSpec,
 }

@@ -45,24 +45,41 @@ pub fn parse(text: &str) -> Option<StoredHashes> {
     (s.version == 1).then_some(s.users)
 }
 
-/// The Secret value for `users`.
-pub fn serialize(users: &[GatewayUser]) -> String {
+/// The Secret value for `(user, hash, check)` entries: the ruler users and the Tenant access
+/// users whose password the reconciler hashed.
+pub fn serialize<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>) -> String {
     let s = Stored {
         version: 1,
-        users: users
-            .iter()
-            .map(|u| {
+        users: entries
+            .into_iter()
+            .map(|(name, hash, check)| {
                 (
-                    u.name.clone(),
+                    name.to_string(),
                     StoredHash {
-                        hash: u.password_hash.clone(),
-                        check: u.check.clone(),
+                        hash: hash.to_string(),
+                        check: check.to_string(),
                     },
                 )
             })
             .collect(),
     };
     serde_json::to_string(&s).expect("stored hashes serialize")
+}
+
+/// The stored entries of one plan's users (see [`serialize`]).
+pub fn plan_entries(plan: &super::planner::Plan) -> Vec<(&str, &str, &str)> {
+    let rulers = plan
+        .users
+        .iter()
+        .map(|u| (u.name.as_str(), u.password_hash.as_str(), u.check.as_str()));
+    let access = plan.access_users.iter().filter_map(|u| {
+        Some((
+            u.name.as_str(),
+            u.password_hash.as_deref()?,
+            u.check.as_deref()?,
+        ))
+    });
+    rulers.chain(access).collect()
 }
 
 /// Makes the users of one plan.
@@ -106,7 +123,6 @@ impl<'a> Credentials<'a> {
     /// A gateway user whose password and salt derive from the seed, its hash reused from the
     /// stored ones when the check matches.
     pub fn user(&mut self, name: &str, tenants: Vec<String>, access: &[&str]) -> GatewayUser {
-        use argon2::PasswordHasher;
         let key = self.key();
         let derive =
             |purpose: &str| blake3::keyed_hash(&key, format!("{purpose}/{name}").as_bytes());
@@ -114,26 +130,8 @@ impl<'a> Credentials<'a> {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        let reused = self.stored.get(name).filter(|s| {
-            // blake3::Hash compares in constant time.
-            blake3::Hash::from_hex(&s.check)
-                .is_ok_and(|c| c == Self::check(&key, name, &password, &s.hash))
-        });
-        let (hash, check) = match reused {
-            Some(s) => (s.hash.clone(), s.check.clone()),
-            None => {
-                self.hashes_computed += 1;
-                let salt = derive("salt");
-                let hash = argon2::Argon2::default()
-                    .hash_password_with_salt(password.as_bytes(), &salt.as_bytes()[..16])
-                    .expect("argon2 hash")
-                    .to_string();
-                let check = Self::check(&key, name, &password, &hash)
-                    .to_hex()
-                    .to_string();
-                (hash, check)
-            }
-        };
+        let salt = derive("salt");
+        let (hash, check) = self.hash_with_salt(&key, name, &password, salt);
         GatewayUser {
             name: name.to_string(),
             password,
@@ -141,6 +139,44 @@ impl<'a> Credentials<'a> {
             check,
             tenants,
             access: access.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
+
+impl Credentials<'_> {
+    /// `(hash, check)` of a given password (a Tenant access user's `passwordSecret`): the
+    /// stored hash when its check matches `name` and `password`, else an argon2id hash with a
+    /// salt derived from the seed key, name and password (deterministic renders).
+    pub fn hash_given(&mut self, name: &str, password: &str) -> (String, String) {
+        let key = self.key();
+        let salt = blake3::keyed_hash(&key, format!("given-salt\0{name}\0{password}").as_bytes());
+        self.hash_with_salt(&key, name, password, salt)
+    }
+
+    fn hash_with_salt(
+        &mut self,
+        key: &[u8; 32],
+        name: &str,
+        password: &str,
+        salt: blake3::Hash,
+    ) -> (String, String) {
+        use argon2::PasswordHasher;
+        let reused = self.stored.get(name).filter(|s| {
+            // blake3::Hash compares in constant time.
+            blake3::Hash::from_hex(&s.check)
+                .is_ok_and(|c| c == Self::check(key, name, password, &s.hash))
+        });
+        match reused {
+            Some(s) => (s.hash.clone(), s.check.clone()),
+            None => {
+                self.hashes_computed += 1;
+                let hash = argon2::Argon2::default()
+                    .hash_password_with_salt(password.as_bytes(), &salt.as_bytes()[..16])
+                    .expect("argon2 hash")
+                    .to_string();
+                let check = Self::check(key, name, password, &hash).to_hex().to_string();
+                (hash, check)
+            }
         }
     }
 }

@@ -75,10 +75,18 @@ fn unchanged_second_reconcile_computes_no_hash() {
     let first = planner::plan(&inputs).unwrap();
     let users = first.users.len();
     assert!(users >= 12, "{users}");
-    assert_eq!(first.password_hashes_computed, users);
+    // Plus agent-a of the example Tenant team-a (`spec.access[].passwordSecret`).
+    let given = first
+        .access_users
+        .iter()
+        .filter(|u| u.check.is_some())
+        .count();
+    assert_eq!(given, 1);
+    assert_eq!(first.password_hashes_computed, users + given);
     let objs1 = render::render_plan(&first, &svc);
     let stored = kept(&objs1);
-    assert_eq!(stored.len(), users);
+    assert_eq!(stored.len(), users + given);
+    assert!(verifies("change-me-agent-a", &stored["agent-a"].hash));
     // The Secret keeps hashes and checks, never a password.
     let sec = secret_data(&objs1, "gateway-central-config");
     for u in &first.users {
@@ -120,7 +128,8 @@ fn changed_password_seed_or_hash_is_hashed_anew() {
         .get_or_insert_with(Default::default)
         .insert(L::CREDENTIALS_SEED.into(), "another-seed".into());
     let plan = planner::plan(&reseeded).unwrap();
-    assert_eq!(plan.password_hashes_computed, plan.users.len());
+    // Every ruler user and agent-a (its check is keyed by the seed).
+    assert_eq!(plan.password_hashes_computed, plan.users.len() + 1);
     for u in &plan.users {
         assert_ne!(u.password_hash, stored[&u.name].hash);
         assert!(verifies(&u.password, &u.password_hash), "{}", u.name);

@@ -7,7 +7,8 @@
 //! (Kubernetes objects, deterministic YAML for `render --from DIR`) → [`controller`] (kube-rs:
 //! server-side apply, prune, owner references, finalizer, Tenant status, events, backoff).
 //! [`gateway_config`] renders the router hashring and the `whizard gateway` config Secret,
-//! with [`remote_write`] (fan-out targets) and [`web`] (the Gateway's `webConfig`).
+//! with [`remote_write`] (fan-out targets), [`web`] (the Gateway's `webConfig`) and [`access`]
+//! (the Tenants' `spec.access`: per-tenant users and OIDC groups).
 //! [`deletion`] decides when a removed tenant's blocks are deleted, [`selector`] matches the
 //! rulers' label selectors against PrometheusRules, [`leader`] elects one working replica
 //! with a Lease, and [`http`] serves `/metrics` and `/healthz`.
@@ -28,6 +29,9 @@
 //!
 //! Watches ([`controller::controller`]): every kind the plan reads and the Secrets the last
 //! reconcile of a Service read trigger that Service's reconcile at once.
+pub mod access;
+#[cfg(test)]
+mod access_tests;
 pub mod assign;
 pub mod controller;
 #[cfg(test)]

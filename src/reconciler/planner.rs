@@ -152,6 +152,10 @@ pub struct Plan {
     pub queries: Vec<Query>,
     pub query_frontends: Vec<QueryFrontend>,
     pub users: Vec<GatewayUser>,
+    /// Gateway users declared by the Tenants (`spec.access`, see [`super::access`]).
+    pub access_users: Vec<super::access::AccessUser>,
+    /// OIDC group → tenant ids, from the Tenants' `spec.access[].oidcGroup`.
+    pub oidc_groups: BTreeMap<String, Vec<String>>,
     /// `webConfig` of each gateway (by Gateway name).
     pub gateway_web: BTreeMap<String, super::web::GatewayWeb>,
     /// The gateway's remote-write fan-out targets.
@@ -707,8 +711,9 @@ pub fn tenants_of(inputs: &Inputs) -> CheckedTenants {
     }
 }
 
-/// Secrets (of the Service's namespace) the plan needs to read: remoteWrites basicAuth and
-/// the gateways' webConfig basicAuthUsers. TLS Secrets are only mounted, never read.
+/// Secrets (of the Service's namespace) the plan needs to read: remoteWrites basicAuth, the
+/// gateways' webConfig basicAuthUsers and the Tenants' `spec.access` passwords. TLS Secrets
+/// are only mounted, never read.
 pub fn referenced_secret_names(inputs: &Inputs) -> BTreeSet<String> {
     let spec = &inputs.service.spec;
     let key = service_key(&inputs.service);
@@ -728,6 +733,13 @@ pub fn referenced_secret_names(inputs: &Inputs) -> BTreeSet<String> {
         .filter(|g| has_service(&g.metadata, &key))
     {
         out.extend(super::web::secret_names(g.spec.web_config.as_ref()));
+    }
+    for t in inputs
+        .tenants
+        .iter()
+        .filter(|t| has_service(&t.metadata, &key))
+    {
+        out.extend(super::access::secret_names(&t.spec));
     }
     out
 }
@@ -1285,6 +1297,31 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
         gateway_web.insert(g.name_any(), web);
     }
 
+    // ---- per-tenant access (Tenant.spec.access): bad entries are problems of their Tenant.
+    let reserved: BTreeSet<String> = users
+        .iter()
+        .map(|u| u.name.clone())
+        .chain(
+            gateway_web
+                .values()
+                .flat_map(|w| w.users.iter().map(|u| u.name.clone())),
+        )
+        .collect();
+    let oidc_configured = gateways.iter().any(|g| {
+        effective::gateway(spec, &g.spec)
+            .oidc
+            .iter()
+            .any(|p| p.get("groups_claim").is_some_and(|c| c.is_string()))
+    });
+    let access = super::access::resolve(
+        &tenants,
+        &inputs.secrets,
+        &reserved,
+        oidc_configured,
+        &mut creds,
+    );
+    problems.extend(access.problems);
+
     // ---- never two objects under one name (a generated name may meet a user-declared one or,
     // against all odds, an md5 prefix of another): the first keeps it, the others are dropped
     // and their tenants reported.
@@ -1436,6 +1473,8 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
         queries,
         query_frontends,
         users,
+        access_users: access.users,
+        oidc_groups: access.groups,
         tenant_status,
         gateway_web,
         remote_writes: super::remote_write::targets(&spec.remote_writes, &inputs.secrets)?,

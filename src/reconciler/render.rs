@@ -941,7 +941,8 @@ fn render_gateways(ctx: &Ctx, out: &mut Vec<Value>) {
         let n = g.name_any();
         let eff = effective::gateway(ctx.svc, &g.spec);
         let web = ctx.plan.gateway_web.get(&n).unwrap_or(&no_web);
-        let config = gc::gateway_config(ctx.plan, ctx.svc, web);
+        let oidc = super::access::oidc_entries(&eff.oidc, &ctx.plan.oidc_groups);
+        let config = gc::gateway_config(ctx.plan, ctx.svc, web, &oidc);
         let sec = format!("gateway-{n}-config");
         let mut pod = Pod::new("gateway", &n, &eff.common);
         pod.container = "whizard";
@@ -979,7 +980,7 @@ fn render_gateways(ctx: &Ctx, out: &mut Vec<Value>) {
             &n,
             json!({
                 "gateway.yaml": config,
-                super::credentials::HASHES_KEY: super::credentials::serialize(&ctx.plan.users),
+                super::credentials::HASHES_KEY: super::credentials::serialize(super::credentials::plan_entries(ctx.plan)),
             }),
         ));
         let mut dep = deployment(ctx, &format!("gateway-{n}"), &pod);

@@ -476,6 +476,19 @@ fn crds_cover_every_kind_and_limit_rules() {
         .find(|c| c["spec"]["names"]["kind"] == "Tenant")
         .unwrap();
     assert_eq!(tenant["spec"]["scope"], "Cluster");
+    // Tenant.spec.access (issue #30, per-tenant access).
+    let access = &tenant["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+        ["properties"]["access"]["items"]["properties"];
+    for f in [
+        "name",
+        "oidcGroup",
+        "access",
+        "passwordSecret",
+        "passwordHashSecret",
+        "certificate",
+    ] {
+        assert!(access.get(f).is_some(), "Tenant.spec.access[].{f}");
+    }
     let rg = crds
         .iter()
         .find(|c| c["spec"]["names"]["kind"] == "RuleGroup")
