@@ -438,7 +438,7 @@ impl Default for Ui {
 pub struct Server {
     pub threads: usize,
     /// One tokio runtime shared by all worker threads, which steal each other's tasks, instead
-    /// of one single-threaded runtime per thread (see the README's "Threads").
+    /// of one single-threaded runtime per thread (see docs/internals.md, "Threads").
     pub work_stealing: bool,
     pub upgrade_socket: PathBuf,
     pub grace_period: Duration,

@@ -4,7 +4,7 @@
 //!
 //! The upstreams are Go programs whose header parsing differs from ours, so the lists are short
 //! and name only fields whose value cannot change what the upstream stores or whom it answers
-//! for. The README's "forwarding contract" section has the whole table.
+//! for. docs/routes.md ("The forwarding contract") has the whole table.
 
 use http::header::{self, HeaderName};
 use http::HeaderMap;
