@@ -135,6 +135,7 @@ mod tests {
             tenants,
             access: Access { read, write },
             method: AuthMethod::Basic,
+            write_routing: Default::default(),
         }
     }
 

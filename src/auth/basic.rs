@@ -249,6 +249,7 @@ pub fn identity_of(u: &crate::config::User) -> Identity {
         tenants,
         access: u.access,
         method: AuthMethod::Basic,
+        write_routing: u.write_routing.clone(),
     }
 }
 

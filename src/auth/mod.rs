@@ -10,7 +10,7 @@ pub mod password;
 pub mod session;
 pub mod throttle;
 
-use crate::config::Access;
+use crate::config::{Access, WriteRouting};
 use async_trait::async_trait;
 use std::sync::Arc;
 
@@ -22,6 +22,9 @@ pub struct Identity {
     pub tenants: Vec<String>,
     pub access: Access,
     pub method: AuthMethod,
+    /// How its writes that name no tenant are routed (`users[].write_routing`; `Named` for
+    /// every other kind of identity).
+    pub write_routing: WriteRouting,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

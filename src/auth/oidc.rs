@@ -719,6 +719,7 @@ pub fn identity_from_claims(
         tenants: tenants_from_claims(provider, claims),
         access: access_from_claims(provider, claims).unwrap_or(default_access),
         method,
+        write_routing: crate::config::WriteRouting::Named,
     }
 }
 

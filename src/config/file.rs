@@ -179,6 +179,10 @@ pub struct User {
     pub tenants: Vec<String>,
     #[serde(default)]
     pub access: Vec<String>,
+    /// `named` (default) or `by_label`: see [`crate::config::WriteRouting`].
+    pub write_routing: Option<String>,
+    /// With `write_routing: by_label`: the tenant of series without the tenant label.
+    pub default_tenant: Option<String>,
 }
 
 /// `users[].certificate`: `{field: cn | dns | uri | email, value: "..."}`.

@@ -331,6 +331,21 @@ pub struct User {
     pub certificate: Option<CertificateMatch>,
     pub tenants: Vec<String>,
     pub access: Access,
+    pub write_routing: WriteRouting,
+}
+
+/// `users[].write_routing`: how a remote write that names no tenant (no `/{tenant}/` prefix,
+/// no tenant header) finds its tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum WriteRouting {
+    /// The request names it, or the user has exactly one tenant.
+    #[default]
+    Named,
+    /// Each series goes to the tenant its `tenancy.label` value names (one of the user's
+    /// tenants, else the write is refused); series without the label go to `default_tenant`
+    /// (refused when there is none). For writers that hold many tenants' series, such as a
+    /// global ruler.
+    ByLabel { default_tenant: Option<String> },
 }
 
 /// Which part of a verified client certificate identifies a user, and the value it must have.
@@ -781,6 +796,47 @@ impl Validator<'_> {
         })
     }
 
+    /// `users[i].write_routing` and `users[i].default_tenant` (`key` is `users[i]`).
+    fn write_routing(&mut self, key: &str, u: &file::User, access: Access) -> WriteRouting {
+        let by_label = match u.write_routing.as_deref() {
+            None | Some("named") => false,
+            Some("by_label") => true,
+            Some(other) => {
+                self.err(
+                    format!("{key}.write_routing"),
+                    format!("{other:?} is not named or by_label"),
+                );
+                false
+            }
+        };
+        if by_label && !access.write {
+            self.err(
+                format!("{key}.write_routing"),
+                "by_label routes writes: the user needs write access",
+            );
+        }
+        match (&u.default_tenant, by_label) {
+            (Some(_), false) => {
+                self.err(
+                    format!("{key}.default_tenant"),
+                    "only used with write_routing: by_label",
+                );
+                WriteRouting::Named
+            }
+            (Some(t), true) if !u.tenants.contains(t) => {
+                self.err(
+                    format!("{key}.default_tenant"),
+                    format!("{t:?} is not one of this user's tenants"),
+                );
+                WriteRouting::Named
+            }
+            (default_tenant, true) => WriteRouting::ByLabel {
+                default_tenant: default_tenant.clone(),
+            },
+            (None, false) => WriteRouting::Named,
+        }
+    }
+
     /// `users[i].certificate` (`key` is `users[i]`); `None` after reporting what is wrong.
     fn certificate_match(
         &mut self,
@@ -1177,12 +1233,14 @@ impl Validator<'_> {
                     ),
                 }
             }
+            let write_routing = self.write_routing(&key, u, access);
             users.push(User {
                 name,
                 password_hash,
                 certificate,
                 tenants: u.tenants.clone(),
                 access,
+                write_routing,
             });
         }
 

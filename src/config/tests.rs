@@ -740,3 +740,62 @@ fn cluster_errors_name_the_key() {
     ));
     assert!(has(&errs, "cluster.seeds", "unknown key"), "{errs:?}");
 }
+
+#[test]
+fn write_routing_by_label_is_lowered_and_checked() {
+    let user = |extra: &str| {
+        minimal(&format!(
+            "  - name: ruler\n    password_hash: \"{GOOD_HASH}\"\n    tenants: [team-a, team-b]\n{extra}"
+        ))
+    };
+    let c = load(&user(
+        "    access: [write]\n    write_routing: by_label\n    default_tenant: team-b\n",
+    ))
+    .unwrap();
+    assert_eq!(
+        c.user("ruler").unwrap().write_routing,
+        WriteRouting::ByLabel {
+            default_tenant: Some("team-b".into())
+        }
+    );
+    assert_eq!(
+        c.user("agent-a").unwrap().write_routing,
+        WriteRouting::Named
+    );
+    let c = load(&user("    access: [write]\n    write_routing: by_label\n")).unwrap();
+    assert_eq!(
+        c.user("ruler").unwrap().write_routing,
+        WriteRouting::ByLabel {
+            default_tenant: None
+        }
+    );
+    let c = load(&user("    access: [write]\n    write_routing: named\n")).unwrap();
+    assert_eq!(c.user("ruler").unwrap().write_routing, WriteRouting::Named);
+
+    let e = errors(&user("    access: [read]\n    write_routing: by_label\n"));
+    assert!(
+        has(&e, "users[1].write_routing", "needs write access"),
+        "{e:?}"
+    );
+    let e = errors(&user("    access: [write]\n    write_routing: by_series\n"));
+    assert!(
+        has(&e, "users[1].write_routing", "not named or by_label"),
+        "{e:?}"
+    );
+    let e = errors(&user(
+        "    access: [write]\n    write_routing: by_label\n    default_tenant: team-c\n",
+    ));
+    assert!(
+        has(
+            &e,
+            "users[1].default_tenant",
+            "not one of this user's tenants"
+        ),
+        "{e:?}"
+    );
+    let e = errors(&user("    access: [write]\n    default_tenant: team-a\n"));
+    assert!(
+        has(&e, "users[1].default_tenant", "only used with"),
+        "{e:?}"
+    );
+}

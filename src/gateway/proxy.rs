@@ -11,10 +11,10 @@ use super::routes::{self, Class};
 use super::{contract, filtered, login, write, Runtime, State};
 use crate::auth::throttle::Verdict;
 use crate::auth::{AuthError, AuthMethod, AuthOutcome, Authenticator, Identity};
-use crate::config::{QueryKind, Upstream};
+use crate::config::{QueryKind, Upstream, WriteRouting};
 use crate::enforcement::EnforceError;
 use crate::metrics::metrics;
-use crate::tenancy::{self, Operation};
+use crate::tenancy::{self, Operation, TenancyError};
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -556,6 +556,25 @@ impl Gateway {
         };
         let path = session.req_header().uri.path();
         let path_tenant = matched.tenant.clone().map(|r| &path[r]);
+        // A writer routed by label that names no tenant: its series name their tenants.
+        if let (Class::RemoteWrite, None, None, WriteRouting::ByLabel { default_tenant }) = (
+            matched.class,
+            path_tenant,
+            header_tenant.as_deref(),
+            &identity.write_routing,
+        ) {
+            if !identity.access.write {
+                return Err(unscoped(
+                    Refusal::new(403, TenancyError::MissingAccess("write").to_string()),
+                    ctx,
+                ));
+            }
+            ctx.tenant = identity.tenants.join("|");
+            ctx.upstream_name = "receive";
+            require_post(session)?;
+            write::remote_write_by_label(session, rt, &identity, default_tenant.as_deref()).await?;
+            return Ok(true);
+        }
         let scope = tenancy::resolve(
             &identity,
             path_tenant,

@@ -1095,6 +1095,7 @@ mod tests {
                 value: value.into(),
             }),
             tenants: vec!["t".into()],
+            write_routing: Default::default(),
             access: crate::config::Access {
                 read: true,
                 write: false,

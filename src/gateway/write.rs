@@ -9,6 +9,7 @@ use super::forward::{self, UpstreamFailure};
 use super::proxy::{insert_tenant_header, read_body};
 use super::respond::Refusal;
 use super::Runtime;
+use crate::auth::Identity;
 use crate::config::Upstream;
 use crate::metrics::metrics;
 use crate::remote_write;
@@ -90,9 +91,152 @@ pub async fn remote_write(
         .map_err(|over| super::proxy::over_limit(tenant, &over))?;
     // Nothing to inject: the validated body goes upstream as the client sent it.
     let outgoing = rewritten.body.map_or(body, Bytes::from);
+    let headers = part_headers(session, rt, format, tenant)?;
+    let answer = send_part(rt, tenant, headers, outgoing, stats).await?;
+    forward::relay(session, answer)
+        .await
+        .map_err(|e| Refusal::new(400, e.to_string()))
+}
 
-    // The body goes in the format the gateway decided and rewrote, said in that format's own
-    // words: never the client's Content-Type or version bytes.
+/// A remote write of a `write_routing: by_label` identity that names no tenant: each series
+/// goes to the tenant its `tenancy.label` value names (see [`remote_write::split_by_label`]),
+/// every part injected with its tenant's labels and sent with its tenant's header, at once.
+/// The answer is 2xx only when every part was accepted; otherwise the worst answer (5xx, then
+/// 429, then any other) goes back, so the agent retries the whole body. Parts already
+/// accepted are sent again then: the same samples at the same timestamps, which the TSDB
+/// takes as duplicates, not errors.
+pub async fn remote_write_by_label(
+    session: &mut Session,
+    rt: &Arc<Runtime>,
+    identity: &Identity,
+    default_tenant: Option<&str>,
+) -> Result<(), Refusal> {
+    // The strictest body limit of the writer's tenants: the body is read before it is split.
+    let cap = identity
+        .tenants
+        .iter()
+        .filter_map(|t| rt.config.tenants.get(t))
+        .map(|t| t.limits.max_body_bytes)
+        .min()
+        .ok_or_else(|| Refusal::new(403, "none of this identity's tenants is configured"))?;
+    let format = remote_write::detect_format(
+        format_field(session, &http::header::CONTENT_TYPE)?,
+        format_field(session, &http::header::CONTENT_ENCODING)?,
+        format_field(session, &RW_VERSION)?,
+    )
+    .map_err(|e| Refusal::new(e.status(), e.to_string()))?;
+    let body = read_body(session, cap).await?;
+    let refuse = |e: remote_write::RemoteWriteError| Refusal::new(e.status(), e.to_string());
+    let decoded = remote_write::decompress(&body, cap as usize).map_err(refuse)?;
+    remote_write::validate(format, &decoded).map_err(refuse)?;
+    let may_write = |t: &str| {
+        identity
+            .tenants
+            .binary_search_by(|x| x.as_str().cmp(t))
+            .is_ok()
+    };
+    let routing = remote_write::Routing {
+        label: &rt.config.tenancy.label,
+        default_tenant,
+        allowed: &may_write,
+    };
+    let parts = remote_write::split_by_label(format, &decoded, &routing).map_err(refuse)?;
+    let mut sends = Vec::with_capacity(parts.len());
+    let mut _inflight = Vec::new();
+    for part in parts {
+        let tenant = part.tenant;
+        let labels = rt
+            .write_labels
+            .get(&tenant)
+            .ok_or_else(|| Refusal::new(403, format!("tenant {tenant:?} is not configured")))?;
+        let mut spliced = Vec::new();
+        let stats =
+            remote_write::inject(format, &part.decoded, labels, &mut spliced).map_err(refuse)?;
+        let over = |over| super::proxy::over_limit(&tenant, &over);
+        if let Some(guard) = rt.limiters.admit_request(&tenant).map_err(over)? {
+            _inflight.push(guard);
+        }
+        rt.limiters
+            .admit_samples(&tenant, stats.samples + stats.histograms)
+            .map_err(over)?;
+        let outgoing = Bytes::from(remote_write::compress(&spliced).map_err(refuse)?);
+        let headers = part_headers(session, rt, format, &tenant)?;
+        sends.push(async move { send_part(rt, &tenant, headers, outgoing, stats).await });
+    }
+    let answers = futures_util::future::join_all(sends).await;
+    let mut worst: Option<forward::Answer> = None;
+    let mut accepted = Vec::new();
+    for answer in answers {
+        let answer = answer?;
+        let rank = |a: &forward::Answer| match a.status {
+            200..=299 => 0,
+            500.. => 3,
+            429 => 2,
+            _ => 1,
+        };
+        if rank(&answer) == 0 {
+            accepted.push(answer);
+        } else if worst.as_ref().is_none_or(|w| rank(&answer) > rank(w)) {
+            worst = Some(answer);
+        }
+    }
+    let answer = match worst {
+        Some(w) => w,
+        None => merge_accepted(accepted),
+    };
+    forward::relay(session, answer)
+        .await
+        .map_err(|e| Refusal::new(400, e.to_string()))
+}
+
+/// One answer for parts that were all accepted: the first part's, with the remote write 2.0
+/// counts of written samples, histograms and exemplars summed over the parts (kept only when
+/// every part reported them).
+fn merge_accepted(mut accepted: Vec<forward::Answer>) -> forward::Answer {
+    const WRITTEN: [&str; 3] = [
+        "x-prometheus-remote-write-samples-written",
+        "x-prometheus-remote-write-histograms-written",
+        "x-prometheus-remote-write-exemplars-written",
+    ];
+    let mut first = if accepted.is_empty() {
+        forward::Answer {
+            status: 204,
+            headers: http::HeaderMap::new(),
+            body: Bytes::new(),
+        }
+    } else {
+        accepted.remove(0)
+    };
+    for name in WRITTEN {
+        let count = |a: &forward::Answer| {
+            a.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        let total = accepted.iter().fold(count(&first), |sum, a| {
+            sum.zip(count(a)).map(|(x, y)| x + y)
+        });
+        match total {
+            Some(n) => {
+                first.headers.insert(name, http::HeaderValue::from(n));
+            }
+            None => {
+                first.headers.remove(name);
+            }
+        }
+    }
+    first
+}
+
+/// The headers of one remote-write body for the receive upstream: the body's format in its
+/// own words (never the client's Content-Type or version bytes) and the tenant's header.
+fn part_headers(
+    session: &Session,
+    rt: &Runtime,
+    format: remote_write::Format,
+    tenant: &str,
+) -> Result<http::HeaderMap, Refusal> {
     let mut headers = contract::copy(&session.req_header().headers, &contract::WRITE, 4);
     headers.insert(
         http::header::CONTENT_TYPE,
@@ -104,18 +248,30 @@ pub async fn remote_write(
         http::HeaderValue::from_static("snappy"),
     );
     insert_tenant_header(&mut headers, rt, tenant)?;
+    Ok(headers)
+}
+
+/// Sends one tenant's body to the receive upstream and returns its answer; counts what it
+/// accepted and copies it to the tenant's `remote_writes` targets.
+async fn send_part(
+    rt: &Arc<Runtime>,
+    tenant: &str,
+    headers: http::HeaderMap,
+    body: Bytes,
+    stats: remote_write::WriteStats,
+) -> Result<forward::Answer, Refusal> {
     let up = &rt.config.upstreams.receive;
     let answer = forward::exchange(
         &rt.client,
         http::Method::POST,
         &url_of(up),
         headers.clone(),
-        outgoing.clone(),
+        body.clone(),
     )
     .await
     .map_err(|f| upstream_failed("receive", f))?;
     if (200..300).contains(&answer.status) {
-        copy_to_targets(rt, tenant, &headers, &outgoing);
+        copy_to_targets(rt, tenant, &headers, &body);
         let m = metrics();
         m.remote_write_samples
             .with_label_values(&[tenant])
@@ -136,9 +292,7 @@ pub async fn remote_write(
             ])
             .inc();
     }
-    forward::relay(session, answer)
-        .await
-        .map_err(|e| Refusal::new(400, e.to_string()))
+    Ok(answer)
 }
 
 pub async fn otlp(session: &mut Session, rt: &Arc<Runtime>, tenant: &str) -> Result<(), Refusal> {

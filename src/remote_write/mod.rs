@@ -20,6 +20,7 @@
 //! label field(s) come first, then every other field in its original order. v1 client labels
 //! keep their exact bytes; v2 `labels_refs` is re-emitted as one packed field.
 
+mod split;
 mod v1;
 mod v2;
 mod validate;
@@ -28,6 +29,7 @@ mod wire;
 #[cfg(test)]
 mod tests;
 
+pub use split::{split_by_label, RoutedPart, Routing};
 pub use v1::{inject_v1, validate_v1};
 pub use v2::{inject_v2, validate_v2};
 

@@ -1838,3 +1838,183 @@ fn throughput() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// splitting by the tenant label (writers with `write_routing: by_label`)
+
+fn route<'a>(
+    default_tenant: Option<&'a str>,
+    allowed: &'a (dyn Fn(&str) -> bool + Sync),
+) -> Routing<'a> {
+    Routing {
+        label: "tenant_id",
+        default_tenant,
+        allowed,
+    }
+}
+
+fn v1_ts(labels: &[(&str, &str)], v: f64) -> pb::TimeSeries {
+    pb::TimeSeries {
+        labels: lbls(labels),
+        samples: vec![sample(v, 1)],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn v1_split_sends_each_series_to_the_tenant_its_label_names() {
+    let meta = pb::MetricMetadata {
+        r#type: 1,
+        metric_family_name: "up".into(),
+        help: "h".into(),
+        unit: String::new(),
+    };
+    let req = pb::WriteRequest {
+        timeseries: vec![
+            v1_ts(&[("__name__", "up"), ("tenant_id", "b")], 1.0),
+            v1_ts(&[("__name__", "up"), ("job", "x")], 2.0),
+            v1_ts(&[("__name__", "up"), ("tenant_id", "a")], 3.0),
+            v1_ts(&[("__name__", "up"), ("tenant_id", "b"), ("z", "1")], 4.0),
+            v1_ts(&[("__name__", "up"), ("tenant_id", "")], 5.0),
+        ],
+        metadata: vec![meta.clone()],
+    };
+    let raw = req.encode_to_vec();
+    let allowed = |t: &str| ["a", "b", "dflt"].contains(&t);
+    let parts = split_by_label(Format::V1, &raw, &route(Some("dflt"), &allowed)).unwrap();
+    let got: Vec<(String, Vec<f64>, usize)> = parts
+        .iter()
+        .map(|p| {
+            let w = pb::WriteRequest::decode(p.decoded.as_slice()).unwrap();
+            let values = w.timeseries.iter().map(|s| s.samples[0].value).collect();
+            (p.tenant.clone(), values, w.metadata.len())
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("a".to_string(), vec![3.0], 1),
+            ("b".to_string(), vec![1.0, 4.0], 1),
+            // No label, or an empty one (Prometheus: the same thing): the default tenant.
+            ("dflt".to_string(), vec![2.0, 5.0], 1),
+        ]
+    );
+    // Every sample is in exactly one part; series keep their bytes.
+    for p in &parts {
+        validate(Format::V1, &p.decoded).unwrap();
+    }
+    let b = pb::WriteRequest::decode(parts[1].decoded.as_slice()).unwrap();
+    assert_eq!(b.timeseries[1], req.timeseries[3]);
+}
+
+#[test]
+fn v1_split_refuses_a_series_of_a_tenant_the_writer_may_not_write() {
+    let raw = pb::WriteRequest {
+        timeseries: vec![
+            v1_ts(&[("__name__", "ok"), ("tenant_id", "a")], 1.0),
+            v1_ts(&[("__name__", "cpu"), ("tenant_id", "mallory")], 1.0),
+        ],
+        metadata: vec![],
+    }
+    .encode_to_vec();
+    let allowed = |t: &str| t == "a";
+    let e = split_by_label(Format::V1, &raw, &route(Some("a"), &allowed)).unwrap_err();
+    assert_err(e, 400, "series 1 (\"cpu\") has tenant_id=\"mallory\"");
+}
+
+#[test]
+fn v1_split_without_default_refuses_unlabelled_series_and_empty_bodies() {
+    let allowed = |_: &str| true;
+    let raw = pb::WriteRequest {
+        timeseries: vec![v1_ts(&[("__name__", "lost")], 1.0)],
+        metadata: vec![],
+    }
+    .encode_to_vec();
+    let e = split_by_label(Format::V1, &raw, &route(None, &allowed)).unwrap_err();
+    assert_err(e, 400, "series 0 (\"lost\") has no \"tenant_id\" label");
+    let e = split_by_label(Format::V1, &[], &route(None, &allowed)).unwrap_err();
+    assert_err(e, 400, "no series to route");
+    // With a default tenant, a body without series (metadata only) goes there whole.
+    let parts = split_by_label(Format::V1, &[], &route(Some("d"), &allowed)).unwrap();
+    assert_eq!(
+        parts,
+        vec![RoutedPart {
+            tenant: "d".into(),
+            decoded: vec![]
+        }]
+    );
+}
+
+#[test]
+fn v2_split_keeps_the_symbol_table_in_every_part() {
+    // symbols: "", __name__, up, tenant_id, a, b, job, x
+    let symbols = ["", "__name__", "up", "tenant_id", "a", "b", "job", "x"];
+    let raw = v2_req(
+        &symbols,
+        &[vec![1, 2, 3, 5], vec![1, 2, 6, 7], vec![1, 2, 3, 4]],
+    );
+    let allowed = |t: &str| t == "a" || t == "b" || t == "d";
+    let parts = split_by_label(Format::V2, &raw, &route(Some("d"), &allowed)).unwrap();
+    let tenants: Vec<&str> = parts.iter().map(|p| p.tenant.as_str()).collect();
+    assert_eq!(tenants, ["a", "b", "d"]);
+    for (p, want) in parts.iter().zip([[1, 2, 3, 4], [1, 2, 3, 5], [1, 2, 6, 7]]) {
+        validate(Format::V2, &p.decoded).unwrap();
+        let r = pb2::Request::decode(p.decoded.as_slice()).unwrap();
+        assert_eq!(r.symbols, symbols);
+        assert_eq!(r.timeseries.len(), 1);
+        assert_eq!(r.timeseries[0].labels_refs, want);
+    }
+    // Each part injected with its tenant's labels: the series carries its own tenant.
+    let (out, _) = inject_ok(Format::V2, &parts[1].decoded, &set(&[("tenant_id", "b")]));
+    let r = pb2::Request::decode(out.as_slice()).unwrap();
+    assert_eq!(
+        resolve(&r.symbols, &r.timeseries[0].labels_refs),
+        [("__name__", "up"), ("tenant_id", "b")].map(|(n, v)| (n.to_string(), v.to_string()))
+    );
+}
+
+#[test]
+fn v2_split_refuses_references_outside_the_table() {
+    let raw = v2_req(&["", "__name__", "up"], &[vec![1, 2, 9, 2]]);
+    let allowed = |_: &str| true;
+    let e = split_by_label(Format::V2, &raw, &route(Some("d"), &allowed)).unwrap_err();
+    assert_err(e, 400, "outside the symbol table");
+}
+
+proptest! {
+    /// Any split of a valid v1 body: every series lands in exactly one part, in the part its
+    /// label names, and the parts are valid bodies.
+    #[test]
+    fn v1_split_partitions_the_series(
+        tenants in proptest::collection::vec(proptest::option::of(0u8..4), 0..24)
+    ) {
+        let series: Vec<pb::TimeSeries> = tenants
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let t = t.map(|t| format!("t{t}"));
+                let mut labels = vec![("__name__", "m")];
+                if let Some(t) = &t {
+                    labels.push(("tenant_id", t.as_str()));
+                }
+                v1_ts(&labels, i as f64)
+            })
+            .collect();
+        let raw = pb::WriteRequest { timeseries: series, metadata: vec![] }.encode_to_vec();
+        let allowed = |_: &str| true;
+        let parts = split_by_label(Format::V1, &raw, &route(Some("t0"), &allowed)).unwrap();
+        let mut seen = Vec::new();
+        for p in &parts {
+            validate(Format::V1, &p.decoded).unwrap();
+            let w = pb::WriteRequest::decode(p.decoded.as_slice()).unwrap();
+            for s in &w.timeseries {
+                let i = s.samples[0].value as usize;
+                let want = tenants[i].map_or("t0".to_string(), |t| format!("t{t}"));
+                prop_assert_eq!(&p.tenant, &want);
+                seen.push(i);
+            }
+        }
+        seen.sort();
+        prop_assert_eq!(seen, (0..tenants.len()).collect::<Vec<_>>());
+    }
+}

@@ -726,15 +726,30 @@ impl Backend {
 
     /// As [`Backend::start`], with extra flags (e.g. `--enable-feature=native-histograms`).
     pub async fn start_with_args(extra_args: &[&str]) -> Backend {
+        let config = "global:\n  scrape_interval: 15s\nscrape_configs: []\n";
+        Self::start_with_config(config, &[], extra_args).await
+    }
+
+    /// A Prometheus server with this `prometheus.yml` and these `files` (relative path,
+    /// content) in its directory, e.g. rule files named by a relative `rule_files` glob
+    /// (Prometheus resolves them against the config file's directory).
+    pub async fn start_with_config(
+        config_yaml: &str,
+        files: &[(&str, &str)],
+        extra_args: &[&str],
+    ) -> Backend {
         let dir = tempfile::Builder::new()
             .prefix("whizard-backend-")
             .tempdir()
             .expect("tempdir");
-        fs::write(
-            dir.path().join("prometheus.yml"),
-            "global:\n  scrape_interval: 15s\nscrape_configs: []\n",
-        )
-        .expect("write prometheus.yml");
+        fs::write(dir.path().join("prometheus.yml"), config_yaml).expect("write prometheus.yml");
+        for (path, content) in files {
+            let path = dir.path().join(path);
+            if let Some(parent) = path.parent() {
+                fs::create_dir_all(parent).expect("create config subdirectory");
+            }
+            fs::write(path, content).expect("write config file");
+        }
         let mut b = Backend {
             dir,
             port: 0,
