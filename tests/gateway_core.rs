@@ -1052,7 +1052,7 @@ async fn keep_alive_connections_serve_requests_however_they_arrive() {
     drop(silent);
 }
 
-/// Plain GETs go upstream the gateway's short way (gateway/fast.rs); it must cope with what
+/// Plain GETs go upstream the gateway's short way (gateway/short_way/mod.rs); it must cope with what
 /// real upstreams do to a keep-alive pool: close an idle connection without a word, send an
 /// unasked answer (a 408) on an idle connection, and answer without a length (HTTP/1.0 style,
 /// the end marked by closing). Every GET still gets its own whole answer on the client's one

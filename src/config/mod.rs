@@ -458,7 +458,7 @@ pub struct Server {
     pub upgrade_socket: PathBuf,
     pub grace_period: Duration,
     pub auth_cache_ttl: Duration,
-    /// `server.short_way`: plain HTTP/1.1 GETs skip pingora's proxy engine (`gateway/fast.rs`);
+    /// `server.short_way`: plain HTTP/1.1 GETs skip pingora's proxy engine (`gateway/short_way/mod.rs`);
     /// false sends every request through the engine. Follows reloads.
     pub short_way: bool,
 }

@@ -10,7 +10,7 @@ use http::header::{self, HeaderName};
 use http::HeaderMap;
 use pingora::http::RequestHeader;
 
-use super::proxy::REQUEST_ID_FIELD;
+use super::request_id::REQUEST_ID_FIELD;
 
 /// Reads of the query upstream (PromQL, `match[]`, pass-through routes), GET or POST form.
 pub static READ: [HeaderName; 4] = [

@@ -3,10 +3,10 @@
 //! upstream as the gateway's exact model of it (`enforcement::silence`), never as sent.
 
 use super::forward::{self, Answer};
-use super::proxy::{insert_tenant_header, read_body};
+use super::request::{insert_tenant_header, read_body};
 use super::respond::Refusal;
 use super::routes::Class;
-use super::Runtime;
+use super::runtime::Runtime;
 use crate::config::Upstream;
 use crate::enforcement::response as filter;
 use crate::enforcement::silence::PostableSilence;
@@ -88,9 +88,9 @@ async fn call(
             http::HeaderValue::from_static("application/json"),
         );
     }
-    insert_tenant_header(&mut headers, rt, tenant_header)?;
+    insert_tenant_header(&mut headers, &rt.tenant_header_name, tenant_header)?;
     if let Some(id) = &req.request_id {
-        headers.insert(super::proxy::REQUEST_ID, id.clone());
+        headers.insert(super::request_id::REQUEST_ID_FIELD, id.clone());
     }
     forward::exchange(&rt.client, method, url, headers, body.unwrap_or_default())
         .await

@@ -2,23 +2,11 @@
 //! forms). The body is complete and validated before anything is sent upstream; the upstream's
 //! status, headers and body go back to the client as they are.
 
+use super::h1_fields::HOP_BY_HOP;
 use super::respond::Refusal;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
-
-/// Headers never copied between hops.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "te",
-    "trailer",
-    "upgrade",
-    "proxy-authenticate",
-    "proxy-authorization",
-];
 
 /// What went wrong talking to an upstream; the `kind` label of `whizard_upstream_errors_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,7 +100,7 @@ pub async fn stream(
         .map_err(|e| StreamError::Upstream(classify(&e)))?;
     let status = resp.status().as_u16();
     let mut header = response_header(status, resp.headers()).map_err(StreamError::Downstream)?;
-    with_request_id(session, &mut header).map_err(StreamError::Downstream)?;
+    super::request_id::echo_request_id(session, &mut header).map_err(StreamError::Downstream)?;
     if let Some(cookie) = set_cookie {
         header
             .append_header(http::header::SET_COOKIE, cookie)
@@ -153,7 +141,7 @@ pub enum StreamError {
 pub async fn relay(session: &mut Session, answer: Answer) -> pingora::Result<()> {
     let mut header = response_header(answer.status, &answer.headers)?;
     header.insert_header("content-length", answer.body.len().to_string())?;
-    with_request_id(session, &mut header)?;
+    super::request_id::echo_request_id(session, &mut header)?;
     let empty = answer.body.is_empty();
     session
         .write_response_header(Box::new(header), empty)
@@ -164,21 +152,11 @@ pub async fn relay(session: &mut Session, answer: Answer) -> pingora::Result<()>
     Ok(())
 }
 
-fn with_request_id(session: &Session, header: &mut ResponseHeader) -> pingora::Result<()> {
-    if let Some(id) = session
-        .req_header()
-        .headers
-        .get(&super::proxy::REQUEST_ID_FIELD)
-    {
-        header.insert_header(super::proxy::REQUEST_ID, id.clone())?;
-    }
-    Ok(())
-}
-
 fn response_header(status: u16, headers: &http::HeaderMap) -> pingora::Result<ResponseHeader> {
     let mut out = ResponseHeader::build(status, Some(headers.len()))?;
     for (name, value) in headers {
-        if HOP_BY_HOP.contains(&name.as_str()) || name == http::header::CONTENT_LENGTH {
+        // The body is whole: its length is written anew.
+        if HOP_BY_HOP.contains(name) || name == http::header::CONTENT_LENGTH {
             continue;
         }
         out.append_header(name.clone(), value.clone())?;

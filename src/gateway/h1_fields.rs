@@ -1,9 +1,28 @@
 //! The HTTP/1.1 field rules both halves of the short way apply (`h1_client`, `h1_server`),
-//! and the response filter too: `Connection` options and nominated fields, the last transfer
-//! coding and a `Content-Length` token.
+//! and the response filter and the upstream client's relay too: the hop-by-hop fields,
+//! `Connection` options and nominated fields, the last transfer coding and a `Content-Length`
+//! token.
 
-use http::header::{CONNECTION, TRANSFER_ENCODING};
-use http::HeaderMap;
+use http::header::{
+    CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
+use http::{HeaderMap, HeaderName};
+
+/// The hop-by-hop fields: never passed from one connection to the next (RFC 9110 §7.6.1, plus
+/// the legacy `Keep-Alive` and `Proxy-Connection`), besides those a `Connection` field names
+/// ([`connection_nominated`]). `Transfer-Encoding` is framing: where the gateway relays an
+/// answer's body as it arrives, the framing fields are left to the server session instead.
+pub const HOP_BY_HOP: [HeaderName; 9] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    TRANSFER_ENCODING,
+    TE,
+    TRAILER,
+    UPGRADE,
+    PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION,
+];
 
 /// Whether the `Connection` fields name `close` and `keep-alive` (RFC 9110 §7.6.1), in that
 /// order. Tokens are compared without case and around spaces.

@@ -3,7 +3,7 @@
 
 use super::respond::{self, Refusal};
 use super::routes::Class;
-use super::Runtime;
+use super::runtime::Runtime;
 use crate::auth::login::{safe_return_path, Redirect};
 use crate::auth::session::Sessions;
 use bytes::Bytes;

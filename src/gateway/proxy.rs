@@ -5,10 +5,14 @@
 //! `request_filter`, then forwarded by `forward`, so a bad body never reaches an upstream.
 
 use super::forward::{self, StreamError, UpstreamFailure};
+use super::h1_fields::HOP_BY_HOP;
 use super::params::{ParamError, Params, RewriteError};
+use super::request::{insert_tenant_header, over_limit, read_body};
+use super::request_id::{self, REQUEST_ID, REQUEST_ID_FIELD};
 use super::respond::{self, Refusal};
 use super::routes::{self, Class};
-use super::{contract, filtered, login, write, Runtime, State};
+use super::runtime::{ActiveRequest, Runtime, State};
+use super::{contract, filtered, login, write};
 use crate::auth::throttle::Verdict;
 use crate::auth::{AuthError, AuthMethod, AuthOutcome, Authenticator, Identity};
 use crate::config::{QueryKind, Upstream, WriteRouting};
@@ -82,7 +86,7 @@ pub struct Ctx {
     /// Concurrent-request slots held until the request ends.
     _inflight: Vec<crate::limits::InflightGuard>,
     /// Counts the request as in flight for graceful shutdown.
-    _active: Option<super::ActiveRequest>,
+    _active: Option<ActiveRequest>,
     identity: Option<Arc<Identity>>,
     /// The upstream the request went to, for the access log.
     upstream_name: &'static str,
@@ -117,19 +121,14 @@ fn offsets(path: &str, part: &str) -> Range<usize> {
 }
 
 const FORM: &str = "application/x-www-form-urlencoded";
-pub const REQUEST_ID: &str = "x-request-id";
-/// The same, for lookups: a `&str` key is parsed into a name on every lookup. (pingora's
-/// `insert_header` parses any name it is given, and copies a `HeaderName` that is not a
-/// standard one, so insertions keep the `&str`.)
-pub const REQUEST_ID_FIELD: http::HeaderName = http::HeaderName::from_static(REQUEST_ID);
 /// Logged (never sent) when the client closed the connection before any answer.
 const CLIENT_CLOSED: http::StatusCode = match http::StatusCode::from_u16(499) {
     Ok(s) => s,
     Err(_) => http::StatusCode::BAD_REQUEST,
 };
 
-/// The hooks pingora's engine runs. `fast.rs` runs the same ones, in the same order, for plain
-/// GETs: a hook added here must be called there too.
+/// The hooks pingora's engine runs. The short way (`short_way/mod.rs`) runs the same ones, in
+/// the same order, for plain GETs: a hook added here must be called there too.
 #[async_trait]
 impl ProxyHttp for Gateway {
     type CTX = Ctx;
@@ -344,9 +343,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
     ) -> pingora::Result<()> {
         strip_hop_by_hop(resp);
-        if let Some(id) = session.req_header().headers.get(&REQUEST_ID_FIELD) {
-            resp.insert_header(REQUEST_ID, id.clone())?;
-        }
+        request_id::echo_request_id(session, resp)?;
         if let Some(cookie) = ctx.session_cookie.take() {
             resp.append_header(http::header::SET_COOKIE, cookie)?;
         }
@@ -354,30 +351,24 @@ impl ProxyHttp for Gateway {
     }
 }
 
-/// The upstream's hop-by-hop fields stay behind (RFC 9110 §7.6.1): those its `Connection`
-/// names, and `Keep-Alive`, `Proxy-Connection`, `Proxy-Authenticate`, `Trailer` (trailers are
-/// not passed on) and `Upgrade` (nothing is upgraded). The client's connection is the
-/// gateway's: its `Connection` field and framing are written by the server session. An answer
-/// without `Connection` (the usual one) costs one lookup per name and no allocation.
+/// The upstream's hop-by-hop fields stay behind ([`HOP_BY_HOP`], RFC 9110 §7.6.1): those its
+/// `Connection` names and the listed ones, except the framing (`Transfer-Encoding`, and a
+/// nominated `Content-Length`), which the server session rewrites for the client's
+/// connection. An answer without `Connection` (the usual one) costs one lookup per name and no
+/// allocation.
 fn strip_hop_by_hop(resp: &mut ResponseHeader) {
+    let framing = [
+        http::header::CONTENT_LENGTH,
+        http::header::TRANSFER_ENCODING,
+    ];
     if resp.headers.contains_key(http::header::CONNECTION) {
         let nominated = super::h1_fields::connection_nominated(&resp.headers);
         resp.remove_header(&http::header::CONNECTION);
-        let framing = [
-            http::header::CONTENT_LENGTH,
-            http::header::TRANSFER_ENCODING,
-        ];
         for name in nominated.iter().filter(|n| !framing.contains(n)) {
             resp.remove_header(name);
         }
     }
-    for name in [
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authenticate",
-        "trailer",
-        "upgrade",
-    ] {
+    for name in HOP_BY_HOP.iter().filter(|n| !framing.contains(n)) {
         if resp.headers.contains_key(name) {
             resp.remove_header(name);
         }
@@ -394,51 +385,6 @@ fn basic_user<'b>(
         .and_then(|v| crate::auth::basic::parse_basic(v.as_bytes(), buf))
         .and_then(Result::ok)
         .and_then(|(u, _)| std::str::from_utf8(u).ok())
-}
-
-/// Largest body buffer reserved from a Content-Length alone (a remote-write body is usually
-/// tens to hundreds of KiB).
-const PRESIZE_MAX: u64 = 1 << 20;
-
-/// Reads a whole request body, refusing it past `cap` bytes.
-pub async fn read_body(session: &mut Session, cap: u64) -> Result<Bytes, Refusal> {
-    let too_large = || {
-        Refusal::new(
-            413,
-            format!("request body is larger than the limit of {cap} bytes"),
-        )
-    };
-    let declared = session
-        .req_header()
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > cap) {
-        return Err(too_large());
-    }
-    // One allocation of the declared size instead of doubling as chunks arrive. Only up to
-    // PRESIZE_MAX: a client that declares a large body and then stalls must not reserve
-    // memory it never sends.
-    let presize = declared.unwrap_or(0).min(PRESIZE_MAX) as usize;
-    let mut buf = bytes::BytesMut::with_capacity(presize);
-    loop {
-        match session.read_request_body().await {
-            Ok(Some(chunk)) => {
-                if (buf.len() + chunk.len()) as u64 > cap {
-                    return Err(too_large());
-                }
-                buf.extend_from_slice(&chunk);
-            }
-            Ok(None) => return Ok(buf.freeze()),
-            Err(e) => {
-                return Err(Refusal::new(
-                    400,
-                    format!("cannot read the request body: {e}"),
-                ))
-            }
-        }
-    }
 }
 
 impl Gateway {
@@ -645,7 +591,7 @@ impl Gateway {
                     method,
                     matcher: &matcher,
                     tenant_header: &ctx.tenant,
-                    request_id: session.req_header().headers.get(&REQUEST_ID_FIELD).cloned(),
+                    request_id: request_id::request_id(session).cloned(),
                     set_cookie: ctx.session_cookie.as_deref(),
                 };
                 filtered::handle(session, rt, req).await?;
@@ -912,7 +858,7 @@ impl Gateway {
                 http::header::CONTENT_TYPE,
                 http::HeaderValue::from_static(FORM),
             );
-            insert_tenant_header(&mut headers, rt, &ctx.tenant)?;
+            insert_tenant_header(&mut headers, &rt.tenant_header_name, &ctx.tenant)?;
             return match forward::stream(
                 session,
                 &rt.client,
@@ -1106,32 +1052,10 @@ fn check_read_limits(rt: &Runtime, tenants: &[String], params: &Params) -> Resul
     Ok(())
 }
 
-/// A 429 for a tenant over one of its limits.
-pub fn over_limit(tenant: &str, over: &crate::limits::OverLimit) -> Refusal {
-    metrics()
-        .limit_rejections
-        .with_label_values(&[tenant, over.limit])
-        .inc();
-    Refusal::new(429, over.message.clone())
-        .with_header("retry-after", over.retry_after_seconds().to_string())
-}
-
 fn require_post(session: &Session) -> Result<(), Refusal> {
     if session.req_header().method == http::Method::POST {
         Ok(())
     } else {
         Err(Refusal::new(405, "writes use POST").with_header("allow", "POST"))
     }
-}
-
-/// Sets the tenant header on a forwarded request.
-pub fn insert_tenant_header(
-    headers: &mut http::HeaderMap,
-    rt: &Runtime,
-    value: &str,
-) -> Result<(), Refusal> {
-    let value =
-        http::HeaderValue::from_str(value).map_err(|_| Refusal::new(400, "invalid tenant id"))?;
-    headers.insert(rt.tenant_header_name.clone(), value);
-    Ok(())
 }

@@ -66,13 +66,7 @@ pub async fn send(
     for (name, value) in headers {
         resp.append_header(*name, value.as_str())?;
     }
-    if let Some(id) = session
-        .req_header()
-        .headers
-        .get(&super::proxy::REQUEST_ID_FIELD)
-    {
-        resp.insert_header(super::proxy::REQUEST_ID, id.clone())?;
-    }
+    super::request_id::echo_request_id(session, &mut resp)?;
     let head_only = session.req_header().method == http::Method::HEAD;
     session
         .write_response_header(Box::new(resp), head_only)

@@ -6,9 +6,9 @@
 
 use super::contract;
 use super::forward::{self, UpstreamFailure};
-use super::proxy::{insert_tenant_header, read_body};
+use super::request::{insert_tenant_header, over_limit, read_body};
 use super::respond::Refusal;
-use super::Runtime;
+use super::runtime::Runtime;
 use crate::auth::Identity;
 use crate::config::Upstream;
 use crate::metrics::metrics;
@@ -88,7 +88,7 @@ pub async fn remote_write(
     let stats = rewritten.stats;
     rt.limiters
         .admit_samples(tenant, stats.samples + stats.histograms)
-        .map_err(|over| super::proxy::over_limit(tenant, &over))?;
+        .map_err(|over| over_limit(tenant, &over))?;
     // Nothing to inject: the validated body goes upstream as the client sent it.
     let outgoing = rewritten.body.map_or(body, Bytes::from);
     let headers = part_headers(session, rt, format, tenant)?;
@@ -152,7 +152,7 @@ pub async fn remote_write_by_label(
         let mut spliced = Vec::new();
         let stats =
             remote_write::inject(format, &part.decoded, labels, &mut spliced).map_err(refuse)?;
-        let over = |over| super::proxy::over_limit(&tenant, &over);
+        let over = |over| over_limit(&tenant, &over);
         if let Some(guard) = rt.limiters.admit_request(&tenant).map_err(over)? {
             _inflight.push(guard);
         }
@@ -247,7 +247,7 @@ fn part_headers(
         http::header::CONTENT_ENCODING,
         http::HeaderValue::from_static("snappy"),
     );
-    insert_tenant_header(&mut headers, rt, tenant)?;
+    insert_tenant_header(&mut headers, &rt.tenant_header_name, tenant)?;
     Ok(headers)
 }
 
@@ -324,7 +324,7 @@ pub async fn otlp(session: &mut Session, rt: &Arc<Runtime>, tenant: &str) -> Res
             http::HeaderValue::from_static(encoding),
         );
     }
-    insert_tenant_header(&mut headers, rt, tenant)?;
+    insert_tenant_header(&mut headers, &rt.tenant_header_name, tenant)?;
     let answer = forward::exchange(&rt.client, http::Method::POST, &url_of(up), headers, body)
         .await
         .map_err(|f| upstream_failed("otlp", f))?;

@@ -45,7 +45,7 @@ impl<A> LeanKeepAlive<A> {
     }
 }
 
-/// A cheaper way to serve some HTTP/1 requests than `app`'s (see `fast.rs`).
+/// A cheaper way to serve some HTTP/1 requests than `app`'s (see `short_way/mod.rs`).
 #[async_trait]
 pub trait Shortcut: Send + Sync + 'static {
     /// The request that `head` (the first read of a request) holds, if [`Shortcut::serve`]

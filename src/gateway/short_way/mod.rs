@@ -9,16 +9,23 @@
 //! the very same [`ProxyHttp`] hooks of [`Gateway`] — request filter (authentication, tenancy,
 //! enforcement, limits), upstream peer, upstream request filter, response filter, failure
 //! answer, logging — in one straight sequence, over a lean HTTP/1.1 server session for the
-//! client's side ([`super::h1_server`]), a lean HTTP/1.1 client for the upstream's side
-//! ([`super::h1_client`]) and a per-thread pool of idle upstream connections. Anything else —
+//! client's side ([`h1_server`]), a lean HTTP/1.1 client for the upstream's side
+//! ([`h1_client`]) and a per-thread pool of idle upstream connections. Anything else —
 //! a body, an upgrade, `Expect`, HTTP/1.0, HEAD, a head not complete in the first read,
 //! pipelined bytes, a target not in origin form — goes to pingora's engine as before.
 
-use super::h1_client::Exchange;
-use super::h1_server::{parse_get, Handback, LeanSession};
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;
+mod h1_client;
+mod h1_server;
+pub mod keepalive;
+
+use super::h1_fields::HOP_BY_HOP;
 use super::proxy::{Ctx, Gateway};
 use async_trait::async_trait;
 use bytes::Bytes;
+use h1_client::Exchange;
+use h1_server::{parse_get, Handback, LeanSession};
 use pingora::connectors::{ConnectorOptions, TransportConnector};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::modules::http::HttpModules;
@@ -226,19 +233,6 @@ async fn exchange_head(
         .map_err(|e| e.into_up())
 }
 
-/// The hop-by-hop fields a request must not carry upstream (RFC 9110 §7.6.1), as pingora's
-/// engine strips them. `takes` already refused `Upgrade`, `Transfer-Encoding` and
-/// `HTTP2-Settings`.
-const HOP_BY_HOP: [http::HeaderName; 7] = [
-    http::header::CONNECTION,
-    http::HeaderName::from_static("keep-alive"),
-    http::HeaderName::from_static("proxy-connection"),
-    http::header::PROXY_AUTHENTICATE,
-    http::header::PROXY_AUTHORIZATION,
-    http::header::TE,
-    http::header::TRAILER,
-];
-
 /// Fields the upstream request filter may add (tenant header, host), besides the client's.
 const ADDED_UPSTREAM: usize = 2;
 
@@ -280,7 +274,7 @@ fn verbatim_target(header: &RequestHeader) -> Option<&[u8]> {
 }
 
 #[async_trait]
-impl super::keepalive::Shortcut for FastGet {
+impl keepalive::Shortcut for FastGet {
     fn request(&self, head: &Bytes) -> Option<RequestHeader> {
         if !self.gateway.short_way_enabled() {
             return None;

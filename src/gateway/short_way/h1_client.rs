@@ -12,7 +12,7 @@
 //! gateway's failure answers (502, 504) and the retry of a reused connection stay as they
 //! were.
 
-use super::h1_fields::{chunked_last, connection_options, length_token};
+use crate::gateway::h1_fields::{chunked_last, connection_options, length_token};
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version};
@@ -587,7 +587,7 @@ mod tests {
         assert!(head(&too_many).is_err());
     }
 
-    use super::super::short_way_fuzz::dechunk;
+    use super::super::fuzz::dechunk;
 
     #[test]
     fn chunked_bodies_decode_in_any_pieces() {

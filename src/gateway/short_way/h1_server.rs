@@ -12,7 +12,7 @@
 //! close) and the connection handed back when the answer allowed it ([`Handback`]). Being a
 //! pingora custom session, it gives the gateway's hooks the same `Session` as before.
 
-use super::h1_fields::{chunked_last, connection_options, length_token};
+use crate::gateway::h1_fields::{chunked_last, connection_options, length_token};
 use bytes::Bytes;
 use futures_util::stream::Stream as BytesStream;
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, EXPECT, TRANSFER_ENCODING, UPGRADE};

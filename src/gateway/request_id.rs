@@ -1,0 +1,24 @@
+//! The request id: one per request (the client's when sane, else made up by the request
+//! filter), sent upstream and echoed on every answer.
+
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+
+pub const REQUEST_ID: &str = "x-request-id";
+/// The same, for lookups: a `&str` key is parsed into a name on every lookup. (pingora's
+/// `insert_header` parses any name it is given, and copies a `HeaderName` that is not a
+/// standard one, so insertions keep the `&str`.)
+pub const REQUEST_ID_FIELD: http::HeaderName = http::HeaderName::from_static(REQUEST_ID);
+
+/// The request id of a request, if any.
+pub fn request_id(session: &Session) -> Option<&http::HeaderValue> {
+    session.req_header().headers.get(&REQUEST_ID_FIELD)
+}
+
+/// Echoes the request id on an answer: every answer carries the id its request had.
+pub fn echo_request_id(session: &Session, resp: &mut ResponseHeader) -> pingora::Result<()> {
+    if let Some(id) = request_id(session) {
+        resp.insert_header(REQUEST_ID, id.clone())?;
+    }
+    Ok(())
+}
