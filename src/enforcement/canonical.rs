@@ -750,7 +750,7 @@ mod tests {
     /// `text` as promql-parser reads it, with each selector's matchers sorted.
     fn parsed(text: &str) -> (Expr, usize) {
         let mut e = parser::parse(text).unwrap_or_else(|err| panic!("{text}: {err}"));
-        let n = super::super::promql::visit_selectors(&mut e, 0, &mut |vs| {
+        let n = super::super::walk::visit_selectors(&mut e, 0, &mut |vs| {
             super::super::matchers::sort_matchers(&mut vs.matchers.matchers);
             Ok(())
         })

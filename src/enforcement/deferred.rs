@@ -31,7 +31,8 @@ use promql_parser::label::{MatchOp, Matcher};
 use promql_parser::parser::{self, Expr, VectorSelector};
 use regex::Regex;
 
-use super::promql::{comment_end, string_end, visit_selectors};
+use super::scan::{comment_end, string_end};
+use super::walk::visit_selectors;
 use super::TenantMatcher;
 
 /// Regex values longer than this are compiled as usual (see the module doc).

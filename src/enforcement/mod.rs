@@ -20,9 +20,11 @@ mod deferred;
 mod matchers;
 mod promql;
 pub mod response;
+mod scan;
 pub mod silence;
 #[cfg(test)]
 mod tests;
+mod walk;
 
 pub use matchers::TenantMatcher;
 pub use promql::{enforce_match_selector, enforce_match_selectors, enforce_query};

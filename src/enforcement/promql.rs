@@ -3,10 +3,12 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use promql_parser::label::{MatchOp, Matcher, Matchers};
-use promql_parser::parser::{self, Expr, LabelModifier, VectorSelector};
+use promql_parser::parser::{self, Expr, VectorSelector};
 
 use super::canonical;
 use super::matchers::{is_legacy_label_name, sort_matchers};
+use super::scan::depth_bound;
+use super::walk::visit_selectors;
 use super::{deferred, EnforceError, TenantMatcher, MAX_DEPTH, MAX_OUTPUT_BYTES, MAX_QUERY_BYTES};
 
 /// Rewrites a PromQL expression so every vector/matrix selector (also inside subqueries,
@@ -24,7 +26,7 @@ pub fn enforce_query_general(query: &str, tenant: &TenantMatcher) -> Result<Stri
 }
 
 fn enforce_whole(mut expr: Expr, tenant: &TenantMatcher) -> Result<(Expr, usize), EnforceError> {
-    let selectors = enforce_expr(&mut expr, tenant, 0)?;
+    let selectors = visit_selectors(&mut expr, 0, &mut |vs| tenant.enforce(&mut vs.matchers))?;
     Ok((expr, selectors))
 }
 
@@ -163,83 +165,6 @@ fn print(expr: &Expr, input_len: usize) -> Result<String, EnforceError> {
 /// Room for what enforcement adds: a typical query gains one tenant matcher per selector, and
 /// the printer's normalisation (spaces, sorted matchers) changes the length a little.
 const PRINT_HEADROOM: usize = 128;
-
-/// Adds the tenant matcher to every selector below `expr`; returns how many selectors it saw.
-fn enforce_expr(
-    expr: &mut Expr,
-    tenant: &TenantMatcher,
-    depth: usize,
-) -> Result<usize, EnforceError> {
-    if depth > MAX_DEPTH {
-        return Err(EnforceError::TooDeep { limit: MAX_DEPTH });
-    }
-    let next = depth + 1;
-    match expr {
-        Expr::Aggregate(agg) => {
-            // `by ()` is printed as nothing; normalise to the equivalent "no modifier" so the
-            // re-parsed output compares equal.
-            if matches!(&agg.modifier, Some(LabelModifier::Include(l)) if l.is_empty()) {
-                agg.modifier = None;
-            }
-            let mut n = 0;
-            if let Some(param) = agg.param.as_deref_mut() {
-                n += enforce_expr(param, tenant, next)?;
-            }
-            Ok(n + enforce_expr(&mut agg.expr, tenant, next)?)
-        }
-        Expr::Unary(u) => enforce_expr(&mut u.expr, tenant, next),
-        Expr::Binary(bin) => {
-            // `ignoring ()` is printed as nothing and means the same as no matching clause.
-            if let Some(m) = bin.modifier.as_mut() {
-                if matches!(&m.matching, Some(LabelModifier::Exclude(l)) if l.is_empty()) {
-                    m.matching = None;
-                }
-                if *m == parser::BinModifier::default() {
-                    bin.modifier = None;
-                }
-            }
-            let n = enforce_expr(&mut bin.lhs, tenant, next)?;
-            Ok(n + enforce_expr(&mut bin.rhs, tenant, next)?)
-        }
-        Expr::Paren(p) => enforce_expr(&mut p.expr, tenant, next),
-        Expr::Subquery(sq) => enforce_expr(&mut sq.expr, tenant, next),
-        Expr::NumberLiteral(_) | Expr::StringLiteral(_) => Ok(0),
-        Expr::VectorSelector(vs) => enforce_selector(vs, tenant),
-        Expr::MatrixSelector(ms) => enforce_selector(&mut ms.vs, tenant),
-        Expr::Call(call) => {
-            if call.func.name == "info" {
-                return Err(unsupported_info());
-            }
-            let mut n = 0;
-            for arg in call.args.args.iter_mut() {
-                n += enforce_expr(arg, tenant, next)?;
-            }
-            Ok(n)
-        }
-        Expr::Extension(_) => Err(unsupported_extension()),
-    }
-}
-
-fn enforce_selector(
-    vs: &mut VectorSelector,
-    tenant: &TenantMatcher,
-) -> Result<usize, EnforceError> {
-    tenant.enforce(&mut vs.matchers)?;
-    Ok(1)
-}
-
-fn unsupported_info() -> EnforceError {
-    // info() looks up target_info series implicitly; that lookup cannot carry our matcher.
-    EnforceError::Unsupported {
-        what: "the info() function",
-    }
-}
-
-fn unsupported_extension() -> EnforceError {
-    EnforceError::Unsupported {
-        what: "extension expressions",
-    }
-}
 
 /// Label-name prefix of the verification stand-ins (`__` names are reserved in Prometheus).
 pub(super) const STAND_IN_NAME: &str = "__whizard_verify_";
@@ -419,48 +344,6 @@ fn verify_by_parsing(
     Ok(())
 }
 
-/// Calls `f` on every selector of a tree; returns how many there are.
-pub(super) fn visit_selectors(
-    expr: &mut Expr,
-    depth: usize,
-    f: &mut impl FnMut(&mut VectorSelector) -> Result<(), EnforceError>,
-) -> Result<usize, EnforceError> {
-    if depth > MAX_DEPTH {
-        return Err(EnforceError::TooDeep { limit: MAX_DEPTH });
-    }
-    let next = depth + 1;
-    match expr {
-        Expr::Aggregate(agg) => {
-            let mut n = 0;
-            if let Some(param) = agg.param.as_deref_mut() {
-                n += visit_selectors(param, next, f)?;
-            }
-            Ok(n + visit_selectors(&mut agg.expr, next, f)?)
-        }
-        Expr::Unary(u) => visit_selectors(&mut u.expr, next, f),
-        Expr::Binary(bin) => {
-            let n = visit_selectors(&mut bin.lhs, next, f)?;
-            Ok(n + visit_selectors(&mut bin.rhs, next, f)?)
-        }
-        Expr::Paren(p) => visit_selectors(&mut p.expr, next, f),
-        Expr::Subquery(sq) => visit_selectors(&mut sq.expr, next, f),
-        Expr::NumberLiteral(_) | Expr::StringLiteral(_) => Ok(0),
-        Expr::VectorSelector(vs) => f(vs).map(|()| 1),
-        Expr::MatrixSelector(ms) => f(&mut ms.vs).map(|()| 1),
-        Expr::Call(call) => {
-            if call.func.name == "info" {
-                return Err(unsupported_info());
-            }
-            let mut n = 0;
-            for arg in call.args.args.iter_mut() {
-                n += visit_selectors(arg, next, f)?;
-            }
-            Ok(n)
-        }
-        Expr::Extension(_) => Err(unsupported_extension()),
-    }
-}
-
 /// Checks one selector of a re-parsed tree (and sorts its matchers for the comparison).
 fn check_selector(matchers: &mut Matchers, tenant: &Matcher) -> Result<(), EnforceError> {
     if !matchers.or_matchers.is_empty() {
@@ -475,116 +358,6 @@ fn check_selector(matchers: &mut Matchers, tenant: &Matcher) -> Result<(), Enfor
     }
     sort_matchers(&mut matchers.matchers);
     Ok(())
-}
-
-/// An upper bound of the AST depth of `input`, from a linear scan of the text that follows
-/// promql-parser's lexer (strings with backslash escapes in all three quote styles, `#`
-/// comments, label matchers in braces). Input the lexer rejects is never parsed, so the scan
-/// only has to be exact for lexable input.
-///
-/// Per bracket level, every AST node on a root-to-leaf path is either a binary or unary operator
-/// or a subquery `[` at that level, or the Paren/Call/Aggregate node of the level itself; so
-/// `bound(level) = 1 + ops(level) + max(1, bound(children))`. Over-counting (a `-` in `1e-3`,
-/// `==` counted twice, keywords used as names) only makes the bound safer.
-pub(crate) fn depth_bound(input: &str) -> usize {
-    struct Level {
-        ops: usize,
-        deepest_child: usize,
-    }
-    let bytes = input.as_bytes();
-    let mut levels = vec![Level {
-        ops: 0,
-        deepest_child: 0,
-    }];
-    let mut in_braces = false;
-    let mut i = 0;
-    let close = |levels: &mut Vec<Level>| {
-        if levels.len() > 1 {
-            if let Some(l) = levels.pop() {
-                let bound = 1 + l.ops + l.deepest_child.max(1);
-                if let Some(parent) = levels.last_mut() {
-                    parent.deepest_child = parent.deepest_child.max(bound);
-                }
-            }
-        }
-    };
-    while i < bytes.len() {
-        let c = bytes[i];
-        match c {
-            b'"' | b'\'' | b'`' => i = string_end(bytes, i),
-            b'#' => i = comment_end(bytes, i),
-            b'}' if in_braces => in_braces = false,
-            _ if in_braces => {}
-            b'{' => in_braces = true,
-            b'(' | b'[' => {
-                if c == b'[' {
-                    // A subquery adds a node at the current level.
-                    if let Some(l) = levels.last_mut() {
-                        l.ops += 1;
-                    }
-                }
-                levels.push(Level {
-                    ops: 0,
-                    deepest_child: 0,
-                });
-                if levels.len() > MAX_DEPTH + 1 {
-                    return levels.len();
-                }
-            }
-            b')' | b']' => close(&mut levels),
-            b'+' | b'-' | b'*' | b'/' | b'%' | b'^' | b'<' | b'>' | b'=' | b'!' => {
-                if let Some(l) = levels.last_mut() {
-                    l.ops += 1;
-                }
-            }
-            _ if c == b'_' || c == b':' || c.is_ascii_alphanumeric() => {
-                let start = i;
-                while i + 1 < bytes.len()
-                    && (bytes[i + 1] == b'_'
-                        || bytes[i + 1] == b':'
-                        || bytes[i + 1].is_ascii_alphanumeric())
-                {
-                    i += 1;
-                }
-                let word = &bytes[start..=i];
-                let is_op = ["and", "or", "unless", "atan2"]
-                    .iter()
-                    .any(|k| word.eq_ignore_ascii_case(k.as_bytes()));
-                if is_op {
-                    if let Some(l) = levels.last_mut() {
-                        l.ops += 1;
-                    }
-                }
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    while levels.len() > 1 {
-        close(&mut levels);
-    }
-    levels
-        .first()
-        .map_or(0, |root| root.ops + root.deepest_child.max(1))
-}
-
-/// Where the string that opens at `start` closes, as promql-parser's lexer reads it (a
-/// backslash escapes the next byte in all three quote styles); `bytes.len()` when unterminated.
-pub(super) fn string_end(bytes: &[u8], start: usize) -> usize {
-    let quote = bytes[start];
-    let mut i = start + 1;
-    while i < bytes.len() && bytes[i] != quote {
-        i += if bytes[i] == b'\\' { 2 } else { 1 };
-    }
-    i.min(bytes.len())
-}
-
-/// Where the `#` comment that opens at `start` ends: its line break, or `bytes.len()`.
-pub(super) fn comment_end(bytes: &[u8], start: usize) -> usize {
-    bytes[start..]
-        .iter()
-        .position(|&b| b == b'\n' || b == b'\r')
-        .map_or(bytes.len(), |n| start + n)
 }
 
 /// Input echoed in an error message, cut to a readable length on a char boundary.

@@ -9,55 +9,27 @@
 
 use super::promql::parse_bounded;
 use super::silence::{Matcher, PostableSilence};
+use super::walk::visit_selectors;
 use super::{EnforceError, TenantMatcher};
 use promql_parser::label::MatchOp;
-use promql_parser::parser::Expr;
 use serde_json::Value;
 
 /// True when every selector of `expr` carries `label="v"` with `v` one of the tenant's values
 /// (and there is at least one selector). Unparseable expressions are not scoped.
 pub fn expr_scoped(expr: &str, tenant: &TenantMatcher) -> bool {
-    let Ok(parsed) = parse_bounded(expr) else {
+    let Ok(mut parsed) = parse_bounded(expr) else {
         return false;
     };
-    let mut selectors = 0;
-    walk_scoped(&parsed, tenant, &mut selectors) && selectors > 0
-}
-
-fn walk_scoped(expr: &Expr, tenant: &TenantMatcher, selectors: &mut usize) -> bool {
-    match expr {
-        Expr::Aggregate(a) => {
-            a.param
-                .as_deref()
-                .is_none_or(|p| walk_scoped(p, tenant, selectors))
-                && walk_scoped(&a.expr, tenant, selectors)
-        }
-        Expr::Unary(u) => walk_scoped(&u.expr, tenant, selectors),
-        Expr::Binary(b) => {
-            walk_scoped(&b.lhs, tenant, selectors) && walk_scoped(&b.rhs, tenant, selectors)
-        }
-        Expr::Paren(p) => walk_scoped(&p.expr, tenant, selectors),
-        Expr::Subquery(s) => walk_scoped(&s.expr, tenant, selectors),
-        Expr::NumberLiteral(_) | Expr::StringLiteral(_) => true,
-        Expr::VectorSelector(vs) => {
-            *selectors += 1;
-            vs.matchers.or_matchers.is_empty()
-                && vs.matchers.matchers.iter().any(|m| {
-                    m.name == tenant.label() && m.op == MatchOp::Equal && tenant.allows(&m.value)
-                })
-        }
-        Expr::MatrixSelector(ms) => {
-            walk_scoped(&Expr::VectorSelector(ms.vs.clone()), tenant, selectors)
-        }
-        Expr::Call(c) => {
-            c.func.name != "info"
-                && c.args
-                    .args
-                    .iter()
-                    .all(|a| walk_scoped(a, tenant, selectors))
-        }
-        Expr::Extension(_) => false,
-    }
+    let mut scoped = true;
+    let selectors = visit_selectors(&mut parsed, 0, &mut |vs| {
+        scoped &= vs.matchers.or_matchers.is_empty()
+            && vs.matchers.matchers.iter().any(|m| {
+                m.name == tenant.label() && m.op == MatchOp::Equal && tenant.allows(&m.value)
+            });
+        Ok(())
+    });
+    // `info()` and extensions are refused by the walk: not scoped.
+    selectors.is_ok_and(|n| n > 0) && scoped
 }
 
 fn labels_allowed(labels: &Value, tenant: &TenantMatcher) -> bool {

@@ -597,7 +597,7 @@ fn stand_in_verification_refuses_output_that_differs_from_the_tree() {
     let tenant = t12();
     let right = r#"sum(rate(up{code=~"5..",job="a",tenant_id=~"t1|t2"}[5m]))"#;
     let mut enforced = parser::parse(right).unwrap();
-    let n = super::promql::visit_selectors(&mut enforced, 0, &mut |vs| {
+    let n = super::walk::visit_selectors(&mut enforced, 0, &mut |vs| {
         super::matchers::sort_matchers(&mut vs.matchers.matchers);
         Ok(())
     });
@@ -963,9 +963,9 @@ fn depth_bound_is_an_upper_bound() {
     ] {
         let e = parser::parse(q).expect("valid");
         assert!(
-            promql::depth_bound(q) >= depth(&e),
+            scan::depth_bound(q) >= depth(&e),
             "{q}: bound {} < depth {}",
-            promql::depth_bound(q),
+            scan::depth_bound(q),
             depth(&e)
         );
     }
