@@ -128,7 +128,8 @@ const CLIENT_CLOSED: http::StatusCode = match http::StatusCode::from_u16(499) {
 };
 
 /// The hooks pingora's engine runs. The short way (`short_way/mod.rs`) runs the same ones, in
-/// the same order, for plain GETs: a hook added here must be called there too.
+/// the same order, for plain GETs; its `STEPS` lists them, and a test fails when a hook here is
+/// not one of them.
 #[async_trait]
 impl ProxyHttp for Gateway {
     type CTX = Ctx;

@@ -97,10 +97,12 @@ pub struct FastGet {
 
 impl FastGet {
     pub fn new(gateway: Gateway, conf: &ServerConf) -> Self {
+        let mut modules = HttpModules::new();
+        gateway.init_downstream_modules(&mut modules);
         FastGet {
             gateway,
             connector: TransportConnector::new(Some(ConnectorOptions::from_server_conf(conf))),
-            modules: HttpModules::new(),
+            modules,
         }
     }
 
@@ -330,6 +332,23 @@ impl keepalive::Shortcut for FastGet {
     }
 }
 
+/// The hooks of [`Gateway`]'s `ProxyHttp` implementation, each of which the short way runs in
+/// pingora's order for a request without a body: request filter, then (when it did not answer)
+/// upstream peer, upstream request filter, response filter; on failure the failure answer;
+/// logging last; `new_ctx` and `init_downstream_modules` at the start. The test
+/// `every_engine_hook_is_a_short_way_step` holds both sides to this list: a hook added to the
+/// implementation fails it until the short way runs it too.
+pub(super) const STEPS: [&str; 8] = [
+    "init_downstream_modules",
+    "new_ctx",
+    "request_filter",
+    "upstream_peer",
+    "upstream_request_filter",
+    "response_filter",
+    "fail_to_proxy",
+    "logging",
+];
+
 /// A stream that is never read or written: pingora's `Session` is made around one, then
 /// given the lean session instead.
 fn placeholder() -> Stream {
@@ -338,7 +357,46 @@ fn placeholder() -> Stream {
 
 #[cfg(test)]
 mod tests {
-    use super::{upstream_request, RequestHeader, ADDED_UPSTREAM};
+    use super::{upstream_request, RequestHeader, ADDED_UPSTREAM, STEPS};
+
+    /// The names of the functions defined in the block of `source` that starts with `opening`
+    /// and ends at the next line that is `}`.
+    fn functions_of(source: &str, opening: &str) -> Vec<String> {
+        let block = source
+            .split_once(opening)
+            .map(|(_, rest)| rest.split("\n}\n").next().unwrap_or(rest))
+            .unwrap_or_default();
+        block
+            .lines()
+            .filter_map(|l| {
+                let l = l.trim_start();
+                let l = l.strip_prefix("async ").unwrap_or(l);
+                let name = l.strip_prefix("fn ")?;
+                Some(name.split(['(', '<']).next()?.to_string())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_engine_hook_is_a_short_way_step() {
+        let engine = functions_of(include_str!("../proxy.rs"), "impl ProxyHttp for Gateway {");
+        let mut hooks = engine.clone();
+        hooks.sort();
+        let mut steps: Vec<String> = STEPS.iter().map(|s| s.to_string()).collect();
+        steps.sort();
+        assert_eq!(
+            hooks, steps,
+            "the engine's hooks and the short way's steps differ: run the new hook in the \
+             short way (short_way/mod.rs) and list it in STEPS"
+        );
+        // And the short way calls each of them.
+        let own = include_str!("mod.rs");
+        for step in STEPS {
+            let called =
+                own.contains(&format!("gw.{step}(")) || own.contains(&format!("gateway.{step}("));
+            assert!(called, "the short way does not run {step}");
+        }
+    }
 
     #[test]
     fn hop_by_hop_fields_and_the_ones_connection_names_stay_behind() {
