@@ -7,7 +7,6 @@ use super::request::{insert_tenant_header, read_body};
 use super::respond::Refusal;
 use super::routes::Class;
 use super::runtime::Runtime;
-use crate::config::Upstream;
 use crate::enforcement::response as filter;
 use crate::enforcement::silence::PostableSilence;
 use crate::enforcement::TenantMatcher;
@@ -29,15 +28,6 @@ pub struct Request<'a> {
     pub request_id: Option<http::HeaderValue>,
     /// `Set-Cookie` of a browser session renewed by this request, sent with the answer.
     pub set_cookie: Option<&'a str>,
-}
-
-fn base(up: &Upstream) -> String {
-    format!(
-        "{}://{}{}",
-        if up.tls { "https" } else { "http" },
-        up.address,
-        up.path
-    )
 }
 
 /// The client's query string without the parameters the gateway owns.
@@ -163,7 +153,11 @@ async fn prometheus(session: &mut Session, rt: &Runtime, req: &Request<'_>) -> R
         return Err(Refusal::new(405, "use GET").with_header("allow", "GET"));
     }
     let params = client_params(session, &[]);
-    let u = url(&base(&rt.config.upstreams.rules), req.api_path, &params);
+    let u = url(
+        &super::upstream::url(&rt.config.upstreams.rules),
+        req.api_path,
+        &params,
+    );
     let answer = call(
         req,
         rt,
@@ -196,7 +190,7 @@ async fn alertmanager(
             "Alertmanager is not configured on this gateway (upstreams.alertmanager)",
         ));
     };
-    let am = base(up);
+    let am = super::upstream::url(up);
     let m = req.matcher;
     match (req.class, req.method.clone()) {
         (Class::AmAlerts | Class::AmAlertGroups, http::Method::GET) => {

@@ -16,6 +16,7 @@ mod routes;
 mod runtime;
 mod server;
 mod short_way;
+mod upstream;
 #[cfg(any(test, feature = "fuzzing"))]
 pub use short_way::fuzz as short_way_fuzz;
 pub mod tls;

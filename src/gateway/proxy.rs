@@ -206,15 +206,7 @@ impl ProxyHttp for Gateway {
                 "cannot resolve the upstream host",
             ));
         };
-        let mut peer = HttpPeer::new(addr, up.tls, up.host.clone());
-        if up.tls {
-            super::tls::configure_peer(&mut peer, rt.config.upstreams.tls.as_ref())?;
-        }
-        peer.options.connection_timeout = Some(rt.config.upstreams.connect_timeout);
-        peer.options.read_timeout = Some(rt.config.upstreams.timeout);
-        peer.options.write_timeout = Some(rt.config.upstreams.timeout);
-        peer.options.idle_timeout = Some(std::time::Duration::from_secs(60));
-        Ok(Box::new(peer))
+        Ok(Box::new(super::upstream::peer(&rt.config, up, addr)?))
     }
 
     async fn upstream_request_filter(
@@ -847,13 +839,7 @@ impl Gateway {
         let encoded = params.encode();
         let up = &rt.config.upstreams.query;
         if is_post {
-            let url = format!(
-                "{}://{}{}{}",
-                if up.tls { "https" } else { "http" },
-                up.address,
-                up.path,
-                api_path
-            );
+            let url = format!("{}{api_path}", super::upstream::url(up));
             let mut headers = contract::copy(&session.req_header().headers, &contract::READ, 2);
             headers.insert(
                 http::header::CONTENT_TYPE,

@@ -49,15 +49,7 @@ pub struct Runtime {
 impl Runtime {
     /// Builds the runtime of `config`; limiter state carries over from `previous`.
     pub fn new(config: Config, previous: Option<&Runtime>) -> Result<Runtime, String> {
-        let client = tls::upstream_client_builder(config.upstreams.tls.as_ref())?
-            .connect_timeout(config.upstreams.connect_timeout)
-            .timeout(config.upstreams.timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(256)
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .build()
-            .map_err(|e| format!("cannot build the upstream client: {e}"))?;
+        let client = super::upstream::client(&config)?;
         let mut write_labels = HashMap::new();
         for (id, tenant) in &config.tenants {
             let mut pairs: Vec<(String, String)> = tenant

@@ -4,27 +4,17 @@
 //! the receive upstream's own: 2xx only when it accepted the data; 5xx and 429 are passed back
 //! so the agent retries.
 
-use super::contract;
 use super::forward::{self, UpstreamFailure};
 use super::request::{insert_tenant_header, over_limit, read_body};
 use super::respond::Refusal;
 use super::runtime::Runtime;
+use super::{contract, upstream};
 use crate::auth::Identity;
-use crate::config::Upstream;
 use crate::metrics::metrics;
 use crate::remote_write;
 use bytes::Bytes;
 use pingora::proxy::Session;
 use std::sync::Arc;
-
-fn url_of(up: &Upstream) -> String {
-    format!(
-        "{}://{}{}",
-        if up.tls { "https" } else { "http" },
-        up.address,
-        up.path
-    )
-}
 
 /// The one value of a field that decides how a body is read: absent, or given once in
 /// visible ASCII. A field given twice, or with bytes a Go server may read differently (or as
@@ -264,7 +254,7 @@ async fn send_part(
     let answer = forward::exchange(
         &rt.client,
         http::Method::POST,
-        &url_of(up),
+        &upstream::url(up),
         headers.clone(),
         body.clone(),
     )
@@ -325,9 +315,15 @@ pub async fn otlp(session: &mut Session, rt: &Arc<Runtime>, tenant: &str) -> Res
         );
     }
     insert_tenant_header(&mut headers, &rt.tenant_header_name, tenant)?;
-    let answer = forward::exchange(&rt.client, http::Method::POST, &url_of(up), headers, body)
-        .await
-        .map_err(|f| upstream_failed("otlp", f))?;
+    let answer = forward::exchange(
+        &rt.client,
+        http::Method::POST,
+        &upstream::url(up),
+        headers,
+        body,
+    )
+    .await
+    .map_err(|f| upstream_failed("otlp", f))?;
     forward::relay(session, answer)
         .await
         .map_err(|e| Refusal::new(400, e.to_string()))
@@ -383,7 +379,7 @@ fn copy_to_targets(rt: &Arc<Runtime>, tenant: &str, headers: &http::HeaderMap, b
             headers.insert(k.clone(), v.clone());
         }
         let client = rt.client.clone();
-        let url = url_of(&target.upstream);
+        let url = upstream::url(&target.upstream);
         let name = target.name.clone();
         let timeout = target.timeout;
         let body = body.clone();

@@ -338,6 +338,7 @@ impl keepalive::Shortcut for FastGet {
 /// logging last; `new_ctx` and `init_downstream_modules` at the start. The test
 /// `every_engine_hook_is_a_short_way_step` holds both sides to this list: a hook added to the
 /// implementation fails it until the short way runs it too.
+#[cfg(test)]
 pub(super) const STEPS: [&str; 8] = [
     "init_downstream_modules",
     "new_ctx",
