@@ -215,7 +215,7 @@ fn v2_labels<'a>(
             _ => {}
         }
     }
-    if refs.len() % 2 != 0 {
+    if !refs.len().is_multiple_of(2) {
         return Err(RemoteWriteError::Invalid(format!(
             "series {series}: odd number of label references"
         )));
