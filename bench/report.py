@@ -127,12 +127,13 @@ def f(v, fmt="{:.3f}"):
 
 phases = {}
 stems = {p.stem for p in raw.glob("*.json")} | {p.name.split(".")[0] for p in raw.glob("rounds/*.json")}
-for name in sorted(stems - {"micro", "memory"}):
+for name in sorted(stems - {"micro", "memory", "production"}):
     ph = phase(name)
     if ph:
         phases[name] = ph
 micro = load("micro") or {}
 memory = load("memory") or {}
+prod_meta = load("production") or {}
 
 P = phases.get
 rd, rw, rn, rn2, rv = P("read-direct"), P("read-whizard"), P("read-nginx"), P("read-nginx-apr1"), P("read-vmauth")
@@ -241,8 +242,82 @@ for shape, row in write.items():
     target(f"v1 injection vs snappy round trip ({shape})", f"{row['c_over_a'] * 100:.0f}%", "≥ 50%", row["c_over_a"] >= 0.5)
     target(f"v2 injection vs snappy round trip ({shape})", f"{row['d_over_a'] * 100:.0f}%", "≥ 50%", row["d_over_a"] >= 0.5)
 
+# ---------------------------------------------------------------- production shape (headline)
+PROD_MODES = [
+    ("http1", "plain HTTP/1.1", "wrk -t1 -c{c}"),
+    ("https1", "HTTPS, HTTP/1.1", "wrk -t1 -c{c} over TLS"),
+    ("h2", "HTTPS, HTTP/2", "h2load -t1 -c{c} -m{m}"),
+]
+PROD_TARGETS = [
+    ("direct", "direct to the stub (reference)"),
+    ("whizard", "whizard (Basic Auth, argon2id hash, cached)"),
+    ("haproxy", f"haproxy ({prod_meta.get('haproxy_hash', 'crypt(3) hash')}, per request)"),
+    ("haproxy-plain", "haproxy, `insecure-password` (no hash)"),
+    ("nginx", "nginx ({SHA} htpasswd)"),
+]
+COMPETITORS = ("haproxy", "nginx")  # best-of for the headline ratios (both check a hash)
+# metric → (key in a phase, True when higher is better)
+PROD_METRICS = {
+    "rps": ("rps", True), "p50": ("p50_ms", False), "p99": ("p99_ms", False), "p99_9": ("p99_9_ms", False),
+    "cpu": ("cpu_us_per_req", False), "user_cpu": ("user_us_per_req", False), "kernel_cpu": ("kernel_us_per_req", False),
+}
+production = {"meta": prod_meta, "modes": {}, "remote_write_https": {}, "query_h2": {}}
+for mode, _, _ in PROD_MODES:
+    rows = {t: P(f"prod-{mode}-{t}") for t, _ in PROD_TARGETS}
+    rows = {t: ph for t, ph in rows.items() if ph}
+    for ph in rows.values():
+        ph["kernel_us_per_req"] = ph["cpu_us_per_req"] - ph["user_us_per_req"]
+    if not rows:
+        continue
+    pw = rows.get("whizard")
+    vs_best = {}
+    prod_round_ratios = []
+    if pw:
+        for metric, (key, higher) in PROD_METRICS.items():
+            cands = [(rows[c][key], c) for c in COMPETITORS if c in rows and rows[c][key]]
+            if not cands:
+                continue
+            best, who = (max if higher else min)(cands)
+            vs_best[metric] = {"ratio": pw[key] / best, "best": who, "whizard": pw[key], "best_value": best}
+        if "haproxy-plain" in rows:
+            hp = rows["haproxy-plain"]
+            vs_best["rps_over_haproxy_plain"] = {"ratio": pw["rps"] / hp["rps"], "best": "haproxy-plain"}
+            vs_best["cpu_over_haproxy_plain"] = {"ratio": ratio(pw["cpu_us_per_req"], hp["cpu_us_per_req"]), "best": "haproxy-plain"}
+        n = len(pw["rounds"])
+        if n > 1 and all(len(rows[c]["rounds"]) == n for c in COMPETITORS if c in rows):
+            for i in range(n):
+                best = max(rows[c]["rounds"][i]["rps"] for c in COMPETITORS if c in rows)
+                prod_round_ratios.append(pw["rounds"][i]["rps"] / best)
+    production["modes"][mode] = {
+        "rows": {t: {k: v for k, v in ph.items() if k != "curve"} for t, ph in rows.items()},
+        "whizard_over_best": vs_best,
+        "rps_whizard_over_best_per_round": prod_round_ratios,
+    }
+for key in sorted(phases):
+    if not key.startswith("prod-write-"):
+        continue
+    shape, case = key[len("prod-write-"):].split("-", 1)
+    series, per = (int(x) for x in shape.split("x"))
+    ph = phases[key]
+    production["remote_write_https"].setdefault(shape, {})[case] = {
+        "rps": ph["rps"], "samples_per_s": ph["rps"] * series * per, "p50_ms": ph["p50_ms"], "p99_ms": ph["p99_ms"],
+        "cpu_us_per_req": ph["cpu_us_per_req"], "errors": ph["errors"],
+    }
+for case in ("direct", "whizard"):
+    ph = P(f"prod-query-{case}")
+    if ph:
+        production["query_h2"][case] = {k: v for k, v in ph.items() if k != "curve"}
+pq2 = production["query_h2"]
+if "direct" in pq2 and "whizard" in pq2:
+    pq2["ratios"] = {
+        "rps_whizard_over_direct": pq2["whizard"]["rps"] / pq2["direct"]["rps"],
+        "added_p50_ms": pq2["whizard"]["p50_ms"] - pq2["direct"]["p50_ms"],
+        "added_p99_ms": pq2["whizard"]["p99_ms"] - pq2["direct"]["p99_ms"],
+    }
+
 result = {
     "meta": meta,
+    "production": production,
     "read": {k: {kk: vv for kk, vv in v.items() if kk != "curve"} for k, v in phases.items()},
     "ratios": ratios,
     "read_rounds": per_round,
@@ -257,11 +332,93 @@ result = {
 L = []
 L.append(f"# whizard benchmark — {meta.get('date', '')}")
 L.append("")
-L.append(f"Machine: {meta.get('host_cpus')} CPUs ({meta.get('cpu_model')}); gateway threads {meta.get('gateway_threads')}, "
-         f"nginx 1 worker, vmauth GOMAXPROCS=1; pinned: {meta.get('pinned')} (proxy on CPU 0, wrk + upstream on CPU 1); "
-         f"wrk {meta.get('wrk')}; git {meta.get('git')}; load average at end {meta.get('loadavg_end')}.")
+if meta.get("production_only"):
+    L.append(f"Machine: {meta.get('host_cpus')} CPUs ({meta.get('cpu_model')}); production-shape phase only "
+             f"(`--production-only`); git {meta.get('git')}; load average at end {meta.get('loadavg_end')}.")
+else:
+    L.append(f"Machine: {meta.get('host_cpus')} CPUs ({meta.get('cpu_model')}); pinned phases: gateway threads "
+             f"{meta.get('gateway_threads')}, nginx 1 worker, vmauth GOMAXPROCS=1; pinned: {meta.get('pinned')} (proxy on "
+             f"CPU 0, wrk + upstream on CPU 1); wrk {meta.get('wrk')}; git {meta.get('git')}; load average at end "
+             f"{meta.get('loadavg_end')}.")
 L.append("")
-L.append("## 1–2. Reads (latency in ms; CPU = µs of the process under test per request, user = its user-space part)")
+if production["modes"]:
+    pm = prod_meta
+    c, m = pm.get("connections", "?"), pm.get("h2_streams", "?")
+    L.append("## P. Production shape (headline)")
+    L.append("")
+    L.append(f"Every proxy with one thread/worker per core ({pm.get('threads')} threads for whizard and haproxy, "
+             f"{pm.get('nginx_workers')} nginx workers), unpinned, sharing the machine with the load generator and the "
+             f"stub ({pm.get('threads')} threads). The same job everywhere: Basic Auth, `THANOS-TENANT: team-a` set, "
+             "`Authorization` not passed on, keep-alive to the stub. One ECDSA P-256 certificate; TLS negotiated with "
+             f"an OpenSSL client: {', '.join(f'{k} {v}' for k, v in pm.get('tls_openssl_client', {}).items())}. "
+             f"haproxy {pm.get('haproxy')}, nginx {pm.get('nginx')}, h2load {pm.get('h2load')}, wrk {pm.get('wrk')}, "
+             f"OpenSSL {pm.get('openssl')}. {meta.get('rounds')} interleaved round(s) of {meta.get('round_s')} s per "
+             "target and mode; rows pool the rounds. Latency in ms; CPU = µs of the process under test per request "
+             "(all its threads, and nginx's master and workers), split into user space and kernel.")
+    L.append("")
+    L.append("| mode | target | req/s | p50 | p99 | p99.9 | CPU µs/req | user | kernel | errors |")
+    L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for mode, title, tool in PROD_MODES:
+        md_rows = production["modes"].get(mode, {}).get("rows", {})
+        for t, label in PROD_TARGETS:
+            ph = md_rows.get(t)
+            if not ph:
+                continue
+            L.append(f"| {title} ({tool.format(c=c, m=m)}) | {label} | {ph['rps']:.0f} | {ph['p50_ms']:.3f} | "
+                     f"{ph['p99_ms']:.3f} | {ph['p99_9_ms']:.3f} | {ph['cpu_us_per_req']:.1f} | "
+                     f"{ph['user_us_per_req']:.1f} | {ph['kernel_us_per_req']:.1f} | {ph['errors']} |")
+    L.append("")
+    L.append("whizard / best of (haproxy with its hash, nginx), each metric against the better of the two for it "
+             "(named): req/s above 1 and the others below 1 favour whizard.")
+    L.append("")
+    L.append("| mode | req/s | p50 | p99 | p99.9 | CPU/req | user CPU/req | kernel CPU/req | req/s per round | "
+             "req/s vs haproxy `insecure-password` | CPU/req vs it |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for mode, title, _ in PROD_MODES:
+        vb = production["modes"].get(mode, {}).get("whizard_over_best", {})
+        if not vb:
+            continue
+        cell = lambda k: f"{vb[k]['ratio']:.2f} ({vb[k]['best']})" if k in vb and vb[k]["ratio"] is not None else "—"
+        plain = lambda k: f"{vb[k]['ratio']:.2f}" if k in vb and vb[k]["ratio"] is not None else "—"
+        rounds_txt = ", ".join(f"{x:.2f}" for x in production["modes"][mode]["rps_whizard_over_best_per_round"]) or "—"
+        L.append(f"| {title} | {cell('rps')} | {cell('p50')} | {cell('p99')} | {cell('p99_9')} | {cell('cpu')} | "
+                 f"{cell('user_cpu')} | {cell('kernel_cpu')} | {rounds_txt} | {plain('rps_over_haproxy_plain')} | "
+                 f"{plain('cpu_over_haproxy_plain')} |")
+    L.append("")
+if production["remote_write_https"]:
+    L.append(f"Remote write over HTTPS (HTTP/1.1, {prod_meta.get('write')}; the same snappy bodies as section 3): "
+             "through whizard (v1 and v2, tenant label and external labels injected) vs direct to the stub over plain "
+             "HTTP (the stub speaks no TLS).")
+    L.append("")
+    L.append("| payload | path | req/s | samples/s | p50 ms | p99 ms | CPU µs/req | errors |")
+    L.append("|---|---|---:|---:|---:|---:|---:|---:|")
+    for shape, cases in production["remote_write_https"].items():
+        for case, e in cases.items():
+            L.append(f"| {shape} | {case} | {e['rps']:.0f} | {e['samples_per_s'] / 1e6:.2f} M | {e['p50_ms']:.2f} | "
+                     f"{e['p99_ms']:.2f} | {e['cpu_us_per_req']:.0f} | {e['errors']} |")
+    L.append("")
+if pq2.get("whizard"):
+    L.append(f"`/api/v1/query` over HTTP/2 through whizard (h2load -t1 {prod_meta.get('query_h2')}, HTTPS; the query "
+             "rewritten to carry the tenant label; whizard → Prometheus over plain HTTP/1.1), and the already-labelled "
+             f"query sent directly to the same Prometheus (h2load -t1 {prod_meta.get('query_direct')}: as many requests "
+             "in flight, plain HTTP/1.1: Prometheus speaks HTTP/2 only over TLS).")
+    L.append("")
+    L.append("| path | req/s | p50 | p99 | p99.9 | CPU µs/req | errors |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|")
+    for case, label in (("direct", "direct to Prometheus (plain HTTP/1.1)"), ("whizard", "through whizard (HTTPS, HTTP/2)")):
+        ph = pq2.get(case)
+        if ph:
+            L.append(f"| {label} | {ph['rps']:.0f} | {ph['p50_ms']:.3f} | {ph['p99_ms']:.3f} | {ph['p99_9_ms']:.3f} | "
+                     f"{ph['cpu_us_per_req']:.1f} | {ph['errors']} |")
+    if "ratios" in pq2:
+        q = pq2["ratios"]
+        L.append("")
+        L.append(f"req/s whizard / direct {q['rps_whizard_over_direct']:.3f}; added p50 {q['added_p50_ms']:.3f} ms, "
+                 f"added p99 {q['added_p99_ms']:.3f} ms.")
+    L.append("")
+# The pinned sections; each is dropped again when it has nothing to show (--production-only).
+section = len(L)
+L.append("## 1–2. Reads, pinned to one core (latency in ms; CPU = µs of the process under test per request, user = its user-space part)")
 L.append("")
 L.append("| phase | conns | req/s | p50 | p99 | p99.9 | CPU µs/req | user µs/req | errors |")
 L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -327,6 +484,9 @@ if per_round:
                  f"{pr['p99_whizard_over_nginx']:.3f} | {pr['cpu_whizard_over_nginx']:.3f} | "
                  f"{f(v and v['rps'], '{:.0f}')} | {f(pr['rps_whizard_over_vmauth'])} | {f(pr['p99_whizard_over_vmauth'])} |")
     L.append("")
+if not any(P(k) for k, _ in labels):
+    del L[section:]
+section = len(L)
 L.append("## 3. Remote write")
 L.append("")
 L.append("Codec, one core, per request (decompress → validate/splice → compress; from `whizard-benchtool micro`):")
@@ -347,6 +507,9 @@ for shape, row in write.items():
         L.append(f"| {shape} | {case} | {e['rps']:.0f} | {e['samples_per_s'] / 1e6:.2f} M | {e['p99_ms']:.2f} | "
                  f"{e['cpu_us_per_req']:.0f} | {e['errors']} |")
 L.append("")
+if not write:
+    del L[section:]
+section = len(L)
 L.append("## 4. Microbenchmarks (one core)")
 L.append("")
 L.append("| benchmark | value |")
@@ -370,6 +533,9 @@ if micro:
     L.append(f"| match[] injection, per selector | {micro['match_injection_per_selector_ns'] / 1e3:.2f} µs |")
     L.append(f"| match[] injection, absent (default selector) | {micro['match_injection_absent_ns'] / 1e3:.2f} µs |")
 L.append("")
+if not micro:
+    del L[section:]
+section = len(L)
 L.append("## 5. Memory (RSS)")
 L.append("")
 L.append("| state | whizard | nginx (master + worker) | vmauth |")
@@ -383,12 +549,17 @@ for n, shown in ((1000, "1,000"), (10000, "10,000")):
     L.append(f"| {shown} idle keep-alive conns (opened {opened}) | {mem_cell(gw_mem, f'conns_{n}')} | "
              f"{mem_cell(ng_mem, f'conns_{n}')} | {mem_cell(vm_mem, f'conns_{n}')} |")
 L.append("")
+if not memory:
+    del L[section:]
+section = len(L)
 L.append("## Targets (issues 4 and 8)")
 L.append("")
 L.append("| target | reached | goal | met |")
 L.append("|---|---|---|---|")
 for t in targets:
     L.append(f"| {t['target']} | {t['value']} | {t['goal']} | {'yes' if t['met'] else 'NO'} |")
+if not targets:
+    del L[section:]
 md = "\n".join(L) + "\n"
 (out / "latest.md").write_text(md)
 print(md)
@@ -407,7 +578,15 @@ try:
          ["moderate-direct", "moderate-whizard", "moderate-nginx", "moderate-vmauth", "moderate-relay"]),
         ("/api/v1/query (16 conns)", ["query-direct", "query-whizard"]),
     ]
-    fig, axes = plt.subplots(1, 3, figsize=(17, 5.2))
+    if production["modes"]:
+        groups = [(f"Production shape: {title} ({prod_meta.get('connections')} conns)",
+                   [f"prod-{mode}-{t}" for t, _ in PROD_TARGETS]) for mode, title, _ in PROD_MODES] + groups
+    groups = [(title, keys) for title, keys in groups if any(P(k) for k in keys)]
+    nrows = (len(groups) + 2) // 3
+    fig, axes = plt.subplots(nrows, 3, figsize=(17, 5.2 * nrows), squeeze=False)
+    axes = list(axes.flat)
+    for ax in axes[len(groups):]:
+        ax.set_visible(False)
     for ax, (title, keys) in zip(axes, groups):
         for k in keys:
             ph = P(k)
@@ -415,7 +594,10 @@ try:
                 continue
             xs = [1 / (1 - p / 100) for p, _ in ph["curve"]]
             ys = [v / 1e3 for _, v in ph["curve"]]
-            ax.plot(xs, ys, label=f"{k} ({ph['rps']:.0f} req/s)")
+            # Production panels: one colour per target across the three modes.
+            who = next((t for t, _ in sorted(PROD_TARGETS, key=lambda x: -len(x[0])) if k.startswith("prod-") and k.endswith("-" + t)), None)
+            color = {"direct": "C0", "whizard": "C1", "haproxy": "C2", "haproxy-plain": "C3", "nginx": "C4"}.get(who)
+            ax.plot(xs, ys, label=f"{k} ({ph['rps']:.0f} req/s)", color=color)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ticks = [1 / (1 - q) for q in (0.5, 0.9, 0.99, 0.999, 0.9999)]
