@@ -35,9 +35,10 @@ const CLIENT_ID: &str = "whizard-ui";
 const CLIENT_SECRET: &str = "the-client-secret";
 const COOKIE_SECRET: &str = "oidc-trust-cookie-secret-0123456789abcdef";
 
-/// reqwest is built without a default rustls provider: install ring, as the gateway does.
+/// reqwest is built without a rustls provider and jsonwebtoken without a crypto backend: install
+/// ring for both, as the gateway does, before any client is built or key used.
 fn init() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    ensure_crypto_provider();
 }
 
 fn unix_now() -> u64 {

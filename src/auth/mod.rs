@@ -4,6 +4,7 @@
 //! of its kind), authenticates an [`Identity`], or fails with an [`AuthError`].
 
 pub mod basic;
+pub mod jwt_crypto;
 pub mod login;
 pub mod oidc;
 pub mod password;

@@ -214,6 +214,8 @@ impl Issuer {
         options: OidcOptions,
         previous: Option<&Issuer>,
     ) -> Issuer {
+        // Every JWT check goes through an issuer: jsonwebtoken's crypto is ring from here on.
+        crate::auth::jwt_crypto::install();
         let keys = match previous {
             Some(old) => ArcSwap::new(old.keys.load_full()),
             None => ArcSwap::from_pointee(KeySet::default()),
@@ -1004,6 +1006,12 @@ mod tests {
     use serde_json::json;
     use std::collections::BTreeMap;
 
+    /// reqwest has no crypto provider of its own: install the gateway's (ring) first.
+    fn test_client() -> reqwest::Client {
+        crate::gateway::tls::install_crypto_provider();
+        reqwest::Client::new()
+    }
+
     fn provider() -> OidcProvider {
         OidcProvider {
             issuer: "http://idp.test".into(),
@@ -1204,7 +1212,7 @@ mod tests {
 
     #[test]
     fn issuer_matching_tolerates_a_trailing_slash_only() {
-        let i = Issuer::new(provider(), reqwest::Client::new(), OidcOptions::default());
+        let i = Issuer::new(provider(), test_client(), OidcOptions::default());
         assert!(i.matches("http://idp.test"));
         assert!(i.matches("http://idp.test/"));
         assert!(!i.matches("http://idp.test//"));
@@ -1231,7 +1239,7 @@ mod tests {
 
     #[test]
     fn a_reload_keeps_the_keys_of_unchanged_providers() {
-        let http = reqwest::Client::new();
+        let http = test_client();
         let mut other = provider();
         other.issuer = "http://other.test".into();
         let old = OidcAuth::new(&[provider(), other.clone()], http.clone());
@@ -1266,7 +1274,7 @@ mod tests {
         let mut built = Vec::new();
         let mut client = |i: usize, c: &OidcConfig| {
             built.push((i, c.tls.ca_file.clone()));
-            Ok::<_, std::convert::Infallible>(reqwest::Client::new())
+            Ok::<_, std::convert::Infallible>(test_client())
         };
         let opts = OidcOptions::default;
         let old = OidcAuth::for_config(&configs(Some("a.crt")), opts(), None, &mut client).unwrap();
@@ -1302,7 +1310,7 @@ mod tests {
             if i == 1 {
                 Err(format!("oidc[{i}]: no client"))
             } else {
-                Ok(reqwest::Client::new())
+                Ok(test_client())
             }
         });
         assert_eq!(err.err().as_deref(), Some("oidc[1]: no client"));
@@ -1335,7 +1343,7 @@ mod tests {
 
     #[tokio::test]
     async fn foreign_and_malformed_tokens_fail_without_network() {
-        let auth = OidcAuth::new(&[provider()], reqwest::Client::new());
+        let auth = OidcAuth::new(&[provider()], test_client());
         for (token, want) in [
             ("abc", "malformed token"),
             ("a.b.c", "malformed token"),

@@ -47,9 +47,12 @@ fn provider() -> Arc<CryptoProvider> {
     PROVIDER.clone()
 }
 
-/// Installs ring as the process-wide rustls provider (reqwest and pingora look it up). Idempotent.
+/// Installs ring as the process-wide crypto provider: rustls's (reqwest, pingora and kube look
+/// it up; reqwest is built without a provider of its own) and jsonwebtoken's
+/// ([`crate::auth::jwt_crypto`]). Idempotent.
 pub fn install_crypto_provider() {
     let _ = CryptoProvider::install_default(rustls::crypto::ring::default_provider());
+    crate::auth::jwt_crypto::install();
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -275,10 +275,11 @@ fn tcp_connects(port: u16) -> bool {
 /// A plain-HTTP client for loopback (no proxy, 30s timeout). A new client (and connection
 /// pool) per call: each `#[tokio::test]` has its own runtime, and pooled connections must not
 /// outlive the runtime that opened them.
-/// reqwest is built with rustls but no default crypto provider (the gateway installs ring);
-/// test clients install the same one once per process.
+/// reqwest is built with rustls but no default crypto provider, and jsonwebtoken with no crypto
+/// backend: tests install the gateway's (ring, for both) once per process, before any HTTP
+/// client is built or any token signed.
 pub fn ensure_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    whizard::gateway::tls::install_crypto_provider();
 }
 
 pub fn http_client() -> reqwest::Client {

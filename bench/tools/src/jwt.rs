@@ -80,6 +80,9 @@ impl Provider {
     /// Binds 127.0.0.1:0 and serves the discovery document and the JWKS until the runtime ends.
     /// Must run inside a tokio runtime.
     pub async fn serve() -> Provider {
+        // ring for everything, as in the gateway: rustls (reqwest has no provider of its own)
+        // and jsonwebtoken (no backend of its own), before the first key is used.
+        whizard::gateway::tls::install_crypto_provider();
         let rsa = EncodingKey::from_rsa_der(&pem_der(RSA_PRIVATE_KEY_PEM));
         let ec = EncodingKey::from_ec_der(&pem_der(EC_PRIVATE_KEY_PEM));
         let listener = TcpListener::bind("127.0.0.1:0")
@@ -116,7 +119,7 @@ impl Provider {
 
     /// whizard's bearer-token verifier for this provider, its keys already fetched.
     pub async fn verifier(&self) -> whizard::auth::oidc::OidcAuth {
-        // reqwest is built with rustls but no default crypto provider; the gateway installs ring.
+        // reqwest is built with rustls but no crypto provider of its own; the gateway installs ring.
         whizard::gateway::tls::install_crypto_provider();
         let client = reqwest::Client::builder()
             .no_proxy()
