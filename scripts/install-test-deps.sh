@@ -36,6 +36,7 @@ declare -A BIN_PKG=(
   [/usr/bin/prometheus-alertmanager]=prometheus-alertmanager
   [/usr/bin/vmalert]=victoria-metrics  # a tenant's ruler through the gateway (tests/forwarding.rs)
   [/usr/sbin/haproxy]=haproxy          # round-robin over three gateways (tests/fleet.rs)
+  [/usr/bin/kubectl]=kubernetes-client # kubectl kustomize of deploy/overlays (tests/deploy.rs)
 )
 
 missing_pkgs=()

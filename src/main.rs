@@ -103,9 +103,14 @@ fn main() -> ExitCode {
         Command::Reconciler {
             command: Some(ReconcilerCommand::Render { from }),
             ..
-        } => match whizard::reconciler::render_dir(&from) {
-            Ok(yaml) => {
+        } => match whizard::reconciler::render_dir_warnings(&from) {
+            // Warnings (objects adopted from Whizard, fields accepted but not used) go to
+            // stderr and do not fail the render.
+            Ok((yaml, warnings)) => {
                 print!("{yaml}");
+                for w in warnings {
+                    eprintln!("whizard reconciler render: warning: {w}");
+                }
                 ExitCode::SUCCESS
             }
             // Everything else rendered: print it, then the problems, and fail.

@@ -1,6 +1,7 @@
 //! The gateway config rendered by `whizard reconciler render` loads in the gateway's own
-//! config loader and admits exactly the declared tenants (plus the default tenant, which the
-//! global ruler writes as), with one user per ruler and the Tenants' `spec.access` users.
+//! config loader and admits exactly the declared tenants (plus the default tenant, where the
+//! global ruler's series without a tenant label go), with one user per ruler and the Tenants'
+//! `spec.access` users.
 
 use std::path::Path;
 
@@ -53,7 +54,28 @@ fn rendered_gateway_config_loads_and_admits_declared_tenants() {
     let global = cfg
         .user("whizard-global-ruler-write")
         .expect("global ruler user");
-    assert_eq!(global.tenants, vec!["default-tenant".to_string()]);
+    // The global ruler writes every tenant's series, each routed by its tenant label; series
+    // without one go to the default tenant.
+    let mut tenants = global.tenants.clone();
+    tenants.sort();
+    assert_eq!(
+        tenants,
+        [
+            "big",
+            "default-tenant",
+            "edge",
+            "team-a",
+            "team-b",
+            "team-c",
+            "team-d"
+        ]
+    );
+    assert_eq!(
+        global.write_routing,
+        whizard::config::WriteRouting::ByLabel {
+            default_tenant: Some("default-tenant".into())
+        }
+    );
     assert!(global.access.write && !global.access.read);
     // Tenant team-a's spec.access: agent-a writes team-a only, with the password of its
     // Secret (hashed by the reconciler).

@@ -903,6 +903,8 @@ async fn apply_service(svc: &Service, ctx: &Context) -> Result<Action, Error> {
         .password_hashes
         .inc_by(plan.password_hashes_computed as u64);
     let mut objects = render::render_plan(&plan, svc);
+    // Whizard's (Go) workloads are replaced, not run beside ours (see `adopt`).
+    super::adopt::before_apply(&ctx.client, &plan.namespace, &plan.adoption).await?;
     for o in &mut objects {
         set_owner(o, svc);
         apply_object(&ctx.client, o).await?;
@@ -914,8 +916,10 @@ async fn apply_service(svc: &Service, ctx: &Context) -> Result<Action, Error> {
     for kind in prune(&ctx.client, svc, &objects).await? {
         ctx.metrics.pruned.with_label_values(&[kind]).inc();
     }
+    super::adopt::after_apply(&ctx.client, &plan.namespace, &plan.adoption, &objects).await?;
     write_tenant_status(&ctx.client, &plan.tenant_status).await?;
     report_problems(svc, &inputs, &plan, ctx).await;
+    super::adopt::report(svc, &plan.adoption, ctx.recorder.as_ref()).await;
     let key = planner::service_key(svc);
     let failed = plan
         .due_deletions

@@ -66,6 +66,51 @@ fn free_form_list(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     })
 }
 
+/// Any JSON value (object or list), kept as written: Whizard's `runtime.RawExtension`.
+fn any_value(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "x-kubernetes-preserve-unknown-fields": true
+    })
+}
+
+/// A duration written as a string (`5m`) or, as Whizard's Go types serialize
+/// `time.Duration`, an integer number of nanoseconds.
+fn int_or_string(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "x-kubernetes-int-or-string": true
+    })
+}
+
+/// `300000000000` (nanoseconds, Go's `time.Duration` in JSON) → `5m`; whole milliseconds at
+/// least (`1500000` → `1ms`, rounded down), in the largest unit that divides it exactly.
+pub fn nanos_to_duration(ns: i64) -> String {
+    let ms = ns.max(0) / 1_000_000;
+    if ms == 0 {
+        return "0s".into();
+    }
+    for (unit, size) in [("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
+        if ms % size == 0 {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
+}
+
+/// Deserializes a duration given as a string or as Go nanoseconds (see [`nanos_to_duration`]).
+fn duration_or_nanos<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Null => Ok(String::new()),
+        Value::String(s) => Ok(s),
+        Value::Number(n) => n
+            .as_i64()
+            .map(nanos_to_duration)
+            .ok_or_else(|| serde::de::Error::custom(format!("invalid duration {n}"))),
+        other => Err(serde::de::Error::custom(format!(
+            "invalid duration {other}: expected a string or nanoseconds"
+        ))),
+    }
+}
+
 /// Whizard's `Duration`: y, w, d, h, m, s, ms, e.g. `30s`, `1h20m15s`.
 fn duration_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
@@ -130,6 +175,13 @@ pub struct CommonSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "free_form_list")]
     pub tolerations: Vec<Value>,
+    /// Containers patched into the generated pod (Whizard's `containers`): one with the
+    /// name of the generated main container (ours, `thanos`/`whizard`, or Whizard's, e.g.
+    /// `receive`, `compactor`, `store`, `query`, `rule`, `gateway`) is merged into it, the
+    /// others are added as sidecars (see [`super::adopt::patch_containers`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "any_value")]
+    pub containers: Option<Value>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -487,9 +539,173 @@ pub struct S3 {
     pub access_key: Option<SecretKeySelector>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_key: Option<SecretKeySelector>,
+    /// `http_config` of the objstore config (Whizard's `S3HTTPConfig`, camelCase keys);
+    /// durations as strings or Go nanoseconds. `tlsConfig` `ca`/`cert`/`key` Secrets are not
+    /// mounted (warned); its `serverName` and `insecureSkipVerify` are honoured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "free_form")]
     pub http_config: Option<Value>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub disable_dualstack: bool,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub put_user_metadata: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<S3TraceConfig>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub list_objects_version: String,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub send_content_md5: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub disable_multipart: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part_size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sse_config: Option<S3SseConfig>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sts_endpoint: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct S3TraceConfig {
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub enable: bool,
+}
+
+/// Server-side encryption (Whizard's `S3SSEConfig`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct S3SseConfig {
+    #[serde(rename = "type", default, skip_serializing_if = "String::is_empty")]
+    pub type_: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub kms_key_id: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub kms_encryption_context: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub encryption_key: String,
+}
+
+impl S3 {
+    /// The objstore `config` keys of the fields beyond bucket, endpoint, region, insecure,
+    /// signature and credentials (Thanos objstore names), as Whizard writes them.
+    pub fn objstore_extra(&self) -> serde_json::Map<String, Value> {
+        let mut m = serde_json::Map::new();
+        let mut flag = |k: &str, b: bool| {
+            if b {
+                m.insert(k.into(), Value::Bool(true));
+            }
+        };
+        flag("disable_dualstack", self.disable_dualstack);
+        flag("send_content_md5", self.send_content_md5);
+        flag("disable_multipart", self.disable_multipart);
+        if !self.put_user_metadata.is_empty() {
+            m.insert(
+                "put_user_metadata".into(),
+                serde_json::json!(self.put_user_metadata),
+            );
+        }
+        if self.trace.as_ref().is_some_and(|t| t.enable) {
+            m.insert("trace".into(), serde_json::json!({"enable": true}));
+        }
+        if !self.list_objects_version.is_empty() {
+            m.insert(
+                "list_objects_version".into(),
+                Value::String(self.list_objects_version.clone()),
+            );
+        }
+        if let Some(p) = self.part_size.filter(|p| *p > 0) {
+            m.insert("part_size".into(), serde_json::json!(p));
+        }
+        if !self.sts_endpoint.is_empty() {
+            m.insert(
+                "sts_endpoint".into(),
+                Value::String(self.sts_endpoint.clone()),
+            );
+        }
+        if let Some(sse) = &self.sse_config {
+            let mut v = serde_json::Map::new();
+            for (k, x) in [
+                ("type", &sse.type_),
+                ("kms_key_id", &sse.kms_key_id),
+                ("encryption_key", &sse.encryption_key),
+            ] {
+                if !x.is_empty() {
+                    v.insert(k.into(), Value::String(x.clone()));
+                }
+            }
+            if !sse.kms_encryption_context.is_empty() {
+                v.insert(
+                    "kms_encryption_context".into(),
+                    serde_json::json!(sse.kms_encryption_context),
+                );
+            }
+            if !v.is_empty() {
+                m.insert("sse_config".into(), Value::Object(v));
+            }
+        }
+        if let Some(h) = self.http_config.as_ref().and_then(|h| h.as_object()) {
+            let mut v = serde_json::Map::new();
+            for (k, x) in h {
+                match (k.as_str(), x) {
+                    ("tlsConfig", Value::Object(tls)) => {
+                        let mut t = serde_json::Map::new();
+                        for (tk, tx) in tls {
+                            // Secret references (`ca`, `cert`, `key`) are not mounted.
+                            if matches!(tk.as_str(), "serverName" | "insecureSkipVerify") {
+                                t.insert(snake_case(tk), tx.clone());
+                            }
+                        }
+                        if !t.is_empty() {
+                            v.insert("tls_config".into(), Value::Object(t));
+                        }
+                    }
+                    (k, Value::Number(n)) if k.ends_with("Timeout") => {
+                        let d = n.as_i64().map(nanos_to_duration).unwrap_or_default();
+                        v.insert(snake_case(k), Value::String(d));
+                    }
+                    (_, Value::Null) => {}
+                    (k, x) => {
+                        v.insert(snake_case(k), x.clone());
+                    }
+                }
+            }
+            if !v.is_empty() {
+                m.insert("http_config".into(), Value::Object(v));
+            }
+        }
+        m
+    }
+
+    /// The fields of [`S3::objstore_extra`]'s input it leaves out (as dotted paths under
+    /// `spec.S3`): the `httpConfig.tlsConfig` Secret references.
+    pub fn ignored_fields(&self) -> Vec<String> {
+        let tls = self
+            .http_config
+            .as_ref()
+            .and_then(|h| h.get("tlsConfig"))
+            .and_then(|t| t.as_object());
+        let mut out = Vec::new();
+        for k in ["ca", "cert", "key"] {
+            if tls.and_then(|t| t.get(k)).is_some_and(|v| !v.is_null()) {
+                out.push(format!("httpConfig.tlsConfig.{k}"));
+            }
+        }
+        out
+    }
+}
+
+/// `maxIdleConnsPerHost` → `max_idle_conns_per_host`.
+fn snake_case(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('_');
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -660,7 +876,13 @@ pub struct InMemoryResponseCacheConfig {
     pub max_size: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_size_items: Option<i64>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    /// A duration (`1h`), or Go nanoseconds as Whizard's CRD has it (`3600000000000`).
+    #[serde(
+        default,
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "duration_or_nanos"
+    )]
+    #[schemars(schema_with = "int_or_string")]
     pub validity: String,
 }
 
@@ -787,6 +1009,14 @@ pub struct RulerSpec {
     pub evaluation_interval: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_volume: Option<KubernetesVolume>,
+    /// Whizard's ruler sidecars (accepted, not used: rulers query and write through
+    /// `whizard gateway`, and the rule-file reloader is ours).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ruler_query_proxy: Option<SidecarSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ruler_write_proxy: Option<SidecarSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus_config_reloader: Option<SidecarSpec>,
     #[serde(flatten)]
     pub common: CommonSpec,
 }

@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use super::crd::labels as L;
-use super::planner::{effective, Plan};
+use super::planner::{effective, Plan, WriteRouting};
 use kube::ResourceExt;
 
 pub const GRPC_PORT: u16 = 10901;
@@ -71,8 +71,9 @@ pub fn url(kind: &str, name: &str, ns: &str, port: u16) -> String {
 }
 
 /// The gateway config for `plan` (YAML text): tenants from the Tenant CRs, upstreams from the
-/// Service's components, users for the rulers and the Tenants' `spec.access` users, `oidc`
-/// providers (with the Tenants' OIDC groups in `group_tenants`).
+/// Service's components, users for the rulers (the global ruler's write user with
+/// `write_routing: by_label` and `default_tenant`, see [`WriteRouting`]) and the Tenants'
+/// `spec.access` users, `oidc` providers (with the Tenants' OIDC groups in `group_tenants`).
 /// `web` (the gateway's `webConfig`) selects HTTPS for the main listener and adds its
 /// basic-auth users, with access to every tenant.
 pub fn gateway_config(
@@ -157,12 +158,22 @@ pub fn gateway_config(
         .users
         .iter()
         .map(|u| {
-            json!({
+            let mut v = json!({
                 "name": u.name,
                 "password_hash": u.password_hash,
                 "tenants": u.tenants,
                 "access": u.access,
-            })
+            });
+            // Only users that do not route writes `named` (the default) carry the keys, so
+            // every other user renders as before.
+            match plan.write_routing.get(&u.name) {
+                None => {}
+                Some(WriteRouting::ByLabel { default_tenant }) => {
+                    v["write_routing"] = json!("by_label");
+                    v["default_tenant"] = json!(default_tenant);
+                }
+            }
+            v
         })
         .collect();
     // Tenant access users (Tenant.spec.access), validated by the planner.

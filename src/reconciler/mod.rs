@@ -9,6 +9,9 @@
 //! [`gateway_config`] renders the router hashring and the `whizard gateway` config Secret,
 //! with [`remote_write`] (fan-out targets), [`web`] (the Gateway's `webConfig`) and [`access`]
 //! (the Tenants' `spec.access`: per-tenant users and OIDC groups).
+//! [`adopt`] takes over what the Go Whizard left (its Ingester/Compactor/Store CRs with their
+//! names and placement; its workloads are replaced) and reports the fields of its types that
+//! are accepted but not used.
 //! [`deletion`] decides when a removed tenant's blocks are deleted, [`selector`] matches the
 //! rulers' label selectors against PrometheusRules, [`leader`] elects one working replica
 //! with a Lease, and [`http`] serves `/metrics` and `/healthz`.
@@ -32,6 +35,9 @@
 pub mod access;
 #[cfg(test)]
 mod access_tests;
+pub mod adopt;
+#[cfg(test)]
+mod adopt_tests;
 pub mod assign;
 pub mod controller;
 #[cfg(test)]
@@ -40,6 +46,8 @@ pub mod crd;
 pub mod credentials;
 pub mod deletion;
 pub mod gateway_config;
+#[cfg(test)]
+mod global_ruler_tests;
 #[cfg(test)]
 mod hash_tests;
 pub mod http;
@@ -61,7 +69,7 @@ mod watch_tests;
 pub mod web;
 
 pub use controller::{run, run_controller, Error, RunOptions};
-pub use render::{render_dir, render_dir_at, RenderError};
+pub use render::{render_dir, render_dir_at, render_dir_warnings, RenderError};
 
 /// The CustomResourceDefinitions as a YAML stream (`whizard crds`).
 pub fn crds_yaml() -> String {

@@ -10,7 +10,9 @@
 //!   where `<storage>` is the Storage's name or `local`, cap `defaultTenantsPerIngester` (3),
 //!   emptied ones kept `defaultIngesterRetentionPeriod` (3h; for local storage the ingester's
 //!   `localTsdbRetention`), state read back from the managed Ingester CRs
-//!   (`spec.tenants` and the `ingester-deleting-time` annotation);
+//!   (`spec.tenants` and the `ingester-deleting-time` annotation); the Ingester, Compactor
+//!   and Store CRs Whizard (Go) created count as managed, names and placement kept (see
+//!   [`super::adopt`]);
 //! * compactors per (service, storage, retention) for object storage only:
 //!   [`assign::assign_compactors`], cap `defaultTenantsPerCompactor` (10); tenants whose
 //!   `spec.retention` differs from the template get compactors of their own retention class
@@ -18,8 +20,15 @@
 //! * one Store per (service, object storage) with tenants, partitioned by `timeRanges`;
 //! * one Ruler per tenant (named after the tenant, truncated to 30 characters with an md5
 //!   suffix), evaluating the tenant's `RuleGroup`s and `ClusterRuleGroup`s (label
-//!   `monitoring.whizard.io/tenant=<tenant>`), and a global ruler `<svc>-global` when
-//!   `GlobalRuleGroup`s exist, sharded with [`shard::shard_of`];
+//!   `monitoring.whizard.io/tenant=<tenant>`) and the PrometheusRules it selects;
+//! * a global ruler `<svc>-global`, sharded with [`shard::shard_of`], only when it is asked
+//!   for: a global Ruler CR (labelled with the service, empty `spec.tenant`, not one the
+//!   reconciler generated) or at least one `GlobalRuleGroup` exists. It then also evaluates
+//!   the PrometheusRules its `ruleSelectors` select, but selectors (of the Service template
+//!   or the CR) alone never create it. It reads every tenant of the Service plus the default
+//!   tenant, and writes through a gateway user with the same tenants and
+//!   `write_routing: by_label` ([`WriteRouting`]): each recorded series goes to the tenant
+//!   its tenant label names, series without one to the default tenant;
 //! * Gateway, Router, Query and QueryFrontend: the CRs labelled with the service, or one of
 //!   each named after the service when there is none;
 //! * the router hashring and the gateway config (see [`crate::reconciler::gateway_config`]).
@@ -40,6 +49,11 @@ use super::merge::layered;
 use super::shard;
 
 pub const THANOS_IMAGE: &str = "thanosio/thanos:v0.38.0";
+/// Image of the rulers' `config-reloader` sidecar (prometheus-operator's, as Whizard uses),
+/// which POSTs the ruler's `/-/reload` when its rule ConfigMaps change. The Ruler CRD has no
+/// field for it (Whizard's `prometheusConfigReloader` is not modelled), so it is fixed here.
+pub const CONFIG_RELOADER_IMAGE: &str =
+    "quay.io/prometheus-operator/prometheus-config-reloader:v0.81.0";
 /// Image of `whizard gateway` (placeholder registry path; override with the Gateway image).
 pub const WHIZARD_IMAGE: &str = "ghcr.io/whizard/whizard:latest";
 pub const DEFAULT_TENANT_HEADER: &str = "WHIZARD-TENANT";
@@ -134,6 +148,17 @@ pub struct GatewayUser {
     pub access: Vec<String>,
 }
 
+/// How the gateway routes a write of a [`GatewayUser`] that names no tenant (the gateway
+/// config's `users[].write_routing`). Users absent from [`Plan::write_routing`] keep the
+/// gateway's default, `named` (a write names its tenant, or the user has only one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteRouting {
+    /// `write_routing: by_label`: the write is split per series by the value of the tenancy
+    /// label each series carries; series without it go to `default_tenant` (one of the
+    /// user's tenants).
+    ByLabel { default_tenant: String },
+}
+
 /// The desired state of one Service.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -152,6 +177,10 @@ pub struct Plan {
     pub queries: Vec<Query>,
     pub query_frontends: Vec<QueryFrontend>,
     pub users: Vec<GatewayUser>,
+    /// Write routing of those [`Plan::users`] that do not use the default (`named`), by user
+    /// name: the global ruler's write user routes by label. Kept beside the users because
+    /// [`super::credentials::Credentials::user`] builds them.
+    pub write_routing: BTreeMap<String, WriteRouting>,
     /// Gateway users declared by the Tenants (`spec.access`, see [`super::access`]).
     pub access_users: Vec<super::access::AccessUser>,
     /// OIDC group → tenant ids, from the Tenants' `spec.access[].oidcGroup`.
@@ -181,6 +210,9 @@ pub struct Plan {
     /// Argon2id password hashes computed by this plan (the others were reused from
     /// [`Inputs::password_hashes`]).
     pub password_hashes_computed: usize,
+    /// Whizard's (Go) objects adopted or replaced, and warnings about fields of its types
+    /// that are accepted but not used (see [`super::adopt`]).
+    pub adoption: super::adopt::Adoption,
 }
 
 /// A problem of one tenant (or one generated object) that does not stop the rest of the plan.
@@ -533,7 +565,18 @@ pub mod effective {
         )
     }
     pub fn store(svc: &ServiceSpec, cr: &StoreSpec) -> StoreSpec {
-        layered(&default_store(), &svc.store_template_spec, cr)
+        // Whizard's `minTime`/`maxTime` apply when no layer sets `timeRanges`: the code
+        // default's range must not hide them.
+        let t = &svc.store_template_spec;
+        let range = [t, cr]
+            .iter()
+            .any(|s| !s.min_time.is_empty() || !s.max_time.is_empty());
+        let ranges = [t, cr].iter().any(|s| !s.time_ranges.is_empty());
+        let mut defaults = default_store();
+        if range && !ranges {
+            defaults.time_ranges.clear();
+        }
+        layered(&defaults, t, cr)
     }
     pub fn compactor(svc: &ServiceSpec, cr: &CompactorSpec) -> CompactorSpec {
         layered(&default_compactor(), &svc.compactor_template_spec.spec, cr)
@@ -780,6 +823,9 @@ fn slot_of_ingester(i: &Ingester) -> Slot {
 
 /// Computes the plan of `inputs.service`.
 pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
+    // What Whizard (Go) left is planned as ours, names and placement kept (see `adopt`).
+    let adopted = super::adopt::adopt(inputs);
+    let inputs = adopted.inputs.as_ref().unwrap_or(inputs);
     let svc = &inputs.service;
     let ns = svc
         .namespace()
@@ -878,7 +924,7 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
         } else {
             local_retention
         };
-        let slots = assign::assign_ingesters_holding(
+        let slots = super::adopt::assign_ingesters(
             &prefix, &existing, &reqs, &held, cap, retention, inputs.now,
         );
         if let Some(at) = assign::next_deletion(&slots) {
@@ -896,6 +942,8 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
                 ann.insert(L::INGESTER_DELETING_TIME.to_string(), at.to_string());
                 meta.annotations = Some(ann);
             }
+            let current = inputs.ingesters.iter().find(|i| i.name_any() == s.name);
+            super::adopt::carry_annotations(&mut meta, current);
             for t in &s.tenants {
                 if let Some(cr) = cr_of.get(t.as_str()) {
                     tenant_status.get_mut(*cr).unwrap().ingester = Some(ObjectReference {
@@ -1003,7 +1051,7 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
                 deleting_at: None,
             })
             .collect();
-        for s in assign::assign_compactors_holding(prefix, &existing, reqs, &held, ccap) {
+        for s in super::adopt::assign_compactors(prefix, &existing, reqs, &held, ccap) {
             let mut extra = vec![(L::STORAGE, storage_label.clone())];
             if s.exclusive {
                 extra.push((L::EXCLUSIVE, "true".to_string()));
@@ -1094,7 +1142,7 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
         if ts.is_empty() {
             continue;
         }
-        let name = slot_prefix(&svc_name, storage);
+        let name = super::adopt::store_name(inputs, &key, &svc_name, st);
         let user = inputs
             .stores
             .iter()
@@ -1129,6 +1177,7 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
     let mut creds = super::credentials::Credentials::new(&seed, &inputs.password_hashes);
     let mut rulers = Vec::new();
     let mut users = Vec::new();
+    let mut write_routing = BTreeMap::new();
     let tenant_ids: Vec<String> = tenants.iter().map(|t| t.id.clone()).collect();
     for t in &tenants {
         let name = ruler_name(&t.id);
@@ -1196,24 +1245,38 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
         })
         .collect();
     let global_name = dns(&format!("{svc_name}-global"));
-    let global_cr = inputs
+    // Global Ruler CRs: labelled with the service, no tenant. The one the reconciler applies
+    // itself (`<svc>-global`, managed-by label) comes back in `inputs.rulers` and must not
+    // keep the global ruler alive, so only the others ask for one.
+    let global_crs: Vec<&Ruler> = inputs
         .rulers
         .iter()
-        .find(|r| has_service(&r.metadata, &key) && r.spec.tenant.is_empty())
-        .map(|r| r.spec.clone())
-        .unwrap_or_default();
-    let global_eff = effective::ruler(spec, &global_cr);
-    let global_prom =
-        select_prometheus_rules(inputs, &global_eff, &ns, None).map_err(|source| {
+        .filter(|r| has_service(&r.metadata, &key) && r.spec.tenant.is_empty())
+        .collect();
+    let user_global_cr = global_crs
+        .iter()
+        .filter(|r| {
+            r.metadata.deletion_timestamp.is_none()
+                && label(&r.metadata, L::MANAGED_BY) != Some(L::MANAGED_BY_VALUE)
+        })
+        .min_by_key(|r| r.name_any());
+    // No global ruler unless asked for: a global Ruler CR or a GlobalRuleGroup. The rule
+    // selectors (template or CR) only add PrometheusRules to a global ruler that exists.
+    if user_global_cr.is_some() || !globals.is_empty() {
+        let name = global_name;
+        // The spec: the user's CR; else the generated one as applied last time (a user CR
+        // named `<svc>-global` is merged into it); else the defaults.
+        let user_cr = user_global_cr
+            .or_else(|| global_crs.iter().find(|r| r.name_any() == name))
+            .map(|r| r.spec.clone())
+            .unwrap_or_default();
+        let eff = effective::ruler(spec, &user_cr);
+        let global_prom = select_prometheus_rules(inputs, &eff, &ns, None).map_err(|source| {
             PlanError::Selector {
-                ruler: global_name.clone(),
+                ruler: name.clone(),
                 source,
             }
         })?;
-    if !globals.is_empty() || !global_prom.is_empty() {
-        let name = global_name;
-        let user_cr = global_cr;
-        let eff = global_eff;
         let mut files = RuleFiles::new();
         for g in globals {
             let file = format!(
@@ -1226,16 +1289,22 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
         add_prometheus_rules(&mut files, &global_prom);
         let read_user = "whizard-global-ruler-read".to_string();
         let write_user = "whizard-global-ruler-write".to_string();
-        let mut read_tenants = tenant_ids.clone();
-        if !read_tenants.contains(&tenancy.default_tenant) {
-            read_tenants.push(tenancy.default_tenant.clone());
+        // Both users have every tenant of the Service plus the default tenant. The write
+        // user's writes name no tenant: the gateway splits them by the tenant label of each
+        // series (a recording rule keeping `tenant_id` writes to that tenant), series without
+        // one go to the default tenant.
+        let mut all_tenants = tenant_ids.clone();
+        if !all_tenants.contains(&tenancy.default_tenant) {
+            all_tenants.push(tenancy.default_tenant.clone());
         }
-        users.push(creds.user(&read_user, read_tenants, &["read"]));
-        users.push(creds.user(
-            &write_user,
-            vec![tenancy.default_tenant.clone()],
-            &["write"],
-        ));
+        users.push(creds.user(&read_user, all_tenants.clone(), &["read"]));
+        users.push(creds.user(&write_user, all_tenants, &["write"]));
+        write_routing.insert(
+            write_user.clone(),
+            WriteRouting::ByLabel {
+                default_tenant: tenancy.default_tenant.clone(),
+            },
+        );
         rulers.push(PlannedRuler {
             shards: shard_files(&files, eff.shards.unwrap_or(1).max(1) as u64),
             ruler: Ruler {
@@ -1473,6 +1542,7 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
         queries,
         query_frontends,
         users,
+        write_routing,
         access_users: access.users,
         oidc_groups: access.groups,
         tenant_status,
@@ -1485,6 +1555,7 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
         problems,
         unrouted_ingesters,
         password_hashes_computed: creds.hashes_computed,
+        adoption: adopted.adoption,
     })
 }
 

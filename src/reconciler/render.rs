@@ -21,6 +21,10 @@ use super::planner::{self, effective, Inputs, Plan, PlannedRuler};
 const DATA_DIR: &str = "/thanos";
 const OBJSTORE_DIR: &str = "/etc/whizard/objstore";
 const TLS_DIR: &str = "/etc/whizard/tls";
+/// Rule ConfigMaps are mounted at `<RULES_DIR>/<configmap>`.
+const RULES_DIR: &str = "/etc/thanos/rules";
+/// External label of each ruler pod (its name); dropped from alerts.
+const RULER_REPLICA_LABEL: &str = "ruler_replica";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
@@ -113,6 +117,8 @@ struct Pod {
     command: Option<Vec<String>>,
     container: &'static str,
     init_containers: Vec<Value>,
+    /// Containers after the main one (the rulers' config reloader).
+    sidecars: Vec<Value>,
 }
 
 impl Pod {
@@ -133,6 +139,7 @@ impl Pod {
             command: None,
             container: "thanos",
             init_containers: Vec::new(),
+            sidecars: Vec::new(),
         }
     }
 
@@ -200,8 +207,13 @@ impl Pod {
             container["livenessProbe"] = json!({"httpGet": {"path": "/-/healthy", "port": p}, "periodSeconds": 30, "failureThreshold": 4});
             container["readinessProbe"] = json!({"httpGet": {"path": "/-/ready", "port": p}, "periodSeconds": 5, "failureThreshold": 3});
         }
+        let containers: Vec<Value> = std::iter::once(container)
+            .chain(self.sidecars.iter().cloned())
+            .collect();
+        let containers =
+            super::adopt::patch_containers(containers, c.containers.as_ref(), &self.component);
         let mut spec = json!({
-            "containers": [container],
+            "containers": containers,
             "volumes": volumes,
             "terminationGracePeriodSeconds": 120,
         });
@@ -403,6 +415,7 @@ fn objstore_config(storage: &Storage) -> String {
         if s3.secret_key.is_some() {
             cfg.insert("secret_key".into(), json!("$(OBJSTORE_SECRET_KEY)"));
         }
+        cfg.extend(s3.objstore_extra());
     }
     serde_norway::to_string(&json!({"type": "S3", "config": cfg})).unwrap()
 }
@@ -538,9 +551,14 @@ fn render_ingesters(ctx: &Ctx, out: &mut Vec<Value>) {
         }
         tls_server(ctx, &mut pod);
         pod.args = merge_flags(&pod.args, &eff.common.flags);
-        let pvc = data_volume(&mut pod, &eff.data_volume);
+        let mut pvc = data_volume(&mut pod, &eff.data_volume);
         if tsdb_cleanup && !ing.spec.tenants.is_empty() {
             out.push(tsdb_cleanup_init(ctx, &mut pod, &n, &eff));
+        }
+        if let (Some(p), Some(claim)) = (pvc.as_mut(), super::adopt::data_claim(ing)) {
+            // An ingester adopted from Whizard keeps its claim name, so it keeps its volumes.
+            p["metadata"]["name"] = json!(claim);
+            super::adopt::rename_volume(&mut pod.mounts, &mut pod.init_containers, "data", claim);
         }
         out.push(statefulset(
             ctx,
@@ -644,6 +662,7 @@ fn render_stores(ctx: &Ctx, out: &mut Vec<Value>) {
             pod.args.push("store".into());
             thanos_ports(&mut pod, true, false);
             pod.args.push(format!("--data-dir={DATA_DIR}"));
+            pod.args.extend(super::adopt::index_cache_flag(&eff));
             pod.args.push(format!(
                 "--selector.relabel-config={}",
                 keep_tenants_relabel(&ctx.plan.tenancy.label, &tenants)
@@ -720,6 +739,68 @@ fn nz(s: &str) -> String {
     }
 }
 
+/// The ruler's `/-/reload` URL as its final command line serves it: the port of
+/// `--http-address` (default [`HTTP_PORT`]) and the `--web.route-prefix`, on loopback (the
+/// sidecar shares the pod's network). Plain HTTP: [`tls_server`] puts TLS on the gRPC listener
+/// only, and nothing the reconciler renders sets `--http.config`. (A user flag
+/// `--http.config` enabling TLS on the HTTP listener would need `https://` here; the
+/// reloader's client skips certificate verification, but we do not guess at it.)
+fn ruler_reload_url(args: &[String]) -> String {
+    let flag = |name: &str| {
+        args.iter()
+            .rev()
+            .find_map(|a| a.strip_prefix(name)?.strip_prefix('='))
+    };
+    let port = flag("--http-address")
+        .and_then(|a| a.rsplit(':').next()?.parse::<u16>().ok())
+        .unwrap_or(HTTP_PORT);
+    let prefix = flag("--web.route-prefix")
+        .map(|p| p.trim_matches('/'))
+        .filter(|p| !p.is_empty())
+        .map(|p| format!("/{p}"))
+        .unwrap_or_default();
+    format!("http://127.0.0.1:{port}{prefix}/-/reload")
+}
+
+/// The rulers' `config-reloader` sidecar (prometheus-operator's prometheus-config-reloader, as
+/// Whizard runs it): watches each rule ConfigMap directory (`mounts`: volume, mount path) and
+/// POSTs the ruler's `/-/reload` when one changes. Small requests; metrics on `:8080`
+/// (`reloader_last_reload_successful`), not exposed by the Services.
+fn config_reloader(ruler_args: &[String], mounts: &[(String, String)], c: &CommonSpec) -> Value {
+    let mut args = vec![
+        "--listen-address=:8080".to_string(),
+        format!("--reload-url={}", ruler_reload_url(ruler_args)),
+    ];
+    args.extend(mounts.iter().map(|(_, dir)| format!("--watched-dir={dir}")));
+    if !c.log_level.is_empty() {
+        args.push(format!("--log-level={}", c.log_level));
+    }
+    if !c.log_format.is_empty() {
+        args.push(format!("--log-format={}", c.log_format));
+    }
+    let mut v = json!({
+        "name": "config-reloader",
+        "image": planner::CONFIG_RELOADER_IMAGE,
+        "args": args,
+        "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+        "ports": [{"name": "reloader-web", "containerPort": 8080, "protocol": "TCP"}],
+        "resources": {
+            "requests": {"cpu": "10m", "memory": "32Mi"},
+            "limits": {"memory": "64Mi"},
+        },
+        "securityContext": {
+            "allowPrivilegeEscalation": false,
+            "readOnlyRootFilesystem": true,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": mounts.iter().map(|(vol, dir)| json!({"name": vol, "mountPath": dir, "readOnly": true})).collect::<Vec<_>>(),
+    });
+    if !c.image_pull_policy.is_empty() {
+        v["imagePullPolicy"] = json!(c.image_pull_policy);
+    }
+    v
+}
+
 fn render_rulers(ctx: &Ctx, out: &mut Vec<Value>) {
     let gw = ctx.plan.gateways[0].name_any();
     let gw_host = format!("gateway-{gw}.{}.svc:{GATEWAY_PORT}", ctx.ns);
@@ -788,8 +869,8 @@ fn render_rulers(ctx: &Ctx, out: &mut Vec<Value>) {
             pod.args.extend([
                 format!("--data-dir={DATA_DIR}"),
                 format!("--eval-interval={}", eff.evaluation_interval),
-                "--rule-file=/etc/thanos/rules/*/*.yaml".to_string(),
-                "--label=ruler_replica=\"$(POD_NAME)\"".to_string(),
+                format!("--rule-file={RULES_DIR}/*/*.yaml"),
+                format!("--label={RULER_REPLICA_LABEL}=\"$(POD_NAME)\""),
                 "--query.config-file=/etc/whizard/gateway-credentials/query.yaml".to_string(),
                 "--remote-write.config-file=/etc/whizard/gateway-credentials/remote-write.yaml"
                     .to_string(),
@@ -800,7 +881,15 @@ fn render_rulers(ctx: &Ctx, out: &mut Vec<Value>) {
             for u in &eff.alertmanagers_url {
                 pod.args.push(format!("--alertmanagers.url={u}"));
             }
+            // As Whizard: alerts never carry the per-pod replica label (two replicas' alerts
+            // are one alert), whatever `alertDropLabels` says; each label dropped once.
+            let mut dropped = vec![RULER_REPLICA_LABEL];
             for l in &eff.alert_drop_labels {
+                if !dropped.contains(&l.as_str()) {
+                    dropped.push(l);
+                }
+            }
+            for l in dropped {
                 pod.args.push(format!("--alert.label-drop={l}"));
             }
             pod.args.extend(log_flags(&eff.common));
@@ -809,25 +898,31 @@ fn render_rulers(ctx: &Ctx, out: &mut Vec<Value>) {
                 &creds,
                 "/etc/whizard/gateway-credentials",
             );
-            let mut hash = String::new();
+            // Rule files reach a running ruler without a restart: each ConfigMap is a volume
+            // (no subPath, so the kubelet updates its files in place) and the config reloader
+            // POSTs /-/reload when a watched directory changes; the pod template does not
+            // depend on the rules. A shard without rules still gets one (empty) ConfigMap, so
+            // its first rules arrive the same way. A change in the number of ConfigMaps (rules
+            // outgrowing `shard::MAX_CONFIGMAP_BYTES` per ConfigMap, or shrinking back) changes
+            // the volumes and so restarts the pods.
+            let empty = [BTreeMap::new()];
+            let bins = if bins.is_empty() {
+                &empty[..]
+            } else {
+                &bins[..]
+            };
+            let mut rule_mounts = Vec::new();
             for (k, files) in bins.iter().enumerate() {
                 let cm = format!("ruler-{n}-rulefiles-{s}-{k}");
-                pod.mount_configmap(
-                    &format!("rulefiles-{k}"),
-                    &cm,
-                    &format!("/etc/thanos/rules/{cm}"),
-                );
-                for (f, c) in files {
-                    hash.push_str(f);
-                    hash.push_str(c);
-                }
+                let (vol, dir) = (format!("rulefiles-{k}"), format!("{RULES_DIR}/{cm}"));
+                pod.mount_configmap(&vol, &cm, &dir);
+                rule_mounts.push((vol, dir));
                 out.push(configmap(ctx, &cm, "ruler", &inst, json!(files)));
             }
-            // Thanos ruler reloads on SIGHUP or /-/reload only; roll pods when rules change.
-            pod.annotations
-                .insert("monitoring.whizard.io/rules-hash".into(), md5_hex(&hash));
             tls_server(ctx, &mut pod);
             pod.args = merge_flags(&pod.args, &eff.common.flags);
+            pod.sidecars
+                .push(config_reloader(&pod.args, &rule_mounts, &eff.common));
             let pvc = data_volume(&mut pod, &eff.data_volume);
             let headless = format!("ruler-{inst}-operated");
             out.push(statefulset(
@@ -1349,6 +1444,7 @@ pub fn read_dir_checked(dir: &Path) -> Result<(Vec<Service>, Inputs, Vec<String>
     for p in paths {
         let text = std::fs::read_to_string(&p).map_err(|e| io(e, &p))?;
         let ps = p.display().to_string();
+        let mut docs = Vec::new();
         for (index, doc) in serde_norway::Deserializer::from_str(&text).enumerate() {
             let v: Value =
                 serde::Deserialize::deserialize(doc).map_err(|e| RenderError::Parse {
@@ -1356,6 +1452,15 @@ pub fn read_dir_checked(dir: &Path) -> Result<(Vec<Service>, Inputs, Vec<String>
                     index,
                     message: e.to_string(),
                 })?;
+            // `kubectl get -o yaml` writes a List: its items are the objects.
+            match v["items"].as_array() {
+                Some(items) if v["kind"] == "List" => {
+                    docs.extend(items.iter().map(|i| (index, i.clone())))
+                }
+                _ => docs.push((index, v)),
+            }
+        }
+        for (index, v) in docs {
             if v.is_null() {
                 continue;
             }
@@ -1492,6 +1597,14 @@ pub fn read_dir_checked(dir: &Path) -> Result<(Vec<Service>, Inputs, Vec<String>
 /// replicas, an unknown field) do not stop the render: everything else is rendered and the
 /// result is [`RenderError::Problems`] carrying the output and the problems.
 pub fn render_dir_at(dir: &Path, now: u64) -> Result<String, RenderError> {
+    render_dir_warnings_at(dir, now).map(|(out, _)| out)
+}
+
+/// [`render_dir_at`], and the warnings of the plans (objects adopted from Whizard, fields of
+/// its types accepted but not used; see [`super::adopt`]). Warnings do not fail a render;
+/// with problems they are listed after them (`warning: ...`).
+pub fn render_dir_warnings_at(dir: &Path, now: u64) -> Result<(String, Vec<String>), RenderError> {
+    let mut warnings = Vec::new();
     let (services, mut inputs, mut problems) = read_dir_checked(dir)?;
     inputs.now = now;
     let mut out = String::from(
@@ -1515,11 +1628,13 @@ pub fn render_dir_at(dir: &Path, now: u64) -> Result<String, RenderError> {
         for p in &plan.problems {
             problems.push(format!("Service {}: {p}", planner::service_key(&svc)));
         }
+        warnings.extend(plan.adoption.warnings.iter().cloned());
         out.push_str(&to_yaml_stream(&render_plan(&plan, &svc)));
     }
     if problems.is_empty() {
-        Ok(out)
+        Ok((out, warnings))
     } else {
+        problems.extend(warnings.into_iter().map(|w| format!("warning: {w}")));
         Err(RenderError::Problems {
             output: out,
             problems,
@@ -1530,9 +1645,14 @@ pub fn render_dir_at(dir: &Path, now: u64) -> Result<String, RenderError> {
 /// `render --from DIR`, deterministic: pending removals are computed at time 0 unless
 /// `WHIZARD_RENDER_NOW` (unix seconds) is set.
 pub fn render_dir(dir: &Path) -> Result<String, RenderError> {
+    render_dir_warnings(dir).map(|(out, _)| out)
+}
+
+/// [`render_dir`] with the warnings (see [`render_dir_warnings_at`]).
+pub fn render_dir_warnings(dir: &Path) -> Result<(String, Vec<String>), RenderError> {
     let now = std::env::var("WHIZARD_RENDER_NOW")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    render_dir_at(dir, now)
+    render_dir_warnings_at(dir, now)
 }

@@ -14,31 +14,31 @@ fn root() -> PathBuf {
     Path::new(file!()).parent().unwrap().join("../..")
 }
 
-fn examples() -> PathBuf {
+pub(super) fn examples() -> PathBuf {
     root().join("config/reconciler")
 }
 
-fn example_inputs(now: u64) -> (Service, Inputs) {
+pub(super) fn example_inputs(now: u64) -> (Service, Inputs) {
     let (services, mut inputs) = render::read_dir(&examples()).unwrap();
     inputs.service = services[0].clone();
     inputs.now = now;
     (services[0].clone(), inputs)
 }
 
-fn docs(yaml: &str) -> Vec<Value> {
+pub(super) fn docs(yaml: &str) -> Vec<Value> {
     serde_norway::Deserializer::from_str(yaml)
         .map(|d| serde::Deserialize::deserialize(d).unwrap())
         .filter(|v: &Value| !v.is_null())
         .collect()
 }
 
-fn find<'a>(objs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+pub(super) fn find<'a>(objs: &'a [Value], kind: &str, name: &str) -> &'a Value {
     objs.iter()
         .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
         .unwrap_or_else(|| panic!("{kind}/{name} not rendered"))
 }
 
-fn args(o: &Value) -> Vec<String> {
+pub(super) fn args(o: &Value) -> Vec<String> {
     o["spec"]["template"]["spec"]["containers"][0]["args"]
         .as_array()
         .unwrap()
@@ -426,8 +426,8 @@ fn rendered_objects_and_crds_pass_kubernetes_validate() {
     std::fs::write(&web, render::to_yaml_stream(&web_gateway_objects())).unwrap();
     let cleanup = dir.path().join("cleanup.yaml");
     std::fs::write(&cleanup, render::to_yaml_stream(&cleanup_objects(false))).unwrap();
-    let rbac = root().join("deploy/reconciler/rbac.yaml");
-    let deploy = root().join("deploy/reconciler/deployment.yaml");
+    let rbac = root().join("deploy/base/reconciler/rbac.yaml");
+    let deploy = root().join("deploy/base/reconciler/deployment.yaml");
     for f in [&objs, &crds, &deletion, &cleanup, &web, &rbac, &deploy] {
         let o = std::process::Command::new("kubernetes-validate")
             .args(["-k", "1.33.0", "--strict", "--quiet"])
@@ -653,7 +653,7 @@ fn local_and_unlimited_retention_tenants_are_not_scheduled() {
 }
 
 /// The rendered objects of `inputs` that are not our custom resources.
-fn core_objects(inputs: &Inputs, svc: &Service) -> Vec<Value> {
+pub(super) fn core_objects(inputs: &Inputs, svc: &Service) -> Vec<Value> {
     let plan = planner::plan(inputs).unwrap();
     render::render_plan(&plan, svc)
         .into_iter()
