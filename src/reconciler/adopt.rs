@@ -922,11 +922,6 @@ fn present(v: &Value, path: &str) -> bool {
 /// `(path in a component spec, why it is not used)`; `*` components: every component.
 const UNUSED: &[(&str, &str, &str)] = &[
     (
-        "*",
-        "dataVolume.persistentVolumeClaimRetentionPolicy",
-        "claims are always kept when a StatefulSet is deleted or scaled down",
-    ),
-    (
         "gateway",
         "debug",
         "the web UI is served behind login with the gateway config's `ui` settings",

@@ -1051,7 +1051,6 @@ fn whizard_shaped_crs_are_accepted_and_unused_fields_warned() {
     let want = [
         format!("{svc}: spec.gatewayTemplateSpec.debug"),
         format!("{svc}: spec.queryTemplateSpec.envoy"),
-        format!("{svc}: spec.ingesterTemplateSpec.dataVolume.persistentVolumeClaimRetentionPolicy"),
         format!("{svc}: spec.rulerTemplateSpec.rulerQueryProxy"),
         format!("{svc}: spec.rulerTemplateSpec.rulerWriteProxy"),
         format!("{svc}: spec.rulerTemplateSpec.prometheusConfigReloader"),

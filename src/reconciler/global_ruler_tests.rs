@@ -441,3 +441,16 @@ fn config_reloader_watches_every_rule_configmap() {
     // Rendered YAML parses back (the sidecar is a plain container).
     assert!(!docs(&render::render_dir_at(&examples(), 0).unwrap()).is_empty());
 }
+
+#[test]
+fn local_storage_ingesters_compact_their_own_blocks_like_whizard() {
+    use super::render::local_max_block_duration as max_block;
+    // A tenth of the retention, between 2 hours and 31 days (Whizard's rule, clamped to the
+    // head block below).
+    assert_eq!(max_block("15d"), "1d12h");
+    assert_eq!(max_block("7d"), "16h48m");
+    assert_eq!(max_block("1y"), "31d");
+    assert_eq!(max_block("3h"), "2h");
+    assert_eq!(max_block("0"), "31d");
+    assert_eq!(max_block("bogus"), "1d12h");
+}

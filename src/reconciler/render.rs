@@ -119,6 +119,8 @@ struct Pod {
     init_containers: Vec<Value>,
     /// Containers after the main one (the rulers' config reloader).
     sidecars: Vec<Value>,
+    /// The StatefulSet's `persistentVolumeClaimRetentionPolicy`, when its data is a claim.
+    claim_retention: Option<Value>,
 }
 
 impl Pod {
@@ -140,6 +142,7 @@ impl Pod {
             container: "thanos",
             init_containers: Vec::new(),
             sidecars: Vec::new(),
+            claim_retention: None,
         }
     }
 
@@ -250,10 +253,11 @@ fn data_volume(pod: &mut Pod, dv: &Option<KubernetesVolume>) -> Option<Value> {
         Some(KubernetesVolume {
             empty_dir: None,
             persistent_volume_claim: Some(pvc),
-            ..
+            persistent_volume_claim_retention_policy: policy,
         }) => {
             let mut pvc = pvc.clone();
             pvc["metadata"]["name"] = json!("data");
+            pod.claim_retention = claim_retention(&pod.component, policy.as_ref());
             Some(pvc)
         }
         Some(KubernetesVolume {
@@ -269,6 +273,52 @@ fn data_volume(pod: &mut Pod, dv: &Option<KubernetesVolume>) -> Option<Value> {
     }
 }
 
+/// `--tsdb.max-block-duration` of an ingester on local storage only, as Whizard sets it: a
+/// tenth of the retention (15 days when it does not parse), between the 2-hour head block and
+/// 31 days, so that the TSDB compacts its own blocks (no compactor does it for local storage).
+pub(super) fn local_max_block_duration(retention: &str) -> String {
+    const HOUR: u64 = 3600;
+    const DAY: u64 = 24 * HOUR;
+    let retention = planner::parse_duration(retention).unwrap_or(15 * DAY);
+    let secs = if retention == 0 {
+        31 * DAY
+    } else {
+        (retention / 10).clamp(2 * HOUR, 31 * DAY)
+    };
+    let mut out = String::new();
+    let (d, h, m, s) = (secs / DAY, secs % DAY / HOUR, secs % HOUR / 60, secs % 60);
+    for (n, name) in [(d, 'd'), (h, 'h'), (m, 'm'), (s, 's')] {
+        if n > 0 {
+            out.push_str(&format!("{n}{name}"));
+        }
+    }
+    out
+}
+
+/// `dataVolume.persistentVolumeClaimRetentionPolicy` when it is one Kubernetes takes (each of
+/// `whenDeleted`, `whenScaled` `Retain` or `Delete`; anything else is reported by the planner's
+/// field check and left out); without one, a compactor's claims go with its StatefulSet (they
+/// only hold a cache of downloaded blocks, as Whizard's deletePVC finalizer had it) and the
+/// other components' are kept (Kubernetes' default).
+fn claim_retention(component: &str, policy: Option<&Value>) -> Option<Value> {
+    let valid = |p: &Value| {
+        p.as_object().is_some_and(|o| {
+            !o.is_empty()
+                && o.iter().all(|(k, v)| {
+                    matches!(k.as_str(), "whenDeleted" | "whenScaled")
+                        && matches!(v.as_str(), Some("Retain" | "Delete"))
+                })
+        })
+    };
+    match policy {
+        Some(p) if valid(p) => Some(p.clone()),
+        _ if component == "compactor" => {
+            Some(json!({"whenDeleted": "Delete", "whenScaled": "Retain"}))
+        }
+        _ => None,
+    }
+}
+
 fn statefulset(ctx: &Ctx, name: &str, pod: &Pod, headless: &str, pvc: Option<Value>) -> Value {
     let mut spec = json!({
         "replicas": pod.common.replicas.unwrap_or(1),
@@ -279,6 +329,9 @@ fn statefulset(ctx: &Ctx, name: &str, pod: &Pod, headless: &str, pvc: Option<Val
     });
     if let Some(p) = pvc {
         spec["volumeClaimTemplates"] = json!([p]);
+        if let Some(r) = &pod.claim_retention {
+            spec["persistentVolumeClaimRetentionPolicy"] = r.clone();
+        }
     }
     json!({
         "apiVersion": "apps/v1",
@@ -539,15 +592,20 @@ fn render_ingesters(ctx: &Ctx, out: &mut Vec<Value>) {
         ]);
         pod.args.extend(tenancy_flags(ctx));
         pod.args.extend(log_flags(&eff.common));
-        if eff.otlp_enable_target_info == Some(true) {
-            pod.args.push("--receive.otlp-enable-target-info".into());
+        // Thanos turns target_info on by default: only `false` needs saying.
+        if eff.otlp_enable_target_info == Some(false) {
+            pod.args.push("--no-receive.otlp-enable-target-info".into());
         }
         for a in &eff.otlp_resource_attributes {
             pod.args
                 .push(format!("--receive.otlp-promote-resource-attributes={a}"));
         }
-        if let Some(st) = storage_of_label(ing.labels().get(L::STORAGE)) {
-            objstore(ctx, &mut pod, &st);
+        match storage_of_label(ing.labels().get(L::STORAGE)) {
+            Some(st) => objstore(ctx, &mut pod, &st),
+            None => pod.args.push(format!(
+                "--tsdb.max-block-duration={}",
+                local_max_block_duration(&eff.local_tsdb_retention)
+            )),
         }
         tls_server(ctx, &mut pod);
         pod.args = merge_flags(&pod.args, &eff.common.flags);

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use kube::ResourceExt;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::crd::{labels as L, *};
 use super::planner::{self, Inputs};
@@ -1051,4 +1051,81 @@ fn web_gateway_service_exposes_https_node_port() {
         planner::plan(&inputs),
         Err(planner::PlanError::WebConfig { .. })
     ));
+}
+
+/// Fields Whizard users set that the reconciler used to accept and ignore (issue 30).
+#[test]
+fn claim_retention_and_target_info_are_honoured() {
+    let (_, mut inputs) = example_inputs(0);
+    let pvc = json!({"spec": {"accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": "10Gi"}}}});
+    let template = &mut inputs.service.spec.compactor_template_spec.spec;
+    template.data_volume = Some(KubernetesVolume {
+        persistent_volume_claim: Some(pvc.clone()),
+        ..Default::default()
+    });
+    let objs = core_objects(&inputs, &inputs.service);
+    let compactor = find(&objs, "StatefulSet", "compactor-central-s3-0");
+    // A compactor's claims hold a block cache: they go with it (Whizard's deletePVC).
+    assert_eq!(
+        compactor["spec"]["persistentVolumeClaimRetentionPolicy"],
+        json!({"whenDeleted": "Delete", "whenScaled": "Retain"})
+    );
+    // Set explicitly, the policy is the user's (and one Kubernetes does not take is left out).
+    let template = &mut inputs.service.spec.compactor_template_spec.spec;
+    template.data_volume = Some(KubernetesVolume {
+        persistent_volume_claim: Some(pvc.clone()),
+        persistent_volume_claim_retention_policy: Some(json!({"whenDeleted": "Retain"})),
+        ..Default::default()
+    });
+    let objs = core_objects(&inputs, &inputs.service);
+    let compactor = find(&objs, "StatefulSet", "compactor-central-s3-0");
+    assert_eq!(
+        compactor["spec"]["persistentVolumeClaimRetentionPolicy"],
+        json!({"whenDeleted": "Retain"})
+    );
+    let template = &mut inputs.service.spec.compactor_template_spec.spec;
+    template.data_volume = Some(KubernetesVolume {
+        persistent_volume_claim: Some(pvc),
+        persistent_volume_claim_retention_policy: Some(json!({"whenDeleted": "Sometimes"})),
+        ..Default::default()
+    });
+    let objs = core_objects(&inputs, &inputs.service);
+    let compactor = find(&objs, "StatefulSet", "compactor-central-s3-0");
+    assert_eq!(
+        compactor["spec"]["persistentVolumeClaimRetentionPolicy"],
+        json!({"whenDeleted": "Delete", "whenScaled": "Retain"})
+    );
+
+    // otlpEnableTargetInfo: false turns Thanos' default (true) off; true says nothing new.
+    let ingester_args = |inputs: &Inputs| {
+        let objs = core_objects(inputs, &inputs.service);
+        objs.iter()
+            .filter(|o| {
+                o["kind"] == "StatefulSet"
+                    && o["metadata"]["name"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with("ingester-"))
+            })
+            .flat_map(args)
+            .collect::<Vec<String>>()
+    };
+    inputs
+        .service
+        .spec
+        .ingester_template_spec
+        .spec
+        .otlp_enable_target_info = Some(false);
+    let a = ingester_args(&inputs);
+    assert!(a
+        .iter()
+        .any(|x| x == "--no-receive.otlp-enable-target-info"));
+    inputs
+        .service
+        .spec
+        .ingester_template_spec
+        .spec
+        .otlp_enable_target_info = Some(true);
+    let a = ingester_args(&inputs);
+    assert!(!a.iter().any(|x| x.contains("otlp-enable-target-info")));
 }
