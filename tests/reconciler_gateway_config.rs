@@ -33,19 +33,17 @@ fn rendered_gateway_config_loads_and_admits_declared_tenants() {
     let text = rendered_gateway_config();
     let cfg = whizard::config::Config::from_yaml(&text, "gateway.yaml", Path::new("."))
         .unwrap_or_else(|e| panic!("rendered config rejected: {e}\n{text}"));
+    let declared = [
+        "big",
+        "default-tenant",
+        "edge",
+        "team-a",
+        "team-b",
+        "team-c",
+        "team-d",
+    ];
     let tenants: Vec<&str> = cfg.tenants.keys().map(|s| s.as_str()).collect();
-    assert_eq!(
-        tenants,
-        vec![
-            "big",
-            "default-tenant",
-            "edge",
-            "team-a",
-            "team-b",
-            "team-c",
-            "team-d"
-        ]
-    );
+    assert_eq!(tenants, declared);
     assert_eq!(cfg.tenancy.label, "tenant_id");
     assert_eq!(cfg.tenancy.header, "thanos-tenant");
     let ruler = cfg.user("whizard-ruler-team-a").expect("ruler user");
@@ -58,18 +56,7 @@ fn rendered_gateway_config_loads_and_admits_declared_tenants() {
     // without one go to the default tenant.
     let mut tenants = global.tenants.clone();
     tenants.sort();
-    assert_eq!(
-        tenants,
-        [
-            "big",
-            "default-tenant",
-            "edge",
-            "team-a",
-            "team-b",
-            "team-c",
-            "team-d"
-        ]
-    );
+    assert_eq!(tenants, declared);
     assert_eq!(
         global.write_routing,
         whizard::config::WriteRouting::ByLabel {

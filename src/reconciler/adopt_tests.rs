@@ -1293,18 +1293,7 @@ fn golden_render_of_a_whizard_cluster() {
     for w in &warnings {
         got.push_str(&format!("#   {w}\n"));
     }
-    let golden = root().join("tests/data/reconciler/migration.golden.yaml");
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
-        std::fs::write(&golden, &got).unwrap();
-    }
-    let want = std::fs::read_to_string(&golden)
-        .expect("golden file missing: run the test with UPDATE_GOLDEN=1");
-    assert!(
-        got == want,
-        "render differs from {}; rerun with UPDATE_GOLDEN=1 and review the diff",
-        golden.display()
-    );
+    super::tests::assert_golden("migration.golden.yaml", &got);
 }
 
 #[test]
@@ -1596,13 +1585,7 @@ fn whizard_cluster_second_reconcile_is_stable() {
 /// `containers` patch, the claim renaming, the index cache flag), validated offline.
 #[test]
 fn whizard_cluster_render_passes_kubernetes_validate() {
-    let ok = std::process::Command::new("kubernetes-validate")
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        eprintln!("SKIPPED: kubernetes-validate not installed (pip install kubernetes-validate)");
+    if !super::tests::kubernetes_validate_installed() {
         return;
     }
     let (_, objs) = rendered();
@@ -1613,17 +1596,7 @@ fn whizard_cluster_render_passes_kubernetes_validate() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("objects.yaml");
     std::fs::write(&f, render::to_yaml_stream(&core)).unwrap();
-    let o = std::process::Command::new("kubernetes-validate")
-        .args(["-k", "1.33.0", "--strict", "--quiet"])
-        .arg(&f)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "kubernetes-validate failed:\n{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    super::tests::assert_kubernetes_valid(&f);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -65,14 +65,7 @@ fn prom_rule(ns: &str, name: &str, labels: Value) -> PrometheusRule {
 }
 
 fn ruler_statefulsets(objs: &[Value]) -> Vec<&Value> {
-    objs.iter()
-        .filter(|o| {
-            o["kind"] == "StatefulSet"
-                && o["metadata"]["name"]
-                    .as_str()
-                    .is_some_and(|n| n.starts_with("ruler-"))
-        })
-        .collect()
+    super::tests::statefulsets(objs, "ruler-")
 }
 
 #[test]

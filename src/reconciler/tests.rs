@@ -47,13 +47,13 @@ pub(super) fn args(o: &Value) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn golden_render_of_examples() {
-    let got = render::render_dir_at(&examples(), 0).unwrap();
-    let golden = root().join("tests/data/reconciler/examples.golden.yaml");
+/// Compares `got` with the golden file `tests/data/reconciler/{name}` (rewritten instead when
+/// `UPDATE_GOLDEN` is set).
+pub(super) fn assert_golden(name: &str, got: &str) {
+    let golden = root().join("tests/data/reconciler").join(name);
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
-        std::fs::write(&golden, &got).unwrap();
+        std::fs::write(&golden, got).unwrap();
     }
     let want = std::fs::read_to_string(&golden)
         .expect("golden file missing: run the test with UPDATE_GOLDEN=1");
@@ -62,6 +62,12 @@ fn golden_render_of_examples() {
         "render differs from {}; rerun with UPDATE_GOLDEN=1 and review the diff",
         golden.display()
     );
+}
+
+#[test]
+fn golden_render_of_examples() {
+    let got = render::render_dir_at(&examples(), 0).unwrap();
+    assert_golden("examples.golden.yaml", &got);
 }
 
 #[test]
@@ -397,9 +403,8 @@ fn ruler_names_are_short() {
     );
 }
 
-/// Every rendered object and every CRD validated offline with `kubernetes-validate`.
-#[test]
-fn rendered_objects_and_crds_pass_kubernetes_validate() {
+/// Whether `kubernetes-validate` (PyPI, installed by scripts/install-test-deps.sh) runs.
+pub(super) fn kubernetes_validate_installed() -> bool {
     let ok = std::process::Command::new("kubernetes-validate")
         .arg("--version")
         .output()
@@ -407,6 +412,42 @@ fn rendered_objects_and_crds_pass_kubernetes_validate() {
         .unwrap_or(false);
     if !ok {
         eprintln!("SKIPPED: kubernetes-validate not installed (pip install kubernetes-validate)");
+    }
+    ok
+}
+
+/// `kubernetes-validate --strict` (Kubernetes 1.33 schemas) accepts the objects in file `f`.
+pub(super) fn assert_kubernetes_valid(f: &Path) {
+    let o = std::process::Command::new("kubernetes-validate")
+        .args(["-k", "1.33.0", "--strict", "--quiet"])
+        .arg(f)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "kubernetes-validate failed on {}:\n{}{}",
+        f.display(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// The StatefulSets of `objs` whose names start with `prefix`.
+pub(super) fn statefulsets<'a>(objs: &'a [Value], prefix: &str) -> Vec<&'a Value> {
+    objs.iter()
+        .filter(|o| {
+            o["kind"] == "StatefulSet"
+                && o["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with(prefix))
+        })
+        .collect()
+}
+
+/// Every rendered object and every CRD validated offline with `kubernetes-validate`.
+#[test]
+fn rendered_objects_and_crds_pass_kubernetes_validate() {
+    if !kubernetes_validate_installed() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -429,18 +470,7 @@ fn rendered_objects_and_crds_pass_kubernetes_validate() {
     let rbac = root().join("deploy/base/reconciler/rbac.yaml");
     let deploy = root().join("deploy/base/reconciler/deployment.yaml");
     for f in [&objs, &crds, &deletion, &cleanup, &web, &rbac, &deploy] {
-        let o = std::process::Command::new("kubernetes-validate")
-            .args(["-k", "1.33.0", "--strict", "--quiet"])
-            .arg(f)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "kubernetes-validate failed on {}:\n{}{}",
-            f.display(),
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
+        assert_kubernetes_valid(f);
     }
 }
 
@@ -1059,54 +1089,34 @@ fn claim_retention_and_target_info_are_honoured() {
     let (_, mut inputs) = example_inputs(0);
     let pvc = json!({"spec": {"accessModes": ["ReadWriteOnce"],
         "resources": {"requests": {"storage": "10Gi"}}}});
-    let template = &mut inputs.service.spec.compactor_template_spec.spec;
-    template.data_volume = Some(KubernetesVolume {
-        persistent_volume_claim: Some(pvc.clone()),
-        ..Default::default()
-    });
-    let objs = core_objects(&inputs, &inputs.service);
-    let compactor = find(&objs, "StatefulSet", "compactor-central-s3-0");
+    // The compactors' StatefulSet policy with this `dataVolume` policy in the template.
+    let mut policy_of = |policy: Option<Value>| {
+        inputs.service.spec.compactor_template_spec.spec.data_volume = Some(KubernetesVolume {
+            persistent_volume_claim: Some(pvc.clone()),
+            persistent_volume_claim_retention_policy: policy,
+            ..Default::default()
+        });
+        let objs = core_objects(&inputs, &inputs.service);
+        find(&objs, "StatefulSet", "compactor-central-s3-0")["spec"]
+            ["persistentVolumeClaimRetentionPolicy"]
+            .clone()
+    };
     // A compactor's claims hold a block cache: they go with it (Whizard's deletePVC).
+    let by_default = json!({"whenDeleted": "Delete", "whenScaled": "Retain"});
+    assert_eq!(policy_of(None), by_default);
+    // Set explicitly, the policy is the user's; one Kubernetes does not take is left out.
+    let retain = json!({"whenDeleted": "Retain"});
+    assert_eq!(policy_of(Some(retain.clone())), retain);
     assert_eq!(
-        compactor["spec"]["persistentVolumeClaimRetentionPolicy"],
-        json!({"whenDeleted": "Delete", "whenScaled": "Retain"})
-    );
-    // Set explicitly, the policy is the user's (and one Kubernetes does not take is left out).
-    let template = &mut inputs.service.spec.compactor_template_spec.spec;
-    template.data_volume = Some(KubernetesVolume {
-        persistent_volume_claim: Some(pvc.clone()),
-        persistent_volume_claim_retention_policy: Some(json!({"whenDeleted": "Retain"})),
-        ..Default::default()
-    });
-    let objs = core_objects(&inputs, &inputs.service);
-    let compactor = find(&objs, "StatefulSet", "compactor-central-s3-0");
-    assert_eq!(
-        compactor["spec"]["persistentVolumeClaimRetentionPolicy"],
-        json!({"whenDeleted": "Retain"})
-    );
-    let template = &mut inputs.service.spec.compactor_template_spec.spec;
-    template.data_volume = Some(KubernetesVolume {
-        persistent_volume_claim: Some(pvc),
-        persistent_volume_claim_retention_policy: Some(json!({"whenDeleted": "Sometimes"})),
-        ..Default::default()
-    });
-    let objs = core_objects(&inputs, &inputs.service);
-    let compactor = find(&objs, "StatefulSet", "compactor-central-s3-0");
-    assert_eq!(
-        compactor["spec"]["persistentVolumeClaimRetentionPolicy"],
-        json!({"whenDeleted": "Delete", "whenScaled": "Retain"})
+        policy_of(Some(json!({"whenDeleted": "Sometimes"}))),
+        by_default
     );
 
     // otlpEnableTargetInfo: false turns Thanos' default (true) off; true says nothing new.
     let ingester_args = |inputs: &Inputs| {
         let objs = core_objects(inputs, &inputs.service);
-        objs.iter()
-            .filter(|o| {
-                o["kind"] == "StatefulSet"
-                    && o["metadata"]["name"]
-                        .as_str()
-                        .is_some_and(|n| n.starts_with("ingester-"))
-            })
+        statefulsets(&objs, "ingester-")
+            .into_iter()
             .flat_map(args)
             .collect::<Vec<String>>()
     };
