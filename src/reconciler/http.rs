@@ -105,7 +105,10 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(serve(listener, registry));
-        crate::gateway::tls::install_crypto_provider();
+        // reqwest is built without a default provider: the process installs ring (main).
+        let _ = rustls::crypto::CryptoProvider::install_default(
+            rustls::crypto::ring::default_provider(),
+        );
         let client = reqwest::Client::new();
         let get = |path: &str| client.get(format!("http://{addr}{path}")).send();
         let r = get("/metrics").await.unwrap();
