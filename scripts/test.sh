@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command: installs the test dependencies (Debian, npm, PyPI), then runs
-# `cargo fmt --check`, `cargo clippy --all-targets -- -D warnings` and `cargo test` (debug
-# build; dependencies are built at opt-level 1, see Cargo.toml). Every step runs even when an
+# `cargo fmt --check`, `cargo clippy --workspace --all-targets -- -D warnings` and
+# `cargo test --workspace` (debug build; dependencies are built at opt-level 1, see Cargo.toml).
+# Every step runs even when an
 # earlier one failed (except the install), a summary is printed at the end, and the exit
 # status is non-zero if any step failed.
 #
@@ -42,11 +43,11 @@ if ! bash "$ROOT/scripts/install-test-deps.sh"; then
 fi
 
 step "cargo fmt" cargo fmt --all -- --check
-step "cargo clippy" cargo clippy --all-targets -- -D warnings
+step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
 
 run_tests() {
   set -o pipefail
-  cargo test --no-fail-fast "$@" 2>&1 | tee "$LOG_DIR/test.log"
+  cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$LOG_DIR/test.log"
 }
 step "cargo test" run_tests "$@"
 

@@ -1,21 +1,17 @@
 //! whizard: a multi-tenant gateway and a reconciler for a shared Thanos.
 //!
-//! Module map: `config` (one typed model, validated once) → `auth` (who is calling) →
-//! `tenancy` (which tenants a request acts for) → `enforcement` (PromQL and `match[]`, pure) and
-//! `remote_write` (codec, pure) → `gateway` (the pingora glue: routing table → handlers);
-//! `reconciler`: Whizard-compatible CRDs → a pure planner → Kubernetes objects (kube-rs adapter).
+//! The crates of the workspace, re-exported under one name for the binary, the tests and the
+//! benchmarks: `whizard-core` (`config` → `auth` → `tenancy` → `enforcement` and
+//! `remote_write`, plus `limits`, `metrics`, `cluster`; pure, no pingora, no kube) →
+//! `whizard-gateway` (the pingora glue: routing table → handlers) and `whizard-reconciler`
+//! (Whizard-compatible CRDs → a pure planner → Kubernetes objects, kube-rs adapter).
 
-pub mod access_log;
-pub mod auth;
-pub mod cluster;
-pub mod config;
-pub mod enforcement;
-pub mod gateway;
-pub mod limits;
-pub mod metrics;
-pub mod reconciler;
-pub mod remote_write;
-pub mod tenancy;
+pub use whizard_core::{
+    auth, cluster, config, enforcement, limits, metrics, remote_write, tenancy,
+};
+pub use whizard_gateway as gateway;
+pub use whizard_gateway::access_log;
+pub use whizard_reconciler as reconciler;
 
 /// jemalloc for every binary that links whizard (the gateway, tests, benchmarks): the request
 /// path allocates many small, short-lived objects across tasks, where glibc malloc spent ~12% of

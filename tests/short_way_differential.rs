@@ -1,4 +1,4 @@
-//! The short way (`server.short_way`, `src/gateway/short_way/mod.rs`) against pingora's general engine:
+//! The short way (`server.short_way`, `crates/gateway/src/short_way/mod.rs`) against pingora's general engine:
 //! one corpus of raw requests and raw upstream answers goes through two gateways that differ
 //! only in that switch, and what the upstream receives and what the client receives must be
 //! the same bytes (the `Date` and request-id values masked), including whether the client's

@@ -7,7 +7,7 @@
 
 mod common;
 mod fixture;
-#[path = "../src/enforcement/silence/spellings.rs"]
+#[path = "../crates/core/src/enforcement/silence/spellings.rs"]
 mod spellings;
 
 use common::*;

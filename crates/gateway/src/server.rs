@@ -1,0 +1,242 @@
+//! Starting and running the gateway: listeners and services, logging, graceful exit on
+//! signals, and the config reload triggers (file watcher, SIGHUP).
+
+use pingora::server::configuration::ServerConf;
+use pingora::server::Server;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use whizard_core::config::Config;
+use whizard_core::metrics::metrics;
+
+use super::runtime::{unix_now, Runtime, State};
+use super::short_way::{self, keepalive};
+use super::{proxy, tls};
+
+/// Runs the gateway until it is told to stop. Never returns on success.
+pub fn run(config_path: &Path, upgrade: bool) -> Result<(), String> {
+    let config = Config::load(config_path).map_err(|e| e.to_string())?;
+    init_logging(&config.logging);
+    crate::access_log::init();
+    let runtime = Runtime::new(config.clone(), None)?;
+    let m = metrics();
+    m.config_last_reload_successful.set(1);
+    m.config_last_reload_success_timestamp.set(unix_now());
+    let state = Arc::new(State::new(runtime, config_path)?);
+
+    let conf = ServerConf {
+        threads: config.server.threads,
+        work_stealing: config.server.work_stealing,
+        grace_period_seconds: Some(config.server.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(5),
+        upgrade_sock: config.server.upgrade_socket.display().to_string(),
+        pid_file: format!("/tmp/whizard_{}.pid", std::process::id()),
+        ..ServerConf::default()
+    };
+    let opt = pingora::server::configuration::Opt {
+        upgrade,
+        ..Default::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
+    server.bootstrap();
+
+    let main = proxy::Gateway::new(state.clone());
+    let fast = short_way::FastGet::new(proxy::Gateway::new(state.clone()), &server.configuration);
+    let mut service = pingora::services::listening::Service::new(
+        "whizard gateway".to_string(),
+        keepalive::LeanKeepAlive::new(
+            pingora::proxy::http_proxy(&server.configuration, main),
+            Box::new(fast),
+        ),
+    );
+    if let Some(addr) = config.listen.http {
+        // No l4 read buffer: it would stay allocated for the life of the connection, idle or
+        // not (pingora's default 64 KiB: ~1 GiB at 10,000 idle clients). The keep-alive loop
+        // reads each request's first bytes into a buffer that exists only during that read, and
+        // pingora reads the rest into its own request buffers.
+        service.add_listener(
+            pingora::listeners::ListenerConfig::tcp(addr.to_string())
+                .l4_buffer(pingora::listeners::L4BufferSettings::default().read(0)),
+        );
+    }
+    if let (Some(addr), Some(t)) = (config.listen.https, &config.listen.tls) {
+        // Files are loaded and checked here (pingora's rustls path would panic on bad ones);
+        // the certificate is re-read when the files or `listen.tls` change.
+        let listener = tls::ListenerTls::new(t)?;
+        service.add_tls_with_settings(&addr.to_string(), None, listener.settings()?);
+        let st = state.clone();
+        listener.spawn_reloader(t, move || st.runtime.load().config.listen.tls.clone());
+    }
+    server.add_service(service);
+
+    if let Some(addr) = config.listen.metrics {
+        let admin = proxy::Gateway::admin(state.clone());
+        let mut service = pingora::proxy::http_proxy_service_with_name(
+            &server.configuration,
+            admin,
+            "whizard metrics",
+        );
+        service.add_tcp(&addr.to_string());
+        server.add_service(service);
+    }
+    spawn_sighup_reloader(state.clone());
+    spawn_config_watcher(state.clone());
+    spawn_graceful_exit(state, config.server.grace_period);
+    tracing::info!(http = ?config.listen.http, metrics = ?config.listen.metrics, "whizard gateway starting");
+    server.run_forever()
+}
+
+fn init_logging(logging: &whizard_core::config::Logging) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WHIZARD_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!(
+            "{},pingora_core=warn,pingora_proxy=warn",
+            logging.level
+        ))
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false);
+    let _ = match logging.format {
+        whizard_core::config::LogFormat::Json => builder.json().try_init(),
+        whizard_core::config::LogFormat::Logfmt => builder.try_init(),
+    };
+    // pingora logs through the `log` crate, and its debug and trace lines carry whole request
+    // heads (`Authorization`, cookies). Whatever WHIZARD_LOG asks for, `log` records stop at
+    // info, so credentials reach no log at any level. (The gateway's own `tracing` events never
+    // carry header values.)
+    log::set_max_level(log::LevelFilter::Info);
+}
+
+/// On SIGTERM pingora stops accepting connections and then sleeps for the whole grace period.
+/// This exits as soon as no request is in flight any more (or when the grace period is over),
+/// so a rolling update does not wait for nothing.
+fn spawn_graceful_exit(state: Arc<State>, grace: Duration) {
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async move {
+            let Ok(mut term) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            else {
+                return;
+            };
+            if term.recv().await.is_none() {
+                return;
+            }
+            tracing::info!(
+                grace_seconds = grace.as_secs(),
+                "SIGTERM: finishing in-flight requests"
+            );
+            let deadline = tokio::time::Instant::now() + grace;
+            // Give pingora a moment to close its listeners before counting.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            while state.active.load(std::sync::atomic::Ordering::Acquire) > 0
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let left = state.active.load(std::sync::atomic::Ordering::Acquire);
+            if left > 0 {
+                tracing::warn!(
+                    requests = left,
+                    "grace period over; exiting with requests in flight"
+                );
+            } else {
+                tracing::info!("no request in flight; exiting");
+            }
+            crate::access_log::flush();
+            std::process::exit(0);
+        });
+    });
+}
+
+/// Reloads when the config file changes. The directory is watched, not the file, because
+/// Kubernetes updates ConfigMaps and Secrets by swapping a symlink; a reload happens only
+/// when the content really changed.
+fn spawn_config_watcher(state: Arc<State>) {
+    use notify::{RecursiveMode, Watcher};
+    let dir = state
+        .config_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    std::thread::spawn(move || {
+        let name = state.config_path.file_name().map(|n| n.to_os_string());
+        // Only the config file itself, or Kubernetes' `..data` symlink swap, matters; other
+        // files in the directory (logs, for instance) may change all the time. They are
+        // filtered out in notify's own thread so they never wake this one.
+        // Reads (ours included: digesting the file opens it) are not changes.
+        let relevant = move |e: &notify::Event| {
+            !matches!(e.kind, notify::EventKind::Access(_))
+                && e.paths.iter().any(|p| {
+                    p.file_name().is_some_and(|f| {
+                        Some(f) == name.as_deref() || f.as_encoded_bytes().starts_with(b"..")
+                    })
+                })
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut watcher = match notify::recommended_watcher(
+            move |e: notify::Result<notify::Event>| {
+                if e.as_ref().is_ok_and(&relevant) {
+                    let _ = tx.send(());
+                }
+            },
+        ) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot watch the config directory; reload with SIGHUP or /-/reload");
+                return;
+            }
+        };
+        if let Err(e) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
+            tracing::error!(error = %e, dir = %dir.display(), "cannot watch the config directory");
+            return;
+        }
+        let digest = |p: &Path| std::fs::read(p).ok().map(|b| blake3::hash(&b));
+        let mut last = digest(&state.config_path);
+        while let Ok(()) = rx.recv() {
+            // Let the rest of a burst (write, rename, symlink swap) land, for at most 200 ms.
+            let settle = std::time::Instant::now() + Duration::from_millis(200);
+            while let Some(left) = settle.checked_duration_since(std::time::Instant::now()) {
+                if rx.recv_timeout(left).is_err() {
+                    break;
+                }
+            }
+            let now = digest(&state.config_path);
+            if now.is_some() && now != last {
+                last = now;
+                let _ = state.reload();
+            }
+        }
+    });
+}
+
+/// SIGHUP reloads the config, as Prometheus users expect.
+fn spawn_sighup_reloader(state: Arc<State>) {
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            tracing::error!("cannot start the SIGHUP reloader");
+            return;
+        };
+        rt.block_on(async move {
+            let Ok(mut hup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            else {
+                tracing::error!("cannot listen for SIGHUP");
+                return;
+            };
+            while hup.recv().await.is_some() {
+                let _ = state.reload();
+            }
+        });
+    });
+}
