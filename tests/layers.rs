@@ -34,7 +34,10 @@ fn modules(src: &Path) -> BTreeMap<String, PathBuf> {
             .components()
             .map(|c| c.as_os_str().to_string_lossy().into_owned())
             .collect();
-        if matches!(parts.last().map(String::as_str), Some("lib" | "mod" | "main")) {
+        if matches!(
+            parts.last().map(String::as_str),
+            Some("lib" | "mod" | "main")
+        ) {
             parts.pop();
         }
         mods.insert(parts.join("::"), f);
@@ -327,7 +330,12 @@ fn root() -> PathBuf {
 #[test]
 fn no_crate_has_an_import_circle() {
     let mut report = Vec::new();
-    for src in ["crates/core/src", "crates/gateway/src", "crates/reconciler/src", "src"] {
+    for src in [
+        "crates/core/src",
+        "crates/gateway/src",
+        "crates/reconciler/src",
+        "src",
+    ] {
         let graph = graph_of(&root().join(src));
         assert!(graph.len() > 1 || src == "src", "{src}: no modules found");
         for comp in circles(&graph) {
@@ -354,17 +362,29 @@ fn the_checker_sees_circles() {
     std::fs::create_dir_all(src.join("outer")).expect("mkdir");
     let files = [
         ("lib.rs", "mod a;\nmod b;\nmod c;\nmod outer;\n"),
-        ("a.rs", "use super::{b::Thing, c};\n// crate::c is only a comment\n"),
+        (
+            "a.rs",
+            "use super::{b::Thing, c};\n// crate::c is only a comment\n",
+        ),
         ("b.rs", "pub fn f() { crate::a::g(); }\n"),
-        ("c.rs", "const S: &str = \"super::a\";\n#[cfg(test)]\nmod tests { use super::*; }\n"),
-        ("outer/mod.rs", "mod inner;\npub use inner::X;\npub struct Y;\n"),
+        (
+            "c.rs",
+            "const S: &str = \"super::a\";\n#[cfg(test)]\nmod tests { use super::*; }\n",
+        ),
+        (
+            "outer/mod.rs",
+            "mod inner;\npub use inner::X;\npub struct Y;\n",
+        ),
         ("outer/inner.rs", "use super::Y;\npub struct X;\n"),
     ];
     for (name, text) in files {
         std::fs::write(src.join(name), text).expect("write");
     }
     let graph = graph_of(src);
-    assert_eq!(graph["a"], BTreeSet::from(["b".to_string(), "c".to_string()]));
+    assert_eq!(
+        graph["a"],
+        BTreeSet::from(["b".to_string(), "c".to_string()])
+    );
     // Neither a string nor `super` inside an inline test module points elsewhere.
     assert!(graph["c"].is_empty(), "{:?}", graph["c"]);
     let found = circles(&graph);

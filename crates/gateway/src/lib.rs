@@ -26,4 +26,3 @@ mod write;
 pub use routes::{route, Class, Route};
 pub use runtime::{Runtime, State};
 pub use server::run;
-

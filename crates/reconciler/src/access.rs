@@ -373,10 +373,11 @@ pub fn oidc_entries(
             };
         if !groups.is_empty() {
             // Sorted and without duplicates, whether a tenant came from the provider or a group.
-            let mut merged: BTreeMap<String, BTreeSet<String>> = std::mem::take(&mut p.group_tenants)
-                .into_iter()
-                .map(|(g, ids)| (g, ids.into_iter().collect()))
-                .collect();
+            let mut merged: BTreeMap<String, BTreeSet<String>> =
+                std::mem::take(&mut p.group_tenants)
+                    .into_iter()
+                    .map(|(g, ids)| (g, ids.into_iter().collect()))
+                    .collect();
             for (g, ids) in groups {
                 merged
                     .entry(g.clone())
@@ -391,4 +392,27 @@ pub fn oidc_entries(
         entries.push(p);
     }
     (entries, errors)
+}
+
+#[cfg(test)]
+mod oidc_entries_tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Groups merge sorted and deduplicated; a provider the gateway would refuse is left out
+    /// and reported, the others kept.
+    #[test]
+    fn bad_providers_are_reported_and_groups_merged() {
+        let providers = [
+            json!({"issuer": "https://a", "group_tenants": {"ops": ["t2", "t1"]}}),
+            json!({"issuer": "https://b", "tls": {"ca": "x"}}),
+            json!("not a provider"),
+        ];
+        let groups = BTreeMap::from([("ops".to_string(), vec!["t1".to_string(), "t3".into()])]);
+        let (ok, bad) = oidc_entries(&providers, &groups);
+        assert_eq!(ok.len(), 1);
+        assert_eq!(ok[0].group_tenants["ops"], ["t1", "t2", "t3"]);
+        let bad: Vec<usize> = bad.iter().map(|e| e.index).collect();
+        assert_eq!(bad, [1, 2]);
+    }
 }

@@ -231,22 +231,6 @@ pub fn data_claim(i: &Ingester) -> Option<&str> {
         .filter(|s| !s.is_empty())
 }
 
-/// Renames volume `from` to `to` in `mounts` (the main container's) and in the
-/// `volumeMounts` of `containers` (e.g. init containers).
-pub fn rename_volume(mounts: &mut [Value], containers: &mut [Value], from: &str, to: &str) {
-    let rename = |m: &mut Value| {
-        if m["name"] == from {
-            m["name"] = json!(to);
-        }
-    };
-    mounts.iter_mut().for_each(rename);
-    for c in containers.iter_mut() {
-        if let Some(ms) = c["volumeMounts"].as_array_mut() {
-            ms.iter_mut().for_each(rename);
-        }
-    }
-}
-
 /// Copies the annotations adoption relies on ([`DATA_CLAIM`]) from the current CR to the
 /// planned one, so they survive server-side apply.
 pub fn carry_annotations(meta: &mut ObjectMeta, current: Option<&Ingester>) {

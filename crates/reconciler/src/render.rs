@@ -349,7 +349,10 @@ impl Pod {
             });
             let secrets = c.secrets.iter().map(|s| {
                 let vol = format!("secret-{s}");
-                (secret_volume(&vol, s), mount(&vol, &format!("/etc/whizard/secrets/{s}"), true))
+                (
+                    secret_volume(&vol, s),
+                    mount(&vol, &format!("/etc/whizard/secrets/{s}"), true),
+                )
             });
             for (v, m) in common.chain(secrets) {
                 volumes.push(to_json(&v));
@@ -376,13 +379,15 @@ impl Pod {
                 ),
                 volume_mounts: Some(mounts),
                 image_pull_policy: some_if_set(&c.image_pull_policy),
-                liveness_probe: http
-                    .clone()
-                    .map(|p| http_probe("/-/healthy", p, 30, 4)),
+                liveness_probe: http.clone().map(|p| http_probe("/-/healthy", p, 30, 4)),
                 readiness_probe: http.map(|p| http_probe("/-/ready", p, 5, 3)),
                 ..Container::default()
             },
-            fields: c.resources.iter().map(|r| ("resources", r.clone())).collect(),
+            fields: c
+                .resources
+                .iter()
+                .map(|r| ("resources", r.clone()))
+                .collect(),
         };
         // Containers go through the CR's `containers` patches, which are free-form JSON.
         let containers: Vec<Value> = std::iter::once(container.json())
@@ -446,6 +451,15 @@ fn data_volume(pod: &mut Pod, dv: &Option<KubernetesVolume>) -> Option<Value> {
             persistent_volume_claim_retention_policy: policy,
         }) => {
             let mut pvc = pvc.clone();
+            // Free-form in the CR (and unchecked in `render --from DIR`): indexing a non-object
+            // would panic, so a claim template or its metadata that is not an object (which
+            // the API server refuses anyway) becomes one that holds just the name.
+            if !pvc.is_object() {
+                pvc = json!({});
+            }
+            if !pvc["metadata"].is_object() {
+                pvc["metadata"] = json!({});
+            }
             pvc["metadata"]["name"] = json!("data");
             pod.claim_retention = claim_retention(&pod.component, policy.as_ref());
             Some(pvc)
@@ -618,13 +632,7 @@ fn configmap(
 
 /// `data`: a map of strings, typed or as JSON (how the gateway's config Secret is put
 /// together); a value that is not a string would go in as its JSON text.
-fn secret(
-    ctx: &Ctx,
-    name: &str,
-    component: &str,
-    instance: &str,
-    data: impl Serialize,
-) -> Value {
+fn secret(ctx: &Ctx, name: &str, component: &str, instance: &str, data: impl Serialize) -> Value {
     let data = match to_json(&data) {
         Value::Object(m) => m
             .into_iter()
@@ -828,7 +836,11 @@ fn tsdb_cleanup_init(ctx: &Ctx, pod: &mut Pod, name: &str, eff: &IngesterSpec) -
             ..Container::default()
         },
         // Free-form in the CR: passed on as written.
-        fields: side.resources.map(|r| ("resources", r)).into_iter().collect(),
+        fields: side
+            .resources
+            .map(|r| ("resources", r))
+            .into_iter()
+            .collect(),
     });
     let mut tenants: Vec<&String> = ctx
         .plan

@@ -46,7 +46,7 @@ pub enum FromJsonError {
 /// gateway refuses them.
 pub fn from_json<T: DeserializeOwned>(v: serde_json::Value) -> Result<T, FromJsonError> {
     let mut unknown = Vec::new();
-    let t = serde_ignored::deserialize(v, |path| unknown.push(super::key_path(&path.to_string())))
+    let t = serde_ignored::deserialize(v, |path| unknown.push(key_path(&path.to_string())))
         .map_err(|e| FromJsonError::Invalid(e.to_string()))?;
     if unknown.is_empty() {
         Ok(t)
@@ -367,4 +367,22 @@ pub struct Server {
     /// Serve plain HTTP/1.1 GETs on the short way (default: true).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub short_way: Option<bool>,
+}
+
+/// `serde_ignored`'s path (`users.0.?.name`) in the notation of our messages (`users[0].name`).
+pub(super) fn key_path(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for seg in raw.split('.').filter(|s| *s != "?") {
+        if !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()) {
+            out.push('[');
+            out.push_str(seg);
+            out.push(']');
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(seg);
+        }
+    }
+    out
 }

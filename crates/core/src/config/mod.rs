@@ -552,7 +552,7 @@ impl Config {
             }
         };
         for key in unknown {
-            let key = key_path(&key);
+            let key = file::key_path(&key);
             let line = v.line_of(&key);
             v.errors.push(ConfigError {
                 key,
@@ -571,24 +571,6 @@ impl Config {
     pub fn user(&self, name: &str) -> Option<&User> {
         self.users.iter().find(|u| u.name == name)
     }
-}
-
-/// `serde_ignored`'s path (`users.0.?.name`) in the notation of our messages (`users[0].name`).
-fn key_path(raw: &str) -> String {
-    let mut out = String::with_capacity(raw.len());
-    for seg in raw.split('.').filter(|s| *s != "?") {
-        if !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()) {
-            out.push('[');
-            out.push_str(seg);
-            out.push(']');
-        } else {
-            if !out.is_empty() {
-                out.push('.');
-            }
-            out.push_str(seg);
-        }
-    }
-    out
 }
 
 struct Validator<'a> {

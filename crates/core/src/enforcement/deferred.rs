@@ -31,9 +31,9 @@ use promql_parser::label::{MatchOp, Matcher};
 use promql_parser::parser::{self, Expr, VectorSelector};
 use regex::Regex;
 
+use super::matchers::TenantMatcher;
 use super::scan::{comment_end, string_end};
 use super::walk::visit_selectors;
-use super::matchers::TenantMatcher;
 
 /// Regex values longer than this are compiled as usual (see the module doc).
 const MAX_DEFERRED_REGEX: usize = 256;

@@ -6,12 +6,12 @@ use promql_parser::label::{MatchOp, Matcher, Matchers};
 use promql_parser::parser::{self, Expr, VectorSelector};
 
 use super::canonical;
-use super::matchers::{is_legacy_label_name, sort_matchers};
-use super::scan::depth_bound;
-use super::walk::visit_selectors;
 use super::deferred;
 use super::error::{EnforceError, MAX_DEPTH, MAX_OUTPUT_BYTES, MAX_QUERY_BYTES};
 use super::matchers::TenantMatcher;
+use super::matchers::{is_legacy_label_name, sort_matchers};
+use super::scan::depth_bound;
+use super::walk::visit_selectors;
 
 /// Rewrites a PromQL expression so every vector/matrix selector (also inside subqueries,
 /// functions, aggregations, binary ops, @/offset) carries the tenant matcher. Returns the

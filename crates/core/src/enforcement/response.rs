@@ -7,11 +7,11 @@
 //! tenant's values, or when every selector of its expression is pinned to one of them
 //! (`tenant_id="a"`); anything else is dropped. Alerts are the tenant's when their labels say so.
 
+use super::error::EnforceError;
+use super::matchers::TenantMatcher;
 use super::promql::parse_bounded;
 use super::silence::{Matcher, PostableSilence};
 use super::walk::visit_selectors;
-use super::error::EnforceError;
-use super::matchers::TenantMatcher;
 use promql_parser::label::MatchOp;
 use serde_json::Value;
 

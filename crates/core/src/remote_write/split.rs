@@ -7,10 +7,10 @@
 //! part. The body must have been validated first ([`super::validate`]); each part is then
 //! injected with its tenant's labels, which validates it again.
 
-use super::validate::show;
-use super::wire::{read_varint, Field, Reader, WT_LEN, WT_VARINT};
 use super::error::RemoteWriteError;
 use super::format::Format;
+use super::validate::show;
+use super::wire::{read_varint, Field, Reader, WT_LEN, WT_VARINT};
 
 const V1_TIMESERIES: u32 = 1;
 const V1_TS_LABELS: u32 = 1;

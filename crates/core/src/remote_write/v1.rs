@@ -7,14 +7,14 @@
 //! Label        { string name = 1; string value = 2; }
 //! ```
 
+use super::error::RemoteWriteError;
+use super::labels::LabelSet;
+use super::validate::WriteStats;
 use super::validate::{
     cmp_bytes, copy_ranges, invalid_series, is_metric_name, is_utf8, malformed, push_range,
     ranges_len, show, wrong_wire, LabelChecker,
 };
 use super::wire::{put_len_header, Field, Reader, WT_LEN};
-use super::error::RemoteWriteError;
-use super::labels::LabelSet;
-use super::validate::WriteStats;
 use std::cmp::Ordering;
 
 const WR_TIMESERIES: u32 = 1;

@@ -11,6 +11,9 @@
 //! symbol when there is one) and never reorders it, so every existing reference — in labels,
 //! exemplars and metadata — keeps its meaning.
 
+use super::error::RemoteWriteError;
+use super::labels::LabelSet;
+use super::validate::WriteStats;
 use super::validate::{
     cmp_bytes, copy_ranges, invalid_series, is_utf8, malformed, push_range, ranges_len, show,
     wrong_wire, LabelChecker,
@@ -19,9 +22,6 @@ use super::wire::{
     len_field_size, put_len_header, put_varint, read_varint, varint_len, Field, Reader, WT_LEN,
     WT_VARINT,
 };
-use super::error::RemoteWriteError;
-use super::labels::LabelSet;
-use super::validate::WriteStats;
 use std::cmp::Ordering;
 
 const REQ_SYMBOLS: u32 = 4;

@@ -4,8 +4,8 @@
 //! only correct if the client's list is sorted and free of duplicates; Thanos Receive rejects
 //! such series anyway, so we refuse them up front with a precise message.
 
-use super::wire::WireError;
 use super::error::RemoteWriteError;
+use super::wire::WireError;
 
 /// What a request carried, counted from the wire without decoding the items.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

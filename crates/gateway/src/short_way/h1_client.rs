@@ -611,7 +611,6 @@ mod tests {
         assert!(head(&too_many).is_err());
     }
 
-
     #[test]
     fn chunked_bodies_decode_in_any_pieces() {
         let wire = b"4\r\nWiki\r\n5;ext=1\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nExpires: never\r\n\r\n";
