@@ -333,3 +333,41 @@ fn access_secrets_are_watched() {
     assert_eq!(readers[0].name, "central");
     assert!(watched.secret_readers("other", "agent-a-pw").is_empty());
 }
+
+/// A `Gateway.spec.oidc` entry the gateway would refuse (a misspelt key, a wrong type) is left
+/// out of the rendered config, which still loads, and is reported as a plan problem; the valid
+/// provider beside it is kept.
+#[test]
+fn a_refused_oidc_provider_is_left_out_and_reported() {
+    let (svc, mut inputs) = inputs();
+    inputs.gateways.push(Gateway {
+        metadata: ObjectMeta {
+            name: Some("central".into()),
+            namespace: Some("whizard".into()),
+            labels: Some(
+                [(L::SERVICE.to_string(), "whizard.central".to_string())]
+                    .into_iter()
+                    .collect(),
+            ),
+            ..Default::default()
+        },
+        spec: serde_json::from_value(json!({"oidc": [
+            {"issuer": "https://idp.example", "audience": "whizard"},
+            {"isuer": "https://typo.example", "audience": "whizard"},
+            {"issuer": "https://other.example", "audience": 7}
+        ]}))
+        .unwrap(),
+    });
+    let plan = planner::plan(&inputs).unwrap();
+    let refused: Vec<&str> = plan
+        .problems
+        .iter()
+        .filter(|p| p.reason == "InvalidOidcProvider")
+        .map(|p| p.message.as_str())
+        .collect();
+    assert_eq!(refused.len(), 2, "{:?}", plan.problems);
+    assert!(refused[0].contains("Gateway central: spec.oidc[1]") && refused[0].contains("isuer"));
+    assert!(refused[1].contains("spec.oidc[2]"), "{refused:?}");
+    let cfg = load(&gateway_yaml(&plan, &svc));
+    assert_eq!(cfg.oidc.len(), 1);
+}

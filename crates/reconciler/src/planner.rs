@@ -872,6 +872,16 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
             });
         }
         gateway_web.insert(g.name_any(), web);
+        // `spec.oidc` is free-form in the CRD: an entry the gateway would refuse is left out
+        // of its config by the renderer, and reported here so it is not lost silently.
+        let (_, refused) = super::access::oidc_entries(&eff.oidc, &BTreeMap::new());
+        for e in refused {
+            problems.push(problem(
+                None,
+                "InvalidOidcProvider",
+                format!("Gateway {}: {e}", g.name_any()),
+            ));
+        }
     }
 
     // ---- per-tenant access (Tenant.spec.access): bad entries are problems of their Tenant.

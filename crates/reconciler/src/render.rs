@@ -1400,7 +1400,7 @@ fn render_gateways(ctx: &Ctx, out: &mut Vec<Value>) {
         let web = ctx.plan.gateway_web.get(&n).unwrap_or(&no_web);
         let (oidc, bad_oidc) = super::access::oidc_entries(&eff.oidc, &ctx.plan.oidc_groups);
         // A provider the gateway would refuse is left out rather than failing its whole
-        // config (the gateway would not start).
+        // config (the gateway would not start); the planner reports it as a problem.
         for e in bad_oidc {
             tracing::warn!(gateway = %n, "{e}");
         }
