@@ -44,6 +44,23 @@ fn tenant(name: &str, access: Value) -> Tenant {
     }
 }
 
+/// The Gateway `central` of the example Service, with `spec` as given.
+fn central_gateway(spec: Value) -> Gateway {
+    Gateway {
+        metadata: ObjectMeta {
+            name: Some("central".into()),
+            namespace: Some("whizard".into()),
+            labels: Some(
+                [(L::SERVICE.to_string(), "whizard.central".to_string())]
+                    .into_iter()
+                    .collect(),
+            ),
+            ..Default::default()
+        },
+        spec: serde_json::from_value(spec).unwrap(),
+    }
+}
+
 fn secret(inputs: &mut Inputs, name: &str, key: &str, value: &str) {
     inputs
         .secrets
@@ -101,24 +118,11 @@ fn access_entries_render_into_a_valid_gateway_config() {
         "reader-hash",
         &format!("{BCRYPT}\n"),
     );
-    inputs.gateways.push(Gateway {
-        metadata: ObjectMeta {
-            name: Some("central".into()),
-            namespace: Some("whizard".into()),
-            labels: Some(
-                [(L::SERVICE.to_string(), "whizard.central".to_string())]
-                    .into_iter()
-                    .collect(),
-            ),
-            ..Default::default()
-        },
-        spec: serde_json::from_value(json!({"oidc": [{
-            "issuer": "https://idp.example", "audience": "whizard",
-            "groups_claim": "groups",
-            "group_tenants": {"admins": ["team-b"], "ops-team": ["team-c"]}
-        }]}))
-        .unwrap(),
-    });
+    inputs.gateways.push(central_gateway(json!({"oidc": [{
+        "issuer": "https://idp.example", "audience": "whizard",
+        "groups_claim": "groups",
+        "group_tenants": {"admins": ["team-b"], "ops-team": ["team-c"]}
+    }]})));
     let plan = planner::plan(&inputs).unwrap();
     assert!(plan.problems.is_empty(), "{:?}", plan.problems);
     assert_eq!(ready(&plan, "ops").0, "True");
@@ -340,24 +344,11 @@ fn access_secrets_are_watched() {
 #[test]
 fn a_refused_oidc_provider_is_left_out_and_reported() {
     let (svc, mut inputs) = inputs();
-    inputs.gateways.push(Gateway {
-        metadata: ObjectMeta {
-            name: Some("central".into()),
-            namespace: Some("whizard".into()),
-            labels: Some(
-                [(L::SERVICE.to_string(), "whizard.central".to_string())]
-                    .into_iter()
-                    .collect(),
-            ),
-            ..Default::default()
-        },
-        spec: serde_json::from_value(json!({"oidc": [
-            {"issuer": "https://idp.example", "audience": "whizard"},
-            {"isuer": "https://typo.example", "audience": "whizard"},
-            {"issuer": "https://other.example", "audience": 7}
-        ]}))
-        .unwrap(),
-    });
+    inputs.gateways.push(central_gateway(json!({"oidc": [
+        {"issuer": "https://idp.example", "audience": "whizard"},
+        {"isuer": "https://typo.example", "audience": "whizard"},
+        {"issuer": "https://other.example", "audience": 7}
+    ]})));
     let plan = planner::plan(&inputs).unwrap();
     let refused: Vec<&str> = plan
         .problems
