@@ -2,7 +2,9 @@
 //! one corpus of raw requests and raw upstream answers goes through two gateways that differ
 //! only in that switch, and what the upstream receives and what the client receives must be
 //! the same bytes (the `Date` and request-id values masked), including whether the client's
-//! connection is kept open afterwards.
+//! connection is kept open afterwards. The same again over HTTPS with HTTP/2, where the short
+//! way serves each stream's GET: what the upstream receives must be the same bytes, and what
+//! the client receives the same answer (status, fields, body).
 
 mod common;
 mod fixture;
@@ -12,7 +14,7 @@ use common::*;
 use fixture::*;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// How the raw upstream answers the next requests.
@@ -136,7 +138,11 @@ struct Seen {
 const DEADLINE: Duration = Duration::from_secs(10);
 
 /// Reads one answer: its bytes up to the end its framing gives, or up to the close.
-async fn read_answer(conn: &mut TcpStream, pending: &mut Vec<u8>, head: bool) -> (Vec<u8>, bool) {
+async fn read_answer(
+    conn: &mut (impl AsyncRead + Unpin),
+    pending: &mut Vec<u8>,
+    head: bool,
+) -> (Vec<u8>, bool) {
     let mut buf = [0u8; 16384];
     loop {
         if let Some(end) = answer_end(pending, head) {
@@ -239,8 +245,51 @@ fn follow_up() -> Vec<u8> {
     .into_bytes()
 }
 
-async fn exchange(port: u16, request: &[u8]) -> Seen {
-    let mut conn = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+/// A client's connection to a gateway: plain TCP or TLS.
+trait Connection: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Connection for T {}
+
+/// How the test's client connects: to the plain listener, or over TLS (trusting `ca`).
+#[derive(Clone)]
+enum Dial {
+    Plain,
+    Tls(Arc<rustls::ClientConfig>),
+}
+
+impl Dial {
+    fn tls(ca: &std::path::Path) -> Dial {
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let config = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Dial::Tls(Arc::new(config))
+    }
+
+    async fn connect(&self, gw: &Gateway) -> Box<dyn Connection> {
+        match self {
+            Dial::Plain => Box::new(
+                TcpStream::connect(("127.0.0.1", gw.http_port()))
+                    .await
+                    .unwrap(),
+            ),
+            Dial::Tls(config) => {
+                let tcp = TcpStream::connect(("127.0.0.1", gw.https_port()))
+                    .await
+                    .unwrap();
+                let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+                let connector = tokio_rustls::TlsConnector::from(config.clone());
+                Box::new(connector.connect(name, tcp).await.unwrap())
+            }
+        }
+    }
+}
+
+async fn exchange(dial: &Dial, gw: &Gateway, request: &[u8]) -> Seen {
+    let mut conn = dial.connect(gw).await;
     conn.write_all(request).await.unwrap();
     let mut pending = Vec::new();
     let (answer, closed) = read_answer(&mut conn, &mut pending, request.starts_with(b"HEAD")).await;
@@ -479,16 +528,46 @@ fn requests() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
+/// The `listen:` lines of an HTTPS listener with `server`'s certificate.
+fn https_listener(server: &CertPair) -> String {
+    format!(
+        "listen:\n  https: \"127.0.0.1:${{HTTPS_PORT}}\"\n  tls: {{cert_file: \"{}\", key_file: \"{}\"}}\n",
+        server.cert.display(),
+        server.key.display()
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_short_way_and_the_engine_send_and_answer_the_same_bytes() {
+    the_ways_send_and_answer_the_same_bytes(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_the_short_way_and_the_engine_send_and_answer_the_same_bytes() {
+    ensure_crypto_provider();
+    let pki = TestPki::new();
+    the_ways_send_and_answer_the_same_bytes(Some(&pki)).await;
+}
+
+/// The corpus through both ways, over plain TCP, or over TLS with a certificate of `pki`.
+async fn the_ways_send_and_answer_the_same_bytes(pki: Option<&TestPki>) {
+    let server = pki.map(|pki| pki.server("gateway", &[]));
+    let dial = match pki {
+        Some(pki) => Dial::tls(&pki.ca_cert),
+        None => Dial::Plain,
+    };
     let short_upstream = RawUpstream::start().await;
     let engine_upstream = RawUpstream::start().await;
     let gateway = |upstream: &RawUpstream, short_way: bool| {
-        two_tenant_config(
+        let config = two_tenant_config(
             &upstream.url(),
             &format!("{}/api/v1/write", upstream.url()),
             &format!("server:\n  threads: 1\n  short_way: {short_way}\n"),
-        )
+        );
+        match &server {
+            Some(server) => config.replacen("listen:\n", &https_listener(server), 1),
+            None => config,
+        }
     };
     let short = Gateway::start(&gateway(&short_upstream, true)).await;
     let engine = Gateway::start(&gateway(&engine_upstream, false)).await;
@@ -508,8 +587,8 @@ async fn the_short_way_and_the_engine_send_and_answer_the_same_bytes() {
     for (name, request, answer) in &cases {
         short_upstream.set(answer.clone());
         engine_upstream.set(answer.clone());
-        let by_short = exchange(short.http_port(), request).await;
-        let by_engine = exchange(engine.http_port(), request).await;
+        let by_short = exchange(&dial, &short, request).await;
+        let by_engine = exchange(&dial, &engine, request).await;
         let received = |upstream: &RawUpstream| -> Vec<String> {
             let port = Some(upstream.port);
             upstream
@@ -560,6 +639,278 @@ async fn the_short_way_and_the_engine_send_and_answer_the_same_bytes() {
     );
 
     // The switch is real: only the first gateway served requests on the short way.
+    let short_way_served = |gw: &Gateway| {
+        let url = gw.metrics_url();
+        async move {
+            let text = http_client()
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            metric_value(&text, "whizard_gateway_short_way_requests_total", &[]).unwrap_or(0.0)
+        }
+    };
+    let served = short_way_served(&short).await;
+    assert!(served >= cases.len() as f64 / 2.0, "{served}");
+    assert_eq!(short_way_served(&engine).await, 0.0);
+}
+
+/// An HTTP/2 request of the corpus: method, path and query, fields, body.
+struct H2Request {
+    method: reqwest::Method,
+    target: String,
+    fields: Vec<(&'static str, String)>,
+    body: Option<&'static str>,
+}
+
+fn h2_requests() -> Vec<(&'static str, H2Request)> {
+    let auth = authorization();
+    let get = |target: &str, fields: &[(&'static str, &str)]| {
+        let mut all = vec![("authorization", auth.clone())];
+        all.extend(fields.iter().map(|(n, v)| (*n, v.to_string())));
+        H2Request {
+            method: reqwest::Method::GET,
+            target: target.to_string(),
+            fields: all,
+            body: None,
+        }
+    };
+    let with = |mut r: H2Request, method: reqwest::Method, body: Option<&'static str>| {
+        r.method = method;
+        r.body = body;
+        r
+    };
+    vec![
+        ("plain", get("/api/v1/query?query=up", &[])),
+        (
+            "tenant headers sent by the client",
+            get(
+                "/api/v1/query?query=up",
+                &[("thanos-tenant", "team-b"), ("x-scope-orgid", "team-b")],
+            ),
+        ),
+        (
+            "other client fields",
+            get(
+                "/api/v1/query?query=up",
+                &[
+                    ("x-forwarded-for", "10.0.0.1"),
+                    ("cookie", "a=b"),
+                    ("accept-encoding", "gzip"),
+                    ("user-agent", "grafana"),
+                    ("accept", "application/json"),
+                    ("te", "trailers"),
+                ],
+            ),
+        ),
+        (
+            "percent-encoded selector",
+            get("/api/v1/query?query=up%7Bjob%3D%22a%22%7D&time=1", &[]),
+        ),
+        (
+            "duplicate query parameter",
+            get("/api/v1/query?query=up&query=sum(up)", &[]),
+        ),
+        (
+            "a Host field besides :authority",
+            get("/api/v1/query?query=up", &[("host", "other")]),
+        ),
+        (
+            "a long query",
+            get(&format!("/api/v1/query?query={}", "a".repeat(6000)), &[]),
+        ),
+        (
+            "no credentials",
+            H2Request {
+                method: reqwest::Method::GET,
+                target: "/api/v1/query?query=up".into(),
+                fields: vec![],
+                body: None,
+            },
+        ),
+        (
+            "wrong password",
+            H2Request {
+                method: reqwest::Method::GET,
+                target: "/api/v1/query?query=up".into(),
+                fields: vec![(
+                    "authorization",
+                    format!(
+                        "Basic {}",
+                        base64::engine::general_purpose::STANDARD.encode("alice:wrong")
+                    ),
+                )],
+                body: None,
+            },
+        ),
+        ("not an API route", get("/graph", &[])),
+        (
+            "match[] selector",
+            get("/api/v1/labels?match[]=up&match[]=%7Bjob%3D%22x%22%7D", &[]),
+        ),
+        (
+            "a GET with a body",
+            with(
+                get("/api/v1/query?query=up", &[]),
+                reqwest::Method::GET,
+                Some("x"),
+            ),
+        ),
+        (
+            "HEAD",
+            with(
+                get("/api/v1/query?query=up", &[]),
+                reqwest::Method::HEAD,
+                None,
+            ),
+        ),
+        (
+            "POST form",
+            with(
+                get(
+                    "/api/v1/query",
+                    &[("content-type", "application/x-www-form-urlencoded")],
+                ),
+                reqwest::Method::POST,
+                Some("query=up"),
+            ),
+        ),
+    ]
+}
+
+/// What an HTTP/2 client saw: the protocol, status, fields (sorted; the values that differ per
+/// request masked) and body, or that the request failed.
+async fn h2_exchange(client: &reqwest::Client, base: &str, request: &H2Request) -> String {
+    let mut builder = client.request(request.method.clone(), format!("{base}{}", request.target));
+    for (name, value) in &request.fields {
+        builder = builder.header(*name, value);
+    }
+    if let Some(body) = request.body {
+        builder = builder.body(body);
+    }
+    let answer = match tokio::time::timeout(DEADLINE, builder.send()).await {
+        Err(_) => panic!("no answer within {DEADLINE:?}"),
+        Ok(Err(e)) => return format!("failed: {}", e.is_request()),
+        Ok(Ok(answer)) => answer,
+    };
+    let mut fields: Vec<String> = answer
+        .headers()
+        .iter()
+        .map(|(name, value)| match name.as_str() {
+            "date" | "x-request-id" => format!("{name}: <masked>"),
+            _ => format!("{name}: {}", String::from_utf8_lossy(value.as_bytes())),
+        })
+        .collect();
+    fields.sort();
+    let head = format!(
+        "{:?} {}\n{}",
+        answer.version(),
+        answer.status(),
+        fields.join("\n")
+    );
+    match answer.text().await {
+        Ok(body) => format!("{head}\n\n{body}"),
+        Err(_) => format!("{head}\n\n<body cut short>"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_http2_the_short_way_and_the_engine_send_and_answer_the_same() {
+    ensure_crypto_provider();
+    let pki = TestPki::new();
+    let server = pki.server("gateway", &[]);
+    let short_upstream = RawUpstream::start().await;
+    let engine_upstream = RawUpstream::start().await;
+    let gateway = |upstream: &RawUpstream, short_way: bool| {
+        two_tenant_config(
+            &upstream.url(),
+            &format!("{}/api/v1/write", upstream.url()),
+            &format!("server:\n  threads: 2\n  short_way: {short_way}\n"),
+        )
+        .replacen("listen:\n", &https_listener(&server), 1)
+    };
+    let short = Gateway::start(&gateway(&short_upstream, true)).await;
+    let engine = Gateway::start(&gateway(&engine_upstream, false)).await;
+    let pem = std::fs::read(&pki.ca_cert).unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+
+    let mut cases: Vec<(String, H2Request, Answer)> = Vec::new();
+    let (_, sized_json) = answers().remove(0);
+    for (name, request) in h2_requests() {
+        cases.push((format!("request: {name}"), request, sized_json.clone()));
+    }
+    for (name, answer) in answers() {
+        let (_, plain) = h2_requests().remove(0);
+        cases.push((format!("answer: {name}"), plain, answer));
+    }
+
+    let mut differences = Vec::new();
+    for (name, request, answer) in &cases {
+        short_upstream.set(answer.clone());
+        engine_upstream.set(answer.clone());
+        let by_short = h2_exchange(&client, &short.https_url(), request).await;
+        let by_engine = h2_exchange(&client, &engine.https_url(), request).await;
+        let received = |upstream: &RawUpstream| -> Vec<String> {
+            let port = Some(upstream.port);
+            upstream
+                .received()
+                .iter()
+                .map(|r| normalized(r, port))
+                .collect()
+        };
+        let (upstream_short, upstream_engine) =
+            (received(&short_upstream), received(&engine_upstream));
+        for line in upstream_short.iter().chain(&upstream_engine) {
+            let target = line.split(' ').nth(1).unwrap_or_default();
+            if line.starts_with("GET ") || line.starts_with("HEAD ") {
+                assert!(
+                    target.contains("tenant_id%3D%22team-a%22"),
+                    "{name}: unenforced read upstream: {line}"
+                );
+            }
+            assert!(line.contains("\nthanos-tenant: team-a\n"), "{name}: {line}");
+            assert!(
+                !line.contains("team-b"),
+                "{name}: the client's tenant went upstream: {line}"
+            );
+            assert!(
+                line.starts_with("GET ") || line.starts_with("HEAD ") || line.starts_with("POST ")
+            );
+            assert!(line.contains(" HTTP/1.1\n"), "{name}: {line}");
+        }
+        if name == "answer: sized json" || name == "request: plain" {
+            assert!(
+                by_short.starts_with("HTTP/2.0 200 OK"),
+                "{name}: {by_short}"
+            );
+        }
+        if by_short != by_engine {
+            differences.push(format!(
+                "{name}: the client saw\n  short way: {by_short:?}\n  engine:    {by_engine:?}"
+            ));
+        }
+        if upstream_short != upstream_engine {
+            differences.push(format!(
+                "{name}: the upstream received\n  short way: {upstream_short:?}\n  engine:    {upstream_engine:?}"
+            ));
+        }
+    }
+    assert!(
+        differences.is_empty(),
+        "{} of {} cases differ:\n{}",
+        differences.len(),
+        cases.len(),
+        differences.join("\n")
+    );
+
+    // The switch is real: the HTTP/2 GETs went the short way on the first gateway only.
     let short_way_served = |gw: &Gateway| {
         let url = gw.metrics_url();
         async move {

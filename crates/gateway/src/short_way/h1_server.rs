@@ -159,6 +159,9 @@ pub struct LeanSession {
     out: Vec<u8>,
     sent: usize,
     socket: Option<Arc<SocketDigest>>,
+    /// The connection's facts over TLS (certificate identities, cookie flags); none on plain
+    /// TCP, as before the short way took TLS.
+    digest: Option<Digest>,
     handback: Handback,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
@@ -177,7 +180,14 @@ impl LeanSession {
         handback: Handback,
     ) -> Self {
         let keep_alive = keep_alive && client_keeps_alive(&req);
+        let digest = stream.get_ssl_digest().map(|ssl| Digest {
+            ssl_digest: Some(ssl),
+            timing_digest: stream.get_timing_digest(),
+            proxy_digest: stream.get_proxy_digest(),
+            socket_digest: stream.get_socket_digest(),
+        });
         LeanSession {
+            digest,
             socket: stream.get_socket_digest(),
             stream: Some(stream),
             head,
@@ -482,12 +492,11 @@ impl CustomSession for LeanSession {
     }
 
     fn digest(&self) -> Option<&Digest> {
-        // Plain TCP: no TLS digest to offer.
-        None
+        self.digest.as_ref()
     }
 
     fn digest_mut(&mut self) -> Option<&mut Digest> {
-        None
+        self.digest.as_mut()
     }
 
     fn client_addr(&self) -> Option<&SocketAddr> {

@@ -6,17 +6,24 @@
 //! [`LeanKeepAlive`] runs the HTTP/1 connection loop itself and waits for the next request's
 //! first bytes with a future of a few hundred bytes and no read buffer, in a task of its own;
 //! only then does it hand the request to pingora. Behaviour is pingora's own loop (keep-alive
-//! 60 s, request limit, reuse of the persistent settings). HTTP/2 and h2c go to pingora
-//! unchanged. TLS streams cannot put bytes back, so an idle HTTP/1 connection over TLS still
-//! holds pingora's request state (but not its task).
+//! 60 s, request limit, reuse of the persistent settings). Over TLS the same, the bytes read
+//! put back into a wrapper ([`Rewound`]) when pingora is to read them.
+//!
+//! HTTP/2 over TLS runs pingora's accept loop here too ([`LeanKeepAlive::serve_h2`]), with two
+//! differences: each stream is served on the connection's own thread (pingora hands each to a
+//! random thread's runtime, so every stream's frames cross threads, with a wake-up each way),
+//! and a stream the shortcut takes (a GET without a body) is served by it. h2c, custom
+//! protocols and an HTTP/2 idle timeout go to pingora unchanged.
 
+use super::rewound::Rewound;
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora::http::RequestHeader;
+use pingora::protocols::http::v2::server::{self as h2_server, H2Accept, HttpSession as H2Stream};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::l4::stream::Stream as L4Stream;
-use pingora::protocols::{Stream, ALPN};
+use pingora::protocols::{Digest, Stream, ALPN};
 use pingora::server::ShutdownWatch;
 use std::future::Future;
 use std::io;
@@ -60,23 +67,48 @@ pub trait Shortcut: Send + Sync + 'static {
         req: RequestHeader,
         keep_alive: bool,
     ) -> Option<Stream>;
+    /// Whether [`Shortcut::serve_h2`] serves the request of this HTTP/2 stream.
+    fn takes_h2(&self, stream: &H2Stream) -> bool;
+    /// Serves the request of one HTTP/2 stream, as pingora's `process_new_http` would.
+    async fn serve_h2(&self, session: ServerSession);
 }
 
-/// The first read of each request on a plain TCP connection: at most pingora's initial
-/// request-head buffer, so pingora gets the whole head from one `recv`.
+/// Rejected (malformed) streams an HTTP/2 connection may open before it is closed: pingora's
+/// own budget, which its public accept call does not keep across calls.
+const MAX_REJECTED_STREAMS: usize = 32;
+
+/// The first read of each request: at most pingora's initial request-head buffer, so pingora
+/// gets the whole head from one `recv`.
 const FIRST_READ: usize = 4096;
 
+/// A stream the first bytes of a request can be put back into, for pingora to read.
+trait PutBack: AsyncRead + Unpin {
+    fn put_back(&mut self, bytes: &[u8]);
+}
+
+impl PutBack for L4Stream {
+    fn put_back(&mut self, bytes: &[u8]) {
+        self.rewind(bytes);
+    }
+}
+
+impl PutBack for Rewound {
+    fn put_back(&mut self, bytes: &[u8]) {
+        self.rewind(bytes);
+    }
+}
+
 /// Reads the next request's first bytes: the shortcut's request, or else put back for pingora
-/// to read (its l4 stream's rewind buffer). The read buffer exists only while `poll` runs, so
-/// a connection waiting here holds no buffer at all: it is the only read buffer a plain
-/// connection has (the listener's l4 read buffer is off). Ready with the byte count (0: the
-/// client closed the connection) and the shortcut's request, if it takes it.
-struct FirstBytes<'a>(&'a mut L4Stream, Option<&'a dyn Shortcut>);
+/// to read. The read buffer exists only while `poll` runs, so a connection waiting here holds
+/// no buffer at all: on a plain connection it is the only read buffer (the listener's l4 read
+/// buffer is off). Ready with the byte count (0: the client closed the connection) and the
+/// shortcut's request, if it takes it.
+struct FirstBytes<'a, S>(&'a mut S, Option<&'a dyn Shortcut>);
 
 /// A request the shortcut takes: its head's bytes and the header parsed from them.
 type Taken = (Bytes, RequestHeader);
 
-impl Future for FirstBytes<'_> {
+impl<S: PutBack> Future for FirstBytes<'_, S> {
     type Output = io::Result<(usize, Option<Taken>)>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -92,26 +124,35 @@ impl Future for FirstBytes<'_> {
                 }
             }
         }
-        self.0.rewind(buf.filled());
+        self.0.put_back(buf.filled());
         Poll::Ready(Ok((n, None)))
     }
 }
 
 /// Waits until the client sends the next request's first bytes; `None`: the client closed the
 /// connection, the read failed, or it stayed idle past the keep-alive timeout. Idle connections
-/// left at shutdown are closed with the server, as pingora's own would be. A TLS stream is
-/// handed on at once (pingora waits for its request). With the request, if the shortcut (when
-/// there is one) takes it.
+/// left at shutdown are closed with the server, as pingora's own would be. With the request, if
+/// the shortcut (when there is one) takes it.
 async fn next_request(
     stream: Stream,
     shortcut: Option<&dyn Shortcut>,
 ) -> Option<(Stream, Option<Taken>)> {
-    if !stream.as_any().is::<L4Stream>() {
-        return Some((stream, None));
+    if stream.as_any().is::<L4Stream>() {
+        let mut plain = stream.into_any().downcast::<L4Stream>().ok()?;
+        return match tokio::time::timeout(KEEPALIVE, FirstBytes(&mut *plain, shortcut)).await {
+            Ok(Ok((n, taken))) if n > 0 => Some((plain, taken)),
+            _ => None,
+        };
     }
-    let mut plain = stream.into_any().downcast::<L4Stream>().ok()?;
-    match tokio::time::timeout(KEEPALIVE, FirstBytes(&mut plain, shortcut)).await {
-        Ok(Ok((n, taken))) if n > 0 => Some((plain, taken)),
+    // TLS: the bytes the shortcut leaves are put back into a wrapper around the stream, which
+    // stays on for the connection's life (one allocation per connection, not per request).
+    let mut tls = match Rewound::of(stream) {
+        Ok(tls) => tls,
+        // Bytes put back earlier and not yet read: pingora's, at once.
+        Err(stream) => return Some((stream, None)),
+    };
+    match tokio::time::timeout(KEEPALIVE, FirstBytes(&mut *tls, shortcut)).await {
+        Ok(Ok((n, taken))) if n > 0 => Some((tls, taken)),
         _ => None,
     }
 }
@@ -192,6 +233,72 @@ where
     }
 }
 
+impl<A> LeanKeepAlive<A>
+where
+    A: HttpServerApp + Send + Sync + 'static,
+{
+    /// pingora's HTTP/2 accept loop (graceful GOAWAY at shutdown, a bound on rejected streams),
+    /// each stream served in a task on this thread: by the shortcut when it takes the request,
+    /// else by pingora's `process_new_http`.
+    async fn serve_h2(self: Arc<Self>, stream: Stream, mut shutdown: ShutdownWatch) {
+        let digest = Arc::new(Digest {
+            ssl_digest: stream.get_ssl_digest(),
+            timing_digest: stream.get_timing_digest(),
+            proxy_digest: stream.get_proxy_digest(),
+            socket_digest: stream.get_socket_digest(),
+        });
+        let Ok(mut conn) = h2_server::handshake(stream, self.app.h2_options()).await else {
+            return;
+        };
+        let mut draining = false;
+        let mut rejected = 0;
+        loop {
+            let accepted = if draining {
+                H2Stream::from_h2_conn(&mut conn, digest.clone()).await
+            } else {
+                tokio::select! {
+                    // The shutdown first, so that a signal is seen even under a stream of
+                    // requests; accepting is cancel-safe and starts again next time round.
+                    biased;
+                    _ = shutdown.changed() => {
+                        conn.graceful_shutdown();
+                        draining = true;
+                        continue;
+                    }
+                    accepted = H2Stream::from_h2_conn(&mut conn, digest.clone()) => accepted,
+                }
+            };
+            match accepted {
+                Ok(Some(H2Accept::Session(stream))) => {
+                    let this = self.clone();
+                    let shutdown = shutdown.clone();
+                    tokio::spawn(async move {
+                        if this.shortcut.takes_h2(&stream) {
+                            this.shortcut
+                                .serve_h2(ServerSession::new_http2(stream))
+                                .await;
+                        } else {
+                            let session = ServerSession::new_http2(stream);
+                            this.app.process_new_http(session, &shutdown).await;
+                        }
+                    });
+                }
+                Ok(Some(H2Accept::Rejected)) => {
+                    rejected += 1;
+                    if rejected >= MAX_REJECTED_STREAMS {
+                        log::warn!(
+                            "closing an HTTP/2 connection after {rejected} malformed requests"
+                        );
+                        return;
+                    }
+                }
+                // The client closed the connection (or broke the protocol): nothing to tell it.
+                Ok(None) | Err(_) => return,
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl<A> ServerApp for LeanKeepAlive<A>
 where
@@ -202,14 +309,14 @@ where
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let other = self
-            .app
-            .server_options()
-            .is_some_and(|o| o.h2c || o.force_custom)
-            || matches!(
-                stream.selected_alpn_proto(),
-                Some(ALPN::H2 | ALPN::Custom(_))
-            );
+        let options = self.app.server_options();
+        let alpn = stream.selected_alpn_proto();
+        if matches!(alpn, Some(ALPN::H2)) && options.is_none_or(|o| o.h2_idle_timeout.is_none()) {
+            self.clone().serve_h2(stream, shutdown.clone()).await;
+            return None;
+        }
+        let other = options.is_some_and(|o| o.h2c || o.force_custom)
+            || matches!(alpn, Some(ALPN::H2 | ALPN::Custom(_)));
         if other {
             return ServerApp::process_new(&self.app, stream, shutdown).await;
         }
