@@ -153,14 +153,49 @@ fn slow_upstream_config(extra: &str) -> (RecordingUpstream, String) {
 
 #[tokio::test]
 async fn sigterm_finishes_in_flight_requests_then_exits() {
+    ensure_crypto_provider();
+    let pki = TestPki::new();
+    let server = pki.server("gateway", &[]);
     let (slow, config) = slow_upstream_config("server: {grace_period_seconds: 10}\n");
+    // Also an HTTPS listener: a request in flight on an HTTP/2 stream finishes too.
+    let config = config.replacen(
+        "listen:\n",
+        &format!(
+            "listen:\n  https: \"127.0.0.1:${{HTTPS_PORT}}\"\n  tls: {{cert_file: \"{}\", key_file: \"{}\"}}\n",
+            server.cert.display(),
+            server.key.display()
+        ),
+        1,
+    );
     let mut gw = Gateway::start(&config).await;
     let base = gw.url();
     let in_flight = {
         let base = base.clone();
         tokio::spawn(async move { get_as(&base, ALICE, "/api/v1/query?query=up").await })
     };
-    slow.wait_for_requests(1, Duration::from_secs(10)).await;
+    let h2_in_flight = {
+        let ca = std::fs::read(&pki.ca_cert).unwrap();
+        let client = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+            .http2_prior_knowledge()
+            .build()
+            .unwrap();
+        let url = format!("{}/api/v1/query?query=up", gw.https_url());
+        tokio::spawn(async move {
+            let answer = client
+                .get(url)
+                .header("authorization", basic(ALICE))
+                .send()
+                .await
+                .unwrap();
+            (
+                answer.version(),
+                answer.status().as_u16(),
+                answer.text().await.unwrap(),
+            )
+        })
+    };
+    slow.wait_for_requests(2, Duration::from_secs(10)).await;
     let t0 = Instant::now();
     gw.signal("TERM");
     // New connections are refused while the in-flight request finishes.
@@ -178,6 +213,12 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
     .await;
     let (status, body) = in_flight.await.unwrap();
     assert_eq!(status, 200, "the in-flight request must complete: {body}");
+    let (version, status, body) = h2_in_flight.await.unwrap();
+    assert_eq!(
+        (version, status),
+        (reqwest::Version::HTTP_2, 200),
+        "the in-flight HTTP/2 request must complete: {body}"
+    );
     let exit = gw.wait_exit(Duration::from_secs(15)).expect("exited");
     let took = t0.elapsed();
     assert!(exit.success(), "{exit:?}");

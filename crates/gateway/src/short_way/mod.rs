@@ -1,4 +1,5 @@
-//! The short way for plain HTTP/1.1 GETs: the same hooks, without pingora's proxy engine.
+//! The short way for GETs (HTTP/1.1, plain or TLS, and HTTP/2 streams): the same hooks,
+//! without pingora's proxy engine.
 //!
 //! pingora's proxy runs every request through a general engine: a boxed future sized for every
 //! protocol and cache path (~30 KB, copied into the heap per request), a duplex pair of tasks
@@ -12,7 +13,9 @@
 //! client's side ([`h1_server`]), a lean HTTP/1.1 client for the upstream's side
 //! ([`h1_client`]) and a per-thread pool of idle upstream connections. Anything else —
 //! a body, an upgrade, `Expect`, HTTP/1.0, HEAD, a head not complete in the first read,
-//! pipelined bytes, a target not in origin form — goes to pingora's engine as before.
+//! pipelined bytes, a target not in origin form — goes to pingora's engine as before. On
+//! HTTP/2, a stream whose request is a GET without a body is served here over pingora's own
+//! HTTP/2 session ([`FastGet::serve_h2`]); any other stream goes to the engine.
 
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzz;
