@@ -64,6 +64,10 @@ pub fn run(config_path: &Path, upgrade: bool) -> Result<(), String> {
         // the certificate is re-read when the files or `listen.tls` change.
         let listener = tls::ListenerTls::new(t)?;
         service.add_tls_with_settings(&addr.to_string(), None, listener.settings()?);
+        // The socket registered with the serving thread before the handshake (placement.rs).
+        service
+            .endpoints()
+            .set_pre_tls_callback(Arc::new(short_way::placement::RegisterBeforeTls));
         let st = state.clone();
         listener.spawn_reloader(t, move || st.runtime.load().config.listen.tls.clone());
     }

@@ -15,6 +15,7 @@
 //! and a stream the shortcut takes (a GET without a body) is served by it. h2c, custom
 //! protocols and an HTTP/2 idle timeout go to pingora unchanged.
 
+use super::placement::{registered_here, Workers};
 use super::rewound::Rewound;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -23,7 +24,7 @@ use pingora::http::RequestHeader;
 use pingora::protocols::http::v2::server::{self as h2_server, H2Accept, HttpSession as H2Stream};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::l4::stream::Stream as L4Stream;
-use pingora::protocols::{Digest, GetSocketDigest, SocketDigest, Stream, ALPN};
+use pingora::protocols::{Digest, Stream, ALPN};
 use pingora::server::ShutdownWatch;
 use std::future::Future;
 use std::io;
@@ -40,6 +41,7 @@ const KEEPALIVE: Duration = Duration::from_secs(60);
 pub struct LeanKeepAlive<A> {
     app: Arc<A>,
     shortcut: Box<dyn Shortcut>,
+    workers: Workers,
 }
 
 impl<A> LeanKeepAlive<A> {
@@ -48,6 +50,7 @@ impl<A> LeanKeepAlive<A> {
         LeanKeepAlive {
             app: Arc::new(app),
             shortcut,
+            workers: Workers::default(),
         }
     }
 }
@@ -312,6 +315,7 @@ where
         let options = self.app.server_options();
         let alpn = stream.selected_alpn_proto();
         if matches!(alpn, Some(ALPN::H2)) && options.is_none_or(|o| o.h2_idle_timeout.is_none()) {
+            let _live = self.workers.stay();
             self.clone().serve_h2(stream, shutdown.clone()).await;
             return None;
         }
@@ -321,48 +325,31 @@ where
             return ServerApp::process_new(&self.app, stream, shutdown).await;
         }
         // pingora's connection task is sized for its TLS handshake (~18 KB) and lives as long as
-        // the connection: the connection moves to a task of a few hundred bytes instead.
-        // On the current thread's runtime: where pingora placed the connection.
-        let stream = registered_here(stream);
-        tokio::spawn(self.clone().serve_http1(stream, shutdown.clone()));
+        // the connection: the connection moves to a task of a few hundred bytes instead. A plain
+        // one on the worker serving the fewest connections, registered with its reactor there;
+        // a TLS one where pingora placed it (its socket was registered here before the
+        // handshake, see `placement.rs`).
+        let (this, shutdown) = (self.clone(), shutdown.clone());
+        if stream.as_any().is::<L4Stream>() {
+            if let Some((runtime, live)) = self.workers.place() {
+                runtime.spawn(async move {
+                    let _live = live;
+                    this.serve_http1(registered_here(stream), shutdown).await
+                });
+                return None;
+            }
+            tokio::spawn(this.serve_http1(registered_here(stream), shutdown));
+            return None;
+        }
+        let live = self.workers.stay();
+        tokio::spawn(async move {
+            let _live = live;
+            this.serve_http1(stream, shutdown).await
+        });
         None
     }
 
     async fn cleanup(&self) {
         self.app.http_cleanup().await;
     }
-}
-
-/// A plain connection's socket registered with this thread's reactor. pingora accepts on one
-/// worker's runtime and hands each connection to a random one; the socket stays registered with
-/// the accepting runtime, whose thread then has to wake this one for every readiness event (an
-/// eventfd write per request or more, and a thread switch). A duplicate of the descriptor is
-/// registered here instead and the original closed (its registration removed first). Nothing
-/// has been read from a new connection (the listener's read buffer is off), so nothing is lost;
-/// socket options live on the socket, not the descriptor, and stay. A TLS stream keeps its
-/// registration: its socket is out of reach inside pingora's TLS stream.
-fn registered_here(stream: Stream) -> Stream {
-    if !stream.as_any().is::<L4Stream>() {
-        return stream;
-    }
-    let Ok(accepted) = stream.into_any().downcast::<L4Stream>() else {
-        unreachable!("checked to be an l4 stream above")
-    };
-    match reregister(&accepted) {
-        Ok(here) => Box::new(here),
-        // Out of descriptors, say: the connection is served as it came.
-        Err(_) => accepted,
-    }
-}
-
-fn reregister(accepted: &L4Stream) -> io::Result<L4Stream> {
-    use std::os::fd::{AsRawFd, BorrowedFd};
-    // SAFETY: the descriptor belongs to `accepted`, which is alive for the whole borrow.
-    let fd = unsafe { BorrowedFd::borrow_raw(accepted.as_raw_fd()) };
-    // Same open socket, so already non-blocking (a flag of the socket, not the descriptor).
-    let socket = std::net::TcpStream::from(fd.try_clone_to_owned()?);
-    let mut here = L4Stream::from(tokio::net::TcpStream::from_std(socket)?);
-    // The socket facts by the new descriptor (the old one's number may be reused once closed).
-    here.set_socket_digest(SocketDigest::from_raw_fd(here.as_raw_fd()));
-    Ok(here)
 }

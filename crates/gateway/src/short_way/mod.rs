@@ -22,6 +22,7 @@ pub mod fuzz;
 mod h1_client;
 mod h1_server;
 pub mod keepalive;
+pub mod placement;
 mod rewound;
 
 use super::h1_fields::HOP_BY_HOP;

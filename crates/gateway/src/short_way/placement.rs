@@ -1,0 +1,212 @@
+//! Where a client connection is served: on which worker thread, with its socket registered
+//! with that thread's reactor.
+//!
+//! pingora accepts on one worker's runtime and hands each connection to a random one. Two
+//! costs follow. The socket stays registered with the accepting runtime, whose thread then has
+//! to wake the serving one for every readiness event (an eventfd write per request or more,
+//! and a thread switch): [`registered_here`] registers a duplicate of the descriptor with the
+//! serving thread instead, for plain connections when they start and for TLS ones before the
+//! handshake ([`RegisterBeforeTls`]). And a random hand-off leaves the threads unevenly loaded
+//! (32 keep-alive clients on two threads: often 20 and 12, and the busier thread's clients
+//! wait): [`Workers`] places each plain connection on the thread serving the fewest.
+
+use async_trait::async_trait;
+use pingora::listeners::PreTlsProcess;
+use pingora::protocols::l4::stream::Stream as L4Stream;
+use pingora::protocols::{GetSocketDigest, SocketDigest, Stream};
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::ThreadId;
+use tokio::runtime::{Handle, RuntimeFlavor};
+
+/// A plain connection's socket registered with this thread's reactor: a duplicate of its
+/// descriptor is registered here and the original closed (its registration removed first).
+/// Nothing has been read from a new connection (the listener's read buffer is off), so nothing
+/// is lost; socket options live on the socket, not the descriptor, and stay.
+pub fn registered_here(stream: Stream) -> Stream {
+    if !stream.as_any().is::<L4Stream>() {
+        return stream;
+    }
+    let Ok(accepted) = stream.into_any().downcast::<L4Stream>() else {
+        unreachable!("checked to be an l4 stream above")
+    };
+    match reregister(&accepted) {
+        Ok(here) => Box::new(here),
+        // Out of descriptors, say: the connection is served as it came.
+        Err(_) => accepted,
+    }
+}
+
+fn reregister(accepted: &L4Stream) -> io::Result<L4Stream> {
+    use std::os::fd::{AsRawFd, BorrowedFd};
+    // SAFETY: the descriptor belongs to `accepted`, which is alive for the whole borrow.
+    let fd = unsafe { BorrowedFd::borrow_raw(accepted.as_raw_fd()) };
+    // Same open socket, so already non-blocking (a flag of the socket, not the descriptor).
+    let socket = std::net::TcpStream::from(fd.try_clone_to_owned()?);
+    let mut here = L4Stream::from(tokio::net::TcpStream::from_std(socket)?);
+    // The socket facts by the new descriptor (the old one's number may be reused once closed).
+    here.set_socket_digest(SocketDigest::from_raw_fd(here.as_raw_fd()));
+    Ok(here)
+}
+
+/// Registers a TLS connection's socket with the thread that will serve it, before pingora's
+/// TLS handshake (which runs on that thread).
+pub struct RegisterBeforeTls;
+
+#[async_trait]
+impl PreTlsProcess for RegisterBeforeTls {
+    async fn process(&self, stream: &mut L4Stream) -> pingora::Result<()> {
+        if let Ok(here) = reregister(stream) {
+            // The accepted stream (and its registration elsewhere) goes here.
+            *stream = here;
+        }
+        Ok(())
+    }
+}
+
+/// The worker threads of one service and how many connections each serves. Threads enter
+/// the list as pingora first hands them a connection (at random, so all of them soon).
+#[derive(Default)]
+pub struct Workers {
+    list: Mutex<Vec<Worker>>,
+}
+
+struct Worker {
+    thread: ThreadId,
+    runtime: Handle,
+    live: Arc<AtomicUsize>,
+}
+
+/// One connection served on a worker: counted while it lives.
+pub struct Live(Arc<AtomicUsize>);
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Workers {
+    /// Where a new connection goes: the worker serving the fewest (this one on a tie), with
+    /// the connection counted there. Only among per-thread runtimes: with work stealing there
+    /// is one runtime, and the connection stays where it is.
+    pub fn place(&self) -> Option<(Handle, Live)> {
+        self.with_this_thread(|list, thread| {
+            let load = |w: &Worker| (w.live.load(Ordering::Relaxed), w.thread != thread);
+            let best = list.iter().min_by_key(|w| load(w))?;
+            Some((best.runtime.clone(), best.enter()))
+        })?
+    }
+
+    /// A connection served on this thread whatever the load (a TLS one, registered here before
+    /// its handshake), counted here.
+    pub fn stay(&self) -> Option<Live> {
+        self.with_this_thread(|list, thread| {
+            list.iter().find(|w| w.thread == thread).map(Worker::enter)
+        })?
+    }
+
+    /// `f` over the list with this thread in it (added if new); `None` when this thread does
+    /// not run a runtime of its own.
+    fn with_this_thread<R>(&self, f: impl FnOnce(&[Worker], ThreadId) -> R) -> Option<R> {
+        let here = Handle::try_current().ok()?;
+        if here.runtime_flavor() != RuntimeFlavor::CurrentThread {
+            return None;
+        }
+        let thread = std::thread::current().id();
+        let mut list = self.list.lock().unwrap_or_else(|e| e.into_inner());
+        if !list.iter().any(|w| w.thread == thread) {
+            list.push(Worker {
+                thread,
+                runtime: here,
+                live: Arc::default(),
+            });
+        }
+        Some(f(&list, thread))
+    }
+}
+
+impl Worker {
+    fn enter(&self) -> Live {
+        self.live.fetch_add(1, Ordering::Relaxed);
+        Live(self.live.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Workers;
+    use std::sync::Arc;
+    use std::thread::ThreadId;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// Two workers, each a thread with a runtime of its own: a new connection goes to the one
+    /// serving the fewest, this one on a tie, and a connection that ends frees its place.
+    #[test]
+    fn connections_go_to_the_worker_serving_the_fewest() {
+        let workers = Arc::new(Workers::default());
+        let (joined, other_joined) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let other = {
+            let workers = workers.clone();
+            std::thread::spawn(move || {
+                runtime().block_on(async move {
+                    // Enters the list (and leaves the count at once).
+                    drop(workers.stay());
+                    joined.send(std::thread::current().id()).unwrap();
+                    let _ = stopped.await;
+                })
+            })
+        };
+        let other_id = other_joined.recv().unwrap();
+        let here = runtime();
+        let placed: Vec<ThreadId> = here.block_on(async {
+            let mut held = Vec::new();
+            let mut placed = Vec::new();
+            for _ in 0..3 {
+                let (runtime, live) = workers.place().unwrap();
+                placed.push(
+                    runtime
+                        .spawn(async { std::thread::current().id() })
+                        .await
+                        .unwrap(),
+                );
+                held.push(live);
+            }
+            // The first one on the other worker ends: the next goes there.
+            held.remove(1);
+            let (runtime, _live) = workers.place().unwrap();
+            placed.push(
+                runtime
+                    .spawn(async { std::thread::current().id() })
+                    .await
+                    .unwrap(),
+            );
+            placed
+        });
+        let me = std::thread::current().id();
+        assert_eq!(placed, [me, other_id, me, other_id]);
+        stop.send(()).unwrap();
+        other.join().unwrap();
+    }
+
+    #[test]
+    fn without_a_runtime_per_thread_nothing_is_placed() {
+        let workers = Workers::default();
+        let shared = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        shared.block_on(async {
+            assert!(workers.place().is_none());
+            assert!(workers.stay().is_none());
+        });
+    }
+}
