@@ -158,15 +158,7 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
     let server = pki.server("gateway", &[]);
     let (slow, config) = slow_upstream_config("server: {grace_period_seconds: 10}\n");
     // Also an HTTPS listener: a request in flight on an HTTP/2 stream finishes too.
-    let config = config.replacen(
-        "listen:\n",
-        &format!(
-            "listen:\n  https: \"127.0.0.1:${{HTTPS_PORT}}\"\n  tls: {{cert_file: \"{}\", key_file: \"{}\"}}\n",
-            server.cert.display(),
-            server.key.display()
-        ),
-        1,
-    );
+    let config = config.replacen("listen:\n", &https_listen_lines(&server), 1);
     let mut gw = Gateway::start(&config).await;
     let base = gw.url();
     let in_flight = {
@@ -174,12 +166,7 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
         tokio::spawn(async move { get_as(&base, ALICE, "/api/v1/query?query=up").await })
     };
     let h2_in_flight = {
-        let ca = std::fs::read(&pki.ca_cert).unwrap();
-        let client = reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
-            .http2_prior_knowledge()
-            .build()
-            .unwrap();
+        let client = h2_client(&pki.ca_cert);
         let url = format!("{}/api/v1/query?query=up", gw.https_url());
         tokio::spawn(async move {
             let answer = client

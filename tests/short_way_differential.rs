@@ -63,8 +63,11 @@ impl RawUpstream {
         log.received.clear();
     }
 
-    fn received(&self) -> Vec<Vec<u8>> {
-        self.log.lock().unwrap().received.clone()
+    /// What it received since the last [`RawUpstream::set`], each request [`normalized`].
+    fn normalized(&self) -> Vec<String> {
+        let log = self.log.lock().unwrap();
+        let port = Some(self.port);
+        log.received.iter().map(|r| normalized(r, port)).collect()
     }
 }
 
@@ -528,13 +531,62 @@ fn requests() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
-/// The `listen:` lines of an HTTPS listener with `server`'s certificate.
-fn https_listener(server: &CertPair) -> String {
-    format!(
-        "listen:\n  https: \"127.0.0.1:${{HTTPS_PORT}}\"\n  tls: {{cert_file: \"{}\", key_file: \"{}\"}}\n",
-        server.cert.display(),
-        server.key.display()
-    )
+/// What differed between the two ways, case by case.
+#[derive(Default)]
+struct Differences(Vec<String>);
+
+impl Differences {
+    /// Notes where the client's view or the upstream's (short way, engine) differ.
+    fn compare<C: PartialEq + std::fmt::Debug>(
+        &mut self,
+        name: &str,
+        [client_short, client_engine]: [&C; 2],
+        [upstream_short, upstream_engine]: [Vec<String>; 2],
+    ) {
+        if client_short != client_engine {
+            self.0.push(format!(
+                "{name}: the client saw\n  short way: {client_short:?}\n  engine:    {client_engine:?}"
+            ));
+        }
+        if upstream_short != upstream_engine {
+            self.0.push(format!(
+                "{name}: the upstream received\n  short way: {upstream_short:?}\n  engine:    {upstream_engine:?}"
+            ));
+        }
+    }
+
+    /// No case differed, and the switch is real.
+    async fn conclude(self, short: &Gateway, engine: &Gateway, cases: usize) {
+        assert!(
+            self.0.is_empty(),
+            "{} of {cases} cases differ:\n{}",
+            self.0.len(),
+            self.0.join("\n")
+        );
+        only_the_first_took_the_short_way(short, engine, cases).await;
+    }
+}
+
+/// The switch is real: the first gateway served (at least half of) the cases the short way,
+/// the second none.
+async fn only_the_first_took_the_short_way(short: &Gateway, engine: &Gateway, cases: usize) {
+    let served = |gw: &Gateway| {
+        let url = gw.metrics_url();
+        async move {
+            let text = http_client()
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            metric_value(&text, "whizard_gateway_short_way_requests_total", &[]).unwrap_or(0.0)
+        }
+    };
+    let by_short = served(short).await;
+    assert!(by_short >= cases as f64 / 2.0, "{by_short}");
+    assert_eq!(served(engine).await, 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -565,7 +617,7 @@ async fn the_ways_send_and_answer_the_same_bytes(pki: Option<&TestPki>) {
             &format!("server:\n  threads: 1\n  short_way: {short_way}\n"),
         );
         match &server {
-            Some(server) => config.replacen("listen:\n", &https_listener(server), 1),
+            Some(server) => config.replacen("listen:\n", &https_listen_lines(server), 1),
             None => config,
         }
     };
@@ -583,22 +635,14 @@ async fn the_ways_send_and_answer_the_same_bytes(pki: Option<&TestPki>) {
         cases.push((format!("answer: {name}"), plain.clone(), answer));
     }
 
-    let mut differences = Vec::new();
+    let mut differences = Differences::default();
     for (name, request, answer) in &cases {
         short_upstream.set(answer.clone());
         engine_upstream.set(answer.clone());
         let by_short = exchange(&dial, &short, request).await;
         let by_engine = exchange(&dial, &engine, request).await;
-        let received = |upstream: &RawUpstream| -> Vec<String> {
-            let port = Some(upstream.port);
-            upstream
-                .received()
-                .iter()
-                .map(|r| normalized(r, port))
-                .collect()
-        };
         let (upstream_short, upstream_engine) =
-            (received(&short_upstream), received(&engine_upstream));
+            (short_upstream.normalized(), engine_upstream.normalized());
         // Whatever else differs, no way sends a read the tenant matcher is missing from (a
         // retry on a new connection once went out with the client's own query).
         for line in upstream_short.iter().chain(&upstream_engine) {
@@ -619,43 +663,13 @@ async fn the_ways_send_and_answer_the_same_bytes(pki: Option<&TestPki>) {
                 assert!(seen.contains("\nx-kept: yes"), "{seen}");
             }
         }
-        if by_short != by_engine {
-            differences.push(format!(
-                "{name}: the client saw\n  short way: {by_short:?}\n  engine:    {by_engine:?}"
-            ));
-        }
-        if upstream_short != upstream_engine {
-            differences.push(format!(
-                "{name}: the upstream received\n  short way: {upstream_short:?}\n  engine:    {upstream_engine:?}"
-            ));
-        }
+        differences.compare(
+            name,
+            [&by_short, &by_engine],
+            [upstream_short, upstream_engine],
+        );
     }
-    assert!(
-        differences.is_empty(),
-        "{} of {} cases differ:\n{}",
-        differences.len(),
-        cases.len(),
-        differences.join("\n")
-    );
-
-    // The switch is real: only the first gateway served requests on the short way.
-    let short_way_served = |gw: &Gateway| {
-        let url = gw.metrics_url();
-        async move {
-            let text = http_client()
-                .get(url)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            metric_value(&text, "whizard_gateway_short_way_requests_total", &[]).unwrap_or(0.0)
-        }
-    };
-    let served = short_way_served(&short).await;
-    assert!(served >= cases.len() as f64 / 2.0, "{served}");
-    assert_eq!(short_way_served(&engine).await, 0.0);
+    differences.conclude(&short, &engine, cases.len()).await;
 }
 
 /// An HTTP/2 request of the corpus: method, path and query, fields, body.
@@ -830,16 +844,11 @@ async fn over_http2_the_short_way_and_the_engine_send_and_answer_the_same() {
             &format!("{}/api/v1/write", upstream.url()),
             &format!("server:\n  threads: 2\n  short_way: {short_way}\n"),
         )
-        .replacen("listen:\n", &https_listener(&server), 1)
+        .replacen("listen:\n", &https_listen_lines(&server), 1)
     };
     let short = Gateway::start(&gateway(&short_upstream, true)).await;
     let engine = Gateway::start(&gateway(&engine_upstream, false)).await;
-    let pem = std::fs::read(&pki.ca_cert).unwrap();
-    let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
-        .http2_prior_knowledge()
-        .build()
-        .unwrap();
+    let client = h2_client(&pki.ca_cert);
 
     let mut cases: Vec<(String, H2Request, Answer)> = Vec::new();
     let (_, sized_json) = answers().remove(0);
@@ -851,22 +860,14 @@ async fn over_http2_the_short_way_and_the_engine_send_and_answer_the_same() {
         cases.push((format!("answer: {name}"), plain, answer));
     }
 
-    let mut differences = Vec::new();
+    let mut differences = Differences::default();
     for (name, request, answer) in &cases {
         short_upstream.set(answer.clone());
         engine_upstream.set(answer.clone());
         let by_short = h2_exchange(&client, &short.https_url(), request).await;
         let by_engine = h2_exchange(&client, &engine.https_url(), request).await;
-        let received = |upstream: &RawUpstream| -> Vec<String> {
-            let port = Some(upstream.port);
-            upstream
-                .received()
-                .iter()
-                .map(|r| normalized(r, port))
-                .collect()
-        };
         let (upstream_short, upstream_engine) =
-            (received(&short_upstream), received(&engine_upstream));
+            (short_upstream.normalized(), engine_upstream.normalized());
         for line in upstream_short.iter().chain(&upstream_engine) {
             let target = line.split(' ').nth(1).unwrap_or_default();
             if line.starts_with("GET ") || line.starts_with("HEAD ") {
@@ -891,41 +892,11 @@ async fn over_http2_the_short_way_and_the_engine_send_and_answer_the_same() {
                 "{name}: {by_short}"
             );
         }
-        if by_short != by_engine {
-            differences.push(format!(
-                "{name}: the client saw\n  short way: {by_short:?}\n  engine:    {by_engine:?}"
-            ));
-        }
-        if upstream_short != upstream_engine {
-            differences.push(format!(
-                "{name}: the upstream received\n  short way: {upstream_short:?}\n  engine:    {upstream_engine:?}"
-            ));
-        }
+        differences.compare(
+            name,
+            [&by_short, &by_engine],
+            [upstream_short, upstream_engine],
+        );
     }
-    assert!(
-        differences.is_empty(),
-        "{} of {} cases differ:\n{}",
-        differences.len(),
-        cases.len(),
-        differences.join("\n")
-    );
-
-    // The switch is real: the HTTP/2 GETs went the short way on the first gateway only.
-    let short_way_served = |gw: &Gateway| {
-        let url = gw.metrics_url();
-        async move {
-            let text = http_client()
-                .get(url)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            metric_value(&text, "whizard_gateway_short_way_requests_total", &[]).unwrap_or(0.0)
-        }
-    };
-    let served = short_way_served(&short).await;
-    assert!(served >= cases.len() as f64 / 2.0, "{served}");
-    assert_eq!(short_way_served(&engine).await, 0.0);
+    differences.conclude(&short, &engine, cases.len()).await;
 }

@@ -2672,6 +2672,26 @@ pub struct CertPair {
     pub key: PathBuf,
 }
 
+/// `listen:` with an HTTPS listener on `${HTTPS_PORT}` serving `server`'s certificate: put in
+/// place of a config's `listen:` line (its other listeners follow).
+pub fn https_listen_lines(server: &CertPair) -> String {
+    format!(
+        "listen:\n  https: \"127.0.0.1:${{HTTPS_PORT}}\"\n  tls: {{cert_file: \"{}\", key_file: \"{}\"}}\n",
+        server.cert.display(),
+        server.key.display()
+    )
+}
+
+/// A client that speaks HTTP/2 only (over TLS, by ALPN), trusting the CA certificate in `ca`.
+pub fn h2_client(ca: &Path) -> reqwest::Client {
+    let pem = std::fs::read(ca).expect("read the CA certificate");
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("a PEM certificate"))
+        .http2_prior_knowledge()
+        .build()
+        .expect("build the HTTP/2 client")
+}
+
 /// A throw-away CA (ECDSA P-256, valid 2 days) issuing server and client certificates with
 /// the `openssl` CLI, in its own temp dir.
 pub struct TestPki {

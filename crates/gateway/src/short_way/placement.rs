@@ -167,28 +167,23 @@ mod tests {
         };
         let other_id = other_joined.recv().unwrap();
         let here = runtime();
+        // The thread a placement's runtime runs on.
+        async fn thread_of(runtime: tokio::runtime::Handle) -> ThreadId {
+            let id = runtime.spawn(async { std::thread::current().id() });
+            id.await.unwrap()
+        }
         let placed: Vec<ThreadId> = here.block_on(async {
             let mut held = Vec::new();
             let mut placed = Vec::new();
             for _ in 0..3 {
                 let (runtime, live) = workers.place().unwrap();
-                placed.push(
-                    runtime
-                        .spawn(async { std::thread::current().id() })
-                        .await
-                        .unwrap(),
-                );
+                placed.push(thread_of(runtime).await);
                 held.push(live);
             }
             // The first one on the other worker ends: the next goes there.
             held.remove(1);
             let (runtime, _live) = workers.place().unwrap();
-            placed.push(
-                runtime
-                    .spawn(async { std::thread::current().id() })
-                    .await
-                    .unwrap(),
-            );
+            placed.push(thread_of(runtime).await);
             placed
         });
         let me = std::thread::current().id();
