@@ -261,7 +261,7 @@ PROD_METRICS = {
     "rps": ("rps", True), "p50": ("p50_ms", False), "p99": ("p99_ms", False), "p99_9": ("p99_9_ms", False),
     "cpu": ("cpu_us_per_req", False), "user_cpu": ("user_us_per_req", False), "kernel_cpu": ("kernel_us_per_req", False),
 }
-production = {"meta": prod_meta, "modes": {}, "remote_write_https": {}, "query_h2": {}}
+production = {"meta": prod_meta, "modes": {}, "remote_write_https": {}, "query_h2": {}, "moderate_https": {}}
 for mode, _, _ in PROD_MODES:
     rows = {t: P(f"prod-{mode}-{t}") for t, _ in PROD_TARGETS}
     rows = {t: ph for t, ph in rows.items() if ph}
@@ -292,6 +292,22 @@ for mode, _, _ in PROD_MODES:
         "rows": {t: {k: v for k, v in ph.items() if k != "curve"} for t, ph in rows.items()},
         "whizard_over_best": vs_best,
         "rps_whizard_over_best_per_round": prod_round_ratios,
+    }
+MODERATE_TARGETS = [
+    ("direct", "direct to the stub (plain HTTP/1.1)"),
+    ("whizard", "whizard (HTTPS)"),
+    ("haproxy-plain", "haproxy, `insecure-password` (HTTPS)"),
+    ("nginx", "nginx (HTTPS)"),
+]
+moderate = {t: P(f"prod-moderate-{t}") for t, _ in MODERATE_TARGETS}
+moderate = {t: ph for t, ph in moderate.items() if ph}
+if "direct" in moderate:
+    md0 = moderate["direct"]
+    production["moderate_https"] = {
+        t: {"p50_ms": ph["p50_ms"], "p99_ms": ph["p99_ms"], "p99_9_ms": ph["p99_9_ms"], "rps": ph["rps"],
+            "cpu_us_per_req": ph["cpu_us_per_req"], "errors": ph["errors"],
+            "added_p50_ms": ph["p50_ms"] - md0["p50_ms"], "added_p99_ms": ph["p99_ms"] - md0["p99_ms"]}
+        for t, ph in moderate.items()
     }
 for key in sorted(phases):
     if not key.startswith("prod-write-"):
@@ -384,6 +400,19 @@ if production["modes"]:
         L.append(f"| {title} | {cell('rps')} | {cell('p50')} | {cell('p99')} | {cell('p99_9')} | {cell('cpu')} | "
                  f"{cell('user_cpu')} | {cell('kernel_cpu')} | {rounds_txt} | {plain('rps_over_haproxy_plain')} | "
                  f"{plain('cpu_over_haproxy_plain')} |")
+    L.append("")
+if production["moderate_https"]:
+    L.append("Moderate load over HTTPS (wrk -t1 -c8, one request every 4 ms on each connection): what each proxy adds "
+             "to the latency of a direct request (plain HTTP/1.1 to the stub, which speaks no TLS), TLS included. "
+             "Goal for whizard: added p99 ≤ 0.5 ms.")
+    L.append("")
+    L.append("| target | req/s | p50 | p99 | p99.9 | added p50 | added p99 | CPU µs/req | errors |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for t, label in MODERATE_TARGETS:
+        e = production["moderate_https"].get(t)
+        if e:
+            L.append(f"| {label} | {e['rps']:.0f} | {e['p50_ms']:.3f} | {e['p99_ms']:.3f} | {e['p99_9_ms']:.3f} | "
+                     f"{e['added_p50_ms']:+.3f} | {e['added_p99_ms']:+.3f} | {e['cpu_us_per_req']:.1f} | {e['errors']} |")
     L.append("")
 if production["remote_write_https"]:
     L.append(f"Remote write over HTTPS (HTTP/1.1, {prod_meta.get('write')}; the same snappy bodies as section 3): "

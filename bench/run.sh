@@ -369,6 +369,15 @@ YAML
     for t in "${targets[@]}"; do
       run_h2load "rounds/prod-h2-$t.$r" "https://127.0.0.1:${t_tls[$t]}$PATH_RO" "$PROD_CONNS" "$PROD_STREAMS" "$ROUND_DURATION" "${t_pids[$t]}" -H "$AUTH_H2"
     done
+    # Moderate load (8 connections, one request per 4 ms on each): what a proxy adds to the
+    # latency when it is not saturated. Direct over plain HTTP (the stub speaks no TLS), the
+    # proxies over HTTPS; haproxy with its crypt(3) hash cannot keep this pace and is left out.
+    export WRK_DELAY_MS=4
+    run_wrk "rounds/prod-moderate-direct.$r" "http://127.0.0.1:$PUP_PORT$PATH_RO" 8 "$ROUND_DURATION" "$PUP_PID"
+    for t in whizard haproxy-plain nginx; do
+      run_wrk "rounds/prod-moderate-$t.$r" "https://127.0.0.1:${t_tls[$t]}$PATH_RO" 8 "$ROUND_DURATION" "${t_pids[$t]}" -H "$AUTH"
+    done
+    unset WRK_DELAY_MS
   done
 
   say "P. remote write over HTTPS (HTTP/1.1) through whizard, and direct to the stub (plain HTTP): wrk -t1 -c8 -d${WRITE_DURATION}s"

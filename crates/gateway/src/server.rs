@@ -42,34 +42,38 @@ pub fn run(config_path: &Path, upgrade: bool) -> Result<(), String> {
 
     let main = proxy::Gateway::new(state.clone());
     let fast = short_way::FastGet::new(proxy::Gateway::new(state.clone()), &server.configuration);
-    let mut service = pingora::services::listening::Service::new(
-        "whizard gateway".to_string(),
-        keepalive::LeanKeepAlive::new(
-            pingora::proxy::http_proxy(&server.configuration, main),
-            Box::new(fast),
-        ),
+    let mut app = keepalive::LeanKeepAlive::new(
+        pingora::proxy::http_proxy(&server.configuration, main),
+        Box::new(fast),
     );
+    // No l4 read buffer: it would stay allocated for the life of the connection, idle or not
+    // (pingora's default 64 KiB: ~1 GiB at 10,000 idle clients). The keep-alive loop reads each
+    // request's first bytes into a buffer that exists only during that read, and pingora reads
+    // the rest into its own request buffers.
+    let tcp = |addr: std::net::SocketAddr| {
+        pingora::listeners::ListenerConfig::tcp(addr.to_string())
+            .l4_buffer(pingora::listeners::L4BufferSettings::default().read(0))
+    };
+    let mut listeners = Vec::new();
     if let Some(addr) = config.listen.http {
-        // No l4 read buffer: it would stay allocated for the life of the connection, idle or
-        // not (pingora's default 64 KiB: ~1 GiB at 10,000 idle clients). The keep-alive loop
-        // reads each request's first bytes into a buffer that exists only during that read, and
-        // pingora reads the rest into its own request buffers.
-        service.add_listener(
-            pingora::listeners::ListenerConfig::tcp(addr.to_string())
-                .l4_buffer(pingora::listeners::L4BufferSettings::default().read(0)),
-        );
+        listeners.push(tcp(addr));
     }
     if let (Some(addr), Some(t)) = (config.listen.https, &config.listen.tls) {
         // Files are loaded and checked here (pingora's rustls path would panic on bad ones);
-        // the certificate is re-read when the files or `listen.tls` change.
+        // the certificate is re-read when the files or `listen.tls` change. pingora listens
+        // on plain TCP and whizard runs the handshake, on the thread that serves the
+        // connection (short_way/placement.rs).
         let listener = tls::ListenerTls::new(t)?;
-        service.add_tls_with_settings(&addr.to_string(), None, listener.settings()?);
-        // The socket registered with the serving thread before the handshake (placement.rs).
-        service
-            .endpoints()
-            .set_pre_tls_callback(Arc::new(short_way::placement::RegisterBeforeTls));
+        let acceptor = listener.settings()?.build();
+        app = app.with_tls(keepalive::TlsListener { addr, acceptor });
+        listeners.push(tcp(addr));
         let st = state.clone();
         listener.spawn_reloader(t, move || st.runtime.load().config.listen.tls.clone());
+    }
+    let mut service =
+        pingora::services::listening::Service::new("whizard gateway".to_string(), app);
+    for listener in listeners {
+        service.add_listener(listener);
     }
     server.add_service(service);
 

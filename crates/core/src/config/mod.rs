@@ -962,6 +962,12 @@ impl Validator<'_> {
         if listen_raw.http.is_none() && listen_raw.https.is_none() {
             self.err("listen", "set listen.http, listen.https or both");
         }
+        if let (Some(http), Some(https)) = (http, https) {
+            // HTTPS connections are told from plain ones by the port they reach.
+            if http.port() == https.port() {
+                self.err("listen.https", "must not use the port of listen.http");
+            }
+        }
         let tls = match (&listen_raw.tls, &listen_raw.https) {
             (None, Some(_)) => {
                 self.err("listen.tls", "required when listen.https is set");

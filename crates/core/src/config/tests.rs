@@ -262,6 +262,15 @@ fn tls_and_ui_requirements() {
     );
     assert!(has(&errs, "listen.tls.key_file", "cannot read"), "{errs:?}");
     assert!(has(&errs, "listen.tls.client_auth", "not none"), "{errs:?}");
+    // HTTPS connections are told from plain ones by their port: the two listeners differ in it.
+    let errs = errors(&minimal("").replace(
+        "  http: \"127.0.0.1:8080\"",
+        "  http: \"127.0.0.1:8080\"\n  https: \"0.0.0.0:8080\"",
+    ));
+    assert!(
+        has(&errs, "listen.https", "port of listen.http"),
+        "{errs:?}"
+    );
 }
 
 #[test]

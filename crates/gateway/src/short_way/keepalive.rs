@@ -21,10 +21,11 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora::http::RequestHeader;
+use pingora::listeners::tls::Acceptor;
 use pingora::protocols::http::v2::server::{self as h2_server, H2Accept, HttpSession as H2Stream};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::l4::stream::Stream as L4Stream;
-use pingora::protocols::{Digest, Stream, ALPN};
+use pingora::protocols::{Digest, GetSocketDigest, Stream, ALPN};
 use pingora::server::ShutdownWatch;
 use std::future::Future;
 use std::io;
@@ -42,7 +43,19 @@ pub struct LeanKeepAlive<A> {
     app: Arc<A>,
     shortcut: Box<dyn Shortcut>,
     workers: Workers,
+    /// The HTTPS listener, whose TLS handshakes run here (pingora sees a plain TCP listener).
+    tls: Option<TlsListener>,
 }
+
+/// An HTTPS listener: its address, to tell its connections from the plain listener's, and the
+/// TLS acceptor (certificates, client verification, ALPN) that pingora's TLS listener would use.
+pub struct TlsListener {
+    pub addr: std::net::SocketAddr,
+    pub acceptor: Acceptor,
+}
+
+/// How long a client has for its TLS handshake: pingora's own bound.
+const HANDSHAKE: Duration = Duration::from_secs(60);
 
 impl<A> LeanKeepAlive<A> {
     /// `shortcut` serves the plain-TCP requests it recognises from their first bytes.
@@ -51,7 +64,15 @@ impl<A> LeanKeepAlive<A> {
             app: Arc::new(app),
             shortcut,
             workers: Workers::default(),
+            tls: None,
         }
+    }
+
+    /// Runs the TLS of the HTTPS listener at `tls.addr` (added to pingora as a plain TCP
+    /// listener), so that its connections are placed like plain ones (see `placement.rs`).
+    pub fn with_tls(mut self, tls: TlsListener) -> Self {
+        self.tls = Some(tls);
+        self
     }
 }
 
@@ -240,6 +261,36 @@ impl<A> LeanKeepAlive<A>
 where
     A: HttpServerApp + Send + Sync + 'static,
 {
+    /// The acceptor of the HTTPS listener, if `stream` came in on it: by the address the
+    /// connection reached, the port alone when the listener binds every address (0.0.0.0, ::).
+    fn tls_of(&self, stream: &Stream) -> Option<&Acceptor> {
+        let tls = self.tls.as_ref()?;
+        let local = stream
+            .get_socket_digest()?
+            .local_addr()?
+            .as_inet()
+            .copied()?;
+        let listened = tls.addr;
+        let same_ip = listened.ip().is_unspecified() || local.ip() == listened.ip();
+        (local.port() == listened.port() && same_ip).then_some(&tls.acceptor)
+    }
+
+    /// Serves an established connection (TLS done) by its protocol, as pingora would.
+    async fn serve(self: Arc<Self>, stream: Stream, shutdown: ShutdownWatch) {
+        let options = self.app.server_options();
+        let alpn = stream.selected_alpn_proto();
+        if matches!(alpn, Some(ALPN::H2)) && options.is_none_or(|o| o.h2_idle_timeout.is_none()) {
+            return self.serve_h2(stream, shutdown).await;
+        }
+        let other = options.is_some_and(|o| o.h2c || o.force_custom)
+            || matches!(alpn, Some(ALPN::H2 | ALPN::Custom(_)));
+        if other {
+            let _ = ServerApp::process_new(&self.app, stream, &shutdown).await;
+            return;
+        }
+        self.serve_http1(stream, shutdown).await
+    }
+
     /// pingora's HTTP/2 accept loop (graceful GOAWAY at shutdown, a bound on rejected streams),
     /// each stream served in a task on this thread: by the shortcut when it takes the request,
     /// else by pingora's `process_new_http`.
@@ -312,44 +363,62 @@ where
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let options = self.app.server_options();
-        let alpn = stream.selected_alpn_proto();
-        if matches!(alpn, Some(ALPN::H2)) && options.is_none_or(|o| o.h2_idle_timeout.is_none()) {
-            let _live = self.workers.stay();
-            self.clone().serve_h2(stream, shutdown.clone()).await;
-            return None;
-        }
-        let other = options.is_some_and(|o| o.h2c || o.force_custom)
-            || matches!(alpn, Some(ALPN::H2 | ALPN::Custom(_)));
-        if other {
-            return ServerApp::process_new(&self.app, stream, shutdown).await;
-        }
-        // pingora's connection task is sized for its TLS handshake (~18 KB) and lives as long as
-        // the connection: the connection moves to a task of a few hundred bytes instead. A plain
-        // one on the worker serving the fewest connections, registered with its reactor there;
-        // a TLS one where pingora placed it (its socket was registered here before the
-        // handshake, see `placement.rs`).
-        let (this, shutdown) = (self.clone(), shutdown.clone());
+        // A new connection of a plain TCP listener (the HTTPS one included, whose TLS runs
+        // here): served on the worker serving the fewest connections, its socket registered
+        // with that worker's reactor (`placement.rs`), in a task of a few hundred bytes —
+        // pingora's connection task is sized for its TLS handshake (~18 KB) and would live as
+        // long as the connection.
         if stream.as_any().is::<L4Stream>() {
-            if let Some((runtime, live)) = self.workers.place() {
-                runtime.spawn(async move {
+            let (this, shutdown) = (self.clone(), shutdown.clone());
+            let serve = async move {
+                let stream = registered_here(stream);
+                match this.tls_of(&stream) {
+                    Some(acceptor) => {
+                        if let Some(stream) = handshake(acceptor, stream).await {
+                            this.serve(stream, shutdown).await;
+                        }
+                    }
+                    None => this.serve_http1(stream, shutdown).await,
+                }
+            };
+            match self.workers.place() {
+                Some((runtime, live)) => runtime.spawn(async move {
                     let _live = live;
-                    this.serve_http1(registered_here(stream), shutdown).await
-                });
-                return None;
-            }
-            tokio::spawn(this.serve_http1(registered_here(stream), shutdown));
+                    serve.await
+                }),
+                None => tokio::spawn(serve),
+            };
             return None;
         }
-        let live = self.workers.stay();
-        tokio::spawn(async move {
-            let _live = live;
-            this.serve_http1(stream, shutdown).await
-        });
+        // A stream of another kind (pingora's own TLS listener): where pingora placed it.
+        let _live = self.workers.stay();
+        self.clone().serve(stream, shutdown.clone()).await;
         None
     }
 
     async fn cleanup(&self) {
         self.app.http_cleanup().await;
+    }
+}
+
+/// The TLS handshake of a client of the HTTPS listener, within pingora's time bound; `None`
+/// when it fails (logged as pingora logs it).
+async fn handshake(acceptor: &Acceptor, stream: Stream) -> Option<Stream> {
+    let Ok(plain) = stream.into_any().downcast::<L4Stream>() else {
+        return None;
+    };
+    let peer = plain
+        .get_socket_digest()
+        .and_then(|d| d.peer_addr().cloned());
+    match tokio::time::timeout(HANDSHAKE, acceptor.tls_handshake(*plain)).await {
+        Ok(Ok(tls)) => Some(Box::new(tls)),
+        Ok(Err(e)) => {
+            log::error!("Downstream handshake error from {peer:?}: {e}");
+            None
+        }
+        Err(_) => {
+            log::error!("Downstream handshake timeout from {peer:?}");
+            None
+        }
     }
 }

@@ -5,13 +5,11 @@
 //! costs follow. The socket stays registered with the accepting runtime, whose thread then has
 //! to wake the serving one for every readiness event (an eventfd write per request or more,
 //! and a thread switch): [`registered_here`] registers a duplicate of the descriptor with the
-//! serving thread instead, for plain connections when they start and for TLS ones before the
-//! handshake ([`RegisterBeforeTls`]). And a random hand-off leaves the threads unevenly loaded
-//! (32 keep-alive clients on two threads: often 20 and 12, and the busier thread's clients
-//! wait): [`Workers`] places each plain connection on the thread serving the fewest.
+//! serving thread instead, before anything is read (the TLS handshake of the HTTPS listener
+//! runs after it, on the serving thread). And a random hand-off leaves the threads unevenly
+//! loaded (32 keep-alive clients on two threads: often 20 and 12, and the busier thread's
+//! clients wait): [`Workers`] places each new connection on the thread serving the fewest.
 
-use async_trait::async_trait;
-use pingora::listeners::PreTlsProcess;
 use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::{GetSocketDigest, SocketDigest, Stream};
 use std::io;
@@ -50,21 +48,6 @@ fn reregister(accepted: &L4Stream) -> io::Result<L4Stream> {
     Ok(here)
 }
 
-/// Registers a TLS connection's socket with the thread that will serve it, before pingora's
-/// TLS handshake (which runs on that thread).
-pub struct RegisterBeforeTls;
-
-#[async_trait]
-impl PreTlsProcess for RegisterBeforeTls {
-    async fn process(&self, stream: &mut L4Stream) -> pingora::Result<()> {
-        if let Ok(here) = reregister(stream) {
-            // The accepted stream (and its registration elsewhere) goes here.
-            *stream = here;
-        }
-        Ok(())
-    }
-}
-
 /// The worker threads of one service and how many connections each serves. Threads enter
 /// the list as pingora first hands them a connection (at random, so all of them soon).
 #[derive(Default)]
@@ -99,8 +82,8 @@ impl Workers {
         })?
     }
 
-    /// A connection served on this thread whatever the load (a TLS one, registered here before
-    /// its handshake), counted here.
+    /// A connection served on this thread whatever the load (one pingora accepted as TLS),
+    /// counted here.
     pub fn stay(&self) -> Option<Live> {
         self.with_this_thread(|list, thread| {
             list.iter().find(|w| w.thread == thread).map(Worker::enter)
