@@ -1384,3 +1384,57 @@ async fn a_silent_upstream_is_a_504_after_the_timeout_and_is_not_asked_twice() {
         "the GET went upstream once"
     );
 }
+
+/// The gateway's resident memory in KiB (Linux `/proc`).
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/PID/status")
+}
+
+/// An idle keep-alive connection costs a few KiB (docs/internals.md, "Connections"): the
+/// connection waits for its next request in a small task with no buffer, whatever the
+/// listener. 600 clients each send one GET and stay: the gateway's memory grows by far less
+/// than pingora's per-request state (~30 KB) or a TLS/HTTP/2 task (kilobytes) per connection
+/// would cost. (Below the usual limit of 1,024 open files of the test process.)
+#[tokio::test]
+async fn idle_keep_alive_connections_cost_a_few_kilobytes_each() {
+    use tokio::io::AsyncWriteExt;
+    const CLIENTS: usize = 600;
+    let (_recorder, gw) = recorder_behind_gateway_with("server:\n  threads: 2\n").await;
+    let addr = gw.url().trim_start_matches("http://").to_string();
+    let request = format!(
+        "GET /api/v1/query?query=up HTTP/1.1\r\nHost: gw\r\nAuthorization: {}\r\n\r\n",
+        basic(ALICE)
+    );
+    let one_round = |n: usize| {
+        let (addr, request) = (addr.clone(), request.clone());
+        async move {
+            let mut held = Vec::new();
+            for _ in 0..n {
+                let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+                conn.write_all(request.as_bytes()).await.unwrap();
+                let mut pending = Vec::new();
+                let answer = read_raw_response(&mut conn, &mut pending).await;
+                assert_eq!(answer.map(|(status, _, _)| status), Some(200));
+                held.push(conn);
+            }
+            held
+        }
+    };
+    // Warm up (pools, allocator arenas, the credential cache), then measure.
+    drop(one_round(50).await);
+    let before = rss_kib(gw.pid());
+    let held = one_round(CLIENTS).await;
+    let after = rss_kib(gw.pid());
+    let per_connection = (after.saturating_sub(before)) * 1024 / CLIENTS as u64;
+    eprintln!("{per_connection} bytes per idle connection ({before} → {after} KiB)");
+    assert!(
+        per_connection < 10 * 1024,
+        "{per_connection} bytes per idle connection ({before} → {after} KiB for {CLIENTS})"
+    );
+    drop(held);
+}

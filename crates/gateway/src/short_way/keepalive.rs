@@ -275,12 +275,23 @@ where
         (local.port() == listened.port() && same_ip).then_some(&tls.acceptor)
     }
 
+    /// The TLS handshake of a connection of the HTTPS listener, then the connection.
+    async fn serve_tls(self: Arc<Self>, stream: Stream, shutdown: ShutdownWatch) {
+        let Some(acceptor) = self.tls_of(&stream) else {
+            return;
+        };
+        // Boxed: the handshake's state is not kept for the connection's life.
+        if let Some(stream) = Box::pin(handshake(acceptor, stream)).await {
+            self.serve(stream, shutdown).await;
+        }
+    }
+
     /// Serves an established connection (TLS done) by its protocol, as pingora would.
     async fn serve(self: Arc<Self>, stream: Stream, shutdown: ShutdownWatch) {
         let options = self.app.server_options();
         let alpn = stream.selected_alpn_proto();
         if matches!(alpn, Some(ALPN::H2)) && options.is_none_or(|o| o.h2_idle_timeout.is_none()) {
-            return self.serve_h2(stream, shutdown).await;
+            return Box::pin(self.serve_h2(stream, shutdown)).await;
         }
         let other = options.is_some_and(|o| o.h2c || o.force_custom)
             || matches!(alpn, Some(ALPN::H2 | ALPN::Custom(_)));
@@ -370,15 +381,14 @@ where
         // long as the connection.
         if stream.as_any().is::<L4Stream>() {
             let (this, shutdown) = (self.clone(), shutdown.clone());
+            // Every idle plain connection holds this future: the TLS side (a handshake, an
+            // HTTP/2 connection: kilobytes) is boxed, so only TLS connections pay for it.
             let serve = async move {
                 let stream = registered_here(stream);
-                match this.tls_of(&stream) {
-                    Some(acceptor) => {
-                        if let Some(stream) = handshake(acceptor, stream).await {
-                            this.serve(stream, shutdown).await;
-                        }
-                    }
-                    None => this.serve_http1(stream, shutdown).await,
+                if this.tls_of(&stream).is_some() {
+                    Box::pin(this.serve_tls(stream, shutdown)).await
+                } else {
+                    this.serve_http1(stream, shutdown).await
                 }
             };
             match self.workers.place() {
