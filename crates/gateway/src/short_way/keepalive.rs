@@ -1,4 +1,5 @@
-//! HTTP/1 keep-alive connections that cost almost nothing while idle.
+//! Client connections from accept to close: where they are served (`placement.rs`), the TLS
+//! handshake of the HTTPS listener, the HTTP/1 keep-alive loop and the HTTP/2 accept loop.
 //!
 //! pingora starts a request's processing (a boxed future sized for the whole proxy state
 //! machine, ~30 KB, plus header buffers) before the request's first byte arrives, so every idle
@@ -400,8 +401,8 @@ where
             };
             return None;
         }
-        // A stream of another kind (pingora's own TLS listener): where pingora placed it.
-        let _live = self.workers.stay();
+        // Every listener of the service is plain TCP (the HTTPS one included); any other kind of
+        // stream is served where pingora placed it, by its protocol.
         self.clone().serve(stream, shutdown.clone()).await;
         None
     }

@@ -75,24 +75,6 @@ impl Workers {
     /// the connection counted there. Only among per-thread runtimes: with work stealing there
     /// is one runtime, and the connection stays where it is.
     pub fn place(&self) -> Option<(Handle, Live)> {
-        self.with_this_thread(|list, thread| {
-            let load = |w: &Worker| (w.live.load(Ordering::Relaxed), w.thread != thread);
-            let best = list.iter().min_by_key(|w| load(w))?;
-            Some((best.runtime.clone(), best.enter()))
-        })?
-    }
-
-    /// A connection served on this thread whatever the load (one pingora accepted as TLS),
-    /// counted here.
-    pub fn stay(&self) -> Option<Live> {
-        self.with_this_thread(|list, thread| {
-            list.iter().find(|w| w.thread == thread).map(Worker::enter)
-        })?
-    }
-
-    /// `f` over the list with this thread in it (added if new); `None` when this thread does
-    /// not run a runtime of its own.
-    fn with_this_thread<R>(&self, f: impl FnOnce(&[Worker], ThreadId) -> R) -> Option<R> {
         let here = Handle::try_current().ok()?;
         if here.runtime_flavor() != RuntimeFlavor::CurrentThread {
             return None;
@@ -106,7 +88,9 @@ impl Workers {
                 live: Arc::default(),
             });
         }
-        Some(f(&list, thread))
+        let load = |w: &Worker| (w.live.load(Ordering::Relaxed), w.thread != thread);
+        let best = list.iter().min_by_key(|w| load(w))?;
+        Some((best.runtime.clone(), best.enter()))
     }
 }
 
@@ -142,7 +126,7 @@ mod tests {
             std::thread::spawn(move || {
                 runtime().block_on(async move {
                     // Enters the list (and leaves the count at once).
-                    drop(workers.stay());
+                    drop(workers.place());
                     joined.send(std::thread::current().id()).unwrap();
                     let _ = stopped.await;
                 })
@@ -184,7 +168,6 @@ mod tests {
             .unwrap();
         shared.block_on(async {
             assert!(workers.place().is_none());
-            assert!(workers.stay().is_none());
         });
     }
 }
