@@ -347,8 +347,8 @@ impl ProxyHttp for Gateway {
 /// The upstream's hop-by-hop fields stay behind ([`HOP_BY_HOP`], RFC 9110 §7.6.1): those its
 /// `Connection` names and the listed ones, except the framing (`Transfer-Encoding`, and a
 /// nominated `Content-Length`), which the server session rewrites for the client's
-/// connection. An answer without `Connection` (the usual one) costs one lookup per name and no
-/// allocation.
+/// connection. An answer without `Connection` (the usual one) costs one lookup and a pass over
+/// its fields, and no allocation.
 fn strip_hop_by_hop(resp: &mut ResponseHeader) {
     let framing = [
         http::header::CONTENT_LENGTH,
@@ -361,10 +361,11 @@ fn strip_hop_by_hop(resp: &mut ResponseHeader) {
             resp.remove_header(name);
         }
     }
-    for name in HOP_BY_HOP.iter().filter(|n| !framing.contains(n)) {
-        if resp.headers.contains_key(name) {
-            resp.remove_header(name);
-        }
+    // One pass over the answer's fields (a handful), each compared with the list, rather than
+    // a hashed lookup per listed name.
+    let listed = |n: &&http::HeaderName| HOP_BY_HOP.contains(n) && !framing.contains(n);
+    while let Some(name) = resp.headers.keys().find(listed).cloned() {
+        resp.remove_header(&name);
     }
 }
 
@@ -667,6 +668,20 @@ impl Gateway {
         if let Some(identity) = rt.basic.cached(&session.req_header().headers) {
             return Ok(identity);
         }
+        // Boxed: a verification (throttle, password hash, token, login session) holds
+        // kilobytes of state and is rare once credentials are cached; inline, every request's
+        // future would carry that room, and copy it each time the future is boxed.
+        Box::pin(self.verify(session, rt, renewed_cookie)).await
+    }
+
+    /// [`Gateway::authenticate`] for credentials not in the cache: verified under the throttle,
+    /// by each configured method in turn.
+    async fn verify(
+        &self,
+        session: &mut Session,
+        rt: &Runtime,
+        renewed_cookie: &mut Option<String>,
+    ) -> Result<Arc<Identity>, Refusal> {
         // A burst of one new credential asks the throttle once: the others wait for that
         // verification and are then answered from the cache.
         let _lead = rt

@@ -133,7 +133,8 @@ impl FastGet {
         let mut req = upstream_request(session.req_header())?;
         gw.upstream_request_filter(session, &mut req, ctx).await?;
 
-        let (mut upstream, reused) = self.connect(&peer).await?;
+        let pool_key = peer.reuse_hash();
+        let (mut upstream, reused) = self.connect(&peer, pool_key).await?;
         let client = &mut session.downstream_session;
         let first = unless_client_leaves(client, exchange_head(&mut upstream, &req)).await;
         let (mut upstream, mut header) = match first {
@@ -189,15 +190,16 @@ impl FastGet {
                 .map_err(|e| e.into_down())?;
         }
         if let Some(stream) = upstream.into_reusable() {
-            put_idle(peer.reuse_hash(), stream);
+            put_idle(pool_key, stream);
         }
         Ok(())
     }
 
-    /// An exchange over an idle pooled connection to `peer` (`true`) or a new one.
-    async fn connect(&self, peer: &HttpPeer) -> pingora::Result<(Exchange, bool)> {
+    /// An exchange over an idle pooled connection to `peer` (`true`) or a new one; `pool_key`:
+    /// the peer's [`Peer::reuse_hash`] (hashed once per request: it hashes the whole peer).
+    async fn connect(&self, peer: &HttpPeer, pool_key: u64) -> pingora::Result<(Exchange, bool)> {
         let max_idle = peer.options.idle_timeout.unwrap_or(Duration::from_secs(60));
-        match take_idle(peer.reuse_hash(), max_idle) {
+        match take_idle(pool_key, max_idle) {
             Some(stream) => Ok((exchange(stream, peer), true)),
             None => Ok((self.new_exchange(peer).await?, false)),
         }
@@ -339,8 +341,12 @@ impl keepalive::Shortcut for FastGet {
         let mut session = self.session(stream);
         if self.run(&mut session).await {
             // Ends the stream if the answer did not (an empty DATA frame); a failed request's
-            // stream is reset when the session drops, as in pingora's engine.
-            let _ = session.downstream_session.finish().await;
+            // stream is reset when the session drops, as in pingora's engine. The HTTP/2
+            // session's own (synchronous) finish: the general one's future is sized for
+            // HTTP/1 and would make this one, boxed per request, kilobytes larger.
+            if let ServerSession::H2(stream) = &mut *session.downstream_session {
+                let _ = stream.finish();
+            }
         }
     }
 }
