@@ -97,6 +97,11 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// The client fields the proxied request keeps: the forwarding contract of its class.
+    pub(super) fn forwarded_fields(&self) -> &'static [http::HeaderName] {
+        self.forwarded_fields
+    }
+
     /// `refusal` with the `Set-Cookie` of a session this request renewed: the new cookie goes
     /// back with whatever answer.
     fn with_session_cookie(&mut self, refusal: Refusal) -> Refusal {

@@ -130,7 +130,7 @@ impl FastGet {
     async fn proxy(&self, session: &mut Session, ctx: &mut Ctx) -> pingora::Result<()> {
         let gw = &self.gateway;
         let peer = gw.upstream_peer(session, ctx).await?;
-        let mut req = upstream_request(session.req_header())?;
+        let mut req = upstream_request(session.req_header(), ctx.forwarded_fields())?;
         gw.upstream_request_filter(session, &mut req, ctx).await?;
 
         let pool_key = peer.reuse_hash();
@@ -152,7 +152,7 @@ impl FastGet {
                         ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
                     ) =>
             {
-                let mut req = upstream_request(session.req_header())?;
+                let mut req = upstream_request(session.req_header(), ctx.forwarded_fields())?;
                 gw.upstream_request_filter(session, &mut req, ctx).await?;
                 let mut fresh = self.new_exchange(&peer).await?;
                 let client = &mut session.downstream_session;
@@ -264,16 +264,21 @@ const ADDED_UPSTREAM: usize = 2;
 const ADDED_ANSWER: usize = 2;
 
 /// The request sent upstream, before the upstream request filter: the client's method, target
-/// and end-to-end fields (hop-by-hop ones and those the client nominated in `Connection` stay
-/// behind). Built at once in a map with room for what the filter adds: pingora sizes a parsed
-/// map exactly, so a copy of it would grow (rehash and copy) on the first added field, and
-/// keeps a second map of the client's spelling of every name, which the upstream does not
-/// need (names go in their canonical spelling).
-fn upstream_request(client: &RequestHeader) -> pingora::Result<RequestHeader> {
+/// and the end-to-end fields among `forwarded` (hop-by-hop ones and those the client nominated
+/// in `Connection` stay behind). `forwarded` is the route's contract, which the upstream
+/// request filter enforces anyway; fields outside it are not copied only to be removed there.
+/// Built at once in a map with room for what the filter adds: pingora sizes a parsed map
+/// exactly, so a copy of it would grow (rehash and copy) on the first added field, and keeps a
+/// second map of the client's spelling of every name, which the upstream does not need (names
+/// go in their canonical spelling).
+fn upstream_request(
+    client: &RequestHeader,
+    forwarded: &[http::HeaderName],
+) -> pingora::Result<RequestHeader> {
     let nominated = super::h1_fields::connection_nominated(&client.headers);
     let mut headers = http::HeaderMap::with_capacity(client.headers.len() + ADDED_UPSTREAM);
     for (name, value) in &client.headers {
-        if !HOP_BY_HOP.contains(name) && !nominated.contains(name) {
+        if forwarded.contains(name) && !HOP_BY_HOP.contains(name) && !nominated.contains(name) {
             headers.append(name.clone(), value.clone());
         }
     }
@@ -416,6 +421,7 @@ fn placeholder() -> Stream {
 #[cfg(test)]
 mod tests {
     use super::{upstream_request, RequestHeader, ADDED_UPSTREAM, STEPS};
+    use crate::contract;
 
     /// The names of the functions defined in the block of `source` that starts with `opening`
     /// and ends at the next line that is `}`.
@@ -471,7 +477,9 @@ mod tests {
         ] {
             req.append_header(name, value).unwrap();
         }
-        let up = upstream_request(&req).unwrap();
+        // Even a contract that named them would not pass hop-by-hop or nominated fields on.
+        let every: Vec<http::HeaderName> = req.headers.keys().cloned().collect();
+        let up = upstream_request(&req, &every).unwrap();
         let mut left: Vec<(&str, &str)> = up
             .headers
             .iter()
@@ -491,9 +499,28 @@ mod tests {
 
         let mut plain = RequestHeader::build("GET", b"/x?a=1", None).unwrap();
         plain.append_header("Accept", "*/*").unwrap();
-        let up = upstream_request(&plain).unwrap();
+        let up = upstream_request(&plain, &contract::READ).unwrap();
         assert_eq!(up.headers.len(), 1);
         assert_eq!(up.raw_path(), b"/x?a=1");
+    }
+
+    #[test]
+    fn only_the_contracts_fields_are_copied() {
+        let mut req = RequestHeader::build("GET", b"/api/v1/query?query=up", None).unwrap();
+        for (name, value) in [
+            ("Host", "gw"),
+            ("Authorization", "Basic YTpi"),
+            ("THANOS-TENANT", "team-b"),
+            ("Cookie", "whizard_session=x"),
+            ("User-Agent", "grafana"),
+            ("Accept", "application/json"),
+        ] {
+            req.append_header(name, value).unwrap();
+        }
+        let up = upstream_request(&req, &contract::READ).unwrap();
+        let mut left: Vec<&str> = up.headers.keys().map(|k| k.as_str()).collect();
+        left.sort();
+        assert_eq!(left, ["accept", "user-agent"]);
     }
 
     #[test]
@@ -501,12 +528,12 @@ mod tests {
         let mut req = RequestHeader::build("GET", b"/q", Some(2)).unwrap();
         req.append_header("Host", "gw").unwrap();
         req.append_header("Authorization", "Basic YTpi").unwrap();
-        let up = upstream_request(&req).unwrap();
+        let up = upstream_request(&req, &contract::READ).unwrap();
         assert!(up.headers.capacity() >= req.headers.len() + ADDED_UPSTREAM);
 
         // An absolute-form target is not reproduced by the URI: its bytes go as they came.
         let absolute = RequestHeader::build("GET", b"http://gw/api/v1/labels", None).unwrap();
-        let up = upstream_request(&absolute).unwrap();
+        let up = upstream_request(&absolute, &contract::READ).unwrap();
         assert_eq!(up.raw_path(), b"http://gw/api/v1/labels");
     }
 }
