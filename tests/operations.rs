@@ -759,3 +759,28 @@ async fn binary_upgrade_hands_over_the_listener_without_failed_requests() {
         "more than the hand-over race failed: {bad:?}"
     );
 }
+
+/// The allocator options compiled into the binary (`src/lib.rs`: thread caches sized for
+/// HTTP/2's bursts of streams) are the ones jemalloc runs with: it ignores an option it does
+/// not know, or a value out of range, with only a warning on stderr.
+#[test]
+fn the_allocator_runs_with_the_options_compiled_into_the_binary() {
+    let out = std::process::Command::new(whizard_bin())
+        .arg("--version")
+        .env("_RJEM_MALLOC_CONF", "stats_print:true")
+        .output()
+        .expect("run whizard --version");
+    assert!(out.status.success(), "{out:?}");
+    let stats = String::from_utf8_lossy(&out.stderr);
+    for (option, value) in [
+        ("tcache_max", "131072"),
+        ("tcache_nslots_small_min", "256"),
+        ("tcache_nslots_small_max", "1024"),
+    ] {
+        assert!(
+            stats.contains(&format!("opt.{option}: {value}\n")),
+            "jemalloc does not run with {option}:{value}:\n{stats}"
+        );
+    }
+    assert!(!stats.contains("<jemalloc>"), "jemalloc warned:\n{stats}");
+}
