@@ -13,15 +13,13 @@
 //! HTTP/2 over TLS runs pingora's accept loop here too ([`LeanKeepAlive::serve_h2`]), with two
 //! differences: each stream is served on the connection's own thread (pingora hands each to a
 //! random thread's runtime, so every stream's frames cross threads, with a wake-up each way),
-//! and a stream the shortcut takes (a GET without a body) is served by it, in the connection's
-//! own task. h2c, custom protocols and an HTTP/2 idle timeout go to pingora unchanged.
+//! and a stream the shortcut takes (a GET without a body) is served by it. h2c, custom
+//! protocols and an HTTP/2 idle timeout go to pingora unchanged.
 
 use super::placement::{registered_here, Workers};
 use super::rewound::Rewound;
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures_util::stream::{FuturesUnordered, StreamExt};
-use futures_util::FutureExt;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora::http::RequestHeader;
 use pingora::listeners::tls::Acceptor;
@@ -33,7 +31,6 @@ use pingora::server::ShutdownWatch;
 use std::future::Future;
 use std::io;
 use std::mem::MaybeUninit;
-use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -307,8 +304,8 @@ where
     }
 
     /// pingora's HTTP/2 accept loop (graceful GOAWAY at shutdown, a bound on rejected streams),
-    /// each stream served on this thread: in this task by the shortcut when it takes the
-    /// request, else by pingora's `process_new_http` in a task of its own.
+    /// each stream served in a task on this thread: by the shortcut when it takes the request,
+    /// else by pingora's `process_new_http`.
     async fn serve_h2(self: Arc<Self>, stream: Stream, mut shutdown: ShutdownWatch) {
         let digest = Arc::new(Digest {
             ssl_digest: stream.get_ssl_digest(),
@@ -321,40 +318,36 @@ where
         };
         let mut draining = false;
         let mut rejected = 0;
-        // The streams the shortcut serves run in this task, not in one spawned task each: a
-        // task per stream costs its spawn, its scheduling and its release, and every answer
-        // it queued woke this task to flush it. Polled before the next accept, so that the
-        // accept that follows sends what they queued in the same turn.
-        let mut streams = FuturesUnordered::new();
         loop {
-            let accepted = tokio::select! {
-                // The shutdown first, so that a signal is seen even under a stream of requests;
-                // accepting is cancel-safe and starts again next time round.
-                biased;
-                _ = shutdown.changed(), if !draining => {
-                    conn.graceful_shutdown();
-                    draining = true;
-                    continue;
+            let accepted = if draining {
+                H2Stream::from_h2_conn(&mut conn, digest.clone()).await
+            } else {
+                tokio::select! {
+                    // The shutdown first, so that a signal is seen even under a stream of
+                    // requests; accepting is cancel-safe and starts again next time round.
+                    biased;
+                    _ = shutdown.changed() => {
+                        conn.graceful_shutdown();
+                        draining = true;
+                        continue;
+                    }
+                    accepted = H2Stream::from_h2_conn(&mut conn, digest.clone()) => accepted,
                 }
-                Some(()) = streams.next(), if !streams.is_empty() => continue,
-                accepted = H2Stream::from_h2_conn(&mut conn, digest.clone()) => accepted,
             };
             match accepted {
                 Ok(Some(H2Accept::Session(stream))) => {
-                    if self.shortcut.takes_h2(&stream) {
-                        // A panic ends its own stream (reset when its session drops), as it
-                        // would in a task of its own, not the connection's other streams.
-                        let serve = self.shortcut.serve_h2(ServerSession::new_http2(stream));
-                        streams.push(AssertUnwindSafe(serve).catch_unwind().map(|_| ()));
-                    } else {
-                        // pingora's engine (bodies, streaming answers) in a task of its own.
-                        let this = self.clone();
-                        let shutdown = shutdown.clone();
-                        tokio::spawn(async move {
+                    let this = self.clone();
+                    let shutdown = shutdown.clone();
+                    tokio::spawn(async move {
+                        if this.shortcut.takes_h2(&stream) {
+                            this.shortcut
+                                .serve_h2(ServerSession::new_http2(stream))
+                                .await;
+                        } else {
                             let session = ServerSession::new_http2(stream);
                             this.app.process_new_http(session, &shutdown).await;
-                        });
-                    }
+                        }
+                    });
                 }
                 Ok(Some(H2Accept::Rejected)) => {
                     rejected += 1;
