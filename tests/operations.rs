@@ -784,3 +784,33 @@ fn the_allocator_runs_with_the_options_compiled_into_the_binary() {
     }
     assert!(!stats.contains("<jemalloc>"), "jemalloc warned:\n{stats}");
 }
+
+/// The access log is written in batches (every 100 ms): the lines of the requests answered just
+/// before the gateway stops are written before it exits, also when pingora's own shutdown ends
+/// the process (SIGINT: pingora's fast shutdown, which exits at once).
+#[tokio::test]
+async fn the_access_log_lines_of_the_last_requests_are_written_before_exit() {
+    let backend = Backend::start().await;
+    let config = two_tenant_config(&backend.url(), &backend.write_url(), "");
+    let mut gw = Gateway::start(&config).await;
+    let client = new_http_client();
+    for n in 0..3 {
+        let answer = client
+            .get(format!("{}/api/v1/query?query=up", gw.url()))
+            .basic_auth(ALICE.0, Some(ALICE.1))
+            .header("x-request-id", format!("last-before-exit-{n}"))
+            .send()
+            .await
+            .expect("the query");
+        assert_eq!(answer.status(), 200);
+    }
+    gw.signal("INT");
+    gw.wait_exit(Duration::from_secs(15)).expect("exited");
+    let logs = gw.logs();
+    for n in 0..3 {
+        assert!(
+            logs.contains(&format!("request_id=last-before-exit-{n} ")),
+            "no access-log line of request {n}:\n{logs}"
+        );
+    }
+}

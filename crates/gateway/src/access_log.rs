@@ -71,7 +71,18 @@ pub fn init() {
             pending: Mutex::new(Vec::with_capacity(WAKE_AT)),
             writer: handle.thread().clone(),
         });
+        // The lines of the last 100 ms would be lost when the process exits between two
+        // flushes: pingora's own shutdown (SIGINT, or SIGTERM with no grace period left) ends
+        // it with `exit` from its thread, not through the gateway's exit path.
+        // SAFETY: `atexit` only records the function; `flush_at_exit` cannot unwind.
+        unsafe {
+            libc::atexit(flush_at_exit);
+        }
     }
+}
+
+extern "C" fn flush_at_exit() {
+    flush();
 }
 
 /// Swaps the backlog out (the lock is held only for the swap) and writes it to stdout.
