@@ -451,6 +451,8 @@ async fn repeated_failed_logins_are_throttled_per_address() {
         reqwest::Client::builder()
             .no_proxy()
             .local_address(std::net::IpAddr::from(ip))
+            // The throttle delays answers by seconds, never by a minute.
+            .timeout(scaled(Duration::from_secs(60)))
             .build()
             .unwrap()
     };

@@ -261,15 +261,7 @@ enum Dial {
 
 impl Dial {
     fn tls(ca: &std::path::Path) -> Dial {
-        use rustls::pki_types::pem::PemObject;
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
-            roots.add(cert.unwrap()).unwrap();
-        }
-        let config = rustls::ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Dial::Tls(Arc::new(config))
+        Dial::Tls(tls_client_config(ca))
     }
 
     async fn connect(&self, gw: &Gateway) -> Box<dyn Connection> {

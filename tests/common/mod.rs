@@ -2688,8 +2688,27 @@ pub fn h2_client(ca: &Path) -> reqwest::Client {
     reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("a PEM certificate"))
         .http2_prior_knowledge()
+        // A hang is a gateway bug to report, not a CI run to stall.
+        .timeout(scaled(Duration::from_secs(60)))
         .build()
         .expect("build the HTTP/2 client")
+}
+
+/// A rustls client configuration that trusts the CA certificates in PEM file `ca`, and no
+/// other, without a client certificate.
+pub fn tls_client_config(ca: &Path) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    ensure_crypto_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca).expect("read the CA") {
+        roots
+            .add(cert.expect("a PEM certificate"))
+            .expect("a CA certificate");
+    }
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
 }
 
 /// A throw-away CA (ECDSA P-256, valid 2 days) issuing server and client certificates with

@@ -81,8 +81,9 @@ pub fn init() {
     }
 }
 
+/// Writes what is pending when the process exits, however it exits through `exit`.
 extern "C" fn flush_at_exit() {
-    flush();
+    write_pending(&mut Vec::new());
 }
 
 /// Swaps the backlog out (the lock is held only for the swap) and writes it to stdout.
@@ -95,11 +96,6 @@ fn write_pending(spare: &mut Vec<u8>) {
         let _ = out.write_all(spare);
         let _ = out.flush();
     }
-}
-
-/// Writes what is pending now; called before the process exits.
-pub fn flush() {
-    write_pending(&mut Vec::new());
 }
 
 fn lock(m: &Mutex<Vec<u8>>) -> std::sync::MutexGuard<'_, Vec<u8>> {

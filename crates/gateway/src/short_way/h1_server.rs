@@ -1,5 +1,5 @@
 //! The short way's client side: one bodiless HTTP/1.1 GET and its answer, as a pingora custom
-//! server session.
+//! server session; the client's pipelined requests wait for it.
 //!
 //! pingora's HTTP/1 server session is general (request bodies, upgrades, pipelining, 1xx,
 //! retry buffers) and, per request, allocates its buffers, parses the head again after the
@@ -9,12 +9,15 @@
 //! arrived in one read ([`parse_get`]), so what is left is small: the head parsed once from
 //! that read's bytes (values share them), one answer written with pingora's framing rules
 //! (204/304 empty, chunked when the answer says so, else its `Content-Length`, else until
-//! close) and the connection handed back when the answer allowed it ([`Handback`]). Being a
-//! pingora custom session, it gives the gateway's hooks the same `Session` as before.
+//! close) and the connection handed back when the answer allowed it ([`Handback`]), with the
+//! bytes the client sent after the request (pipelining: a GET has no body, so they are its
+//! next requests) to be read before the socket. Being a pingora custom session, it gives the
+//! gateway's hooks the same `Session` as before.
 
 use crate::h1_fields::{chunked_last, connection_options, length_token};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::stream::Stream as BytesStream;
+use futures_util::FutureExt;
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, EXPECT, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -31,20 +34,20 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// Fields a short-way request may have; a head with more goes to pingora (limit 256).
 const MAX_FIELDS: usize = 64;
 
-/// The GET that `head` (the first read of a request on a plain connection) holds, when the
-/// short way serves it: a complete HTTP/1.1 head with an origin-form target and nothing after
-/// it, no body (`Content-Length`, even 0, or `Transfer-Encoding`), no upgrade, no `Expect`,
-/// an unambiguous authority.
-/// Anything else (`None`) goes to pingora's engine, which also answers malformed heads. The
-/// header has room for the request id the request filter may add; field values share
-/// `head`'s bytes.
-pub fn parse_get(head: &Bytes) -> Option<RequestHeader> {
+/// The GET that `head` (the first read of a request) starts with, when the short way serves
+/// it, and the length of its head: a complete HTTP/1.1 head with an origin-form target, no
+/// body (`Content-Length`, even 0, or `Transfer-Encoding`), no upgrade, no `Expect`, an
+/// unambiguous authority. Bytes after the head are the client's next requests (pipelined; a
+/// request without a body ends with its head). Anything else (`None`) goes to pingora's
+/// engine, which also answers malformed heads. The header has room for the request id the
+/// request filter may add; field values share `head`'s bytes.
+pub fn parse_get(head: &Bytes) -> Option<(RequestHeader, usize)> {
     let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
     let mut req = httparse::Request::new(&mut fields);
     let Ok(httparse::Status::Complete(len)) = req.parse(head) else {
         return None;
     };
-    if len != head.len() || req.method != Some("GET") || req.version != Some(1) {
+    if req.method != Some("GET") || req.version != Some(1) {
         return None;
     }
     // Origin-form only: the URI then reproduces the target byte for byte. Absolute-form and
@@ -80,7 +83,7 @@ pub fn parse_get(head: &Bytes) -> Option<RequestHeader> {
     let req = RequestHeader::from(parts);
     // pingora's own authority checks (one `Host`, no userinfo); pingora answers the refused.
     pingora::protocols::http::authority::validate_request_authority(&req).ok()?;
-    Some(req)
+    Some((req, len))
 }
 
 /// Whether the client lets the connection stay open after this request: HTTP/1.1 keeps it
@@ -93,18 +96,26 @@ pub fn client_keeps_alive(req: &RequestHeader) -> bool {
 /// Where a finished session leaves its connection for the keep-alive loop: the session is
 /// owned by pingora's `Session` as a trait object, which cannot hand back what it owns.
 #[derive(Clone, Default)]
-pub struct Handback(Arc<Mutex<Option<Stream>>>);
+pub struct Handback(Arc<Mutex<Option<Reusable>>>);
+
+/// A connection that may carry another request, and the bytes of the client's next requests
+/// already read from it (pipelined), to be read before the socket.
+pub type Reusable = (Stream, Bytes);
 
 impl Handback {
-    fn put(&self, stream: Stream) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(stream);
+    fn put(&self, reusable: Reusable) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(reusable);
     }
 
     /// The connection, if the answer was complete and allowed it to carry another request.
-    pub fn take(&self) -> Option<Stream> {
+    pub fn take(&self) -> Option<Reusable> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 }
+
+/// The most the session reads of the client's pipelined requests while it answers one, in
+/// one read; the rest waits in the socket.
+const PIPELINED_READ: usize = 4096;
 
 /// How the answer's body is framed on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,6 +161,8 @@ pub struct LeanSession {
     /// `None` once handed back or closed.
     stream: Option<Stream>,
     head: Bytes,
+    /// What the client sent after this request: its next requests.
+    pipelined: BytesMut,
     req: RequestHeader,
     keep_alive: bool,
     answer: Option<Box<ResponseHeader>>,
@@ -169,12 +182,13 @@ pub struct LeanSession {
 }
 
 impl LeanSession {
-    /// The session for `req`, parsed from `head` by [`parse_get`]. `keep_alive`: whether the
-    /// server lets the connection carry another request (not while shutting down); the
-    /// client's `Connection` field is applied here.
+    /// The session for `req`, parsed from `head` by [`parse_get`]; `pipelined`: the bytes read
+    /// after the head. `keep_alive`: whether the server lets the connection carry another
+    /// request (not while shutting down); the client's `Connection` field is applied here.
     pub fn new(
         stream: Stream,
         head: Bytes,
+        pipelined: Bytes,
         req: RequestHeader,
         keep_alive: bool,
         handback: Handback,
@@ -191,6 +205,7 @@ impl LeanSession {
             socket: stream.get_socket_digest(),
             stream: Some(stream),
             head,
+            pipelined: BytesMut::from(&pipelined[..]),
             req,
             keep_alive,
             answer: None,
@@ -272,7 +287,8 @@ impl LeanSession {
         self.body = Body::Done;
         if let Some(stream) = self.stream.take() {
             if self.keep_alive && !was_unwritten {
-                self.handback.put(stream);
+                let pipelined = std::mem::take(&mut self.pipelined).freeze();
+                self.handback.put((stream, pipelined));
             } else {
                 let mut stream = stream;
                 let _ = stream.shutdown().await;
@@ -457,19 +473,22 @@ impl CustomSession for LeanSession {
         true
     }
 
-    /// Watches the client while the upstream works: it must send nothing more (the request
-    /// had no body and pipelining went to pingora), so a close or any byte ends the request.
+    /// Watches the client while the upstream works: a close ends the request (the client
+    /// left). Bytes it sends are its next requests (pipelining; the request had no body): they
+    /// are kept, with what else has arrived, for after this answer, and the watch ends there,
+    /// as nginx's does once pipelined bytes wait (a close after them is seen at the next read).
     async fn read_body_or_idle(&mut self, _no_body_expected: bool) -> Result<Option<Bytes>> {
-        let Some(stream) = self.stream.as_mut() else {
-            return std::future::pending().await;
+        let stream = match self.stream.as_mut() {
+            Some(stream) if self.pipelined.is_empty() => stream,
+            _ => return std::future::pending().await,
         };
         let mut probe = [0u8; 1];
         let read = stream
             .read(&mut probe)
             .await
             .or_err(ErrorType::ReadError, "while waiting for the answer")?;
-        self.keep_alive = false;
         if read == 0 {
+            self.keep_alive = false;
             let when = if self.answer.is_none() {
                 "before the answer head was sent"
             } else {
@@ -477,10 +496,16 @@ impl CustomSession for LeanSession {
             };
             return Error::e_explain(ErrorType::ConnectionClosed, when);
         }
-        Error::e_explain(
-            ErrorType::ConnectError,
-            "the client sent data after its request",
-        )
+        self.pipelined.reserve(PIPELINED_READ);
+        self.pipelined.extend_from_slice(&probe);
+        // What arrived with that byte, without waiting: a client writes its pipelined
+        // requests together, and the next request should reach the short way whole.
+        let mut rest = (&mut *stream).take(PIPELINED_READ as u64 - 1);
+        if let Some(Err(e)) = rest.read_buf(&mut self.pipelined).now_or_never() {
+            self.keep_alive = false;
+            return Err(e).or_err(ErrorType::ReadError, "while waiting for the answer");
+        }
+        std::future::pending().await
     }
 
     fn body_bytes_sent(&self) -> usize {
@@ -574,7 +599,8 @@ mod tests {
         let head = Bytes::from_static(
             b"GET /api/v1/query?query=up HTTP/1.1\r\nHost: x\r\nAuthorization: Basic YTpi\r\nAccept: a\r\nAccept: b\r\n\r\n",
         );
-        let req = parse_get(&head).unwrap();
+        let (req, len) = parse_get(&head).unwrap();
+        assert_eq!(len, head.len());
         assert_eq!(req.method, Method::GET);
         assert_eq!(req.version, Version::HTTP_11);
         assert_eq!(req.raw_path(), b"/api/v1/query?query=up");
@@ -599,7 +625,6 @@ mod tests {
             b"GET /x HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
             b"GET /x HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
             b"GET /x HTTP/1.1\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n",
-            b"GET /x HTTP/1.1\r\nHost: x\r\n\r\nGET /y HTTP/1.1\r\n\r\n", // pipelined
             b"GET /x HTTP/1.1\r\nBad Header\r\n\r\n", // malformed: pingora answers
             b"GET http://gw/x HTTP/1.1\r\nHost: gw\r\n\r\n", // absolute-form: kept verbatim by pingora
             b"GET * HTTP/1.1\r\n\r\n",
@@ -622,6 +647,23 @@ mod tests {
     }
 
     #[test]
+    fn bytes_after_the_head_are_the_next_requests_not_this_one() {
+        let first = "GET /x HTTP/1.1\r\nHost: x\r\n\r\n";
+        for after in [
+            "GET /y HTTP/1.1\r\n\r\n",
+            "GET /y HT",
+            "POST /y HTTP/1.1\r\n",
+            "x",
+        ] {
+            let head = Bytes::from(format!("{first}{after}"));
+            let (req, len) = parse_get(&head).unwrap();
+            assert_eq!(len, first.len(), "{after:?}");
+            assert_eq!(req.raw_path(), b"/x");
+            assert_eq!(req.headers.len(), 1);
+        }
+    }
+
+    #[test]
     fn close_in_any_connection_field_ends_the_connection() {
         for (fields, keeps) in [
             (&[][..], true),
@@ -636,7 +678,7 @@ mod tests {
                 head.extend_from_slice(format!("Connection: {f}\r\n").as_bytes());
             }
             head.extend_from_slice(b"\r\n");
-            let req = parse_get(&Bytes::from(head)).unwrap();
+            let (req, _) = parse_get(&Bytes::from(head)).unwrap();
             assert_eq!(client_keeps_alive(&req), keeps, "{fields:?}");
         }
     }
@@ -718,9 +760,16 @@ mod tests {
         stream.set_socket_digest(SocketDigest::from_raw_fd(stream.as_raw_fd()));
         let stream: Stream = Box::new(stream);
         let head = Bytes::from_static(head);
-        let req = parse_get(&head).unwrap();
+        let (req, len) = parse_get(&head).unwrap();
         let handback = Handback::default();
-        let lean = LeanSession::new(stream, head, req, keep_alive, handback.clone());
+        let lean = LeanSession::new(
+            stream,
+            head.slice(..len),
+            head.slice(len..),
+            req,
+            keep_alive,
+            handback.clone(),
+        );
         (lean, client, handback)
     }
 
@@ -907,20 +956,82 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_client_leaving_or_sending_more_ends_the_wait() {
+    async fn the_client_leaving_ends_the_wait() {
         let (mut lean, client, _) = session(GET, true).await;
         drop(client);
         let e = lean.read_body_or_idle(true).await.unwrap_err();
         assert_eq!(*e.etype(), ErrorType::ConnectionClosed);
 
-        let (mut lean, mut client, _) = session(GET, true).await;
-        client.write_all(b"G").await.unwrap();
-        assert!(lean.read_body_or_idle(true).await.is_err());
-
         // A quiet client: the wait goes on.
         let (mut lean, _client, _) = session(GET, true).await;
         let wait = tokio::time::timeout(Duration::from_millis(50), lean.read_body_or_idle(true));
         assert!(wait.await.is_err(), "still waiting");
+    }
+
+    /// Polls `lean`'s watch of the client until `n` pipelined bytes are kept (the watch never
+    /// ends on them).
+    async fn watch_until_kept(lean: &mut LeanSession, n: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while lean.pipelined.len() < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "kept {:?}",
+                lean.pipelined
+            );
+            let watch = lean.read_body_or_idle(true);
+            assert!(
+                tokio::time::timeout(Duration::from_millis(20), watch)
+                    .await
+                    .is_err(),
+                "the watch ended on pipelined bytes"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn pipelined_requests_wait_for_the_answer_and_come_back_with_the_connection() {
+        // Sent while the request is answered.
+        let (mut lean, mut client, handback) = session(GET, true).await;
+        let next = b"GET /y HTTP/1.1\r\nHost: gw\r\n\r\nGET /z";
+        client.write_all(next).await.unwrap();
+        watch_until_kept(&mut lean, next.len()).await;
+        // Once bytes wait, a close is left for the next read to see: the answer still goes.
+        client.shutdown().await.unwrap();
+        lean.write_response_header(answer(200, &[("content-length", "2")]), false)
+            .await
+            .unwrap();
+        lean.write_body(Bytes::from_static(b"ok"), true)
+            .await
+            .unwrap();
+        let (_, pipelined) = handback.take().expect("the connection comes back");
+        assert_eq!(&pipelined[..], next, "the next requests' bytes, in order");
+        let got = received(&mut client, usize::MAX).await;
+        assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+        assert!(got.contains("Connection: keep-alive\r\n"), "{got}");
+
+        // Read with the request: kept as they are, and the watch reads no further.
+        let head: &'static [u8] = b"GET /x HTTP/1.1\r\nHost: gw\r\n\r\nGET /y HTTP/1.1\r\n";
+        let (mut lean, mut client, handback) = session(head, true).await;
+        assert_eq!(lean.pseudo_raw_h1_request_header(), GET);
+        client.write_all(b"Host: gw\r\n\r\n").await.unwrap();
+        let watch = tokio::time::timeout(Duration::from_millis(50), lean.read_body_or_idle(true));
+        assert!(watch.await.is_err(), "still waiting");
+        lean.write_response_header(answer(204, &[]), true)
+            .await
+            .unwrap();
+        lean.finish().await.unwrap();
+        let (_, pipelined) = handback.take().expect("the connection comes back");
+        assert_eq!(&pipelined[..], b"GET /y HTTP/1.1\r\n");
+
+        // A client that asked to close: what it pipelined is not served.
+        let head: &'static [u8] =
+            b"GET /x HTTP/1.1\r\nConnection: close\r\n\r\nGET /y HTTP/1.1\r\n\r\n";
+        let (mut lean, _client, handback) = session(head, true).await;
+        lean.write_response_header(answer(204, &[]), true)
+            .await
+            .unwrap();
+        lean.finish().await.unwrap();
+        assert!(handback.take().is_none());
     }
 
     #[tokio::test]

@@ -19,7 +19,7 @@
 use super::placement::{registered_here, Workers};
 use super::rewound::Rewound;
 use async_trait::async_trait;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora::http::RequestHeader;
 use pingora::listeners::tls::Acceptor;
@@ -35,7 +35,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
 /// pingora's idle timeout between requests on a keep-alive connection.
 const KEEPALIVE: Duration = Duration::from_secs(60);
@@ -80,18 +80,22 @@ impl<A> LeanKeepAlive<A> {
 /// A cheaper way to serve some HTTP/1 requests than `app`'s (see `short_way/mod.rs`).
 #[async_trait]
 pub trait Shortcut: Send + Sync + 'static {
-    /// The request that `head` (the first read of a request) holds, if [`Shortcut::serve`]
-    /// serves it.
-    fn request(&self, head: &Bytes) -> Option<RequestHeader>;
-    /// Serves `req`, parsed from `head`; `keep_alive`: whether the server lets the connection
-    /// carry another request. The connection comes back unless it must close.
+    /// The request that `head` (the first read of a request) starts with, if
+    /// [`Shortcut::serve`] serves it, and the length of its head: bytes after it are the
+    /// client's next requests (pipelined).
+    fn request(&self, head: &Bytes) -> Option<(RequestHeader, usize)>;
+    /// Serves `req`, parsed from `head`; `pipelined`: the bytes that came after the head.
+    /// `keep_alive`: whether the server lets the connection carry another request. The
+    /// connection comes back unless it must close, with the bytes of the client's next
+    /// requests read so far.
     async fn serve(
         &self,
         stream: Stream,
         head: Bytes,
+        pipelined: Bytes,
         req: RequestHeader,
         keep_alive: bool,
-    ) -> Option<Stream>;
+    ) -> Option<(Stream, Bytes)>;
     /// Whether [`Shortcut::serve_h2`] serves the request of this HTTP/2 stream.
     fn takes_h2(&self, stream: &H2Stream) -> bool;
     /// Serves the request of one HTTP/2 stream, as pingora's `process_new_http` would.
@@ -130,8 +134,9 @@ impl PutBack for Rewound {
 /// shortcut's request, if it takes it.
 struct FirstBytes<'a, S>(&'a mut S, Option<&'a dyn Shortcut>);
 
-/// A request the shortcut takes: its head's bytes and the header parsed from them.
-type Taken = (Bytes, RequestHeader);
+/// A request the shortcut takes: its head's bytes, the bytes read after them (the client's
+/// next requests) and the header parsed from the head.
+type Taken = (Bytes, Bytes, RequestHeader);
 
 impl<S: PutBack> Future for FirstBytes<'_, S> {
     type Output = io::Result<(usize, Option<Taken>)>;
@@ -143,9 +148,9 @@ impl<S: PutBack> Future for FirstBytes<'_, S> {
         let n = buf.filled().len();
         if n > 0 {
             if let Some(shortcut) = self.1 {
-                let head = Bytes::copy_from_slice(buf.filled());
-                if let Some(req) = shortcut.request(&head) {
-                    return Poll::Ready(Ok((n, Some((head, req)))));
+                let read = Bytes::copy_from_slice(buf.filled());
+                if let Some(taken) = take(shortcut, &read) {
+                    return Poll::Ready(Ok((n, Some(taken))));
                 }
             }
         }
@@ -154,14 +159,25 @@ impl<S: PutBack> Future for FirstBytes<'_, S> {
     }
 }
 
+/// The request `read` starts with, if the shortcut takes it.
+fn take(shortcut: &dyn Shortcut, read: &Bytes) -> Option<Taken> {
+    let (req, len) = shortcut.request(read)?;
+    Some((read.slice(..len), read.slice(len..), req))
+}
+
 /// Waits until the client sends the next request's first bytes; `None`: the client closed the
 /// connection, the read failed, or it stayed idle past the keep-alive timeout. Idle connections
 /// left at shutdown are closed with the server, as pingora's own would be. With the request, if
-/// the shortcut (when there is one) takes it.
+/// the shortcut (when there is one) takes it. `pipelined`: bytes of the client's next requests
+/// read while the previous one was answered, which come first.
 async fn next_request(
     stream: Stream,
     shortcut: Option<&dyn Shortcut>,
+    pipelined: Bytes,
 ) -> Option<(Stream, Option<Taken>)> {
+    if !pipelined.is_empty() {
+        return pipelined_request(stream, shortcut, pipelined).await;
+    }
     if stream.as_any().is::<L4Stream>() {
         let mut plain = stream.into_any().downcast::<L4Stream>().ok()?;
         return match tokio::time::timeout(KEEPALIVE, FirstBytes(&mut *plain, shortcut)).await {
@@ -180,6 +196,51 @@ async fn next_request(
         Ok(Ok((n, taken))) if n > 0 => Some((tls, taken)),
         _ => None,
     }
+}
+
+/// The next request from bytes the client pipelined: the shortcut's when they hold a whole
+/// request it takes (the head's end read from the socket when only its start came with the
+/// previous request), else put back for pingora to read.
+async fn pipelined_request(
+    mut stream: Stream,
+    shortcut: Option<&dyn Shortcut>,
+    mut pipelined: Bytes,
+) -> Option<(Stream, Option<Taken>)> {
+    if let Some(shortcut) = shortcut {
+        loop {
+            if let Some(taken) = take(shortcut, &pipelined) {
+                return Some((stream, Some(taken)));
+            }
+            // A whole head the shortcut does not take (or a long one): pingora's.
+            let whole = pipelined.windows(4).any(|w| w == b"\r\n\r\n");
+            if whole || pipelined.len() >= FIRST_READ {
+                break;
+            }
+            // Room for the rest of a first read: a read fills at most the spare capacity.
+            let mut more = BytesMut::with_capacity(FIRST_READ);
+            more.extend_from_slice(&pipelined);
+            let read = stream.read_buf(&mut more);
+            match tokio::time::timeout(KEEPALIVE, read).await {
+                Ok(Ok(n)) if n > 0 => pipelined = more.freeze(),
+                // Closed or failed mid-head: pingora answers what came.
+                _ => break,
+            }
+        }
+    }
+    Some((put_back(stream, &pipelined), None))
+}
+
+/// `stream` with `bytes` put back in front of whatever it holds, to be read first.
+fn put_back(stream: Stream, bytes: &[u8]) -> Stream {
+    if stream.as_any().is::<L4Stream>() {
+        if let Ok(mut plain) = stream.into_any().downcast::<L4Stream>() {
+            // pingora's rewind buffer is read last put, first out.
+            plain.rewind(bytes);
+            return plain;
+        }
+        unreachable!("checked to be an l4 stream above");
+    }
+    Rewound::put_back(stream, bytes)
 }
 
 impl<A> LeanKeepAlive<A>
@@ -220,8 +281,10 @@ where
             .is_none_or(|o| o.keepalive_request_limit.is_none())
             .then_some(&*self.shortcut);
         let mut persistent = None;
+        let mut pipelined = Bytes::new();
         loop {
-            let Some((arrived, taken)) = next_request(stream, shortcut).await else {
+            let waiting = std::mem::take(&mut pipelined);
+            let Some((arrived, taken)) = next_request(stream, shortcut, waiting).await else {
                 return;
             };
             // The shortcut's (boxed) future is made in this statement, so the parsed head moves
@@ -230,8 +293,8 @@ where
             let short = match (shortcut, taken) {
                 // Finish this request, then close, when the server is going away. Between
                 // requests the keep-alive timeout is the loop's own (`KEEPALIVE`).
-                (Some(shortcut), Some((head, req))) => {
-                    Ok(shortcut.serve(arrived, head, req, !*shutdown.borrow()))
+                (Some(shortcut), Some((head, after, req))) => {
+                    Ok(shortcut.serve(arrived, head, after, req, !*shutdown.borrow()))
                 }
                 _ => Err(arrived),
             };
@@ -239,7 +302,7 @@ where
                 Ok(serving) => {
                     persistent = None;
                     match serving.await {
-                        Some(next) => stream = next,
+                        Some((next, after)) => (stream, pipelined) = (next, after),
                         None => return,
                     }
                 }

@@ -12,8 +12,9 @@
 //! answer, logging — in one straight sequence, over a lean HTTP/1.1 server session for the
 //! client's side ([`h1_server`]), a lean HTTP/1.1 client for the upstream's side
 //! ([`h1_client`]) and a per-thread pool of idle upstream connections. Anything else —
-//! a body, an upgrade, `Expect`, HTTP/1.0, HEAD, a head not complete in the first read,
-//! pipelined bytes, a target not in origin form — goes to pingora's engine as before. On
+//! a body, an upgrade, `Expect`, HTTP/1.0, HEAD, a head not complete in the first read, a
+//! target not in origin form — goes to pingora's engine as before. Pipelined GETs are served
+//! here in order, each with its own hooks, the next one's bytes kept while one is answered. On
 //! HTTP/2, a stream whose request is a GET without a body is served here over pingora's own
 //! HTTP/2 session ([`FastGet::serve_h2`]); any other stream goes to the engine.
 
@@ -304,7 +305,7 @@ fn verbatim_target(header: &RequestHeader) -> Option<&[u8]> {
 
 #[async_trait]
 impl keepalive::Shortcut for FastGet {
-    fn request(&self, head: &Bytes) -> Option<RequestHeader> {
+    fn request(&self, head: &Bytes) -> Option<(RequestHeader, usize)> {
         if !self.gateway.short_way_enabled() {
             return None;
         }
@@ -317,11 +318,12 @@ impl keepalive::Shortcut for FastGet {
         &self,
         stream: Stream,
         head: Bytes,
+        pipelined: Bytes,
         req: RequestHeader,
         keep_alive: bool,
-    ) -> Option<Stream> {
+    ) -> Option<(Stream, Bytes)> {
         let handback = Handback::default();
-        let lean = LeanSession::new(stream, head, req, keep_alive, handback.clone());
+        let lean = LeanSession::new(stream, head, pipelined, req, keep_alive, handback.clone());
         let mut session = self.session(ServerSession::new_custom(Box::new(lean)));
         let reuse = self.run(&mut session).await;
         let lean = session.downstream_session.as_custom_mut()?;

@@ -52,6 +52,26 @@ impl Rewound {
         debug_assert!(self.first.is_empty(), "one put-back at a time");
         self.first = Bytes::copy_from_slice(bytes);
     }
+
+    /// `stream` with `bytes` in front of whatever it holds: wrapped, unless it is a wrapper
+    /// already.
+    pub fn put_back(stream: Stream, bytes: &[u8]) -> Box<Rewound> {
+        let (inner, held) = if stream.as_any().is::<Rewound>() {
+            match stream.into_any().downcast::<Rewound>() {
+                Ok(rewound) => (rewound.inner, rewound.first),
+                Err(_) => unreachable!("checked to be a Rewound above"),
+            }
+        } else {
+            (stream, Bytes::new())
+        };
+        let mut first = Vec::with_capacity(bytes.len() + held.len());
+        first.extend_from_slice(bytes);
+        first.extend_from_slice(&held);
+        Box::new(Rewound {
+            first: first.into(),
+            inner,
+        })
+    }
 }
 
 impl AsyncRead for Rewound {
@@ -226,6 +246,21 @@ mod tests {
                 assert_eq!(seen, head, "put back {put_back}, reads of {read_size}");
             }
         }
+    }
+
+    #[tokio::test]
+    async fn bytes_put_back_go_in_front_of_those_still_held() {
+        let (mut far, near) = tokio::io::duplex(256);
+        far.write_all(b" HTTP/1.1\r\n").await.unwrap();
+        drop(far);
+        // A stream that is no wrapper is wrapped; a wrapper is not wrapped again.
+        let held = Rewound::put_back(Box::new(near), b"/x");
+        let rewound = Rewound::put_back(held, b"GET ");
+        assert!(!rewound.inner.as_any().is::<Rewound>());
+        let mut stream: Stream = rewound;
+        let mut seen = String::new();
+        stream.read_to_string(&mut seen).await.unwrap();
+        assert_eq!(seen, "GET /x HTTP/1.1\r\n");
     }
 
     async fn listener_addr() -> std::net::SocketAddr {
