@@ -747,57 +747,60 @@ async fn pipelined_requests_are_answered_in_order_each_with_its_own_credentials(
     ];
     // All in one write (read with the first request), then the first alone and the rest while
     // it is answered; over plain TCP and over TLS.
-    let ways = [
-        (false, None),
-        (true, None),
-        (false, Some(&pki.ca_cert)),
-        (true, Some(&pki.ca_cert)),
-    ];
-    for (split, ca) in ways {
-        recorder.clear();
-        let tls = ca.is_some();
-        let port = if tls { gw.https_port() } else { gw.http_port() };
-        let mut stream = client_connection(port, ca.map(|p| p.as_path())).await;
-        if split {
-            stream.write_all(pipeline[0].as_bytes()).await.unwrap();
-            recorder.wait_for_requests(1, Duration::from_secs(10)).await;
-            stream
-                .write_all(pipeline[1..].concat().as_bytes())
-                .await
-                .unwrap();
-        } else {
-            stream
-                .write_all(pipeline.concat().as_bytes())
-                .await
-                .unwrap();
-        }
-        let got = answers_in_order(&mut stream, pipeline.len()).await;
-        let statuses: Vec<u16> = got.iter().map(|(s, _)| *s).collect();
-        assert_eq!(
-            statuses,
-            [200, 200, 401, 403, 200],
-            "split {split}, TLS {tls}: {got:?}"
-        );
-        // What the upstream was asked, in order, each under its own request's tenant.
-        let seen = recorder.wait_for_requests(3, Duration::from_secs(10)).await;
-        let asked: Vec<(&str, Option<&str>)> = seen
-            .iter()
-            .map(|r| (r.path(), r.header("THANOS-TENANT")))
-            .collect();
-        assert_eq!(
-            asked,
-            [
-                ("/api/v1/query", Some("team-a")),
-                ("/api/v1/query", Some("team-b")),
-                ("/api/v1/labels", Some("team-a")),
-            ],
-            "split {split}, TLS {tls}"
-        );
-        for (r, tenant) in seen[..2].iter().zip(["team-a", "team-b"]) {
-            let query = r.param("query").concat();
-            assert!(
-                query.contains(&format!("tenant_id=\"{tenant}\"")),
-                "{query}"
+    let bytes = pipeline.concat();
+    let first = pipeline[0].len();
+    for ca in [None, Some(&pki.ca_cert)] {
+        // In one write; the first request alone and the rest while it is answered; the first
+        // and the start of the second head, the rest of it while the first is answered.
+        for cut in [None, Some(first), Some(first + 20)] {
+            recorder.clear();
+            let short_way = |text: String| {
+                metric_value(&text, "whizard_gateway_short_way_requests_total", &[]).unwrap_or(0.0)
+            };
+            let short_before = short_way(gw.metrics_text().await);
+            let tls = ca.is_some();
+            let port = if tls { gw.https_port() } else { gw.http_port() };
+            let mut stream = client_connection(port, ca.map(|p| p.as_path())).await;
+            let (now, later) = bytes.as_bytes().split_at(cut.unwrap_or(bytes.len()));
+            stream.write_all(now).await.unwrap();
+            if !later.is_empty() {
+                recorder.wait_for_requests(1, Duration::from_secs(10)).await;
+                stream.write_all(later).await.unwrap();
+            }
+            let got = answers_in_order(&mut stream, pipeline.len()).await;
+            let statuses: Vec<u16> = got.iter().map(|(s, _)| *s).collect();
+            assert_eq!(
+                statuses,
+                [200, 200, 401, 403, 200],
+                "cut at {cut:?}, TLS {tls}: {got:?}"
+            );
+            // What the upstream was asked, in order, each under its own request's tenant.
+            let seen = recorder.wait_for_requests(3, Duration::from_secs(10)).await;
+            let asked: Vec<(&str, Option<&str>)> = seen
+                .iter()
+                .map(|r| (r.path(), r.header("THANOS-TENANT")))
+                .collect();
+            assert_eq!(
+                asked,
+                [
+                    ("/api/v1/query", Some("team-a")),
+                    ("/api/v1/query", Some("team-b")),
+                    ("/api/v1/labels", Some("team-a")),
+                ],
+                "cut at {cut:?}, TLS {tls}"
+            );
+            for (r, tenant) in seen[..2].iter().zip(["team-a", "team-b"]) {
+                let query = r.param("query").concat();
+                assert!(
+                    query.contains(&format!("tenant_id=\"{tenant}\"")),
+                    "{query}"
+                );
+            }
+            // Every GET without framing fields took the short way, a cut head included.
+            assert_eq!(
+                short_way(gw.metrics_text().await) - short_before,
+                4.0,
+                "cut at {cut:?}, TLS {tls}"
             );
         }
     }

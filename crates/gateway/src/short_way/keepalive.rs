@@ -207,6 +207,8 @@ async fn pipelined_request(
     mut pipelined: Bytes,
 ) -> Option<(Stream, Option<Taken>)> {
     if let Some(shortcut) = shortcut {
+        // One bound for the whole head, however the client dribbles it.
+        let deadline = tokio::time::Instant::now() + KEEPALIVE;
         loop {
             if let Some(taken) = take(shortcut, &pipelined) {
                 return Some((stream, Some(taken)));
@@ -220,7 +222,7 @@ async fn pipelined_request(
             let mut more = BytesMut::with_capacity(FIRST_READ);
             more.extend_from_slice(&pipelined);
             let read = stream.read_buf(&mut more);
-            match tokio::time::timeout(KEEPALIVE, read).await {
+            match tokio::time::timeout_at(deadline, read).await {
                 Ok(Ok(n)) if n > 0 => pipelined = more.freeze(),
                 // Closed or failed mid-head: pingora answers what came.
                 _ => break,
