@@ -247,6 +247,7 @@ PROD_MODES = [
     ("http1", "plain HTTP/1.1", "wrk -t1 -c{c}"),
     ("https1", "HTTPS, HTTP/1.1", "wrk -t1 -c{c} over TLS"),
     ("h2", "HTTPS, HTTP/2", "h2load -t1 -c{c} -m{m}"),
+    ("h1pipe", "plain HTTP/1.1, pipelined", "h2load --h1 -t1 -c{c} -m{m}"),
 ]
 PROD_TARGETS = [
     ("direct", "direct to the stub (reference)"),
@@ -623,7 +624,7 @@ try:
                 continue
             xs = [1 / (1 - p / 100) for p, _ in ph["curve"]]
             ys = [v / 1e3 for _, v in ph["curve"]]
-            # Production panels: one colour per target across the three modes.
+            # Production panels: one colour per target across the modes.
             who = next((t for t, _ in sorted(PROD_TARGETS, key=lambda x: -len(x[0])) if k.startswith("prod-") and k.endswith("-" + t)), None)
             color = {"direct": "C0", "whizard": "C1", "haproxy": "C2", "haproxy-plain": "C3", "nginx": "C4"}.get(who)
             ax.plot(xs, ys, label=f"{k} ({ph['rps']:.0f} req/s)", color=color)

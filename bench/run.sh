@@ -2,7 +2,8 @@
 # bench/run.sh — the gateway benchmark, in one run, on loopback:
 #   P. the headline, production shape: whizard (`server.threads` = cores), haproxy (`nbthread` =
 #      cores) and nginx (`worker_processes auto`), unpinned, each doing the gateway's read job, in
-#      three modes — plain HTTP/1.1 (wrk), HTTP/1.1 over TLS (wrk) and HTTP/2 over TLS (h2load) —
+#      four modes — plain HTTP/1.1 (wrk), HTTP/1.1 over TLS (wrk), HTTP/2 over TLS (h2load) and
+#      plain HTTP/1.1 pipelined (h2load --h1) —
 #      measured in interleaved rounds, with direct to the stub as the reference; remote-write
 #      bodies over HTTPS and /api/v1/query over HTTP/2 through whizard;
 #   the pinned one-core phases (secondary tables):
@@ -368,6 +369,11 @@ YAML
     done
     for t in "${targets[@]}"; do
       run_h2load "rounds/prod-h2-$t.$r" "https://127.0.0.1:${t_tls[$t]}$PATH_RO" "$PROD_CONNS" "$PROD_STREAMS" "$ROUND_DURATION" "${t_pids[$t]}" -H "$AUTH_H2"
+    done
+    # Pipelined HTTP/1.1: as many requests in flight per connection as the HTTP/2 streams.
+    run_h2load "rounds/prod-h1pipe-direct.$r" "http://127.0.0.1:$PUP_PORT$PATH_RO" "$PROD_CONNS" "$PROD_STREAMS" "$ROUND_DURATION" "$PUP_PID" --h1
+    for t in "${targets[@]}"; do
+      run_h2load "rounds/prod-h1pipe-$t.$r" "http://127.0.0.1:${t_http[$t]}$PATH_RO" "$PROD_CONNS" "$PROD_STREAMS" "$ROUND_DURATION" "${t_pids[$t]}" --h1 -H "$AUTH_H2"
     done
     # Moderate load (8 connections, one request per 4 ms on each): what a proxy adds to the
     # latency when it is not saturated. Direct over plain HTTP (the stub speaks no TLS), the
