@@ -287,7 +287,10 @@ impl LeanSession {
         self.body = Body::Done;
         if let Some(stream) = self.stream.take() {
             if self.keep_alive && !was_unwritten {
-                let pipelined = std::mem::take(&mut self.pipelined).freeze();
+                let pipelined = match self.pipelined.is_empty() {
+                    true => Bytes::new(),
+                    false => std::mem::take(&mut self.pipelined).freeze(),
+                };
                 self.handback.put((stream, pipelined));
             } else {
                 let mut stream = stream;

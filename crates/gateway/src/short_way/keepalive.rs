@@ -149,7 +149,7 @@ impl<S: PutBack> Future for FirstBytes<'_, S> {
         if n > 0 {
             if let Some(shortcut) = self.1 {
                 let read = Bytes::copy_from_slice(buf.filled());
-                if let Some(taken) = take(shortcut, &read) {
+                if let Ok(taken) = take(shortcut, read) {
                     return Poll::Ready(Ok((n, Some(taken))));
                 }
             }
@@ -159,10 +159,20 @@ impl<S: PutBack> Future for FirstBytes<'_, S> {
     }
 }
 
-/// The request `read` starts with, if the shortcut takes it.
-fn take(shortcut: &dyn Shortcut, read: &Bytes) -> Option<Taken> {
-    let (req, len) = shortcut.request(read)?;
-    Some((read.slice(..len), read.slice(len..), req))
+/// The request `read` starts with, if the shortcut takes it; else `read` back.
+#[inline]
+fn take(shortcut: &dyn Shortcut, read: Bytes) -> Result<Taken, Bytes> {
+    let Some((req, len)) = shortcut.request(&read) else {
+        return Err(read);
+    };
+    if len == read.len() {
+        // Nothing pipelined, the usual case: the bytes move on as they are.
+        return Ok((read, Bytes::new(), req));
+    }
+    let after = read.slice(len..);
+    let mut head = read;
+    head.truncate(len);
+    Ok((head, after, req))
 }
 
 /// Waits until the client sends the next request's first bytes; `None`: the client closed the
@@ -176,7 +186,8 @@ async fn next_request(
     pipelined: Bytes,
 ) -> Option<(Stream, Option<Taken>)> {
     if !pipelined.is_empty() {
-        return pipelined_request(stream, shortcut, pipelined).await;
+        // Boxed: rare, and inline its state would enlarge every idle connection's future.
+        return Box::pin(pipelined_request(stream, shortcut, pipelined)).await;
     }
     if stream.as_any().is::<L4Stream>() {
         let mut plain = stream.into_any().downcast::<L4Stream>().ok()?;
@@ -210,9 +221,10 @@ async fn pipelined_request(
         // One bound for the whole head, however the client dribbles it.
         let deadline = tokio::time::Instant::now() + KEEPALIVE;
         loop {
-            if let Some(taken) = take(shortcut, &pipelined) {
-                return Some((stream, Some(taken)));
-            }
+            pipelined = match take(shortcut, pipelined) {
+                Ok(taken) => return Some((stream, Some(taken))),
+                Err(back) => back,
+            };
             // A whole head the shortcut does not take (or a long one): pingora's.
             let whole = pipelined.windows(4).any(|w| w == b"\r\n\r\n");
             if whole || pipelined.len() >= FIRST_READ {
