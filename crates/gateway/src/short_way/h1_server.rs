@@ -86,6 +86,17 @@ pub fn parse_get(head: &Bytes) -> Option<(RequestHeader, usize)> {
     Some((req, len))
 }
 
+/// Whether `bytes` are the start of a request head that is not complete yet (more may make it
+/// one), by the same parser as [`parse_get`]: not a complete head, and not bytes no head can
+/// start with.
+pub fn head_incomplete(bytes: &[u8]) -> bool {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
+    matches!(
+        httparse::Request::new(&mut fields).parse(bytes),
+        Ok(httparse::Status::Partial)
+    )
+}
+
 /// Whether the client lets the connection stay open after this request: HTTP/1.1 keeps it
 /// unless a `Connection` field says `close` (RFC 9112 §9.3; `close` wins over `keep-alive`).
 pub fn client_keeps_alive(req: &RequestHeader) -> bool {
@@ -647,6 +658,27 @@ mod tests {
         }
         many.extend_from_slice(b"\r\n");
         assert!(parse_get(&Bytes::from(many)).is_none());
+    }
+
+    #[test]
+    fn only_the_start_of_a_head_is_incomplete() {
+        for start in [
+            "G",
+            "GET / HT",
+            "GET /x HTTP/1.1\r\nHost: x\r\n",
+            "HEAD / HTTP/1.1\n",
+        ] {
+            assert!(head_incomplete(start.as_bytes()), "{start:?}");
+        }
+        // Complete (CRLF or bare LF), or no head at all: nothing more is worth waiting for.
+        for done in [
+            "GET / HTTP/1.1\r\n\r\n",
+            "HEAD / HTTP/1.1\nHost: x\n\n",
+            "GET / HTTP/1.1\r\nBad Header\r\n",
+            "\x00\x01",
+        ] {
+            assert!(!head_incomplete(done.as_bytes()), "{done:?}");
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! and a stream the shortcut takes (a GET without a body) is served by it. h2c, custom
 //! protocols and an HTTP/2 idle timeout go to pingora unchanged.
 
+use super::h1_server::head_incomplete;
 use super::placement::{registered_here, Workers};
 use super::rewound::Rewound;
 use async_trait::async_trait;
@@ -225,9 +226,8 @@ async fn pipelined_request(
                 Ok(taken) => return Some((stream, Some(taken))),
                 Err(back) => back,
             };
-            // A whole head the shortcut does not take (or a long one): pingora's.
-            let whole = pipelined.windows(4).any(|w| w == b"\r\n\r\n");
-            if whole || pipelined.len() >= FIRST_READ {
+            // A whole head the shortcut does not take, a long one or no head: pingora's.
+            if !head_incomplete(&pipelined) || pipelined.len() >= FIRST_READ {
                 break;
             }
             // Room for the rest of a first read: a read fills at most the spare capacity.
