@@ -7,8 +7,11 @@
 //! [`LeanKeepAlive`] runs the HTTP/1 connection loop itself and waits for the next request's
 //! first bytes with a future of a few hundred bytes and no read buffer, in a task of its own;
 //! only then does it hand the request to pingora. Behaviour is pingora's own loop (keep-alive
-//! 60 s, request limit, reuse of the persistent settings). Over TLS the same, the bytes read
-//! put back into a wrapper ([`Rewound`]) when pingora is to read them.
+//! 60 s, request limit, reuse of the persistent settings). Bytes the shortcut does not take are
+//! put back in front of the stream for pingora to read: into the plain connection's own buffer
+//! ([`LeanTcp`]), or over TLS into a wrapper ([`Rewound`]). Pipelined requests (bytes after a
+//! head the shortcut took, or read while it was answered) are parsed before the socket is read
+//! again, a head cut between two reads completed from the socket first.
 //!
 //! HTTP/2 over TLS runs pingora's accept loop here too ([`LeanKeepAlive::serve_h2`]), with two
 //! differences: each stream is served on the connection's own thread (pingora hands each to a
@@ -17,6 +20,7 @@
 //! protocols and an HTTP/2 idle timeout go to pingora unchanged.
 
 use super::h1_server::head_incomplete;
+use super::lean_tcp::LeanTcp;
 use super::placement::{registered_here, Workers};
 use super::rewound::Rewound;
 use async_trait::async_trait;
@@ -116,7 +120,7 @@ trait PutBack: AsyncRead + Unpin {
     fn put_back(&mut self, bytes: &[u8]);
 }
 
-impl PutBack for L4Stream {
+impl PutBack for LeanTcp {
     fn put_back(&mut self, bytes: &[u8]) {
         self.rewind(bytes);
     }
@@ -190,15 +194,15 @@ async fn next_request(
         // Boxed: rare, and inline its state would enlarge every idle connection's future.
         return Box::pin(pipelined_request(stream, shortcut, pipelined)).await;
     }
-    if stream.as_any().is::<L4Stream>() {
-        let mut plain = stream.into_any().downcast::<L4Stream>().ok()?;
+    if stream.as_any().is::<LeanTcp>() {
+        let mut plain = stream.into_any().downcast::<LeanTcp>().ok()?;
         return match tokio::time::timeout(KEEPALIVE, FirstBytes(&mut *plain, shortcut)).await {
             Ok(Ok((n, taken))) if n > 0 => Some((plain, taken)),
             _ => None,
         };
     }
-    // TLS: the bytes the shortcut leaves are put back into a wrapper around the stream, which
-    // stays on for the connection's life (one allocation per connection, not per request).
+    // TLS (or a plain connection left as pingora's l4 stream): the bytes the shortcut leaves
+    // are put back into a wrapper around the stream, which stays on for the connection's life (one allocation per connection, not per request).
     let mut tls = match Rewound::of(stream) {
         Ok(tls) => tls,
         // Bytes put back earlier and not yet read: pingora's, at once.
@@ -246,13 +250,12 @@ async fn pipelined_request(
 
 /// `stream` with `bytes` put back in front of whatever it holds, to be read first.
 fn put_back(stream: Stream, bytes: &[u8]) -> Stream {
-    if stream.as_any().is::<L4Stream>() {
-        if let Ok(mut plain) = stream.into_any().downcast::<L4Stream>() {
-            // pingora's rewind buffer is read last put, first out.
+    if stream.as_any().is::<LeanTcp>() {
+        if let Ok(mut plain) = stream.into_any().downcast::<LeanTcp>() {
             plain.rewind(bytes);
             return plain;
         }
-        unreachable!("checked to be an l4 stream above");
+        unreachable!("checked to be a LeanTcp above");
     }
     Rewound::put_back(stream, bytes)
 }
@@ -492,8 +495,10 @@ where
 /// The TLS handshake of a client of the HTTPS listener, within pingora's time bound; `None`
 /// when it fails (logged as pingora logs it).
 async fn handshake(acceptor: &Acceptor, stream: Stream) -> Option<Stream> {
-    let Ok(plain) = stream.into_any().downcast::<L4Stream>() else {
-        return None;
+    // Placed as a `LeanTcp` (an l4 stream when that failed); the acceptor takes an l4 stream.
+    let plain = match stream.into_any().downcast::<LeanTcp>() {
+        Ok(lean) => Box::new(lean.into_l4()),
+        Err(other) => other.downcast::<L4Stream>().ok()?,
     };
     let peer = plain
         .get_socket_digest()

@@ -23,6 +23,7 @@ pub mod fuzz;
 mod h1_client;
 mod h1_server;
 pub mod keepalive;
+mod lean_tcp;
 pub mod placement;
 mod rewound;
 
@@ -212,7 +213,7 @@ impl FastGet {
         let stream = Box::pin(self.connector.new_stream(peer))
             .await
             .map_err(|e| e.into_up())?;
-        Ok(exchange(stream, peer))
+        Ok(exchange(lean_tcp::lean(stream), peer))
     }
 }
 

@@ -10,42 +10,19 @@
 //! loaded (32 keep-alive clients on two threads: often 20 and 12, and the busier thread's
 //! clients wait): [`Workers`] places each new connection on the thread serving the fewest.
 
-use pingora::protocols::l4::stream::Stream as L4Stream;
-use pingora::protocols::{GetSocketDigest, SocketDigest, Stream};
-use std::io;
+use super::lean_tcp::lean;
+use pingora::protocols::Stream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
 use tokio::runtime::{Handle, RuntimeFlavor};
 
 /// A plain connection's socket registered with this thread's reactor: a duplicate of its
-/// descriptor is registered here and the original closed (its registration removed first).
-/// Nothing has been read from a new connection (the listener's read buffer is off), so nothing
-/// is lost; socket options live on the socket, not the descriptor, and stay.
+/// descriptor is registered here and the original closed (its registration removed first),
+/// as a [`LeanTcp`](super::lean_tcp::LeanTcp). Nothing has been read from a new connection (the listener's read buffer
+/// is off), so nothing is lost; socket options live on the socket, not the descriptor, and stay.
 pub fn registered_here(stream: Stream) -> Stream {
-    if !stream.as_any().is::<L4Stream>() {
-        return stream;
-    }
-    let Ok(accepted) = stream.into_any().downcast::<L4Stream>() else {
-        unreachable!("checked to be an l4 stream above")
-    };
-    match reregister(&accepted) {
-        Ok(here) => Box::new(here),
-        // Out of descriptors, say: the connection is served as it came.
-        Err(_) => accepted,
-    }
-}
-
-fn reregister(accepted: &L4Stream) -> io::Result<L4Stream> {
-    use std::os::fd::{AsRawFd, BorrowedFd};
-    // SAFETY: the descriptor belongs to `accepted`, which is alive for the whole borrow.
-    let fd = unsafe { BorrowedFd::borrow_raw(accepted.as_raw_fd()) };
-    // Same open socket, so already non-blocking (a flag of the socket, not the descriptor).
-    let socket = std::net::TcpStream::from(fd.try_clone_to_owned()?);
-    let mut here = L4Stream::from(tokio::net::TcpStream::from_std(socket)?);
-    // The socket facts by the new descriptor (the old one's number may be reused once closed).
-    here.set_socket_digest(SocketDigest::from_raw_fd(here.as_raw_fd()));
-    Ok(here)
+    lean(stream)
 }
 
 /// The worker threads of one service and how many connections each serves. Threads enter
