@@ -415,6 +415,10 @@ if (tlsFiles) {
   server.on('tlsClientError', (err, socket) => {
     const why = socket?.authorizationError ? `authorizationError=${socket.authorizationError} ` : '';
     console.log(`tls-refused ${why}${err.code || ''} ${err.message}`);
+    // Closed here rather than left to Node: a listener on this event makes the socket its
+    // business, and a refused TLS 1.3 client (whose side of the handshake is already done)
+    // once waited out its 20 s bound on a connection that was never closed.
+    socket?.destroy();
   });
 } else {
   server = http.createServer(serve);
