@@ -102,6 +102,11 @@ impl Ctx {
         self.forwarded_fields
     }
 
+    /// When the request's processing began.
+    pub(super) fn started(&self) -> Instant {
+        self.start
+    }
+
     /// `refusal` with the `Set-Cookie` of a session this request renewed: the new cookie goes
     /// back with whatever answer.
     fn with_session_cookie(&mut self, refusal: Refusal) -> Refusal {
