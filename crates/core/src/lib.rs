@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod cluster;
 pub mod config;
+pub mod digest_hash;
 pub mod enforcement;
 pub mod limits;
 pub mod metrics;

@@ -9,6 +9,7 @@
 
 use super::{password, AuthError, AuthMethod, AuthOutcome, Authenticator, Identity};
 use crate::config::{Config, PasswordHash};
+use crate::digest_hash::DigestHashing;
 use async_trait::async_trait;
 use base64::Engine;
 use moka::sync::Cache;
@@ -28,8 +29,8 @@ struct Account {
 pub struct BasicAuth {
     accounts: HashMap<String, Account>,
     key: [u8; 32],
-    verified: Cache<CacheKey, Arc<Identity>>,
-    refused: Cache<CacheKey, ()>,
+    verified: Cache<CacheKey, Arc<Identity>, DigestHashing>,
+    refused: Cache<CacheKey, (), DigestHashing>,
     /// Bounds concurrent hash verifications so a flood of bad passwords cannot take every
     /// blocking thread ([`verification_slots`]). One client address holds at most its share
     /// of them: the brute-force throttle admits its attempts only that far.
@@ -81,11 +82,11 @@ impl BasicAuth {
             verified: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(ttl)
-                .build(),
+                .build_with_hasher(DigestHashing::default()),
             refused: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(10).min(ttl))
-                .build(),
+                .build_with_hasher(DigestHashing::default()),
             permits: Arc::new(Semaphore::new(verification_slots())),
             in_flight: Mutex::default(),
             decoys: decoys(config),

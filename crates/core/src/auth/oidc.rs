@@ -45,6 +45,7 @@
 
 use super::{AuthError, AuthMethod, AuthOutcome, Authenticator, Identity};
 use crate::config::{is_loopback_host, Access, OidcConfig, OidcProvider, OidcTls};
+use crate::digest_hash::DigestHashing;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use base64::Engine;
@@ -775,7 +776,7 @@ pub struct OidcAuth {
     alive: tokio::sync::watch::Sender<()>,
     options: OidcOptions,
     cache_key: [u8; 32],
-    verified: Cache<[u8; 32], CachedToken>,
+    verified: Cache<[u8; 32], CachedToken, DigestHashing>,
 }
 
 impl OidcAuth {
@@ -840,7 +841,7 @@ impl OidcAuth {
             .expire_after(UntilExp {
                 max: options.max_cache_ttl,
             })
-            .build();
+            .build_with_hasher(DigestHashing::default());
         Ok(OidcAuth {
             issuers,
             alive: tokio::sync::watch::channel(()).0,

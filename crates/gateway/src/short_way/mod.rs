@@ -46,6 +46,7 @@ use pingora::{Error, ErrorType};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
+use whizard_core::digest_hash::DigestHashing;
 
 /// Idle upstream connections kept per thread and upstream. Every request in flight holds one,
 /// and an HTTP/2 client has many in flight on one connection (h2load -c32 -m8: 256): a pool
@@ -57,12 +58,16 @@ const POOL_PER_UPSTREAM: usize = 512;
 /// says: the oldest ones are let go when a connection is put back after them.
 const POOL_IDLE_MAX: Duration = Duration::from_secs(60);
 
+/// Idle upstream connections by peer hash, each with the time it became idle, newest last.
+type IdlePool = HashMap<u64, Vec<(Stream, Instant)>, DigestHashing>;
+
 thread_local! {
     /// Idle upstream connections of this thread, by peer, newest last. A worker thread runs its
     /// own runtime (see `server.work_stealing`), so a connection is taken back by the thread
     /// that released it, without a lock; with work stealing a task may resume on another
     /// thread and simply uses that thread's pool.
-    static IDLE: RefCell<HashMap<u64, Vec<(Stream, Instant)>>> = RefCell::new(HashMap::new());
+    /// Keyed by the peer's hash, which is hashed no further.
+    static IDLE: RefCell<IdlePool> = RefCell::new(HashMap::default());
 }
 
 /// The newest idle connection to the peer of `key` that has been idle less than `max_idle`
