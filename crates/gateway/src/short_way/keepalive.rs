@@ -20,8 +20,8 @@
 //! protocols and an HTTP/2 idle timeout go to pingora unchanged.
 
 use super::h1_server::head_incomplete;
-use super::lean_tcp::LeanTcp;
-use super::placement::{registered_here, Workers};
+use super::lean_tcp::{registered_here, LeanTcp};
+use super::placement::Workers;
 use super::rewound::Rewound;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -202,7 +202,8 @@ async fn next_request(
         };
     }
     // TLS (or a plain connection left as pingora's l4 stream): the bytes the shortcut leaves
-    // are put back into a wrapper around the stream, which stays on for the connection's life (one allocation per connection, not per request).
+    // are put back into a wrapper around the stream, which stays on for the connection's life
+    // (one allocation per connection, not per request).
     let mut tls = match Rewound::of(stream) {
         Ok(tls) => tls,
         // Bytes put back earlier and not yet read: pingora's, at once.

@@ -9,7 +9,7 @@
 //! connections (after `placement.rs` registers them) and the short way's upstream connections
 //! are this type; HTTPS clients stay pingora's l4 stream, which its TLS acceptor requires.
 
-use super::rewound::put_back_io;
+use super::rewound::{in_front, put_back_io};
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::protocols::l4::stream::Stream as L4Stream;
@@ -76,23 +76,16 @@ impl LeanTcp {
 
     /// Puts `bytes` back in front of whatever is still held, to be read first.
     pub fn rewind(&mut self, bytes: &[u8]) {
-        if bytes.is_empty() {
-            return;
+        if !bytes.is_empty() {
+            self.first = in_front(bytes, &self.first);
         }
-        if self.first.is_empty() {
-            self.first = Bytes::copy_from_slice(bytes);
-            return;
-        }
-        let mut first = Vec::with_capacity(bytes.len() + self.first.len());
-        first.extend_from_slice(bytes);
-        first.extend_from_slice(&self.first);
-        self.first = first.into();
     }
 }
 
-/// A new plain connection (a pingora l4 stream nothing has been read from) as a [`LeanTcp`];
-/// any other stream (TLS), or when the duplicate cannot be made, as it is.
-pub fn lean(stream: Stream) -> Stream {
+/// A new plain connection (a pingora l4 stream nothing has been read from) registered with
+/// this thread's reactor, as a [`LeanTcp`] (see [`LeanTcp::duplicate`]); any other stream
+/// (TLS), or when the duplicate cannot be made (out of descriptors, say), as it is.
+pub fn registered_here(stream: Stream) -> Stream {
     let Some(l4) = stream.as_any().downcast_ref::<L4Stream>() else {
         return stream;
     };

@@ -228,7 +228,7 @@ impl FastGet {
         let stream = Box::pin(self.connector.new_stream(peer))
             .await
             .map_err(|e| e.into_up())?;
-        Ok(exchange(lean_tcp::lean(stream), peer))
+        Ok(exchange(lean_tcp::registered_here(stream), peer))
     }
 }
 

@@ -4,26 +4,17 @@
 //! pingora accepts on one worker's runtime and hands each connection to a random one. Two
 //! costs follow. The socket stays registered with the accepting runtime, whose thread then has
 //! to wake the serving one for every readiness event (an eventfd write per request or more,
-//! and a thread switch): [`registered_here`] registers a duplicate of the descriptor with the
-//! serving thread instead, before anything is read (the TLS handshake of the HTTPS listener
-//! runs after it, on the serving thread). And a random hand-off leaves the threads unevenly
-//! loaded (32 keep-alive clients on two threads: often 20 and 12, and the busier thread's
-//! clients wait): [`Workers`] places each new connection on the thread serving the fewest.
+//! and a thread switch): `lean_tcp::registered_here` registers a duplicate of the descriptor
+//! with the serving thread instead, before anything is read (the TLS handshake of the HTTPS
+//! listener runs after it, on the serving thread). And a random hand-off leaves the threads
+//! unevenly loaded (32 keep-alive clients on two threads: often 20 and 12, and the busier
+//! thread's clients wait): [`Workers`] places each new connection on the thread serving the
+//! fewest.
 
-use super::lean_tcp::lean;
-use pingora::protocols::Stream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
 use tokio::runtime::{Handle, RuntimeFlavor};
-
-/// A plain connection's socket registered with this thread's reactor: a duplicate of its
-/// descriptor is registered here and the original closed (its registration removed first),
-/// as a [`LeanTcp`](super::lean_tcp::LeanTcp). Nothing has been read from a new connection (the listener's read buffer
-/// is off), so nothing is lost; socket options live on the socket, not the descriptor, and stay.
-pub fn registered_here(stream: Stream) -> Stream {
-    lean(stream)
-}
 
 /// The worker threads of one service and how many connections each serves. Threads enter
 /// the list as pingora first hands them a connection (at random, so all of them soon).

@@ -60,14 +60,22 @@ impl Rewound {
         } else {
             (stream, Bytes::new())
         };
-        let mut first = Vec::with_capacity(bytes.len() + held.len());
-        first.extend_from_slice(bytes);
-        first.extend_from_slice(&held);
         Box::new(Rewound {
-            first: first.into(),
+            first: in_front(bytes, &held),
             inner,
         })
     }
+}
+
+/// `bytes` followed by `held`: bytes put back go in front of those still waiting to be read.
+pub(super) fn in_front(bytes: &[u8], held: &Bytes) -> Bytes {
+    if held.is_empty() {
+        return Bytes::copy_from_slice(bytes);
+    }
+    let mut first = Vec::with_capacity(bytes.len() + held.len());
+    first.extend_from_slice(bytes);
+    first.extend_from_slice(held);
+    first.into()
 }
 
 /// `AsyncRead` and `AsyncWrite` for a type with bytes put back in a `first: Bytes` field and
