@@ -34,6 +34,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// Fields a short-way request may have; a head with more goes to pingora (limit 256).
 const MAX_FIELDS: usize = 64;
 
+/// HTTP/2's upgrade settings (RFC 7540 §3.2.1), a field the short way leaves to pingora. A
+/// constant: `from_static` checks its name again every time it runs.
+const HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
+
 /// The GET that `head` (the first read of a request) starts with, when the short way serves
 /// it, and the length of its head: a complete HTTP/1.1 head with an origin-form target, no
 /// body (`Content-Length`, even 0, or `Transfer-Encoding`), no upgrade, no `Expect`, an
@@ -60,7 +64,6 @@ pub fn parse_get(head: &Bytes) -> Option<(RequestHeader, usize)> {
     if uri.path_and_query().map(|p| p.as_str()) != Some(target) {
         return None;
     }
-    let http2_settings = HeaderName::from_static("http2-settings");
     let mut headers = HeaderMap::with_capacity(req.headers.len() + 1);
     for field in req.headers.iter() {
         let name = HeaderName::from_bytes(field.name.as_bytes()).ok()?;
@@ -68,7 +71,7 @@ pub fn parse_get(head: &Bytes) -> Option<(RequestHeader, usize)> {
             || name == TRANSFER_ENCODING
             || name == UPGRADE
             || name == EXPECT
-            || name == http2_settings
+            || name == HTTP2_SETTINGS
         {
             return None;
         }
