@@ -252,6 +252,7 @@ PROD_MODES = [
 PROD_TARGETS = [
     ("direct", "direct to the stub (reference)"),
     ("whizard", "whizard (Basic Auth, argon2id hash, cached)"),
+    ("whizard-pinned", "whizard, `server.pin_workers: true` (not the headline)"),
     ("haproxy", f"haproxy ({prod_meta.get('haproxy_hash', 'crypt(3) hash')}, per request)"),
     ("haproxy-plain", "haproxy, `insecure-password` (no hash)"),
     ("nginx", "nginx ({SHA} htpasswd)"),
@@ -626,7 +627,7 @@ try:
             ys = [v / 1e3 for _, v in ph["curve"]]
             # Production panels: one colour per target across the modes.
             who = next((t for t, _ in sorted(PROD_TARGETS, key=lambda x: -len(x[0])) if k.startswith("prod-") and k.endswith("-" + t)), None)
-            color = {"direct": "C0", "whizard": "C1", "haproxy": "C2", "haproxy-plain": "C3", "nginx": "C4"}.get(who)
+            color = {"direct": "C0", "whizard": "C1", "haproxy": "C2", "haproxy-plain": "C3", "nginx": "C4", "whizard-pinned": "C5"}.get(who)
             ax.plot(xs, ys, label=f"{k} ({ph['rps']:.0f} req/s)", color=color)
         ax.set_xscale("log")
         ax.set_yscale("log")

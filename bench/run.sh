@@ -151,6 +151,7 @@ PUP_PORT=$((BASE + 13)) PGW_PORT=$((BASE + 14)) PGW_TLS=$((BASE + 15)) PGW_METRI
 PGWQ_PORT=$((BASE + 17)) PGWQ_TLS=$((BASE + 18)) PGWQ_METRICS=$((BASE + 19))
 HAP_PORT=$((BASE + 20)) HAP_TLS=$((BASE + 21)) HAPP_PORT=$((BASE + 22)) HAPP_TLS=$((BASE + 23))
 NGP_PORT=$((BASE + 24)) NGP_TLS=$((BASE + 25)) PPROM_PORT=$((BASE + 26))
+PGWP_PORT=$((BASE + 27)) PGWP_TLS=$((BASE + 28)) PGWP_METRICS=$((BASE + 29))
 
 wait_http() { # url what
   for _ in $(seq 1 150); do curl -fsSk -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.2; done
@@ -225,6 +226,7 @@ run_h2load() {
 # start_gateway name port metrics query_port inject external_labels → sets GW_PID_<name>
 # Production shape: GW_PROD_TLS_PORT=PORT adds the HTTPS listener (the bench certificate), runs
 # $PROD_THREADS threads, unpinned, with the production stub as the write upstream.
+# GW_PIN_WORKERS=true sets `server.pin_workers` (the production phase's extra target).
 start_gateway() {
   local name="$1" port="$2" metrics="$3" qport="$4" inject="$5" ext="$6"
   local tls_port="${GW_PROD_TLS_PORT:-}" threads="$GW_THREADS" up="$UP_PORT" listen_tls="" run=("${SUT_CPU[@]}")
@@ -234,7 +236,7 @@ start_gateway() {
   fi
   sed -e "s|@PORT@|$port|; s|@METRICS_PORT@|$metrics|; s|@QUERY_PORT@|$qport|; s|@UPSTREAM_PORT@|$up|" \
       -e "s|@INJECT@|$inject|; s|@EXTERNAL_LABELS@|$ext|; s|@HASH@|$HASH|; s|@THREADS@|$threads|" \
-      -e "s|@LISTEN_TLS@|$listen_tls|" \
+      -e "s|@LISTEN_TLS@|$listen_tls|; s|@PIN_WORKERS@|${GW_PIN_WORKERS:-false}|" \
       "$BENCH/gateway.yaml.in" > "$WORK/gateway-$name.yaml"
   "$WHIZARD" check-config "$WORK/gateway-$name.yaml" >/dev/null
   RUST_LOG=warn "${run[@]}" "$WHIZARD" gateway --config "$WORK/gateway-$name.yaml" \
@@ -274,6 +276,10 @@ production_phase() {
   # whizard: the read/write gateway and, in front of Prometheus, the query gateway.
   GW_PROD_TLS_PORT=$PGW_TLS start_gateway production "$PGW_PORT" "$PGW_METRICS" "$PUP_PORT" true "    external_labels: {cluster: prod-eu-1}"
   local gw_pid="$GW_PID_production"; pp+=("$gw_pid")
+  # The same gateway with `server.pin_workers: true` (each worker on a CPU of its own): an extra
+  # row, not the headline, which stays at the defaults.
+  GW_PIN_WORKERS=true GW_PROD_TLS_PORT=$PGWP_TLS start_gateway production_pinned "$PGWP_PORT" "$PGWP_METRICS" "$PUP_PORT" true "    external_labels: {cluster: prod-eu-1}"
+  local gwp_pid="$GW_PID_production_pinned"; pp+=("$gwp_pid")
 
   # haproxy: one process, nbthread = cores; a hashed (BENCH_HAPROXY_HASH) and a plain-text frontend.
   local hap_hash; hap_hash=$(openssl passwd "$HAPROXY_PASSWD_FLAG" "${USER_PASS#*:}")
@@ -315,10 +321,10 @@ YAML
   local gwq_pid="$GW_PID_production_query"; pp+=("$gwq_pid")
 
   # Targets of the read rounds: plain port, TLS port, pids whose CPU is counted.
-  local targets=(whizard haproxy haproxy-plain nginx)
-  local -A t_http=([whizard]=$PGW_PORT [haproxy]=$HAP_PORT [haproxy-plain]=$HAPP_PORT [nginx]=$NGP_PORT)
-  local -A t_tls=([whizard]=$PGW_TLS [haproxy]=$HAP_TLS [haproxy-plain]=$HAPP_TLS [nginx]=$NGP_TLS)
-  local -A t_pids=([whizard]=$gw_pid [haproxy]=$hap_pid [haproxy-plain]=$hap_pid [nginx]="$ngp_pids")
+  local targets=(whizard whizard-pinned haproxy haproxy-plain nginx)
+  local -A t_http=([whizard]=$PGW_PORT [whizard-pinned]=$PGWP_PORT [haproxy]=$HAP_PORT [haproxy-plain]=$HAPP_PORT [nginx]=$NGP_PORT)
+  local -A t_tls=([whizard]=$PGW_TLS [whizard-pinned]=$PGWP_TLS [haproxy]=$HAP_TLS [haproxy-plain]=$HAPP_TLS [nginx]=$NGP_TLS)
+  local -A t_pids=([whizard]=$gw_pid [whizard-pinned]=$gwp_pid [haproxy]=$hap_pid [haproxy-plain]=$hap_pid [nginx]="$ngp_pids")
 
   # Sanity: every target answers 200 in every mode, over the protocol that mode is meant to use,
   # and refuses a request without credentials.

@@ -620,6 +620,88 @@ async fn both_runtime_flavours_serve_concurrent_reads_and_writes() {
     }
 }
 
+/// `server.pin_workers`: once connections have reached both workers, each worker thread may
+/// run on one CPU only, a different one per worker when the process may use two or more, and
+/// reads are still served; without it the workers keep every allowed CPU.
+#[tokio::test]
+async fn pinned_workers_each_run_on_a_cpu_of_their_own() {
+    /// The allowed CPUs of the gateway's worker threads (pingora names them after the service).
+    fn worker_cpus(pid: u32) -> Vec<String> {
+        let mut cpus = Vec::new();
+        for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .flatten()
+        {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if comm.trim() != "whizard gateway" {
+                continue;
+            }
+            let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+            if let Some(list) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            {
+                cpus.push(list.trim().to_string());
+            }
+        }
+        cpus.sort();
+        cpus
+    }
+    let allowed = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Cpus_allowed_list:")
+                .map(|v| v.trim().to_string())
+        })
+        .unwrap();
+    let several = allowed.contains(['-', ',']);
+    for pin in [true, false] {
+        let (_recorder, gw) =
+            recorder_behind_gateway_with(&format!("server:\n  threads: 2\n  pin_workers: {pin}\n"))
+                .await;
+        let pid = gw.pid();
+        let base = gw.url();
+        let what = format!("pin_workers {pin}: two workers, each as configured");
+        let cpus = poll_until(Duration::from_secs(20), &what, || {
+            let base = base.clone();
+            async move {
+                // Each round opens connections of its own, so pingora soon hands one to each worker.
+                let mut reads = tokio::task::JoinSet::new();
+                for _ in 0..8 {
+                    let url = base.clone();
+                    reads.spawn(async move {
+                        let client = new_http_client();
+                        let resp = client
+                            .get(format!("{url}/api/v1/query?query=up"))
+                            .header("authorization", basic(ALICE))
+                            .send()
+                            .await
+                            .unwrap();
+                        resp.status().as_u16()
+                    });
+                }
+                while let Some(status) = reads.join_next().await {
+                    assert_eq!(status.unwrap(), 200, "pin_workers {pin}");
+                }
+                let cpus = worker_cpus(pid);
+                let settled = cpus.len() == 2
+                    && (!pin || cpus.iter().all(|c| !c.contains(['-', ','])))
+                    && (!pin || !several || cpus[0] != cpus[1]);
+                settled.then_some(cpus)
+            }
+        })
+        .await;
+        if !pin {
+            assert_eq!(
+                cpus,
+                [allowed.clone(), allowed.clone()],
+                "unpinned by default"
+            );
+        }
+    }
+}
+
 /// A one-series remote-write v1 body (snappy), built with the crate's own codec.
 fn valid_write_body() -> Vec<u8> {
     // WriteRequest{timeseries: [TimeSeries{labels: [__name__=up, job=x], samples: [1@1000]}]}

@@ -46,6 +46,11 @@ pub fn run(config_path: &Path, upgrade: bool) -> Result<(), String> {
         pingora::proxy::http_proxy(&server.configuration, main),
         Box::new(fast),
     );
+    if config.server.pin_workers {
+        let cpus = short_way::cpus::allowed()
+            .map_err(|e| format!("server.pin_workers: cannot read the allowed CPUs: {e}"))?;
+        app = app.with_pinned_workers(cpus);
+    }
     // No l4 read buffer: it would stay allocated for the life of the connection, idle or not
     // (pingora's default 64 KiB: ~1 GiB at 10,000 idle clients). The keep-alive loop reads each
     // request's first bytes into a buffer that exists only during that read, and pingora reads

@@ -355,6 +355,9 @@ pub struct Server {
     /// Let idle worker threads take tasks from busy ones (default: false, one runtime per thread).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub work_stealing: Option<bool>,
+    /// Pin each worker thread to its own CPU of the process's allowed set (default: false).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pin_workers: Option<bool>,
     /// Seconds to finish in-flight requests after SIGTERM.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grace_period_seconds: Option<u64>,

@@ -456,6 +456,9 @@ pub struct Server {
     /// One tokio runtime shared by all worker threads, which steal each other's tasks, instead
     /// of one single-threaded runtime per thread (see docs/internals.md, "Threads").
     pub work_stealing: bool,
+    /// `server.pin_workers`: each worker thread runs on one CPU of its own (see
+    /// docs/internals.md, "Threads"). Set at start; a reload does not change it.
+    pub pin_workers: bool,
     pub upgrade_socket: PathBuf,
     pub grace_period: Duration,
     pub auth_cache_ttl: Duration,
@@ -1383,6 +1386,14 @@ impl Validator<'_> {
             }
         }
 
+        if raw.server.pin_workers == Some(true) && raw.server.work_stealing == Some(true) {
+            // With one shared runtime a connection's tasks move between threads: pinning the
+            // threads would not keep anything on a CPU of its own.
+            self.err(
+                "server.pin_workers",
+                "needs one runtime per thread (server.work_stealing: false)",
+            );
+        }
         let server = Server {
             threads: raw
                 .server
@@ -1394,6 +1405,7 @@ impl Validator<'_> {
                 })
                 .max(1),
             work_stealing: raw.server.work_stealing.unwrap_or(false),
+            pin_workers: raw.server.pin_workers.unwrap_or(false),
             short_way: raw.server.short_way.unwrap_or(true),
             grace_period: Duration::from_secs(raw.server.grace_period_seconds.unwrap_or(30)),
             auth_cache_ttl: Duration::from_secs(raw.server.auth_cache_ttl_seconds.unwrap_or(300)),

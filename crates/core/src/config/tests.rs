@@ -105,6 +105,21 @@ fn server_settings_default_and_override() {
 }
 
 #[test]
+fn pinned_workers_are_opt_in_and_need_a_runtime_per_thread() {
+    assert!(!load(&minimal("")).unwrap().server.pin_workers);
+    let c = load(&minimal("server: {threads: 2, pin_workers: true}")).unwrap();
+    assert!(c.server.pin_workers);
+    // With one shared runtime tasks move between threads: nothing would stay on one CPU.
+    let errs = errors(&minimal("server: {pin_workers: true, work_stealing: true}"));
+    assert!(
+        errs.iter()
+            .any(|e| e.key == "server.pin_workers"
+                && e.message.contains("server.work_stealing: false")),
+        "{errs:?}"
+    );
+}
+
+#[test]
 fn unknown_keys_are_all_reported_with_paths_and_lines() {
     let yaml = minimal("").replace(
         "  http: \"127.0.0.1:8080\"",

@@ -74,6 +74,13 @@ impl<A> LeanKeepAlive<A> {
         }
     }
 
+    /// Pins each worker thread, as it is first handed a connection, to the next of `cpus`
+    /// (`server.pin_workers`, see `cpus.rs`).
+    pub fn with_pinned_workers(mut self, cpus: Vec<usize>) -> Self {
+        self.workers = Workers::pinned(cpus);
+        self
+    }
+
     /// Runs the TLS of the HTTPS listener at `tls.addr` (added to pingora as a plain TCP
     /// listener), so that its connections are placed like plain ones (see `placement.rs`).
     pub fn with_tls(mut self, tls: TlsListener) -> Self {

@@ -18,6 +18,7 @@
 //! HTTP/2, a stream whose request is a GET without a body is served here over pingora's own
 //! HTTP/2 session ([`FastGet::serve_h2`]); any other stream goes to the engine.
 
+pub mod cpus;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzz;
 mod h1_client;

@@ -9,7 +9,8 @@
 //! listener runs after it, on the serving thread). And a random hand-off leaves the threads
 //! unevenly loaded (32 keep-alive clients on two threads: often 20 and 12, and the busier
 //! thread's clients wait): [`Workers`] places each new connection on the thread serving the
-//! fewest.
+//! fewest. With `server.pin_workers`, each thread is pinned to a CPU of its own as it joins
+//! ([`super::cpus`]).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,6 +22,8 @@ use tokio::runtime::{Handle, RuntimeFlavor};
 #[derive(Default)]
 pub struct Workers {
     list: Mutex<Vec<Worker>>,
+    /// The CPUs to pin joining threads to, in turn (`server.pin_workers`); empty: unpinned.
+    pin_to: Vec<usize>,
 }
 
 struct Worker {
@@ -39,6 +42,16 @@ impl Drop for Live {
 }
 
 impl Workers {
+    /// Workers pinned, as they join, to the CPUs of `pin_to` in turn (the first joins on the
+    /// first CPU, and so on, starting again at the first when there are more threads than
+    /// CPUs).
+    pub fn pinned(pin_to: Vec<usize>) -> Self {
+        Workers {
+            list: Mutex::default(),
+            pin_to,
+        }
+    }
+
     /// Where a new connection goes: the worker serving the fewest (this one on a tie), with
     /// the connection counted there. Only among per-thread runtimes: with work stealing there
     /// is one runtime, and the connection stays where it is.
@@ -50,6 +63,13 @@ impl Workers {
         let thread = std::thread::current().id();
         let mut list = self.list.lock().unwrap_or_else(|e| e.into_inner());
         if !list.iter().any(|w| w.thread == thread) {
+            if let Some(&cpu) = self.pin_to.get(list.len() % self.pin_to.len().max(1)) {
+                match super::cpus::pin_this_thread(cpu) {
+                    Ok(()) => tracing::info!(worker = list.len(), cpu, "worker thread pinned"),
+                    // Still served, where the kernel puts it.
+                    Err(e) => tracing::warn!(cpu, error = %e, "could not pin a worker thread"),
+                }
+            }
             list.push(Worker {
                 thread,
                 runtime: here,
