@@ -49,6 +49,14 @@ pub fn run(config_path: &Path, upgrade: bool) -> Result<(), String> {
     if config.server.pin_workers {
         let cpus = short_way::cpus::allowed()
             .map_err(|e| format!("server.pin_workers: cannot read the allowed CPUs: {e}"))?;
+        if cpus.len() < config.server.threads {
+            // Workers are pinned in turn, so some share a CPU: what pinning is meant to avoid.
+            tracing::warn!(
+                threads = config.server.threads,
+                cpus = cpus.len(),
+                "server.pin_workers with more threads than allowed CPUs: some workers share a CPU"
+            );
+        }
         app = app.with_pinned_workers(cpus);
     }
     // No l4 read buffer: it would stay allocated for the life of the connection, idle or not
