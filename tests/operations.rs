@@ -219,6 +219,73 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
     );
 }
 
+/// At SIGTERM an idle HTTP/2 client is told to go away (GOAWAY, no error) while the gateway
+/// drains, rather than finding its connection simply closed.
+#[tokio::test]
+async fn sigterm_sends_goaway_to_idle_http2_clients() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    ensure_crypto_provider();
+    let pki = TestPki::new();
+    let server = pki.server("gateway", &[]);
+    let (slow, config) = slow_upstream_config("server: {grace_period_seconds: 10}\n");
+    let config = config.replacen("listen:\n", &https_listen_lines(&server), 1);
+    let mut gw = Gateway::start(&config).await;
+    // A request in flight keeps the gateway draining (it exits when none is left).
+    let in_flight = {
+        let base = gw.url();
+        tokio::spawn(async move { get_as(&base, ALICE, "/api/v1/query?query=up").await })
+    };
+    // An HTTP/2 connection by hand: preface and empty SETTINGS, then the server's SETTINGS.
+    let mut tls_config = (*tls_client_config(&pki.ca_cert)).clone();
+    tls_config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", gw.https_port()))
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut conn = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls_config))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    conn.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    // Frame types until the connection ends, or a GOAWAY's error code.
+    async fn next_frame(conn: &mut (impl AsyncReadExt + Unpin)) -> Option<(u8, Vec<u8>)> {
+        let mut head = [0u8; 9];
+        conn.read_exact(&mut head).await.ok()?;
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let mut payload = vec![0u8; len];
+        conn.read_exact(&mut payload).await.ok()?;
+        Some((head[3], payload))
+    }
+    let (kind, _) = next_frame(&mut conn).await.expect("the server's SETTINGS");
+    assert_eq!(kind, 0x4, "an HTTP/2 server opens with SETTINGS");
+    slow.wait_for_requests(1, Duration::from_secs(10)).await;
+    gw.signal("TERM");
+    let goaway = tokio::time::timeout(scaled(Duration::from_secs(10)), async {
+        while let Some((kind, payload)) = next_frame(&mut conn).await {
+            if kind == 0x7 {
+                return Some(payload);
+            }
+        }
+        None
+    })
+    .await
+    .expect("the connection neither got a GOAWAY nor ended");
+    let goaway = goaway.expect("the connection ended without a GOAWAY");
+    assert_eq!(
+        goaway.get(4..8),
+        Some(&[0u8, 0, 0, 0][..]),
+        "GOAWAY with NO_ERROR"
+    );
+    let (status, body) = in_flight.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(gw
+        .wait_exit(Duration::from_secs(15))
+        .expect("exited")
+        .success());
+}
+
 #[tokio::test]
 async fn access_log_lines_carry_the_fields_and_no_secret() {
     let backend = Backend::start().await;
