@@ -151,20 +151,34 @@ fn slow_upstream_config(extra: &str) -> (RecordingUpstream, String) {
     (slow, config)
 }
 
-#[tokio::test]
-async fn sigterm_finishes_in_flight_requests_then_exits() {
+/// A gateway with an HTTPS listener (certificate from `pki`, grace period 10 s) in front of the
+/// slow upstream, and a plain request in flight to it: after SIGTERM the gateway drains until
+/// that request is answered.
+async fn draining_gateway(
+    pki: &TestPki,
+) -> (
+    RecordingUpstream,
+    Gateway,
+    tokio::task::JoinHandle<(u16, serde_json::Value)>,
+) {
     ensure_crypto_provider();
-    let pki = TestPki::new();
     let server = pki.server("gateway", &[]);
     let (slow, config) = slow_upstream_config("server: {grace_period_seconds: 10}\n");
-    // Also an HTTPS listener: a request in flight on an HTTP/2 stream finishes too.
     let config = config.replacen("listen:\n", &https_listen_lines(&server), 1);
-    let mut gw = Gateway::start(&config).await;
-    let base = gw.url();
+    let gw = Gateway::start(&config).await;
     let in_flight = {
-        let base = base.clone();
+        let base = gw.url();
         tokio::spawn(async move { get_as(&base, ALICE, "/api/v1/query?query=up").await })
     };
+    (slow, gw, in_flight)
+}
+
+#[tokio::test]
+async fn sigterm_finishes_in_flight_requests_then_exits() {
+    let pki = TestPki::new();
+    let (slow, mut gw, in_flight) = draining_gateway(&pki).await;
+    let base = gw.url();
+    // Also over HTTPS: a request in flight on an HTTP/2 stream finishes too.
     let h2_in_flight = {
         let client = h2_client(&pki.ca_cert);
         let url = format!("{}/api/v1/query?query=up", gw.https_url());
@@ -224,17 +238,8 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
 #[tokio::test]
 async fn sigterm_sends_goaway_to_idle_http2_clients() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    ensure_crypto_provider();
     let pki = TestPki::new();
-    let server = pki.server("gateway", &[]);
-    let (slow, config) = slow_upstream_config("server: {grace_period_seconds: 10}\n");
-    let config = config.replacen("listen:\n", &https_listen_lines(&server), 1);
-    let mut gw = Gateway::start(&config).await;
-    // A request in flight keeps the gateway draining (it exits when none is left).
-    let in_flight = {
-        let base = gw.url();
-        tokio::spawn(async move { get_as(&base, ALICE, "/api/v1/query?query=up").await })
-    };
+    let (slow, mut gw, in_flight) = draining_gateway(&pki).await;
     // An HTTP/2 connection by hand: preface and empty SETTINGS, then the server's SETTINGS.
     let mut tls_config = (*tls_client_config(&pki.ca_cert)).clone();
     tls_config.alpn_protocols = vec![b"h2".to_vec()];
