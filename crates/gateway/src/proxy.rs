@@ -910,8 +910,9 @@ impl Gateway {
             uri.push('?');
             uri.push_str(&encoded);
         }
+        // Parsed from the string's own buffer (`parse` would copy it first).
         ctx.uri = Some(
-            uri.parse()
+            http::Uri::from_maybe_shared(Bytes::from(uri.into_bytes()))
                 .map_err(|_| Refusal::new(400, "the rewritten request URI is invalid"))?,
         );
         ctx.upstream = Some(UpstreamKind::Query);
