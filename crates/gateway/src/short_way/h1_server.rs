@@ -15,7 +15,7 @@
 //! gateway's hooks the same `Session` as before.
 
 use crate::h1_fields::{chunked_last, connection_options, length_token};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::stream::Stream as BytesStream;
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, EXPECT, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
@@ -174,8 +174,9 @@ pub struct LeanSession {
     /// `None` once handed back or closed.
     stream: Option<Stream>,
     head: Bytes,
-    /// What the client sent after this request: its next requests.
-    pipelined: BytesMut,
+    /// What the client sent after this request: its next requests. Read into only while it is
+    /// empty, so it is kept as it came (no copy per pipelined request).
+    pipelined: Bytes,
     req: RequestHeader,
     keep_alive: bool,
     answer: Option<Box<ResponseHeader>>,
@@ -218,7 +219,7 @@ impl LeanSession {
             socket: stream.get_socket_digest(),
             stream: Some(stream),
             head,
-            pipelined: BytesMut::from(&pipelined[..]),
+            pipelined,
             req,
             keep_alive,
             answer: None,
@@ -300,11 +301,8 @@ impl LeanSession {
         self.body = Body::Done;
         if let Some(stream) = self.stream.take() {
             if self.keep_alive && !was_unwritten {
-                let pipelined = match self.pipelined.is_empty() {
-                    true => Bytes::new(),
-                    false => std::mem::take(&mut self.pipelined).freeze(),
-                };
-                self.handback.put((stream, pipelined));
+                self.handback
+                    .put((stream, std::mem::take(&mut self.pipelined)));
             } else {
                 let mut stream = stream;
                 let _ = stream.shutdown().await;
@@ -505,7 +503,7 @@ impl CustomSession for LeanSession {
             let mut space = [std::mem::MaybeUninit::<u8>::uninit(); PIPELINED_READ];
             let mut buf = tokio::io::ReadBuf::uninit(&mut space);
             std::task::ready!(std::pin::Pin::new(&mut **stream).poll_read(cx, &mut buf))?;
-            pipelined.extend_from_slice(buf.filled());
+            *pipelined = Bytes::copy_from_slice(buf.filled());
             std::task::Poll::Ready(std::io::Result::Ok(buf.filled().len()))
         })
         .await;
