@@ -625,6 +625,14 @@ async fn both_runtime_flavours_serve_concurrent_reads_and_writes() {
 /// reads are still served; without it the workers keep every allowed CPU.
 #[tokio::test]
 async fn pinned_workers_each_run_on_a_cpu_of_their_own() {
+    /// The `Cpus_allowed_list` of a `/proc/.../status` file.
+    fn allowed_list(status: &std::path::Path) -> Option<String> {
+        let status = std::fs::read_to_string(status).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .map(|v| v.trim().to_string())
+    }
     /// The allowed CPUs of the gateway's worker threads (pingora names them after the service).
     fn worker_cpus(pid: u32) -> Vec<String> {
         let mut cpus = Vec::new();
@@ -636,25 +644,12 @@ async fn pinned_workers_each_run_on_a_cpu_of_their_own() {
             if comm.trim() != "whizard gateway" {
                 continue;
             }
-            let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
-            if let Some(list) = status
-                .lines()
-                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-            {
-                cpus.push(list.trim().to_string());
-            }
+            cpus.extend(allowed_list(&task.path().join("status")));
         }
         cpus.sort();
         cpus
     }
-    let allowed = std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("Cpus_allowed_list:")
-                .map(|v| v.trim().to_string())
-        })
-        .unwrap();
+    let allowed = allowed_list(std::path::Path::new("/proc/self/status")).unwrap();
     let several = allowed.contains(['-', ',']);
     for pin in [true, false] {
         let (_recorder, gw) =
