@@ -3,7 +3,8 @@
 //! `config` (one typed model, validated once) → `auth` (who is calling) → `tenancy` (which
 //! tenants a request acts for) → `enforcement` (PromQL and `match[]`, pure) and `remote_write`
 //! (the codec, pure); `limits` (per-tenant rate and size limits), `metrics` (the Prometheus
-//! registry) and `cluster` (the peers that share rate limits). No pingora, no kube: the
+//! registry), `cluster` (the peers that share rate limits) and `per_thread` (state each thread
+//! writes on a cache line of its own). No pingora, no kube: the
 //! gateway and the reconciler crates build on this one.
 
 pub mod auth;
@@ -13,5 +14,6 @@ pub mod digest_hash;
 pub mod enforcement;
 pub mod limits;
 pub mod metrics;
+pub mod per_thread;
 pub mod remote_write;
 pub mod tenancy;

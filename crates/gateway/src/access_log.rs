@@ -6,6 +6,7 @@ use std::io::Write as _;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 use whizard_core::config::LogFormat;
+use whizard_core::per_thread::Slots;
 
 /// The fields of one line.
 pub struct Entry<'a> {
@@ -22,11 +23,13 @@ pub struct Entry<'a> {
     pub client: Option<std::net::SocketAddr>,
 }
 
-/// Lines waiting for the writer thread. Requests append under a short, uncontended lock and
-/// never wake the writer except when the backlog is large: a wake-up per request (a futex call
-/// and a context switch) costs more than the rest of the line.
+/// Lines waiting for the writer thread, in a backlog per thread (`whizard_core::per_thread`: one shared
+/// backlog is a lock and a buffer end every thread writes, per request). Requests append under
+/// a lock that only the writer contends for, and never wake the writer except when their
+/// backlog is large: a wake-up per request (a futex call and a context switch) costs more than
+/// the rest of the line.
 struct Sink {
-    pending: Mutex<Vec<u8>>,
+    pending: Slots<Mutex<Vec<u8>>>,
     writer: std::thread::Thread,
 }
 
@@ -47,9 +50,10 @@ static SINK: OnceLock<Sink> = OnceLock::new();
 
 /// How often the writer flushes, at most: the delay before a line shows up.
 const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
-/// A backlog this large wakes the writer at once.
+/// A thread's backlog this large wakes the writer at once.
 const WAKE_AT: usize = 64 * 1024;
-/// Beyond this backlog lines are dropped (and counted) rather than slowing requests down.
+/// Beyond this backlog (a thread's) lines are dropped (and counted) rather than slowing
+/// requests down.
 const MAX_BACKLOG: usize = 16 * 1024 * 1024;
 
 /// Starts the writer thread (stdout).
@@ -68,7 +72,7 @@ pub fn init() {
         });
     if let Ok(handle) = spawned {
         let _ = SINK.set(Sink {
-            pending: Mutex::new(Vec::with_capacity(WAKE_AT)),
+            pending: Slots::default(),
             writer: handle.thread().clone(),
         });
         // The lines of the last 100 ms would be lost when the process exits between two
@@ -86,15 +90,18 @@ extern "C" fn flush_at_exit() {
     write_pending(&mut Vec::new());
 }
 
-/// Swaps the backlog out (the lock is held only for the swap) and writes it to stdout.
+/// Swaps each thread's backlog out (its lock is held only for the swap) and writes it to
+/// stdout.
 fn write_pending(spare: &mut Vec<u8>) {
     let Some(sink) = SINK.get() else { return };
-    spare.clear();
-    std::mem::swap(&mut *lock(&sink.pending), spare);
-    if !spare.is_empty() {
-        let mut out = std::io::stdout().lock();
-        let _ = out.write_all(spare);
-        let _ = out.flush();
+    for pending in sink.pending.iter() {
+        spare.clear();
+        std::mem::swap(&mut *lock(pending), spare);
+        if !spare.is_empty() {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(spare);
+            let _ = out.flush();
+        }
     }
 }
 
@@ -105,7 +112,7 @@ fn lock(m: &Mutex<Vec<u8>>) -> std::sync::MutexGuard<'_, Vec<u8>> {
 
 pub fn log(format: LogFormat, e: &Entry<'_>) {
     let Some(sink) = SINK.get() else { return };
-    let mut pending = lock(&sink.pending);
+    let mut pending = lock(sink.pending.here());
     if pending.len() >= MAX_BACKLOG {
         drop(pending);
         whizard_core::metrics::metrics().access_log_dropped.inc();

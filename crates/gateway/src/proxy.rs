@@ -11,7 +11,7 @@ use super::request::{insert_tenant_header, over_limit, read_body};
 use super::request_id::{self, REQUEST_ID, REQUEST_ID_FIELD};
 use super::respond::{self, Refusal};
 use super::routes::{self, Class};
-use super::runtime::{ActiveRequest, Runtime, State};
+use super::runtime::{ActiveRequest, Runtime, RuntimeHere, State};
 use super::{contract, filtered, login, write};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -75,7 +75,7 @@ impl UpstreamKind {
 }
 
 pub struct Ctx {
-    rt: Option<Arc<Runtime>>,
+    rt: Option<RuntimeHere>,
     start: Instant,
     route: &'static str,
     /// `tenant` label of the request metrics ("" before the tenant is known).
@@ -166,7 +166,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> pingora::Result<bool> {
-        let rt = self.state.runtime.load_full();
+        let rt = self.state.runtime_here();
         ctx.rt = Some(rt.clone());
         // Keep the client's request id when it is sane, else make one; it travels upstream
         // with the request and comes back in the answer.
@@ -304,14 +304,8 @@ impl ProxyHttp for Gateway {
             .response_written()
             .map(|r| r.status)
             .unwrap_or(unanswered);
-        let m = metrics();
-        m.requests
-            .with_label_values(&[ctx.tenant.as_str(), ctx.route, status.as_str()])
-            .inc();
         let elapsed = ctx.start.elapsed().as_secs_f64();
-        m.request_duration
-            .with_label_values(&[ctx.tenant.as_str(), ctx.route])
-            .observe(elapsed);
+        metrics().request_done(&ctx.tenant, ctx.route, status, elapsed);
         let Some(rt) = ctx.rt.as_ref() else { return };
         if !rt.config.logging.access_log || self.admin {
             return;

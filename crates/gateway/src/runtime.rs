@@ -7,11 +7,13 @@ use moka::sync::Cache;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use whizard_core::auth::basic::BasicAuth;
 use whizard_core::config::{Config, ConfigErrors, Upstream};
 use whizard_core::metrics::metrics;
+use whizard_core::per_thread::{Line, Slots};
 
 /// Everything built from one config; replaced whole on reload so a request sees one version.
 pub struct Runtime {
@@ -231,22 +233,43 @@ impl Runtime {
 
 /// State shared by every listener and request.
 pub struct State {
+    /// The current runtime; requests take it through [`State::runtime_here`].
     pub runtime: ArcSwap<Runtime>,
+    /// Bumped after each store into `runtime`.
+    generation: AtomicU64,
+    /// Per thread: the runtime of `generation` as that thread took it last, in an `Arc` of
+    /// its own (see [`RuntimeHere`]). Emptied on reload, so that no idle thread keeps an old
+    /// runtime (and its background work) alive.
+    runtimes_here: Slots<Mutex<Option<(u64, RuntimeHere)>>>,
     pub config_path: PathBuf,
     resolved: Cache<String, std::net::SocketAddr>,
-    /// Requests being handled, for graceful shutdown.
-    pub(super) active: Arc<std::sync::atomic::AtomicUsize>,
+    /// Requests being handled, for graceful shutdown: counted per thread
+    /// ([`State::active_requests`] adds them up).
+    active: Slots<Arc<Line<AtomicUsize>>>,
     pub throttle: whizard_core::auth::throttle::Throttle,
     /// Runs background work (key refreshes) independent of the listeners.
     background: tokio::runtime::Runtime,
 }
 
-/// Counts one request as in flight until dropped.
-pub struct ActiveRequest(Arc<std::sync::atomic::AtomicUsize>);
+/// Counts one request as in flight until dropped (on the count of the thread it started on).
+pub struct ActiveRequest(Arc<Line<AtomicUsize>>);
 
 impl Drop for ActiveRequest {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The runtime as one thread took it: an `Arc` of that thread's own around the shared one, so
+/// that the requests holding it count on a reference count only their thread writes (see
+/// `whizard_core::per_thread`). Dereferences to the shared `Arc<Runtime>`.
+#[derive(Clone)]
+pub struct RuntimeHere(Arc<Line<Arc<Runtime>>>);
+
+impl std::ops::Deref for RuntimeHere {
+    type Target = Arc<Runtime>;
+    fn deref(&self) -> &Arc<Runtime> {
+        &self.0 .0
     }
 }
 
@@ -255,12 +278,14 @@ impl State {
     pub fn new(runtime: Runtime, config_path: &Path) -> Result<State, String> {
         let state = State {
             runtime: ArcSwap::from_pointee(runtime),
+            generation: AtomicU64::new(0),
+            runtimes_here: Slots::default(),
             config_path: config_path.to_path_buf(),
             resolved: Cache::builder()
                 .time_to_live(Duration::from_secs(30))
                 .max_capacity(1024)
                 .build(),
-            active: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            active: Slots::default(),
             throttle: Default::default(),
             background: tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
@@ -289,9 +314,38 @@ impl State {
     }
 
     pub fn active_request(&self) -> ActiveRequest {
-        self.active
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        ActiveRequest(self.active.clone())
+        let here = self.active.here();
+        here.fetch_add(1, Ordering::AcqRel);
+        ActiveRequest(here.clone())
+    }
+
+    /// Requests in flight.
+    pub fn active_requests(&self) -> usize {
+        self.active.iter().map(|c| c.load(Ordering::Acquire)).sum()
+    }
+
+    /// The current runtime, for one request on this thread.
+    pub fn runtime_here(&self) -> RuntimeHere {
+        let generation = self.generation.load(Ordering::Acquire);
+        let mut slot = lock(self.runtimes_here.here());
+        match &*slot {
+            Some((taken, rt)) if *taken == generation => rt.clone(),
+            _ => {
+                // Loaded after reading `generation`: at least as new as that generation's.
+                let rt = RuntimeHere(Arc::new(Line(self.runtime.load_full())));
+                *slot = Some((generation, rt.clone()));
+                rt
+            }
+        }
+    }
+
+    /// Makes `rt` the current runtime.
+    fn store(&self, rt: Runtime) {
+        self.runtime.store(Arc::new(rt));
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        for slot in self.runtimes_here.iter() {
+            lock(slot).take();
+        }
     }
 
     /// Loads and validates the config file again; keeps the old runtime on any error.
@@ -303,7 +357,7 @@ impl State {
         match result {
             Ok(rt) => {
                 self.start_background(&rt);
-                self.runtime.store(Arc::new(rt));
+                self.store(rt);
                 self.resolved.invalidate_all();
                 m.config_last_reload_successful.set(1);
                 m.config_last_reload_success_timestamp.set(unix_now());
@@ -332,9 +386,103 @@ impl State {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A slot holds no invariant a panic could break.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 pub(super) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Runtime, State};
+    use std::sync::Arc;
+    use whizard_core::config::Config;
+
+    fn config_text(tenant: &str) -> String {
+        format!(
+            "listen: {{http: \"127.0.0.1:0\"}}\n\
+             upstreams: {{query: \"http://127.0.0.1:9090\", receive: \"http://127.0.0.1:9090/api/v1/write\"}}\n\
+             tenants: [{{id: {tenant}}}]\n"
+        )
+    }
+
+    /// Each thread holds the runtime through a reference of its own, takes the new one after
+    /// a reload, and no thread keeps the old one alive once its requests are done.
+    #[test]
+    fn each_thread_takes_the_current_runtime_through_its_own_reference() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("whizard.yaml");
+        std::fs::write(&path, config_text("first")).unwrap();
+        let config = Config::load(&path).unwrap();
+        let state = State::new(Runtime::new(config, None).unwrap(), &path).unwrap();
+        let tenant = |rt: &Runtime| rt.config.tenants.keys().next().cloned().unwrap_or_default();
+
+        let here = state.runtime_here();
+        assert!(Arc::ptr_eq(&here.0, &state.runtime_here().0));
+        assert_eq!(tenant(&here), "first");
+        let old = Arc::downgrade(&here);
+        std::thread::scope(|s| {
+            // Another thread that took the runtime and stays, idle, through the reload.
+            let (reloaded, wait) = std::sync::mpsc::channel::<()>();
+            let (state, tenant) = (&state, &tenant);
+            let other = s.spawn(move || {
+                let there = state.runtime_here();
+                assert!(Arc::ptr_eq(&*there, &*state.runtime_here()));
+                let same_runtime = Arc::ptr_eq(&there, &state.runtime.load_full());
+                let own_reference = Arc::as_ptr(&there.0) as usize;
+                drop(there);
+                wait.recv().unwrap();
+                (same_runtime, own_reference, tenant(&state.runtime_here()))
+            });
+            std::fs::write(&path, config_text("second")).unwrap();
+            // The other thread has taken its reference by the time it reads the channel.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while state
+                .runtimes_here
+                .iter()
+                .filter(|s| super::lock(s).is_some())
+                .count()
+                < 2
+            {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the other thread took nothing"
+                );
+                std::thread::yield_now();
+            }
+            state.reload().unwrap();
+            assert_eq!(tenant(&state.runtime_here()), "second");
+            // The request holding the old runtime ends: nothing else holds it.
+            drop(here);
+            assert!(old.upgrade().is_none(), "a thread keeps the old runtime");
+            reloaded.send(()).unwrap();
+            let (same_runtime, own_reference, after) = other.join().unwrap();
+            assert!(same_runtime);
+            assert_ne!(own_reference, Arc::as_ptr(&state.runtime_here().0) as usize);
+            assert_eq!(after, "second");
+        });
+    }
+
+    #[test]
+    fn requests_in_flight_are_counted_across_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("whizard.yaml");
+        std::fs::write(&path, config_text("t")).unwrap();
+        let config = Config::load(&path).unwrap();
+        let state = State::new(Runtime::new(config, None).unwrap(), &path).unwrap();
+        let here = state.active_request();
+        let there = std::thread::scope(|s| s.spawn(|| state.active_request()).join().unwrap());
+        assert_eq!(state.active_requests(), 2);
+        // Ended on another thread than the one it started on.
+        std::thread::scope(|s| s.spawn(move || drop(here)).join().unwrap());
+        assert_eq!(state.active_requests(), 1);
+        drop(there);
+        assert_eq!(state.active_requests(), 0);
+    }
 }

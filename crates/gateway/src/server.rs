@@ -170,12 +170,10 @@ fn spawn_graceful_exit(state: Arc<State>, grace: Duration) {
             let deadline = tokio::time::Instant::now() + grace;
             // Give pingora a moment to close its listeners before counting.
             tokio::time::sleep(Duration::from_millis(100)).await;
-            while state.active.load(std::sync::atomic::Ordering::Acquire) > 0
-                && tokio::time::Instant::now() < deadline
-            {
+            while state.active_requests() > 0 && tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            let left = state.active.load(std::sync::atomic::Ordering::Acquire);
+            let left = state.active_requests();
             if left > 0 {
                 tracing::warn!(
                     requests = left,

@@ -10,16 +10,28 @@
 use super::{password, AuthError, AuthMethod, AuthOutcome, Authenticator, Identity};
 use crate::config::{Config, PasswordHash};
 use crate::digest_hash::DigestHashing;
+use crate::per_thread::Slots;
 use async_trait::async_trait;
 use base64::Engine;
 use moka::sync::Cache;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{OwnedRwLockWriteGuard, RwLock, Semaphore};
 
 type CacheKey = [u8; 32];
+
+/// A verified credential's identity, and when its verification runs out (`auth_cache_ttl`).
+#[derive(Clone)]
+struct Verified {
+    identity: Arc<Identity>,
+    until: Instant,
+}
+
+/// Entries of a thread's [`BasicAuth::verified_here`] at most: beyond, the ones that ran out
+/// go, or all of them.
+const VERIFIED_HERE_MAX: usize = 4096;
 
 struct Account {
     hash: PasswordHash,
@@ -29,7 +41,15 @@ struct Account {
 pub struct BasicAuth {
     accounts: HashMap<String, Account>,
     key: [u8; 32],
-    verified: Cache<CacheKey, Arc<Identity>, DigestHashing>,
+    verified: Cache<CacheKey, Verified, DigestHashing>,
+    /// How long a verification holds (`server.auth_cache_ttl`).
+    ttl: Duration,
+    /// Per thread, the entries of `verified` that thread has used: answered without the shared
+    /// cache, whose every read writes memory that all threads write (its read log, the entry's
+    /// access time, the identity's reference count), which costs a cache-line transfer between
+    /// cores per write (`crate::per_thread`). Each holds the thread's own copy of the identity
+    /// and ends when the shared entry does.
+    verified_here: Slots<Mutex<HashMap<CacheKey, Verified, DigestHashing>>>,
     refused: Cache<CacheKey, (), DigestHashing>,
     /// Bounds concurrent hash verifications so a flood of bad passwords cannot take every
     /// blocking thread ([`verification_slots`]). One client address holds at most its share
@@ -87,6 +107,8 @@ impl BasicAuth {
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(10).min(ttl))
                 .build_with_hasher(DigestHashing::default()),
+            verified_here: Slots::default(),
+            ttl,
             permits: Arc::new(Semaphore::new(verification_slots())),
             in_flight: Mutex::default(),
             decoys: decoys(config),
@@ -117,7 +139,49 @@ impl BasicAuth {
         let value = headers.get(http::header::AUTHORIZATION)?;
         let mut buf = [0u8; MAX_CREDENTIALS];
         let (user, pass) = parse_basic(value.as_bytes(), &mut buf)?.ok()?;
-        self.verified.get(&self.cache_key(user, pass))
+        self.verified(&self.cache_key(user, pass))
+    }
+
+    /// The identity of the credentials of `key`, when they were verified and that has not run
+    /// out: from this thread's own entries, else from the shared cache (then kept here too).
+    fn verified(&self, key: &CacheKey) -> Option<Arc<Identity>> {
+        let now = Instant::now();
+        let mut here = self
+            .verified_here
+            .here()
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(v) = here.get(key).filter(|v| now < v.until) {
+            return Some(v.identity.clone());
+        }
+        let shared = self.verified.get(key)?;
+        if here.len() >= VERIFIED_HERE_MAX {
+            here.retain(|_, v| now < v.until);
+            if here.len() >= VERIFIED_HERE_MAX {
+                here.clear();
+            }
+        }
+        let identity = Arc::new(Identity::clone(&shared.identity));
+        here.insert(
+            *key,
+            Verified {
+                identity: identity.clone(),
+                until: shared.until,
+            },
+        );
+        Some(identity)
+    }
+
+    /// Caches `identity` as verified for the credentials of `key`, for `auth_cache_ttl`.
+    fn remember(&self, key: CacheKey, identity: Arc<Identity>) {
+        // Taken before the insertion: this ends no later than the shared entry. A TTL beyond
+        // what the clock can add holds for a century.
+        let now = Instant::now();
+        let until = now
+            .checked_add(self.ttl)
+            .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 86_400)))
+            .unwrap_or(now);
+        self.verified.insert(key, Verified { identity, until });
     }
 
     /// Single flight for first logins: a burst of requests with one new credential (agents or
@@ -167,7 +231,7 @@ impl BasicAuth {
     /// Checks one `user`/`pass` pair (already decoded).
     pub async fn check(&self, user: &[u8], pass: &[u8]) -> Result<Arc<Identity>, AuthError> {
         let key = self.cache_key(user, pass);
-        if let Some(identity) = self.verified.get(&key) {
+        if let Some(identity) = self.verified(&key) {
             return Ok(identity);
         }
         if self.refused.contains_key(&key) {
@@ -189,7 +253,7 @@ impl BasicAuth {
         // A burst of first logins with one credential (agents restarting together) waits here:
         // once one of them has verified it, the others are answered from the caches instead of
         // each paying a slow hash in turn.
-        if let Some(identity) = self.verified.get(&key) {
+        if let Some(identity) = self.verified(&key) {
             return Ok(identity);
         }
         if self.refused.contains_key(&key) {
@@ -209,7 +273,7 @@ impl BasicAuth {
         match (ok, identity) {
             (true, Some(identity)) => {
                 verifications.with_label_values(&["success"]).inc();
-                self.verified.insert(key, identity.clone());
+                self.remember(key, identity.clone());
                 Ok(identity)
             }
             _ => {
@@ -396,6 +460,54 @@ users:
             ));
         }
         assert!(t.elapsed() < Duration::from_secs(2));
+    }
+
+    /// Verified credentials are answered on every thread, each thread from a copy of the
+    /// identity of its own (whose reference count only that thread writes), and no longer once
+    /// the TTL has run out.
+    #[tokio::test]
+    async fn each_thread_answers_from_its_own_copy_until_the_ttl() {
+        let phc = password::hash_argon2id(b"pw").unwrap();
+        let mut cfg = config(&phc);
+        cfg.server.auth_cache_ttl = Duration::from_secs(1);
+        let auth = BasicAuth::new(&cfg);
+        let right = header("alice", "pw");
+        assert!(auth.cached(&right).is_none());
+        assert!(matches!(
+            auth.authenticate(&right).await,
+            AuthOutcome::Authenticated(_)
+        ));
+        let here = auth
+            .cached(&right)
+            .expect("verified credentials are cached");
+        assert!(Arc::ptr_eq(&here, &auth.cached(&right).unwrap()));
+        std::thread::scope(|s| {
+            // Another thread, asked each time a message comes.
+            let (ask, asked) = std::sync::mpsc::channel::<()>();
+            let (tell, told) = std::sync::mpsc::channel();
+            let (auth, right) = (&auth, &right);
+            s.spawn(move || {
+                for () in asked {
+                    tell.send(auth.cached(right)).unwrap();
+                }
+            });
+            let there = || {
+                ask.send(()).unwrap();
+                told.recv().unwrap()
+            };
+            let first = there().expect("cached for another thread too");
+            assert_eq!(*first, *here);
+            assert!(!Arc::ptr_eq(&first, &here));
+            assert!(Arc::ptr_eq(&first, &there().unwrap()));
+            assert!(auth.cached(&header("alice", "other")).is_none());
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while auth.cached(&right).is_some() {
+                assert!(Instant::now() < deadline, "still cached long after the TTL");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            assert!(there().is_none(), "another thread's copy outlived the TTL");
+            drop(ask);
+        });
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

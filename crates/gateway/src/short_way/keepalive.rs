@@ -448,6 +448,9 @@ where
         // time: ~300 instructions per request).
         let seen = shutdown.clone();
         let mut signalled = std::pin::pin!(shutdown.changed());
+        // Each stream's task holds the app through this connection's own reference: the
+        // app's count is written by every thread, this one only by the connection's.
+        let app = Arc::new(self);
         loop {
             // A signal is seen even under a stream of requests, when accepting never waits
             // (the sender gone counts as a signal, as it ends `changed` too).
@@ -474,7 +477,7 @@ where
             };
             match accepted {
                 Ok(Some(H2Accept::Session(stream))) => {
-                    let this = self.clone();
+                    let this = app.clone();
                     if this.shortcut.takes_h2(&stream) {
                         tokio::spawn(async move {
                             let session = ServerSession::new_http2(stream);

@@ -46,8 +46,10 @@ use pingora::upstreams::peer::{HttpPeer, Peer};
 use pingora::{Error, ErrorType};
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use whizard_core::digest_hash::DigestHashing;
+use whizard_core::per_thread::Slots;
 
 /// Idle upstream connections kept per thread and upstream. Every request in flight holds one,
 /// and an HTTP/2 client has many in flight on one connection (h2load -c32 -m8: 256): a pool
@@ -123,18 +125,28 @@ fn put_idle(key: u64, stream: Stream, now: Instant) {
 pub struct FastGet {
     gateway: Gateway,
     connector: TransportConnector,
-    modules: HttpModules,
+    /// The downstream modules, built per thread: each request's session takes a reference on
+    /// their shared index, which would otherwise be one count written by every thread
+    /// (`whizard_core::per_thread`).
+    modules: Slots<OnceLock<HttpModules>>,
 }
 
 impl FastGet {
     pub fn new(gateway: Gateway, conf: &ServerConf) -> Self {
-        let mut modules = HttpModules::new();
-        gateway.init_downstream_modules(&mut modules);
         FastGet {
             gateway,
             connector: TransportConnector::new(Some(ConnectorOptions::from_server_conf(conf))),
-            modules,
+            modules: Slots::default(),
         }
+    }
+
+    /// This thread's downstream modules.
+    fn modules(&self) -> &HttpModules {
+        self.modules.here().get_or_init(|| {
+            let mut modules = HttpModules::new();
+            self.gateway.init_downstream_modules(&mut modules);
+            modules
+        })
     }
 
     /// Sends the filtered request upstream and the answer back, like pingora's engine does for
@@ -380,7 +392,7 @@ impl FastGet {
     fn session(&self, downstream: ServerSession) -> Session {
         // pingora makes its `Session` only around an HTTP/1 session of a stream; the given one
         // takes that session's place before anything reads it.
-        let mut session = Session::new_h1_with_modules(placeholder(), &self.modules);
+        let mut session = Session::new_h1_with_modules(placeholder(), self.modules());
         *session.downstream_session = downstream;
         session
     }
@@ -388,7 +400,7 @@ impl FastGet {
     /// Runs the hooks on the request of `session` and proxies it: whether the client's
     /// connection (HTTP/1.1) or stream (HTTP/2) may be finished normally.
     async fn run(&self, session: &mut Session) -> bool {
-        whizard_core::metrics::metrics().short_way_requests.inc();
+        whizard_core::metrics::metrics().short_way_request();
         let gw = &self.gateway;
         let mut ctx = gw.new_ctx();
         let outcome = match gw.request_filter(session, &mut ctx).await {

@@ -1,5 +1,7 @@
 //! The gateway's own metrics (DESIGN.md "Metrics"), registered once in a private registry.
 
+mod tallies;
+
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -7,9 +9,10 @@ use prometheus::{
 use std::sync::OnceLock;
 
 pub struct Metrics {
-    pub registry: Registry,
-    pub requests: IntCounterVec,
-    pub request_duration: HistogramVec,
+    registry: Registry,
+    /// Counted through [`Metrics::request_done`] only, like `request_duration`.
+    requests: IntCounterVec,
+    request_duration: HistogramVec,
     pub auth_failures: IntCounterVec,
     pub remote_write_samples: IntCounterVec,
     pub remote_write_series: IntCounterVec,
@@ -24,7 +27,8 @@ pub struct Metrics {
     pub auth_throttled: IntCounterVec,
     pub auth_verifications: IntCounterVec,
     pub cluster_peers: IntGaugeVec,
-    pub short_way_requests: prometheus::IntCounter,
+    /// Counted through [`Metrics::short_way_request`] only.
+    short_way_requests: prometheus::IntCounter,
 }
 
 fn build() -> Metrics {
@@ -207,6 +211,31 @@ fn build() -> Metrics {
     }
 }
 
+impl Metrics {
+    /// Counts a finished request in `requests` (by tenant, route and `code`) and
+    /// `request_duration`: tallied by the calling thread, shared at the next scrape.
+    pub fn request_done(
+        &self,
+        tenant: &str,
+        route: &'static str,
+        code: http::StatusCode,
+        seconds: f64,
+    ) {
+        tallies::request(
+            &self.requests,
+            &self.request_duration,
+            (tenant, route, code),
+            seconds,
+        );
+    }
+
+    /// Counts a request served on the short way (`short_way_requests`), like
+    /// [`Metrics::request_done`].
+    pub fn short_way_request(&self) {
+        tallies::short_way(&self.short_way_requests);
+    }
+}
+
 pub fn metrics() -> &'static Metrics {
     static METRICS: OnceLock<Metrics> = OnceLock::new();
     METRICS.get_or_init(build)
@@ -215,8 +244,73 @@ pub fn metrics() -> &'static Metrics {
 /// The exposition text of every metric.
 pub fn render() -> Vec<u8> {
     let mut out = Vec::with_capacity(16 * 1024);
+    tallies::add_to_shared();
     let families = metrics().registry.gather();
     // Encoding into a Vec cannot fail for well-formed families.
     let _ = TextEncoder::new().encode(&families, &mut out);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{metrics, render};
+    use http::StatusCode;
+
+    /// The value of the sample line of `text` that starts with `series` (name and labels).
+    fn sample(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    /// Requests counted on any thread are all in the next scrape, once.
+    #[test]
+    fn requests_tallied_per_thread_show_in_the_next_scrape_exactly() {
+        let m = metrics();
+        let route = "/api/v1/query";
+        let before = sample(
+            &String::from_utf8(render()).unwrap(),
+            "whizard_gateway_short_way_requests_total",
+        )
+        .unwrap_or(0.0);
+        std::thread::scope(|s| {
+            for _ in 0..3 {
+                s.spawn(|| {
+                    for _ in 0..5 {
+                        m.request_done("tally-test", route, StatusCode::OK, 0.002);
+                        m.short_way_request();
+                    }
+                });
+            }
+        });
+        m.request_done("tally-test", route, StatusCode::NOT_FOUND, 20.0);
+        for _ in 0..2 {
+            let text = String::from_utf8(render()).unwrap();
+            let labels = r#"route="/api/v1/query",tenant="tally-test""#;
+            let count = |code: &str| {
+                sample(
+                    &text,
+                    &format!(r#"whizard_gateway_requests_total{{code="{code}",{labels}}}"#),
+                )
+            };
+            assert_eq!(count("200"), Some(15.0), "{text}");
+            assert_eq!(count("404"), Some(1.0), "{text}");
+            let duration = |part: &str| {
+                sample(
+                    &text,
+                    &format!("whizard_gateway_request_duration_seconds_{part}"),
+                )
+            };
+            assert_eq!(duration(&format!("count{{{labels}}}")), Some(16.0));
+            let sum = duration(&format!("sum{{{labels}}}")).unwrap();
+            assert!((sum - 20.03).abs() < 1e-9, "{sum}");
+            assert_eq!(
+                duration(&format!(r#"bucket{{{labels},le="0.0025"}}"#)),
+                Some(15.0)
+            );
+            assert_eq!(
+                sample(&text, "whizard_gateway_short_way_requests_total"),
+                Some(before + 15.0)
+            );
+        }
+    }
 }
