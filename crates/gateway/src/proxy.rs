@@ -137,35 +137,16 @@ const CLIENT_CLOSED: http::StatusCode = match http::StatusCode::from_u16(499) {
     Err(_) => http::StatusCode::BAD_REQUEST,
 };
 
-/// The hooks pingora's engine runs. The short way (`short_way/mod.rs`) runs the same ones, in
-/// the same order, for plain GETs; its `STEPS` lists them, and a test fails when a hook here is
-/// not one of them.
-#[async_trait]
-impl ProxyHttp for Gateway {
-    type CTX = Ctx;
-
-    /// No downstream modules: pingora's default is a response-compression module that is
-    /// disabled yet still built and consulted on every request.
-    fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
-
-    fn new_ctx(&self) -> Ctx {
-        Ctx {
-            rt: None,
-            start: Instant::now(),
-            route: "unmatched",
-            tenant: String::new(),
-            upstream: None,
-            uri: None,
-            _inflight: Vec::new(),
-            _active: Some(self.state.active_request()),
-            identity: None,
-            upstream_name: "",
-            forwarded_fields: &contract::READ,
-            session_cookie: None,
-        }
-    }
-
-    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> pingora::Result<bool> {
+/// The bodies of the engine's hooks, as inherent methods of the same names: the trait's
+/// methods (boxed futures, by `async_trait`) call them, and the short way calls them directly,
+/// so that their futures are part of its own instead of each being boxed (allocated and
+/// copied) per request.
+impl Gateway {
+    pub(super) async fn request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+    ) -> pingora::Result<bool> {
         let rt = self.state.runtime_here();
         ctx.rt = Some(rt.clone());
         // Keep the client's request id when it is sane, else make one; it travels upstream
@@ -194,7 +175,7 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    async fn upstream_peer(
+    pub(super) async fn upstream_peer(
         &self,
         _session: &mut Session,
         ctx: &mut Ctx,
@@ -219,7 +200,7 @@ impl ProxyHttp for Gateway {
         Ok(Box::new(super::upstream::peer(&rt.config, up, addr)?))
     }
 
-    async fn upstream_request_filter(
+    pub(super) async fn upstream_request_filter(
         &self,
         _session: &mut Session,
         req: &mut RequestHeader,
@@ -245,7 +226,12 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+    pub(super) async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut Ctx,
+    ) -> FailToProxy {
         let upstream = ctx.upstream.map(|k| k.name()).unwrap_or("upstream");
         // The client's doing comes first, whatever the error's type: pingora reports a client
         // that sends data while its request is answered (pipelining) as a `ConnectError`. It is
@@ -293,7 +279,7 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+    pub(super) async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         // Nothing answered: a client that went away is 499 (nginx's convention), so that
         // disconnects do not count as upstream failures; anything else is 502.
         let unanswered = match e.map(|e| e.esource()) {
@@ -333,7 +319,7 @@ impl ProxyHttp for Gateway {
         );
     }
 
-    async fn response_filter(
+    pub(super) async fn response_filter(
         &self,
         session: &mut Session,
         resp: &mut ResponseHeader,
@@ -345,6 +331,73 @@ impl ProxyHttp for Gateway {
             resp.append_header(http::header::SET_COOKIE, cookie)?;
         }
         Ok(())
+    }
+}
+
+/// The hooks pingora's engine runs. The short way (`short_way/mod.rs`) runs the same ones, in
+/// the same order, for plain GETs; its `STEPS` lists them, and a test fails when a hook here is
+/// not one of them.
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = Ctx;
+
+    /// No downstream modules: pingora's default is a response-compression module that is
+    /// disabled yet still built and consulted on every request.
+    fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            rt: None,
+            start: Instant::now(),
+            route: "unmatched",
+            tenant: String::new(),
+            upstream: None,
+            uri: None,
+            _inflight: Vec::new(),
+            _active: Some(self.state.active_request()),
+            identity: None,
+            upstream_name: "",
+            forwarded_fields: &contract::READ,
+            session_cookie: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> pingora::Result<bool> {
+        Gateway::request_filter(self, session, ctx).await
+    }
+
+    async fn upstream_peer(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+    ) -> pingora::Result<Box<HttpPeer>> {
+        Gateway::upstream_peer(self, session, ctx).await
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        req: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> pingora::Result<()> {
+        Gateway::upstream_request_filter(self, session, req, ctx).await
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        Gateway::fail_to_proxy(self, session, e, ctx).await
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        Gateway::logging(self, session, e, ctx).await
+    }
+
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> pingora::Result<()> {
+        Gateway::response_filter(self, session, resp, ctx).await
     }
 }
 
