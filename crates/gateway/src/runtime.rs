@@ -412,15 +412,22 @@ mod tests {
         )
     }
 
+    /// A gateway's state with one tenant, its config file `whizard.yaml` in the directory.
+    fn state_of(tenant: &str) -> (tempfile::TempDir, State) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("whizard.yaml");
+        std::fs::write(&path, config_text(tenant)).unwrap();
+        let config = Config::load(&path).unwrap();
+        let state = State::new(Runtime::new(config, None).unwrap(), &path).unwrap();
+        (dir, state)
+    }
+
     /// Each thread holds the runtime through a reference of its own, takes the new one after
     /// a reload, and no thread keeps the old one alive once its requests are done.
     #[test]
     fn each_thread_takes_the_current_runtime_through_its_own_reference() {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, state) = state_of("first");
         let path = dir.path().join("whizard.yaml");
-        std::fs::write(&path, config_text("first")).unwrap();
-        let config = Config::load(&path).unwrap();
-        let state = State::new(Runtime::new(config, None).unwrap(), &path).unwrap();
         let tenant = |rt: &Runtime| rt.config.tenants.keys().next().cloned().unwrap_or_default();
 
         let here = state.runtime_here();
@@ -471,11 +478,7 @@ mod tests {
 
     #[test]
     fn requests_in_flight_are_counted_across_threads() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("whizard.yaml");
-        std::fs::write(&path, config_text("t")).unwrap();
-        let config = Config::load(&path).unwrap();
-        let state = State::new(Runtime::new(config, None).unwrap(), &path).unwrap();
+        let (_dir, state) = state_of("t");
         let here = state.active_request();
         let there = std::thread::scope(|s| s.spawn(|| state.active_request()).join().unwrap());
         assert_eq!(state.active_requests(), 2);
