@@ -501,7 +501,7 @@ users:
             assert!(Arc::ptr_eq(&first, &there().unwrap()));
             assert!(auth.cached(&header("alice", "other")).is_none());
             let deadline = Instant::now() + Duration::from_secs(10);
-            while auth.cached(&right).is_some() {
+            while auth.cached(right).is_some() {
                 assert!(Instant::now() < deadline, "still cached long after the TTL");
                 std::thread::sleep(Duration::from_millis(20));
             }
