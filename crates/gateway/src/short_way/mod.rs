@@ -176,12 +176,9 @@ impl FastGet {
                         ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
                     ) =>
             {
-                let mut req = upstream_request(session.req_header(), ctx.forwarded_fields())?;
-                gw.upstream_request_filter(session, &mut req, ctx).await?;
-                let mut fresh = self.new_exchange(&peer).await?;
-                let client = &mut session.downstream_session;
-                let header = unless_client_leaves(client, exchange_head(&mut fresh, &req)).await?;
-                (fresh, header)
+                drop(upstream);
+                // Boxed: rare, and inline its state would enlarge every request's future.
+                Box::pin(self.again_on_a_new_connection(session, ctx, &peer)).await?
             }
             Err(e) => return Err(e),
         };
@@ -217,6 +214,23 @@ impl FastGet {
             put_idle(pool_key, stream, ctx.started());
         }
         Ok(())
+    }
+
+    /// The request of `session` made again and sent on a new connection to `peer`: the
+    /// exchange and the answer's head.
+    async fn again_on_a_new_connection(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        peer: &HttpPeer,
+    ) -> pingora::Result<(Exchange, ResponseHeader)> {
+        let gw = &self.gateway;
+        let mut req = upstream_request(session.req_header(), ctx.forwarded_fields())?;
+        gw.upstream_request_filter(session, &mut req, ctx).await?;
+        let mut fresh = self.new_exchange(peer).await?;
+        let client = &mut session.downstream_session;
+        let header = unless_client_leaves(client, exchange_head(&mut fresh, &req)).await?;
+        Ok((fresh, header))
     }
 
     /// An exchange over an idle pooled connection to `peer` (`true`) or a new one; `pool_key`:
