@@ -4,7 +4,7 @@
 //! tenants a request acts for) → `enforcement` (PromQL and `match[]`, pure) and `remote_write`
 //! (the codec, pure); `limits` (per-tenant rate and size limits), `metrics` (the Prometheus
 //! registry), `cluster` (the peers that share rate limits) and `per_thread` (state each thread
-//! writes on a cache line of its own). No pingora, no kube: the
+//! writes on a cache line of its own) and `sync` (locks a panic does not stop). No pingora, no kube: the
 //! gateway and the reconciler crates build on this one.
 
 pub mod auth;
@@ -16,4 +16,5 @@ pub mod limits;
 pub mod metrics;
 pub mod per_thread;
 pub mod remote_write;
+pub mod sync;
 pub mod tenancy;

@@ -197,7 +197,7 @@ impl Limiters {
         };
         let live = self.live();
         if let Some(b) = &l.requests {
-            let mut b = b.lock().unwrap_or_else(|p| p.into_inner());
+            let mut b = crate::sync::lock(b);
             b.take(1.0, live, Instant::now())
                 .map_err(|wait| OverLimit {
                     limit: "requests_per_second",
@@ -234,7 +234,7 @@ impl Limiters {
             return Ok(());
         };
         let live = self.live();
-        let mut b = b.lock().unwrap_or_else(|p| p.into_inner());
+        let mut b = crate::sync::lock(b);
         b.take(samples as f64, live, Instant::now())
             .map_err(|wait| OverLimit {
                 limit: "write_samples_per_second",

@@ -7,6 +7,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 use whizard_core::config::LogFormat;
 use whizard_core::per_thread::Slots;
+use whizard_core::sync::lock;
 
 /// The fields of one line.
 pub struct Entry<'a> {
@@ -103,11 +104,6 @@ fn write_pending(spare: &mut Vec<u8>) {
             let _ = out.flush();
         }
     }
-}
-
-fn lock(m: &Mutex<Vec<u8>>) -> std::sync::MutexGuard<'_, Vec<u8>> {
-    // A panic while appending leaves at worst a partial line; keep logging.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 pub fn log(format: LogFormat, e: &Entry<'_>) {

@@ -8,12 +8,13 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use whizard_core::auth::basic::BasicAuth;
 use whizard_core::config::{Config, ConfigErrors, Upstream};
 use whizard_core::metrics::metrics;
 use whizard_core::per_thread::{Line, Slots};
+use whizard_core::sync::lock;
 
 /// Everything built from one config; replaced whole on reload so a request sees one version.
 pub struct Runtime {
@@ -384,11 +385,6 @@ impl State {
         self.resolved.insert(up.address.clone(), addr);
         Some(addr)
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A slot holds no invariant a panic could break.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 pub(super) fn unix_now() -> i64 {

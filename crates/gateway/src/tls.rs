@@ -36,6 +36,7 @@ use whizard_core::auth::{AuthMethod, Identity};
 use whizard_core::config::{
     CertificateField, ClientAuth, Config, ListenTls, OidcTls, TlsVersion, UpstreamTls, User,
 };
+use whizard_core::sync::lock;
 
 /// How often the listener's certificate files are checked for changes.
 const RELOAD_INTERVAL: Duration = Duration::from_secs(1);
@@ -835,7 +836,7 @@ impl PeerTls {
 static PEER_TLS: LazyLock<Mutex<Vec<Arc<PeerTls>>>> = LazyLock::new(Default::default);
 
 fn remember(p: Arc<PeerTls>) {
-    let mut v = PEER_TLS.lock().unwrap_or_else(|e| e.into_inner());
+    let mut v = lock(&PEER_TLS);
     v.retain(|x| !same_source(&x.source, &p.source));
     v.push(p);
     if v.len() > 4 {
@@ -845,7 +846,7 @@ fn remember(p: Arc<PeerTls>) {
 
 fn peer_tls(t: &UpstreamTls) -> Result<Arc<PeerTls>, String> {
     {
-        let v = PEER_TLS.lock().unwrap_or_else(|e| e.into_inner());
+        let v = lock(&PEER_TLS);
         if let Some(p) = v.iter().rev().find(|p| same_source(&p.source, t)) {
             return Ok(p.clone());
         }

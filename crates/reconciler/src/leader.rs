@@ -14,6 +14,7 @@
 
 use std::future::Future;
 use std::time::{Duration, Instant};
+use whizard_core::sync::lock;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
@@ -121,7 +122,7 @@ impl LeaseLock {
             )
         });
         let unchanged_for = {
-            let mut seen = self.observed.lock().unwrap_or_else(|p| p.into_inner());
+            let mut seen = lock(&self.observed);
             match (seen.as_ref(), record) {
                 (Some((r, at)), Some(rec)) if *r == rec => at.elapsed(),
                 (_, Some(rec)) => {

@@ -26,13 +26,14 @@
 //! rule; while no login has failed for [`FORGET_AFTER`] they cost one clock read and no
 //! lookups.
 
+use crate::sync::lock;
 use moka::sync::Cache;
 use std::collections::hash_map::{Entry, RandomState};
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -229,10 +230,6 @@ fn decrement<K: Hash + Eq>(map: &mut HashMap<K, u32>, key: K) {
             e.remove();
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The address an attempt is counted under: an IPv4 address, an IPv6 /64, or one shared

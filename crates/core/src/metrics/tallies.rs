@@ -10,10 +10,12 @@
 //! tallies instead, behind a lock only the scrape ever contends for, and [`add_to_shared`] moves
 //! them into the shared metrics before every scrape: what a scrape shows is exact.
 
+use crate::per_thread::Slots;
+use crate::sync::lock;
 use prometheus::local::{LocalHistogram, LocalIntCounter};
 use prometheus::{HistogramVec, IntCounter, IntCounterVec};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{LazyLock, Mutex, MutexGuard};
 
 /// One thread's tallies.
 #[derive(Default)]
@@ -46,20 +48,11 @@ impl Tallies {
     }
 }
 
-/// Every thread's tallies, for the scrape.
-static ALL: Mutex<Vec<Arc<Mutex<Tallies>>>> = Mutex::new(Vec::new());
+/// Every thread's tallies: each thread writes its own slot, the scrape reads them all.
+static TALLIES: LazyLock<Slots<Mutex<Tallies>>> = LazyLock::new(Slots::default);
 
-thread_local! {
-    static MINE: Arc<Mutex<Tallies>> = {
-        let mine = Arc::new(Mutex::new(Tallies::default()));
-        lock(&ALL).push(mine.clone());
-        mine
-    };
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Tallies stay consistent whatever panicked while one was held: keep counting.
-    m.lock().unwrap_or_else(|p| p.into_inner())
+fn mine() -> MutexGuard<'static, Tallies> {
+    lock(TALLIES.here())
 }
 
 /// Counts a finished request on this thread: `tenant`, `route` and `code` are the labels of
@@ -71,14 +64,12 @@ pub(super) fn request(
     seconds: f64,
 ) {
     let labels = (tenant, route, code);
-    MINE.with(|mine| {
-        let mut tallies = lock(mine);
-        if let Some(routes) = tallies.tenants.get_mut(tenant) {
-            return count(routes, requests, duration, labels, seconds);
-        }
-        let routes = tallies.tenants.entry(tenant.into()).or_default();
-        count(routes, requests, duration, labels, seconds)
-    })
+    let mut tallies = mine();
+    if let Some(routes) = tallies.tenants.get_mut(tenant) {
+        return count(routes, requests, duration, labels, seconds);
+    }
+    let routes = tallies.tenants.entry(tenant.into()).or_default();
+    count(routes, requests, duration, labels, seconds)
 }
 
 fn count(
@@ -116,17 +107,15 @@ fn count(
 
 /// Counts one more of `counter` on this thread (one counter per process: the short way's).
 pub(super) fn short_way(counter: &IntCounter) {
-    MINE.with(|mine| {
-        lock(mine)
-            .short_way
-            .get_or_insert_with(|| counter.local())
-            .inc()
-    })
+    mine()
+        .short_way
+        .get_or_insert_with(|| counter.local())
+        .inc()
 }
 
 /// Adds every thread's tallies to the shared metrics (and starts them again from zero).
 pub(super) fn add_to_shared() {
-    for tallies in lock(&ALL).iter() {
+    for tallies in TALLIES.iter() {
         lock(tallies).add_to_shared();
     }
 }

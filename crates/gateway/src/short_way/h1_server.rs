@@ -29,6 +29,7 @@ use pingora::{Error, ErrorType, OkOrErr, OrErr, Result};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
+use whizard_core::sync::lock;
 
 /// Fields a short-way request may have; a head with more goes to pingora (limit 256).
 const MAX_FIELDS: usize = 64;
@@ -117,12 +118,12 @@ pub type Reusable = (Stream, Bytes);
 
 impl Handback {
     fn put(&self, reusable: Reusable) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(reusable);
+        *lock(&self.0) = Some(reusable);
     }
 
     /// The connection, if the answer was complete and allowed it to carry another request.
     pub fn take(&self) -> Option<Reusable> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+        lock(&self.0).take()
     }
 }
 

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
 use tokio::runtime::{Handle, RuntimeFlavor};
+use whizard_core::sync::lock;
 
 /// The worker threads of one service and how many connections each serves. Threads enter
 /// the list as pingora first hands them a connection (at random, so all of them soon).
@@ -62,7 +63,7 @@ impl Workers {
             return None;
         }
         let thread = std::thread::current().id();
-        let mut list = self.list.lock().unwrap_or_else(|e| e.into_inner());
+        let mut list = lock(&self.list);
         if !list.iter().any(|w| w.thread == thread) {
             if let Some(&cpu) = self.pin_to.get(list.len() % self.pin_to.len().max(1)) {
                 match super::cpus::pin_this_thread(cpu) {
