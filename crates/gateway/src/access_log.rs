@@ -2,7 +2,7 @@
 //! request never waits on the terminal or a pipe. Only fields chosen here are logged: no
 //! header values, so passwords, tokens and cookies cannot end up in the log.
 
-use std::io::Write as _;
+use std::io::Write;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 use whizard_core::config::LogFormat;
@@ -91,18 +91,28 @@ extern "C" fn flush_at_exit() {
     write_pending(&mut Vec::new());
 }
 
-/// Swaps each thread's backlog out (its lock is held only for the swap) and writes it to
-/// stdout.
+/// Writes every thread's backlog to stdout.
 fn write_pending(spare: &mut Vec<u8>) {
     let Some(sink) = SINK.get() else { return };
-    for pending in sink.pending.iter() {
+    write_backlogs(&sink.pending, spare, &mut std::io::stdout().lock());
+}
+
+/// Swaps each backlog out (its lock is held only for the swap) and writes it to `out`. Only a
+/// backlog with lines is swapped: the spare's room then goes to a thread that logs, and does
+/// not end up in the slot of a thread that never does, which would leave the next busy thread
+/// to grow a new buffer from nothing every time (a reallocation every few dozen lines).
+fn write_backlogs(backlogs: &Slots<Mutex<Vec<u8>>>, spare: &mut Vec<u8>, out: &mut impl Write) {
+    for pending in backlogs.iter() {
         spare.clear();
-        std::mem::swap(&mut *lock(pending), spare);
-        if !spare.is_empty() {
-            let mut out = std::io::stdout().lock();
-            let _ = out.write_all(spare);
-            let _ = out.flush();
+        {
+            let mut pending = lock(pending);
+            if pending.is_empty() {
+                continue;
+            }
+            std::mem::swap(&mut *pending, spare);
         }
+        let _ = out.write_all(spare);
+        let _ = out.flush();
     }
 }
 
@@ -307,6 +317,31 @@ pub fn new_request_id() -> http::HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_writer_keeps_its_room_with_the_threads_that_log() {
+        let backlogs: Slots<Mutex<Vec<u8>>> = Slots::default();
+        let mut spare = Vec::with_capacity(WAKE_AT);
+        let mut out = Vec::new();
+        for round in 0..3 {
+            lock(backlogs.at(5)).extend_from_slice(format!("line {round}\n").as_bytes());
+            write_backlogs(&backlogs, &mut spare, &mut out);
+        }
+        assert_eq!(out, b"line 0\nline 1\nline 2\n");
+        // The busy slot and the spare share the writer's room; the idle slots hold none.
+        let busy = lock(backlogs.at(5)).capacity();
+        assert!(
+            busy.min(spare.capacity()) > 0,
+            "{busy} / {}",
+            spare.capacity()
+        );
+        assert!(busy.max(spare.capacity()) >= WAKE_AT);
+        let idle: usize = (0..whizard_core::per_thread::SLOTS)
+            .filter(|&i| i != 5)
+            .map(|i| lock(backlogs.at(i)).capacity())
+            .sum();
+        assert_eq!(idle, 0);
+    }
 
     fn entry() -> Entry<'static> {
         Entry {

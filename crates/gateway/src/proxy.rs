@@ -12,6 +12,7 @@ use super::request_id::{self, REQUEST_ID, REQUEST_ID_FIELD};
 use super::respond::{self, Refusal};
 use super::routes::{self, Class};
 use super::runtime::{ActiveRequest, Runtime, RuntimeHere, State};
+use super::upstream::KeptPeer;
 use super::{contract, filtered, login, write};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -175,11 +176,13 @@ impl Gateway {
         }
     }
 
+    /// The engine's `upstream_peer`: this thread's kept peer (`upstream::Peers`), which the
+    /// short way uses as it is and the engine takes a copy of.
     pub(super) async fn upstream_peer(
         &self,
         _session: &mut Session,
         ctx: &mut Ctx,
-    ) -> pingora::Result<Box<HttpPeer>> {
+    ) -> pingora::Result<Arc<KeptPeer>> {
         let (Some(rt), Some(kind)) = (ctx.rt.as_ref(), ctx.upstream) else {
             return Err(Error::explain(
                 ErrorType::InternalError,
@@ -197,7 +200,9 @@ impl Gateway {
                 "cannot resolve the upstream host",
             ));
         };
-        Ok(Box::new(super::upstream::peer(&rt.config, up, addr)?))
+        rt.peers.at(kind.name(), addr, || {
+            super::upstream::peer(&rt.config, up, addr)
+        })
     }
 
     pub(super) async fn upstream_request_filter(
@@ -371,7 +376,8 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut Ctx,
     ) -> pingora::Result<Box<HttpPeer>> {
-        Gateway::upstream_peer(self, session, ctx).await
+        let kept = Gateway::upstream_peer(self, session, ctx).await?;
+        Ok(Box::new(kept.peer.clone()))
     }
 
     async fn upstream_request_filter(

@@ -5,7 +5,7 @@ use super::{respond, tls};
 use arc_swap::ArcSwap;
 use moka::sync::Cache;
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -47,6 +47,8 @@ pub struct Runtime {
     /// requests the gateway builds itself (pingora copies a non-standard `HeaderName` per
     /// insert, hence `tenant_header` beside it).
     pub tenant_header_name: http::HeaderName,
+    /// pingora's peers for the upstreams of `config`, kept per thread and address.
+    pub peers: super::upstream::Peers,
 }
 
 impl Runtime {
@@ -137,6 +139,7 @@ impl Runtime {
             write_labels,
             tenant_header: bytes::Bytes::from(config.tenancy.header.clone()),
             tenant_header_name,
+            peers: Default::default(),
             config,
         })
     }
@@ -375,7 +378,7 @@ impl State {
 
     /// The socket address of an upstream (DNS names resolved off the hot path and cached).
     pub async fn address(&self, up: &Upstream) -> Option<std::net::SocketAddr> {
-        if let Ok(ip) = up.host.parse::<IpAddr>() {
+        if let Some(ip) = up.ip {
             return Some(SocketAddr::new(ip, up.port));
         }
         if let Some(a) = self.resolved.get(&up.address) {

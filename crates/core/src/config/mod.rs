@@ -175,6 +175,8 @@ pub struct Upstream {
     pub port: u16,
     /// `host:port`, what the proxy connects to.
     pub address: String,
+    /// The host as an IP address, when it is one: nothing to resolve (read per request).
+    pub ip: Option<std::net::IpAddr>,
     /// The `Host` header of requests to it: the host, with the port unless it is the default.
     pub host_header: http::HeaderValue,
     /// Path of the URL without a trailing slash ("" for a bare base URL).
@@ -773,6 +775,7 @@ impl Validator<'_> {
         };
         Some(Upstream {
             tls,
+            ip: host.parse().ok(),
             host,
             port,
             address,
@@ -1445,6 +1448,7 @@ impl Validator<'_> {
             host: String::new(),
             port: 0,
             address: String::new(),
+            ip: None,
             host_header: http::HeaderValue::from_static(""),
             path: String::new(),
             url: String::new(),

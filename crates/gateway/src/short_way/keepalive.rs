@@ -112,7 +112,7 @@ pub trait Shortcut: Send + Sync + 'static {
     /// Whether [`Shortcut::serve_h2`] serves the request of this HTTP/2 stream.
     fn takes_h2(&self, stream: &H2Stream) -> bool;
     /// Serves the request of one HTTP/2 stream, as pingora's `process_new_http` would.
-    async fn serve_h2(&self, session: ServerSession);
+    async fn serve_h2(&self, session: Box<ServerSession>);
 }
 
 /// Rejected (malformed) streams an HTTP/2 connection may open before it is closed: pingora's
@@ -479,10 +479,11 @@ where
                 Ok(Some(H2Accept::Session(stream))) => {
                     let this = app.clone();
                     if this.shortcut.takes_h2(&stream) {
-                        tokio::spawn(async move {
-                            let session = ServerSession::new_http2(stream);
-                            this.shortcut.serve_h2(session).await;
-                        });
+                        // Boxed before the task is made: the task's future is then a few
+                        // words instead of the stream's ~700 bytes, which tokio moves whole
+                        // into the task and again when it ends.
+                        let session = Box::new(ServerSession::new_http2(stream));
+                        tokio::spawn(async move { this.shortcut.serve_h2(session).await });
                     } else {
                         let shutdown = seen.clone();
                         tokio::spawn(async move {

@@ -42,7 +42,7 @@ use pingora::protocols::http::ServerSession;
 use pingora::protocols::Stream;
 use pingora::proxy::{ProxyHttp, Session};
 use pingora::server::configuration::ServerConf;
-use pingora::upstreams::peer::{HttpPeer, Peer};
+use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -153,12 +153,12 @@ impl FastGet {
     /// a request without a body.
     async fn proxy(&self, session: &mut Session, ctx: &mut Ctx) -> pingora::Result<()> {
         let gw = &self.gateway;
-        let peer = gw.upstream_peer(session, ctx).await?;
+        let kept = gw.upstream_peer(session, ctx).await?;
+        let (peer, pool_key) = (&kept.peer, kept.pool_key);
         let mut req = upstream_request(session.req_header(), ctx.forwarded_fields())?;
         gw.upstream_request_filter(session, &mut req, ctx).await?;
 
-        let pool_key = peer.reuse_hash();
-        let (mut upstream, reused) = self.connect(&peer, pool_key, ctx.started()).await?;
+        let (mut upstream, reused) = self.connect(peer, pool_key, ctx.started()).await?;
         let client = &mut session.downstream_session;
         let first = unless_client_leaves(client, exchange_head(&mut upstream, &req)).await;
         let (mut upstream, mut header) = match first {
@@ -178,7 +178,7 @@ impl FastGet {
             {
                 drop(upstream);
                 // Boxed: rare, and inline its state would enlarge every request's future.
-                Box::pin(self.again_on_a_new_connection(session, ctx, &peer)).await?
+                Box::pin(self.again_on_a_new_connection(session, ctx, peer)).await?
             }
             Err(e) => return Err(e),
         };
@@ -234,7 +234,7 @@ impl FastGet {
     }
 
     /// An exchange over an idle pooled connection to `peer` (`true`) or a new one; `pool_key`:
-    /// the peer's [`Peer::reuse_hash`] (hashed once per request: it hashes the whole peer);
+    /// the peer's `Peer::reuse_hash` (hashed once per kept peer: it hashes the whole peer);
     /// `now`: the request's start, for the idle connections' age.
     async fn connect(
         &self,
@@ -367,7 +367,7 @@ impl keepalive::Shortcut for FastGet {
     ) -> Option<(Stream, Bytes)> {
         let handback = Handback::default();
         let lean = LeanSession::new(stream, head, pipelined, req, keep_alive, handback.clone());
-        let mut session = self.session(ServerSession::new_custom(Box::new(lean)));
+        let mut session = self.session(Box::new(ServerSession::new_custom(Box::new(lean))));
         let reuse = self.run(&mut session).await;
         let lean = session.downstream_session.as_custom_mut()?;
         if !reuse {
@@ -387,7 +387,7 @@ impl keepalive::Shortcut for FastGet {
             && stream.is_body_done()
     }
 
-    async fn serve_h2(&self, stream: ServerSession) {
+    async fn serve_h2(&self, stream: Box<ServerSession>) {
         let mut session = self.session(stream);
         if self.run(&mut session).await {
             // Ends the stream if the answer did not (an empty DATA frame); a failed request's
@@ -403,11 +403,11 @@ impl keepalive::Shortcut for FastGet {
 
 impl FastGet {
     /// pingora's `Session` around the client's side of one request.
-    fn session(&self, downstream: ServerSession) -> Session {
+    fn session(&self, downstream: Box<ServerSession>) -> Session {
         // pingora makes its `Session` only around an HTTP/1 session of a stream; the given one
-        // takes that session's place before anything reads it.
+        // takes that session's place before anything reads it (its box with it: no copy).
         let mut session = Session::new_h1_with_modules(placeholder(), self.modules());
-        *session.downstream_session = downstream;
+        session.downstream_session = downstream;
         session
     }
 
