@@ -190,7 +190,7 @@ impl Gateway {
             ));
         };
         let up = kind.of(rt);
-        let Some(addr) = self.state.address(up, ctx.start).await else {
+        let Some(addr) = rt.peers.address(up, ctx.start).await else {
             metrics()
                 .upstream_errors
                 .with_label_values(&[kind.name(), "resolve"])

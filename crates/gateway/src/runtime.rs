@@ -5,13 +5,11 @@ use super::{respond, tls};
 use arc_swap::ArcSwap;
 use moka::sync::Cache;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 use whizard_core::auth::basic::BasicAuth;
-use whizard_core::config::{Config, ConfigErrors, Upstream};
+use whizard_core::config::{Config, ConfigErrors};
 use whizard_core::metrics::metrics;
 use whizard_core::per_thread::{Line, Slots};
 use whizard_core::sync::lock;
@@ -246,10 +244,6 @@ pub struct State {
     /// runtime (and its background work) alive.
     runtimes_here: Slots<Mutex<Option<(u64, RuntimeHere)>>>,
     pub config_path: PathBuf,
-    /// Per thread: upstream host names resolved, each until [`RESOLVED_FOR`] has passed.
-    /// Emptied on reload. A shared cache would be read (and its read log written) by every
-    /// thread on every request to a named upstream.
-    resolved_here: Slots<Mutex<Vec<Resolved>>>,
     /// Requests being handled, for graceful shutdown: counted per thread
     /// ([`State::active_requests`] adds them up).
     active: Slots<Arc<Line<AtomicUsize>>>,
@@ -257,19 +251,6 @@ pub struct State {
     /// Runs background work (key refreshes) independent of the listeners.
     background: tokio::runtime::Runtime,
 }
-
-/// An upstream's `host:port` as resolved, and until when it is used.
-struct Resolved {
-    address: String,
-    addr: SocketAddr,
-    until: Instant,
-}
-
-/// How long a resolved upstream address is used before the name is resolved again.
-const RESOLVED_FOR: Duration = Duration::from_secs(30);
-/// Names a thread keeps resolved at most: upstreams are few, and more means a config that
-/// changed them often; the thread then starts over.
-const RESOLVED_PER_THREAD: usize = 64;
 
 /// Counts one request as in flight until dropped (on the count of the thread it started on).
 pub struct ActiveRequest(Arc<Line<AtomicUsize>>);
@@ -301,7 +282,6 @@ impl State {
             generation: AtomicU64::new(0),
             runtimes_here: Slots::default(),
             config_path: config_path.to_path_buf(),
-            resolved_here: Slots::default(),
             active: Slots::default(),
             throttle: Default::default(),
             background: tokio::runtime::Builder::new_multi_thread()
@@ -375,9 +355,6 @@ impl State {
             Ok(rt) => {
                 self.start_background(&rt);
                 self.store(rt);
-                for slot in self.resolved_here.iter() {
-                    lock(slot).clear();
-                }
                 m.config_last_reload_successful.set(1);
                 m.config_last_reload_success_timestamp.set(unix_now());
                 tracing::info!(path = %self.config_path.display(), "config reloaded");
@@ -389,32 +366,6 @@ impl State {
                 Err(e)
             }
         }
-    }
-
-    /// The socket address of an upstream at `now`: its IP address, or its name as this thread
-    /// resolved it less than [`RESOLVED_FOR`] ago (resolved again after that).
-    pub async fn address(&self, up: &Upstream, now: Instant) -> Option<SocketAddr> {
-        if let Some(ip) = up.ip {
-            return Some(SocketAddr::new(ip, up.port));
-        }
-        {
-            let mut resolved = lock(self.resolved_here.here());
-            resolved.retain(|r| r.until > now);
-            if let Some(r) = resolved.iter().find(|r| r.address == up.address) {
-                return Some(r.addr);
-            }
-        }
-        let addr = tokio::net::lookup_host(&up.address).await.ok()?.next()?;
-        let mut resolved = lock(self.resolved_here.here());
-        if resolved.len() >= RESOLVED_PER_THREAD {
-            resolved.clear();
-        }
-        resolved.push(Resolved {
-            address: up.address.clone(),
-            addr,
-            until: now + RESOLVED_FOR,
-        });
-        Some(addr)
     }
 }
 
@@ -449,68 +400,33 @@ mod tests {
         (dir, state)
     }
 
-    /// A named upstream is resolved once per thread and period: the next requests take the
-    /// thread's answer until it is due, a reload forgets every answer, and another thread
-    /// resolves on its own.
+    /// A reload's runtime reaches its upstreams afresh: names resolved under the old config
+    /// are not used under the new one.
     #[test]
-    fn a_thread_resolves_an_upstream_name_once_per_period() {
+    fn a_reload_forgets_the_upstream_names_resolved() {
         let (dir, state) = state_of("first");
         // The state holds a runtime of its own, which must not be dropped inside another.
         let run = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
-        run.block_on(resolve_once_per_period(&dir, &state));
-    }
-
-    async fn resolve_once_per_period(dir: &tempfile::TempDir, state: &State) {
         let config = Config::load(&dir.path().join("whizard.yaml")).unwrap();
         let mut up = config.upstreams.query.clone();
-        up.host = "localhost".into();
         up.address = format!("localhost:{}", up.port);
         up.ip = None;
-        let kept = |state: &State| {
-            super::lock(state.resolved_here.here())
-                .iter()
-                .map(|r| (r.address.clone(), r.until))
-                .collect::<Vec<_>>()
+        let now = std::time::Instant::now();
+        let resolved = |state: &State| {
+            let rt = state.runtime_here();
+            run.block_on(rt.peers.address(&up, now))
         };
-
-        let start = std::time::Instant::now();
-        let addr = state.address(&up, start).await.expect("localhost resolves");
-        assert!(addr.ip().is_loopback(), "{addr}");
-        assert_eq!(addr.port(), up.port);
-        let first = kept(state);
-        assert_eq!(first, [(up.address.clone(), start + super::RESOLVED_FOR)]);
-        // Within the period the thread's answer is used as it is.
-        let later = start + super::RESOLVED_FOR / 2;
-        assert_eq!(state.address(&up, later).await, Some(addr));
-        assert_eq!(kept(state), first);
-        // Once due, the name is resolved again.
-        let due = start + super::RESOLVED_FOR;
-        assert_eq!(state.address(&up, due).await, Some(addr));
-        assert_eq!(
-            kept(state),
-            [(up.address.clone(), due + super::RESOLVED_FOR)]
-        );
-        // Another thread has answers of its own.
-        std::thread::scope(|s| {
-            s.spawn(|| assert!(kept(state).is_empty())).join().unwrap();
-        });
-        // A reload forgets every answer.
+        assert!(resolved(&state).is_some());
+        let before = state.runtime_here();
+        assert_eq!(before.peers.names_resolved_here(), 1);
         state.reload().unwrap();
-        assert!(kept(state).is_empty());
-        // An IP address is never resolved nor kept.
-        let ip = config.upstreams.query.clone();
-        assert_eq!(
-            state
-                .address(&ip, start)
-                .await
-                .map(|a| a.to_string())
-                .as_deref(),
-            Some("127.0.0.1:9090")
-        );
-        assert!(kept(state).is_empty());
+        let after = state.runtime_here();
+        assert_eq!(after.peers.names_resolved_here(), 0);
+        assert!(resolved(&state).is_some());
+        assert_eq!(after.peers.names_resolved_here(), 1);
     }
 
     /// Each thread holds the runtime through a reference of its own, takes the new one after

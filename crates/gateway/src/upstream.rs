@@ -7,7 +7,7 @@ use super::tls;
 use pingora::upstreams::peer::{HttpPeer, Peer};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use whizard_core::config::{Config, Upstream};
 use whizard_core::per_thread::Slots;
 use whizard_core::sync::lock;
@@ -53,15 +53,19 @@ pub struct KeptPeer {
     pub pool_key: u64,
 }
 
-/// The peers of one runtime's upstreams, made once per thread and address instead of per
-/// request. An `HttpPeer` is large (its options alone are hundreds of bytes): made, boxed,
-/// hashed for the pool and dropped per request, it cost ~1,100 of a plain GET's ~37,900
-/// instructions (callgrind). Each thread keeps its own, so that taking one writes only a
-/// reference count no other thread writes (`whizard_core::per_thread`). A reload makes a new
-/// runtime, and with it new peers with the new timeouts and TLS.
+/// How one runtime reaches its upstreams, kept per thread: the addresses of upstreams named
+/// by host, and pingora's peers, made once per address instead of per request.
+///
+/// An `HttpPeer` is large (its options alone are hundreds of bytes): made, boxed, hashed for
+/// the pool and dropped per request, it cost ~1,100 of a plain GET's ~37,900 instructions
+/// (callgrind). A name resolved through a cache every thread shares had that cache's read log
+/// written by every thread on every request. Each thread keeps its own of both, so that taking
+/// one writes only memory no other thread writes (`whizard_core::per_thread`). A reload makes
+/// a new runtime, and with it new peers with the new timeouts and TLS, and names resolved anew.
 #[derive(Default)]
 pub struct Peers {
     here: Slots<Mutex<Vec<PeerAt>>>,
+    resolved_here: Slots<Mutex<Vec<Resolved>>>,
 }
 
 /// A thread's peer of one upstream at one address.
@@ -75,7 +79,54 @@ struct PeerAt {
 /// keep changing; the thread then starts over.
 const PEERS_PER_THREAD: usize = 16;
 
+/// An upstream's `host:port` as a thread resolved it, and until when it is used.
+struct Resolved {
+    address: String,
+    addr: SocketAddr,
+    until: Instant,
+}
+
+/// How long a resolved upstream address is used before the name is resolved again.
+pub const RESOLVED_FOR: Duration = Duration::from_secs(30);
+/// Names a thread keeps resolved at most: a runtime has few upstreams.
+const RESOLVED_PER_THREAD: usize = 64;
+
 impl Peers {
+    /// The socket address of `up` at `now`: its IP address, or its name as this thread
+    /// resolved it less than [`RESOLVED_FOR`] ago (resolved again after that). `None`: the
+    /// name does not resolve.
+    pub async fn address(&self, up: &Upstream, now: Instant) -> Option<SocketAddr> {
+        if let Some(ip) = up.ip {
+            return Some(SocketAddr::new(ip, up.port));
+        }
+        {
+            let mut resolved = lock(self.resolved_here.here());
+            resolved.retain(|r| r.until > now);
+            if let Some(r) = resolved.iter().find(|r| r.address == up.address) {
+                return Some(r.addr);
+            }
+        }
+        // Not under the lock: another request of this thread may resolve meanwhile.
+        let addr = tokio::net::lookup_host(&up.address).await.ok()?.next()?;
+        let mut resolved = lock(self.resolved_here.here());
+        if resolved.len() >= RESOLVED_PER_THREAD {
+            resolved.clear();
+        }
+        resolved.retain(|r| r.address != up.address);
+        resolved.push(Resolved {
+            address: up.address.clone(),
+            addr,
+            until: now + RESOLVED_FOR,
+        });
+        Some(addr)
+    }
+
+    /// How many names this thread holds resolved (for tests).
+    #[cfg(test)]
+    pub fn names_resolved_here(&self) -> usize {
+        lock(self.resolved_here.here()).len()
+    }
+
     /// This thread's peer of the upstream named `name` at `addr`, made by `make` the first time.
     pub fn at(
         &self,
@@ -116,11 +167,27 @@ pub fn url(upstream: &Upstream) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{Peers, PEERS_PER_THREAD};
+    use super::{Peers, PEERS_PER_THREAD, RESOLVED_FOR};
     use pingora::upstreams::peer::{HttpPeer, Peer};
     use std::net::SocketAddr;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
+    use std::time::Instant;
+    use whizard_core::config::Upstream;
+
+    /// The upstream `http://{host}:9090`, as the config would hold it.
+    fn upstream(host: &str) -> Upstream {
+        Upstream {
+            tls: false,
+            host: host.into(),
+            port: 9090,
+            address: format!("{host}:9090"),
+            ip: host.parse().ok(),
+            host_header: http::HeaderValue::from_str(&format!("{host}:9090")).unwrap(),
+            path: String::new(),
+            url: format!("http://{host}:9090"),
+        }
+    }
 
     fn addr(port: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], port))
@@ -161,6 +228,53 @@ mod tests {
         });
         assert!(failed.is_err());
         peers.at("query", addr(1), || make(1)).unwrap();
+    }
+
+    /// A named upstream is resolved once per thread and period: the next requests take the
+    /// thread's answer until it is due, and another thread resolves on its own.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_thread_resolves_an_upstream_name_once_per_period() {
+        let peers = Peers::default();
+        let named = upstream("localhost");
+        let kept = |peers: &Peers| {
+            super::lock(peers.resolved_here.here())
+                .iter()
+                .map(|r| (r.address.clone(), r.until))
+                .collect::<Vec<_>>()
+        };
+
+        let start = Instant::now();
+        let addr = peers
+            .address(&named, start)
+            .await
+            .expect("localhost resolves");
+        assert!(addr.ip().is_loopback(), "{addr}");
+        assert_eq!(addr.port(), 9090);
+        let first = kept(&peers);
+        assert_eq!(first, [(named.address.clone(), start + RESOLVED_FOR)]);
+        // Within the period the thread's answer is used as it is.
+        let later = start + RESOLVED_FOR / 2;
+        assert_eq!(peers.address(&named, later).await, Some(addr));
+        assert_eq!(kept(&peers), first);
+        // Once due, the name is resolved again, and kept once.
+        let due = start + RESOLVED_FOR;
+        assert_eq!(peers.address(&named, due).await, Some(addr));
+        assert_eq!(kept(&peers), [(named.address.clone(), due + RESOLVED_FOR)]);
+        // Another thread has answers of its own.
+        std::thread::scope(|s| {
+            s.spawn(|| assert!(kept(&peers).is_empty())).join().unwrap();
+        });
+        // An IP address is never resolved nor kept.
+        let ip = upstream("127.0.0.1");
+        assert_eq!(
+            peers
+                .address(&ip, start)
+                .await
+                .map(|a| a.to_string())
+                .as_deref(),
+            Some("127.0.0.1:9090")
+        );
+        assert_eq!(kept(&peers).len(), 1);
     }
 
     #[test]
